@@ -1,0 +1,309 @@
+//! Delta cursor state of one stream of one tenant, as an explicit state machine
+//! (LIMITS.md section 6.4).
+//!
+//! ```text
+//!  NeedsFull ──start──▶ InRound(Full) ──deltaLink──▶ Applying ──all pages applied──▶ Idle
+//!      ▲                    ▲  │nextLink (checkpoint)                                  │
+//!      │                    └──┘                                                       │
+//!      │          Idle ──start──▶ InRound(Incremental) ──…──▶ Applying ──▶ Idle ◀──────┘
+//!      └──── token expired / 410 / resyncRequired, from any state ────────────────────┘
+//! ```
+//! The deltaLink that starts the next round is only committed (`Idle`) after every page of the
+//! round has been applied; a failure before that leaves the previous watermark in place.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::page::{PageRequest, RoundMode};
+
+/// Why a full round is needed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullReason {
+    /// Never synced.
+    Initial,
+    /// Graph said the delta token is no longer valid (410, `syncStateNotFound`, `resyncRequired`).
+    TokenExpired,
+    /// An operator asked for it.
+    Requested,
+}
+
+/// The state of one stream's delta cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CursorState {
+    /// The next round must read everything.
+    NeedsFull { reason: FullReason },
+    /// Between rounds: the next round starts from `delta_link`.
+    Idle {
+        delta_link: String,
+        committed_at: DateTime<Utc>,
+    },
+    /// Fetch is reading a round; `next` is the checkpoint to resume from after a crash.
+    InRound {
+        cycle: u64,
+        run_id: String,
+        mode: RoundMode,
+        next: ResumePoint,
+        next_page: u32,
+        /// The watermark to fall back to if this incremental round cannot finish.
+        previous_delta_link: Option<String>,
+    },
+    /// Every page is enqueued; waiting for reconcile to apply all `pages` before committing.
+    Applying {
+        cycle: u64,
+        run_id: String,
+        mode: RoundMode,
+        pages: u32,
+        delta_link: String,
+    },
+}
+
+/// Where a round in progress continues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "url", rename_all = "snake_case")]
+pub enum ResumePoint {
+    Initial,
+    Link(String),
+}
+
+impl ResumePoint {
+    pub fn request(&self) -> PageRequest {
+        match self {
+            ResumePoint::Initial => PageRequest::Initial,
+            ResumePoint::Link(url) => PageRequest::Link(url.clone()),
+        }
+    }
+}
+
+/// The stored cursor of one stream: the state plus the counters that outlive rounds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CursorRecord {
+    pub state: CursorState,
+    /// The last cycle number handed out; cycles only grow.
+    pub last_cycle: u64,
+    /// Pages of cycles below this are from abandoned rounds and are ignored by reconcile:
+    /// the full round that started at this cycle re-reads everything they carried.
+    pub min_valid_cycle: u64,
+}
+
+impl Default for CursorRecord {
+    fn default() -> Self {
+        Self {
+            state: CursorState::NeedsFull {
+                reason: FullReason::Initial,
+            },
+            last_cycle: 0,
+            min_valid_cycle: 0,
+        }
+    }
+}
+
+impl CursorRecord {
+    /// Begin a round (or return the one in progress). Returns the new record and whether this is
+    /// a fresh round.
+    pub fn begin_round(&self, run_id: &str) -> (CursorRecord, bool) {
+        match &self.state {
+            CursorState::InRound { .. } | CursorState::Applying { .. } => (self.clone(), false),
+            CursorState::NeedsFull { .. } => {
+                let cycle = self.last_cycle + 1;
+                (
+                    CursorRecord {
+                        state: CursorState::InRound {
+                            cycle,
+                            run_id: run_id.to_owned(),
+                            mode: RoundMode::Full,
+                            next: ResumePoint::Initial,
+                            next_page: 0,
+                            previous_delta_link: None,
+                        },
+                        last_cycle: cycle,
+                        min_valid_cycle: cycle,
+                    },
+                    true,
+                )
+            }
+            CursorState::Idle { delta_link, .. } => {
+                let cycle = self.last_cycle + 1;
+                (
+                    CursorRecord {
+                        state: CursorState::InRound {
+                            cycle,
+                            run_id: run_id.to_owned(),
+                            mode: RoundMode::Incremental,
+                            next: ResumePoint::Link(delta_link.clone()),
+                            next_page: 0,
+                            previous_delta_link: Some(delta_link.clone()),
+                        },
+                        last_cycle: cycle,
+                        min_valid_cycle: self.min_valid_cycle,
+                    },
+                    true,
+                )
+            }
+        }
+    }
+
+    /// After a page with a nextLink was enqueued.
+    pub fn checkpoint_next(&self, next_link: String) -> Option<CursorRecord> {
+        match &self.state {
+            CursorState::InRound {
+                cycle,
+                run_id,
+                mode,
+                next_page,
+                previous_delta_link,
+                ..
+            } => Some(CursorRecord {
+                state: CursorState::InRound {
+                    cycle: *cycle,
+                    run_id: run_id.clone(),
+                    mode: *mode,
+                    next: ResumePoint::Link(next_link),
+                    next_page: next_page + 1,
+                    previous_delta_link: previous_delta_link.clone(),
+                },
+                ..self.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    /// After the last page (the one with the deltaLink) was enqueued.
+    pub fn checkpoint_last(&self, delta_link: String) -> Option<CursorRecord> {
+        match &self.state {
+            CursorState::InRound {
+                cycle,
+                run_id,
+                mode,
+                next_page,
+                ..
+            } => Some(CursorRecord {
+                state: CursorState::Applying {
+                    cycle: *cycle,
+                    run_id: run_id.clone(),
+                    mode: *mode,
+                    pages: next_page + 1,
+                    delta_link,
+                },
+                ..self.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Every page of the round is applied: commit the watermark.
+    pub fn commit(&self, now: DateTime<Utc>) -> Option<CursorRecord> {
+        match &self.state {
+            CursorState::Applying { delta_link, .. } => Some(CursorRecord {
+                state: CursorState::Idle {
+                    delta_link: delta_link.clone(),
+                    committed_at: now,
+                },
+                ..self.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Graph rejected the token: the next round reads everything.
+    pub fn require_full(&self, reason: FullReason) -> CursorRecord {
+        CursorRecord {
+            state: CursorState::NeedsFull { reason },
+            ..self.clone()
+        }
+    }
+
+    /// Whether a page of `cycle` still counts (it is not from an abandoned round).
+    pub fn accepts_cycle(&self, cycle: u64) -> bool {
+        cycle >= self.min_valid_cycle && cycle <= self.last_cycle
+    }
+
+    /// The round in progress, if any: (cycle, run id, mode).
+    pub fn current_round(&self) -> Option<(u64, &str, RoundMode)> {
+        match &self.state {
+            CursorState::InRound {
+                cycle,
+                run_id,
+                mode,
+                ..
+            }
+            | CursorState::Applying {
+                cycle,
+                run_id,
+                mode,
+                ..
+            } => Some((*cycle, run_id.as_str(), *mode)),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn first_round_is_full_and_raises_the_valid_cycle() {
+        let (rec, fresh) = CursorRecord::default().begin_round("r1");
+        assert!(fresh);
+        assert_eq!(rec.last_cycle, 1);
+        assert_eq!(rec.min_valid_cycle, 1);
+        assert!(matches!(
+            rec.state,
+            CursorState::InRound {
+                mode: RoundMode::Full,
+                next: ResumePoint::Initial,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn watermark_is_committed_only_after_applying() {
+        let (rec, _) = CursorRecord::default().begin_round("r1");
+        let rec = rec.checkpoint_next("n1".into()).unwrap();
+        let rec = rec.checkpoint_last("d1".into()).unwrap();
+        assert!(matches!(rec.state, CursorState::Applying { pages: 2, .. }));
+        let idle = rec.commit(now()).unwrap();
+        assert!(matches!(idle.state, CursorState::Idle { ref delta_link, .. } if delta_link == "d1"));
+        let (next, fresh) = idle.begin_round("r2");
+        assert!(fresh);
+        assert!(matches!(
+            next.state,
+            CursorState::InRound { mode: RoundMode::Incremental, cycle: 2, ref next, .. } if *next == ResumePoint::Link("d1".into())
+        ));
+        assert_eq!(next.min_valid_cycle, 1);
+    }
+
+    #[test]
+    fn begin_round_resumes_a_round_in_progress() {
+        let (rec, _) = CursorRecord::default().begin_round("r1");
+        let rec = rec.checkpoint_next("n1".into()).unwrap();
+        let (again, fresh) = rec.begin_round("r2");
+        assert!(!fresh);
+        assert_eq!(again, rec);
+    }
+
+    #[test]
+    fn expired_token_forces_full_round_that_invalidates_older_cycles() {
+        let (rec, _) = CursorRecord::default().begin_round("r1");
+        let rec = rec.checkpoint_last("d1".into()).unwrap().commit(now()).unwrap();
+        let (inc, _) = rec.begin_round("r2");
+        let full = inc.require_full(FullReason::TokenExpired);
+        let (round, _) = full.begin_round("r3");
+        assert_eq!(round.last_cycle, 3);
+        assert!(!round.accepts_cycle(2));
+        assert!(round.accepts_cycle(3));
+    }
+
+    #[test]
+    fn commit_is_refused_outside_applying() {
+        assert!(CursorRecord::default().commit(now()).is_none());
+        assert!(CursorRecord::default().checkpoint_next("x".into()).is_none());
+    }
+}

@@ -1,0 +1,33 @@
+//! Change events the host product receives instead of polling. The full catalog (and its
+//! EventBridge detail types) grows with later capabilities; these are the sync events.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MemberType, TenantId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChangeKind {
+    UserCreated,
+    UserUpdated,
+    UserDeactivated,
+    UserReactivated,
+    UserRemovedFromDirectory,
+    GroupCreated,
+    GroupUpdated,
+    GroupRemovedFromDirectory,
+    MemberAdded { member_id: String, member_type: MemberType },
+    MemberRemoved { member_id: String, member_type: MemberType },
+    SyncCompleted { run_id: String },
+    SyncFailed { run_id: String, error: String },
+}
+
+/// One event: ids only, never personal data or secrets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub tenant_id: TenantId,
+    /// The user or group the event is about (the tenant for sync events).
+    pub object_id: String,
+    #[serde(flatten)]
+    pub kind: ChangeKind,
+}

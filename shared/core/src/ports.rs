@@ -1,0 +1,246 @@
+//! Ports: one small trait per capability. A service receives only the ports it uses, so its
+//! dependency list reads like the IAM policy of the function that runs it.
+//!
+//! Adapters live outside the core: `entra-sync-graph` (directory), `entra-sync-local` (SQLite,
+//! in-process queue, file vault) and, later, the AWS adapters. Adapters translate; they never decide.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cursor::CursorRecord;
+use crate::error::{DirectoryError, EventError, QueueError, StoreError, VaultError};
+use crate::events::ChangeEvent;
+use crate::model::{
+    Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId,
+};
+use crate::page::{FetchedPage, PageMessage, PageRequest};
+use crate::run::{RunUpdate, SyncRun};
+
+/// Reads delta pages from the directory (Microsoft Graph).
+#[async_trait]
+pub trait DirectoryReader: Send + Sync {
+    /// One page of a delta round: the first page of a full round, or the page behind a link
+    /// Graph gave us. Retries of throttling and transient failures happen inside; what comes
+    /// out is final for this call.
+    async fn fetch_page(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        request: &PageRequest,
+    ) -> Result<FetchedPage, DirectoryError>;
+
+    /// HTTP requests this reader has sent for `tenant` so far (retries and token requests
+    /// included): the activity log and benchmarks report it.
+    fn requests_sent(&self, tenant: &TenantId) -> u64;
+}
+
+/// Connections (one per tenant).
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn get_connection(&self, tenant: &TenantId) -> Result<Option<Connection>, StoreError>;
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+}
+
+/// An opaque revision for optimistic concurrency on cursor records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Revision(pub u64);
+
+/// Delta cursors and the per-page "applied" markers of the round in progress.
+#[async_trait]
+pub trait CursorStore: Send + Sync {
+    async fn load_cursor(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+    ) -> Result<Option<(CursorRecord, Revision)>, StoreError>;
+
+    /// Conditional write: succeeds only if the stored revision is still `expected` (`None`: no
+    /// record yet). Returns the new revision, or `StoreError::Conflict`.
+    async fn save_cursor(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        record: &CursorRecord,
+        expected: Option<Revision>,
+    ) -> Result<Revision, StoreError>;
+
+    /// Record that page `page` of `cycle` is applied. Returns `true` the first time only.
+    async fn mark_page_applied(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        cycle: u64,
+        page: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// How many distinct pages of `cycle` are applied.
+    async fn applied_pages(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        cycle: u64,
+    ) -> Result<u32, StoreError>;
+}
+
+/// The per-directory fetch lease: one fetch of a directory at a time.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Take the lease if it is free, expired, or already ours. Returns whether we hold it.
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    async fn release_lease(&self, tenant: &TenantId, holder: &str) -> Result<(), StoreError>;
+}
+
+/// One page of a listing, in key order; `next` continues it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// The mirror of the directory. Every put is conditional per item: it lands only when the item
+/// is absent or its stored version is older than the written one. Puts return how many landed.
+#[async_trait]
+pub trait MirrorStore: Send + Sync {
+    async fn get_users(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredUser>, StoreError>;
+    async fn put_users(&self, tenant: &TenantId, users: &[StoredUser]) -> Result<u64, StoreError>;
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredUser>, StoreError>;
+
+    async fn get_groups(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredGroup>, StoreError>;
+    async fn put_groups(&self, tenant: &TenantId, groups: &[StoredGroup])
+    -> Result<u64, StoreError>;
+    async fn list_groups(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredGroup>, StoreError>;
+
+    /// Edges by (group id, member id).
+    async fn get_memberships(
+        &self,
+        tenant: &TenantId,
+        keys: &[(String, String)],
+    ) -> Result<Vec<StoredMembership>, StoreError>;
+    async fn put_memberships(
+        &self,
+        tenant: &TenantId,
+        edges: &[StoredMembership],
+    ) -> Result<u64, StoreError>;
+    /// Every edge (present or tombstone) of one group.
+    async fn memberships_of_group(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+    ) -> Result<Vec<StoredMembership>, StoreError>;
+    /// All edges, keyed "group id/member id" for `after`.
+    async fn list_memberships(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredMembership>, StoreError>;
+}
+
+/// The activity log.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    async fn create_run(&self, run: &SyncRun) -> Result<(), StoreError>;
+    /// Apply an update atomically and return the run as it now is.
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        update: &RunUpdate,
+    ) -> Result<SyncRun, StoreError>;
+    async fn get_run(&self, tenant: &TenantId, run_id: &str)
+    -> Result<Option<SyncRun>, StoreError>;
+    /// Newest first.
+    async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+}
+
+/// The queue between fetch and reconcile. At-least-once: a message may be delivered more than
+/// once and out of order; consumers are idempotent.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, messages: Vec<PageMessage>) -> Result<(), QueueError>;
+}
+
+/// A secret value. `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The only way to read the value; call it at the point of use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Credentials and tokens, by name. Values are encrypted at rest by every adapter.
+#[async_trait]
+pub trait SecretVault: Send + Sync {
+    async fn get_secret(&self, name: &str) -> Result<Secret, VaultError>;
+    async fn put_secret(&self, name: &str, value: &Secret) -> Result<(), VaultError>;
+    async fn delete_secret(&self, name: &str) -> Result<(), VaultError>;
+}
+
+/// Where change events go (EventBridge, webhooks, or memory for the local program).
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError>;
+}
+
+/// Time, injectable so tests control it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,184 @@
+//! Sync runs: the activity-log entry of one fetch of one directory.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Stream, TenantId};
+use crate::page::RoundMode;
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+    Resync,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Fetch is reading pages or reconcile is applying them.
+    Running,
+    Succeeded,
+    /// In plain words, what went wrong and what to do. Nothing was deactivated.
+    Failed {
+        error: String,
+    },
+}
+
+/// Counts of what a run changed. Additive: pages add their counts as they are applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub deactivated: u64,
+    pub reactivated: u64,
+    pub removed: u64,
+    pub unchanged: u64,
+    /// Entries ignored because a newer state was already applied (replays, late pages).
+    pub skipped: u64,
+    pub failed: u64,
+    pub groups_created: u64,
+    pub groups_updated: u64,
+    pub groups_removed: u64,
+    pub memberships_added: u64,
+    pub memberships_removed: u64,
+    pub pages_applied: u64,
+    /// Store writes performed (conditional puts that landed).
+    pub writes: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.created += o.created;
+        self.updated += o.updated;
+        self.deactivated += o.deactivated;
+        self.reactivated += o.reactivated;
+        self.removed += o.removed;
+        self.unchanged += o.unchanged;
+        self.skipped += o.skipped;
+        self.failed += o.failed;
+        self.groups_created += o.groups_created;
+        self.groups_updated += o.groups_updated;
+        self.groups_removed += o.groups_removed;
+        self.memberships_added += o.memberships_added;
+        self.memberships_removed += o.memberships_removed;
+        self.pages_applied += o.pages_applied;
+        self.writes += o.writes;
+    }
+}
+
+/// Progress of one stream within a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamProgress {
+    pub cycle: u64,
+    pub mode: Option<RoundMode>,
+    pub pages_fetched: u64,
+    /// Known once the last page is fetched.
+    pub pages_total: Option<u64>,
+    pub committed: bool,
+}
+
+/// One activity-log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub run_id: String,
+    pub tenant_id: TenantId,
+    pub trigger: Trigger,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub users: StreamProgress,
+    pub groups: StreamProgress,
+    pub counts: Counts,
+    /// Graph requests fetch made for this run (includes retries).
+    pub graph_requests: u64,
+}
+
+impl SyncRun {
+    pub fn new(run_id: String, tenant_id: TenantId, trigger: Trigger, now: DateTime<Utc>) -> Self {
+        Self {
+            run_id,
+            tenant_id,
+            trigger,
+            started_at: now,
+            finished_at: None,
+            status: RunStatus::Running,
+            users: StreamProgress::default(),
+            groups: StreamProgress::default(),
+            counts: Counts::default(),
+            graph_requests: 0,
+        }
+    }
+
+    pub fn stream_mut(&mut self, s: Stream) -> &mut StreamProgress {
+        match s {
+            Stream::Users => &mut self.users,
+            Stream::Groups => &mut self.groups,
+        }
+    }
+
+    pub fn stream(&self, s: Stream) -> &StreamProgress {
+        match s {
+            Stream::Users => &self.users,
+            Stream::Groups => &self.groups,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.status, RunStatus::Running)
+    }
+}
+
+/// A change to apply to a stored run, so concurrent reconcilers never overwrite each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunUpdate {
+    AddCounts(Counts),
+    AddGraphRequests(u64),
+    PageFetched {
+        stream: Stream,
+        cycle: u64,
+        mode: RoundMode,
+        last: bool,
+        page_seq: u32,
+    },
+    StreamCommitted(Stream),
+    Finish {
+        status: RunStatus,
+        at: DateTime<Utc>,
+    },
+}
+
+impl RunUpdate {
+    /// Apply to a run in memory (stores that cannot update atomically in place read, apply and
+    /// write under their own lock or condition).
+    pub fn apply(&self, run: &mut SyncRun) {
+        match self {
+            RunUpdate::AddCounts(c) => run.counts.add(c),
+            RunUpdate::AddGraphRequests(n) => run.graph_requests += n,
+            RunUpdate::PageFetched {
+                stream,
+                cycle,
+                mode,
+                last,
+                page_seq,
+            } => {
+                let p = run.stream_mut(*stream);
+                p.cycle = *cycle;
+                p.mode = Some(*mode);
+                p.pages_fetched = p.pages_fetched.max(u64::from(*page_seq) + 1);
+                if *last {
+                    p.pages_total = Some(u64::from(*page_seq) + 1);
+                }
+            }
+            RunUpdate::StreamCommitted(s) => run.stream_mut(*s).committed = true,
+            RunUpdate::Finish { status, at } => {
+                if !run.is_finished() {
+                    run.status = status.clone();
+                    run.finished_at = Some(*at);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Graph emulator (being written)
