@@ -270,7 +270,9 @@ mod tests {
         let rec = rec.checkpoint_last("d1".into()).unwrap();
         assert!(matches!(rec.state, CursorState::Applying { pages: 2, .. }));
         let idle = rec.commit(now()).unwrap();
-        assert!(matches!(idle.state, CursorState::Idle { ref delta_link, .. } if delta_link == "d1"));
+        assert!(
+            matches!(idle.state, CursorState::Idle { ref delta_link, .. } if delta_link == "d1")
+        );
         let (next, fresh) = idle.begin_round("r2");
         assert!(fresh);
         assert!(matches!(
@@ -292,7 +294,11 @@ mod tests {
     #[test]
     fn expired_token_forces_full_round_that_invalidates_older_cycles() {
         let (rec, _) = CursorRecord::default().begin_round("r1");
-        let rec = rec.checkpoint_last("d1".into()).unwrap().commit(now()).unwrap();
+        let rec = rec
+            .checkpoint_last("d1".into())
+            .unwrap()
+            .commit(now())
+            .unwrap();
         let (inc, _) = rec.begin_round("r2");
         let full = inc.require_full(FullReason::TokenExpired);
         let (round, _) = full.begin_round("r3");
@@ -304,6 +310,10 @@ mod tests {
     #[test]
     fn commit_is_refused_outside_applying() {
         assert!(CursorRecord::default().commit(now()).is_none());
-        assert!(CursorRecord::default().checkpoint_next("x".into()).is_none());
+        assert!(
+            CursorRecord::default()
+                .checkpoint_next("x".into())
+                .is_none()
+        );
     }
 }

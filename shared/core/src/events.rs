@@ -16,10 +16,21 @@ pub enum ChangeKind {
     GroupCreated,
     GroupUpdated,
     GroupRemovedFromDirectory,
-    MemberAdded { member_id: String, member_type: MemberType },
-    MemberRemoved { member_id: String, member_type: MemberType },
-    SyncCompleted { run_id: String },
-    SyncFailed { run_id: String, error: String },
+    MemberAdded {
+        member_id: String,
+        member_type: MemberType,
+    },
+    MemberRemoved {
+        member_id: String,
+        member_type: MemberType,
+    },
+    SyncCompleted {
+        run_id: String,
+    },
+    SyncFailed {
+        run_id: String,
+        error: String,
+    },
 }
 
 /// One event: ids only, never personal data or secrets.

@@ -72,7 +72,9 @@ pub enum ConnectionStatus {
     Connected,
     /// Token acquisition fails because consent was revoked or a policy blocks it. Sync and
     /// actions stop; nothing is deleted.
-    NeedsReauthorization { reason: String },
+    NeedsReauthorization {
+        reason: String,
+    },
     /// Tokens and tenant details removed; synced users are kept.
     Disconnected,
 }

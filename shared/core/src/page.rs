@@ -18,6 +18,8 @@ pub enum ManagerChange {
 }
 
 /// One user entry of a delta page.
+// Nearly every entry is an upsert; boxing it would cost an allocation per user for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum UserDelta {

@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::cursor::CursorRecord;
 use crate::error::{DirectoryError, EventError, QueueError, StoreError, VaultError};
 use crate::events::ChangeEvent;
-use crate::model::{
-    Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId,
-};
+use crate::model::{Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId};
 use crate::page::{FetchedPage, PageMessage, PageRequest};
 use crate::run::{RunUpdate, SyncRun};
 
@@ -130,8 +128,11 @@ pub trait MirrorStore: Send + Sync {
         tenant: &TenantId,
         ids: &[String],
     ) -> Result<Vec<StoredGroup>, StoreError>;
-    async fn put_groups(&self, tenant: &TenantId, groups: &[StoredGroup])
-    -> Result<u64, StoreError>;
+    async fn put_groups(
+        &self,
+        tenant: &TenantId,
+        groups: &[StoredGroup],
+    ) -> Result<u64, StoreError>;
     async fn list_groups(
         &self,
         tenant: &TenantId,

@@ -1,1 +1,10 @@
-//! Services
+//! The use cases the functions and the local program call: one async fn each. Each takes a
+//! `Deps` struct holding only the ports it uses.
+
+mod commit;
+mod fetch;
+mod reconcile;
+
+pub use commit::{CommitDeps, try_commit};
+pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, run_fetch};
+pub use reconcile::{ReconcileDeps, ReconcileOutcome, reconcile_page};

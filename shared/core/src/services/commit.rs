@@ -1,0 +1,178 @@
+//! Committing a round: once every page is applied, sweep (full rounds) and promote the
+//! deltaLink. Called by reconcile after each page and by fetch after the last page, so whichever
+//! finishes last commits; the conditional cursor write makes a double commit harmless.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::cursor::CursorState;
+use crate::error::{StoreError, SyncError};
+use crate::events::{ChangeEvent, ChangeKind};
+use crate::model::{Stream, TenantId};
+use crate::page::RoundMode;
+use crate::plan::{Plan, sweep_groups, sweep_memberships, sweep_users};
+use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, RunStore};
+use crate::run::{RunStatus, RunUpdate};
+
+/// The ports a commit needs.
+#[derive(Clone)]
+pub struct CommitDeps {
+    pub cursors: Arc<dyn CursorStore>,
+    pub mirror: Arc<dyn MirrorStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+}
+
+const SWEEP_BATCH: usize = 1000;
+
+/// Commit the round of `stream` if all its pages are applied. Returns whether this call
+/// committed it.
+pub async fn try_commit(
+    deps: &CommitDeps,
+    tenant: &TenantId,
+    stream: Stream,
+) -> Result<bool, SyncError> {
+    let Some((record, rev)) = deps.cursors.load_cursor(tenant, stream).await? else {
+        return Ok(false);
+    };
+    let CursorState::Applying {
+        cycle,
+        ref run_id,
+        mode,
+        pages,
+        ..
+    } = record.state
+    else {
+        return Ok(false);
+    };
+    let applied = deps.cursors.applied_pages(tenant, stream, cycle).await?;
+    if applied < pages {
+        return Ok(false);
+    }
+    let run_id = run_id.clone();
+    if mode == RoundMode::Full {
+        let swept = sweep(deps, tenant, stream, cycle).await?;
+        if swept.write_count() > 0 {
+            deps.runs
+                .update_run(tenant, &run_id, &RunUpdate::AddCounts(swept.counts))
+                .await?;
+        }
+    }
+    let Some(next) = record.commit(deps.clock.now()) else {
+        return Ok(false);
+    };
+    match deps
+        .cursors
+        .save_cursor(tenant, stream, &next, Some(rev))
+        .await
+    {
+        Ok(_) => {}
+        // Someone else committed (or moved the cursor on) first.
+        Err(StoreError::Conflict(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let run = deps
+        .runs
+        .update_run(tenant, &run_id, &RunUpdate::StreamCommitted(stream))
+        .await?;
+    info!(tenant = %tenant, stream = %stream, cycle, pages, run_id = %run_id, "round committed");
+    if run.users.committed && run.groups.committed && !run.is_finished() {
+        deps.runs
+            .update_run(
+                tenant,
+                &run_id,
+                &RunUpdate::Finish {
+                    status: RunStatus::Succeeded,
+                    at: deps.clock.now(),
+                },
+            )
+            .await?;
+        deps.events
+            .publish(&[ChangeEvent {
+                tenant_id: tenant.clone(),
+                object_id: tenant.to_string(),
+                kind: ChangeKind::SyncCompleted {
+                    run_id: run_id.clone(),
+                },
+            }])
+            .await?;
+    }
+    Ok(true)
+}
+
+/// Mark-and-sweep after a complete full read: what the read did not touch is gone. Runs only
+/// after every page of the round is applied, so a failed or partial read never removes anyone.
+async fn sweep(
+    deps: &CommitDeps,
+    tenant: &TenantId,
+    stream: Stream,
+    cycle: u64,
+) -> Result<Plan, SyncError> {
+    let mut total = Plan::default();
+    match stream {
+        Stream::Users => {
+            let mut after: Option<String> = None;
+            loop {
+                let page = deps
+                    .mirror
+                    .list_users(tenant, after.as_deref(), SWEEP_BATCH)
+                    .await?;
+                let plan = sweep_users(tenant, &page.items, cycle);
+                let landed = deps.mirror.put_users(tenant, &plan.users).await?;
+                merge(&mut total, plan, landed);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Stream::Groups => {
+            let mut after: Option<String> = None;
+            loop {
+                let page = deps
+                    .mirror
+                    .list_groups(tenant, after.as_deref(), SWEEP_BATCH)
+                    .await?;
+                let plan = sweep_groups(tenant, &page.items, cycle);
+                let landed = deps.mirror.put_groups(tenant, &plan.groups).await?;
+                merge(&mut total, plan, landed);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let mut after: Option<String> = None;
+            loop {
+                let page = deps
+                    .mirror
+                    .list_memberships(tenant, after.as_deref(), SWEEP_BATCH)
+                    .await?;
+                let plan = sweep_memberships(tenant, &page.items, cycle);
+                let landed = deps
+                    .mirror
+                    .put_memberships(tenant, &plan.memberships)
+                    .await?;
+                merge(&mut total, plan, landed);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+    }
+    if !total.events.is_empty() {
+        deps.events.publish(&total.events).await?;
+    }
+    Ok(total)
+}
+
+fn merge(total: &mut Plan, plan: Plan, landed: u64) {
+    total.counts.add(&plan.counts);
+    total.counts.writes += landed;
+    total.users.extend(plan.users);
+    total.groups.extend(plan.groups);
+    total.memberships.extend(plan.memberships);
+    total.events.extend(plan.events);
+}

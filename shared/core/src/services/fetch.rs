@@ -1,0 +1,342 @@
+//! Fetch: read one directory's delta rounds page by page and hand each page to the work queue,
+//! checkpointing the cursor after every enqueue (LIMITS.md section 6.4):
+//!
+//! 1. enqueue the page first (its message id is stable, so a crash that re-enqueues is harmless);
+//! 2. then advance the checkpoint (`nextLink`, page number) with a conditional write;
+//! 3. the deltaLink is only promoted once reconcile has applied every page ([`try_commit`]).
+//!
+//! A crashed or timed-out fetch resumes mid-round from the checkpoint. A token Graph rejects
+//! leads to one orderly full round; any other failure leaves the previous watermark in place.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::commit::{CommitDeps, try_commit};
+use crate::cursor::{CursorRecord, CursorState, FullReason};
+use crate::error::{DirectoryError, SyncError};
+use crate::model::{Stream, TenantId};
+use crate::page::{PageLink, PageMessage};
+use crate::ports::{
+    Clock, ConnectionStore, CursorStore, DirectoryReader, EventSink, LeaseStore, MirrorStore,
+    Revision, RunStore, WorkQueue,
+};
+use crate::run::{RunUpdate, SyncRun, Trigger};
+
+/// The ports fetch uses (and, for committing, the mirror and event sink).
+#[derive(Clone)]
+pub struct FetchDeps {
+    pub directory: Arc<dyn DirectoryReader>,
+    pub connections: Arc<dyn ConnectionStore>,
+    pub cursors: Arc<dyn CursorStore>,
+    pub leases: Arc<dyn LeaseStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub mirror: Arc<dyn MirrorStore>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl FetchDeps {
+    fn commit_deps(&self) -> CommitDeps {
+        CommitDeps {
+            cursors: self.cursors.clone(),
+            mirror: self.mirror.clone(),
+            runs: self.runs.clone(),
+            events: self.events.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Who holds the lease (a Lambda request id, a process id).
+    pub holder: String,
+    /// How long the lease lasts; longer than one invocation.
+    pub lease_ttl: Duration,
+    /// Stop after this many pages in one call and resume on the next (Lambda time budget).
+    pub max_pages: Option<u32>,
+    pub trigger: Trigger,
+    /// Start a full round even if a deltaLink exists.
+    pub force_full: bool,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            holder: "local".to_owned(),
+            lease_ttl: Duration::minutes(15),
+            max_pages: None,
+            trigger: Trigger::Manual,
+            force_full: false,
+        }
+    }
+}
+
+/// How a fetch call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Every round is read and committed (reconcile was faster than us).
+    Committed,
+    /// Every page is enqueued; reconcile commits when it has applied them.
+    Enqueued,
+    /// The page budget ran out; call again to resume from the checkpoint.
+    Paused,
+}
+
+#[derive(Clone, Debug)]
+pub struct FetchReport {
+    pub run_id: String,
+    pub outcome: FetchOutcome,
+    pub pages_enqueued: u32,
+    /// Streams that fell back to a full round because Graph rejected the token.
+    pub resyncs: u32,
+}
+
+/// Run one fetch of one directory.
+pub async fn run_fetch(
+    deps: &FetchDeps,
+    tenant: &TenantId,
+    opts: &FetchOptions,
+) -> Result<FetchReport, SyncError> {
+    let conn = deps
+        .connections
+        .get_connection(tenant)
+        .await?
+        .ok_or_else(|| SyncError::UnknownConnection(tenant.to_string()))?;
+    if !conn.can_sync() {
+        return Err(SyncError::ConnectionNotSyncable {
+            tenant: tenant.to_string(),
+            why: format!("{:?}", conn.status),
+        });
+    }
+    let now = deps.clock.now();
+    if !deps
+        .leases
+        .acquire_lease(tenant, &opts.holder, now + opts.lease_ttl, now)
+        .await?
+    {
+        return Err(SyncError::Busy(tenant.to_string()));
+    }
+    let result = fetch_locked(deps, tenant, opts)
+        .instrument(info_span!("fetch", tenant = %tenant))
+        .await;
+    if let Err(e) = deps.leases.release_lease(tenant, &opts.holder).await {
+        // The lease expires on its own; the fetch result matters more.
+        warn!(tenant = %tenant, error = %e, "lease release failed");
+    }
+    result
+}
+
+async fn fetch_locked(
+    deps: &FetchDeps,
+    tenant: &TenantId,
+    opts: &FetchOptions,
+) -> Result<FetchReport, SyncError> {
+    // Resume the run of a round in progress, or start a new one.
+    let mut cursors = Vec::with_capacity(Stream::ALL.len());
+    for stream in Stream::ALL {
+        let loaded = deps.cursors.load_cursor(tenant, stream).await?;
+        cursors.push((stream, loaded));
+    }
+    let in_progress = cursors.iter().find_map(|(_, c)| {
+        c.as_ref()
+            .and_then(|(r, _)| r.current_round().map(|(_, run, _)| run.to_owned()))
+    });
+    let run_id = match in_progress {
+        Some(id) => id,
+        None => {
+            let id = new_run_id(deps.clock.now());
+            let run = SyncRun::new(id.clone(), tenant.clone(), opts.trigger, deps.clock.now());
+            deps.runs.create_run(&run).await?;
+            id
+        }
+    };
+    if deps.runs.get_run(tenant, &run_id).await?.is_none() {
+        let run = SyncRun::new(
+            run_id.clone(),
+            tenant.clone(),
+            opts.trigger,
+            deps.clock.now(),
+        );
+        deps.runs.create_run(&run).await?;
+    }
+
+    let requests_before = deps.directory.requests_sent(tenant);
+    let mut report = FetchReport {
+        run_id: run_id.clone(),
+        outcome: FetchOutcome::Enqueued,
+        pages_enqueued: 0,
+        resyncs: 0,
+    };
+    let mut budget = opts.max_pages;
+    let mut result = Ok(());
+    for (stream, loaded) in cursors {
+        let r = fetch_stream(
+            deps,
+            tenant,
+            stream,
+            loaded,
+            &run_id,
+            opts,
+            &mut budget,
+            &mut report,
+        )
+        .instrument(info_span!("stream", stream = %stream))
+        .await;
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+        if report.outcome == FetchOutcome::Paused {
+            break;
+        }
+    }
+    let spent = deps.directory.requests_sent(tenant) - requests_before;
+    deps.runs
+        .update_run(tenant, &run_id, &RunUpdate::AddGraphRequests(spent))
+        .await?;
+    result?;
+
+    if report.outcome != FetchOutcome::Paused {
+        // Reconcile may have applied everything already; whoever is last commits.
+        let commit = deps.commit_deps();
+        for stream in Stream::ALL {
+            try_commit(&commit, tenant, stream).await?;
+        }
+        if let Some(run) = deps.runs.get_run(tenant, &run_id).await?
+            && run.users.committed
+            && run.groups.committed
+        {
+            report.outcome = FetchOutcome::Committed;
+        }
+    }
+    info!(
+        tenant = %tenant,
+        run_id = %run_id,
+        pages = report.pages_enqueued,
+        graph_requests = spent,
+        outcome = ?report.outcome,
+        "fetch finished"
+    );
+    Ok(report)
+}
+
+fn new_run_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    // Time-ordered so the activity log sorts naturally; the uuid keeps it unique.
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch_stream(
+    deps: &FetchDeps,
+    tenant: &TenantId,
+    stream: Stream,
+    loaded: Option<(CursorRecord, Revision)>,
+    run_id: &str,
+    opts: &FetchOptions,
+    budget: &mut Option<u32>,
+    report: &mut FetchReport,
+) -> Result<(), SyncError> {
+    let (mut record, mut rev) = match loaded {
+        Some((r, rev)) => (r, Some(rev)),
+        None => (CursorRecord::default(), None),
+    };
+    if opts.force_full && matches!(record.state, CursorState::Idle { .. }) {
+        record = record.require_full(FullReason::Requested);
+    }
+    let mut resynced = false;
+    loop {
+        let (next, fresh) = record.begin_round(run_id);
+        if fresh {
+            rev = Some(deps.cursors.save_cursor(tenant, stream, &next, rev).await?);
+        }
+        record = next;
+        let CursorState::InRound {
+            cycle,
+            ref run_id,
+            mode,
+            ref next,
+            next_page,
+            ..
+        } = record.state
+        else {
+            // Applying: every page is already enqueued.
+            return Ok(());
+        };
+        if *budget == Some(0) {
+            report.outcome = FetchOutcome::Paused;
+            return Ok(());
+        }
+        let run_id = run_id.clone();
+        let request = next.request();
+        let page = match deps.directory.fetch_page(tenant, stream, &request).await {
+            Ok(p) => p,
+            Err(DirectoryError::ResyncRequired { code }) if !resynced => {
+                warn!(tenant = %tenant, stream = %stream, code = %code, "delta token rejected; starting a full round");
+                resynced = true;
+                report.resyncs += 1;
+                record = record.require_full(FullReason::TokenExpired);
+                rev = Some(
+                    deps.cursors
+                        .save_cursor(tenant, stream, &record, rev)
+                        .await?,
+                );
+                continue;
+            }
+            // The checkpoint stays where it is: a later call resumes, nothing is deactivated.
+            Err(e) => return Err(e.into()),
+        };
+        let last = matches!(page.link, PageLink::Delta(_));
+        let msg = PageMessage {
+            tenant_id: tenant.clone(),
+            run_id: run_id.clone(),
+            cycle,
+            page_seq: next_page,
+            mode,
+            items: page.items,
+        };
+        deps.queue.enqueue(vec![msg]).await?;
+        report.pages_enqueued += 1;
+        if let Some(b) = budget.as_mut() {
+            *b = b.saturating_sub(1);
+        }
+        deps.runs
+            .update_run(
+                tenant,
+                &run_id,
+                &RunUpdate::PageFetched {
+                    stream,
+                    cycle,
+                    mode,
+                    last,
+                    page_seq: next_page,
+                },
+            )
+            .await?;
+        let advanced = match page.link {
+            PageLink::Next(url) => record.checkpoint_next(url),
+            PageLink::Delta(url) => record.checkpoint_last(url),
+        };
+        let Some(advanced) = advanced else {
+            return Err(SyncError::InvalidInput(
+                "cursor left the round while fetching".to_owned(),
+            ));
+        };
+        rev = Some(
+            deps.cursors
+                .save_cursor(tenant, stream, &advanced, rev)
+                .await?,
+        );
+        record = advanced;
+        if last {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Reconcile: apply one page to the mirror. Safe under at-least-once delivery: a replayed page,
+//! or an older page delivered after a newer one, plans no write; pages of abandoned rounds are
+//! dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{debug, info};
+
+use super::commit::{CommitDeps, try_commit};
+use crate::error::SyncError;
+use crate::model::Version;
+use crate::page::{GroupDelta, PageItems, PageMessage};
+use crate::plan::{Plan, edge_key, plan_groups, plan_users};
+use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, RunStore};
+use crate::run::RunUpdate;
+
+/// The ports reconcile uses.
+#[derive(Clone)]
+pub struct ReconcileDeps {
+    pub cursors: Arc<dyn CursorStore>,
+    pub mirror: Arc<dyn MirrorStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ReconcileDeps {
+    fn commit_deps(&self) -> CommitDeps {
+        CommitDeps {
+            cursors: self.cursors.clone(),
+            mirror: self.mirror.clone(),
+            runs: self.runs.clone(),
+            events: self.events.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReconcileOutcome {
+    Applied {
+        writes: u64,
+        /// False when this page had been applied before (a redelivery).
+        first_time: bool,
+        /// Whether applying it completed (and committed) the round.
+        committed: bool,
+    },
+    /// From a round that a later full round replaced: nothing to do.
+    Abandoned,
+}
+
+/// Apply one page.
+pub async fn reconcile_page(
+    deps: &ReconcileDeps,
+    msg: &PageMessage,
+) -> Result<ReconcileOutcome, SyncError> {
+    let tenant = &msg.tenant_id;
+    let stream = msg.stream();
+    let accepts = deps
+        .cursors
+        .load_cursor(tenant, stream)
+        .await?
+        .is_some_and(|(r, _)| r.accepts_cycle(msg.cycle));
+    if !accepts {
+        debug!(tenant = %tenant, stream = %stream, cycle = msg.cycle, "page of an abandoned round dropped");
+        return Ok(ReconcileOutcome::Abandoned);
+    }
+    let version = Version::new(msg.cycle, msg.page_seq);
+    let plan = match &msg.items {
+        PageItems::Users(entries) => {
+            let mut ids: Vec<String> = entries.iter().map(|e| e.id().to_owned()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let current: HashMap<_, _> = deps
+                .mirror
+                .get_users(tenant, &ids)
+                .await?
+                .into_iter()
+                .map(|u| (u.user.id.clone(), u))
+                .collect();
+            plan_users(tenant, entries, msg.mode, version, &current)
+        }
+        PageItems::Groups(entries) => {
+            let mut ids: Vec<String> = entries.iter().map(|e| e.id().to_owned()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let groups: HashMap<_, _> = deps
+                .mirror
+                .get_groups(tenant, &ids)
+                .await?
+                .into_iter()
+                .map(|g| (g.group.id.clone(), g))
+                .collect();
+            let mut keys = Vec::new();
+            let mut edges = HashMap::new();
+            for entry in entries {
+                match entry {
+                    GroupDelta::Upsert {
+                        group,
+                        members_added,
+                        members_removed,
+                    } => keys.extend(
+                        members_added
+                            .iter()
+                            .chain(members_removed)
+                            .map(|m| edge_key(&group.id, &m.id)),
+                    ),
+                    GroupDelta::Removed { id, .. } => {
+                        for e in deps.mirror.memberships_of_group(tenant, id).await? {
+                            edges.insert(edge_key(&e.group_id, &e.member.id), e);
+                        }
+                    }
+                }
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            for e in deps.mirror.get_memberships(tenant, &keys).await? {
+                edges.insert(edge_key(&e.group_id, &e.member.id), e);
+            }
+            plan_groups(tenant, entries, msg.mode, version, &groups, &edges)
+        }
+    };
+    let writes = write_plan(deps, msg, &plan).await?;
+    // Events before the marker: a crash in between redelivers the page, whose replay plans
+    // nothing, so no event is sent twice for a write that landed.
+    if !plan.events.is_empty() {
+        deps.events.publish(&plan.events).await?;
+    }
+    let first_time = deps
+        .cursors
+        .mark_page_applied(tenant, stream, msg.cycle, msg.page_seq)
+        .await?;
+    if first_time {
+        let mut counts = plan.counts;
+        counts.writes = writes;
+        counts.pages_applied = 1;
+        deps.runs
+            .update_run(tenant, &msg.run_id, &RunUpdate::AddCounts(counts))
+            .await?;
+    }
+    let committed = try_commit(&deps.commit_deps(), tenant, stream).await?;
+    info!(
+        tenant = %tenant,
+        stream = %stream,
+        cycle = msg.cycle,
+        page = msg.page_seq,
+        entries = msg.items.len(),
+        writes,
+        created = plan.counts.created,
+        updated = plan.counts.updated,
+        deactivated = plan.counts.deactivated,
+        skipped = plan.counts.skipped,
+        "page reconciled"
+    );
+    Ok(ReconcileOutcome::Applied {
+        writes,
+        first_time,
+        committed,
+    })
+}
+
+async fn write_plan(
+    deps: &ReconcileDeps,
+    msg: &PageMessage,
+    plan: &Plan,
+) -> Result<u64, SyncError> {
+    let tenant = &msg.tenant_id;
+    let mut landed = 0;
+    if !plan.users.is_empty() {
+        landed += deps.mirror.put_users(tenant, &plan.users).await?;
+    }
+    if !plan.groups.is_empty() {
+        landed += deps.mirror.put_groups(tenant, &plan.groups).await?;
+    }
+    if !plan.memberships.is_empty() {
+        landed += deps
+            .mirror
+            .put_memberships(tenant, &plan.memberships)
+            .await?;
+    }
+    Ok(landed)
+}
