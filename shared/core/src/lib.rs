@@ -4,6 +4,7 @@
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod memory;
 pub mod model;
 pub mod page;
 pub mod plan;

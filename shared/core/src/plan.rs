@@ -418,3 +418,376 @@ pub fn sweep_memberships(tenant: &TenantId, stored: &[StoredMembership], cycle: 
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MemberType, RemovalReason};
+
+    fn tenant() -> TenantId {
+        TenantId::new("t1")
+    }
+
+    fn user(id: &str, name: &str, enabled: bool) -> DirectoryUser {
+        DirectoryUser {
+            id: id.into(),
+            display_name: Some(name.into()),
+            account_enabled: Some(enabled),
+            ..Default::default()
+        }
+    }
+
+    fn upsert(u: DirectoryUser) -> UserDelta {
+        UserDelta::Upsert {
+            user: u,
+            manager: ManagerChange::NotReported,
+        }
+    }
+
+    fn apply_users(state: &mut HashMap<String, StoredUser>, plan: &Plan) {
+        for u in &plan.users {
+            let newer = state.get(&u.user.id).is_none_or(|s| s.version < u.version);
+            if newer {
+                state.insert(u.user.id.clone(), u.clone());
+            }
+        }
+    }
+
+    #[test]
+    fn new_users_are_created_and_a_replayed_page_plans_nothing() {
+        let entries = vec![upsert(user("a", "A", true)), upsert(user("b", "B", false))];
+        let mut state = HashMap::new();
+        let v = Version::new(1, 0);
+        let plan = plan_users(&tenant(), &entries, RoundMode::Full, v, &state);
+        assert_eq!(plan.counts.created, 2);
+        assert_eq!(plan.users.len(), 2);
+        apply_users(&mut state, &plan);
+        let again = plan_users(&tenant(), &entries, RoundMode::Full, v, &state);
+        assert_eq!(again.users.len(), 0);
+        assert_eq!(again.counts.skipped, 2);
+        assert!(again.events.is_empty());
+    }
+
+    #[test]
+    fn an_older_page_after_a_newer_one_changes_nothing() {
+        let mut state = HashMap::new();
+        let newer = plan_users(
+            &tenant(),
+            &[upsert(user("a", "New name", true))],
+            RoundMode::Incremental,
+            Version::new(2, 3),
+            &state,
+        );
+        apply_users(&mut state, &newer);
+        let older = plan_users(
+            &tenant(),
+            &[upsert(user("a", "Old name", true))],
+            RoundMode::Incremental,
+            Version::new(2, 1),
+            &state,
+        );
+        assert!(older.users.is_empty());
+        assert_eq!(state["a"].user.display_name.as_deref(), Some("New name"));
+    }
+
+    #[test]
+    fn incremental_rounds_write_only_changes_full_rounds_stamp_everything() {
+        let mut state = HashMap::new();
+        let p = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A", true))],
+            RoundMode::Full,
+            Version::new(1, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        let inc = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A", true))],
+            RoundMode::Incremental,
+            Version::new(2, 0),
+            &state,
+        );
+        assert!(inc.users.is_empty());
+        assert_eq!(inc.counts.unchanged, 1);
+        let full = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A", true))],
+            RoundMode::Full,
+            Version::new(3, 0),
+            &state,
+        );
+        assert_eq!(full.users.len(), 1);
+        assert_eq!(full.counts.unchanged, 1);
+        assert!(full.events.is_empty());
+    }
+
+    #[test]
+    fn disabling_and_removing_count_as_deactivations() {
+        let mut state = HashMap::new();
+        let p = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A", true)), upsert(user("b", "B", true))],
+            RoundMode::Full,
+            Version::new(1, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        let p = plan_users(
+            &tenant(),
+            &[
+                upsert(user("a", "A", false)),
+                UserDelta::Removed {
+                    id: "b".into(),
+                    reason: RemovalReason::SoftDeleted,
+                },
+            ],
+            RoundMode::Incremental,
+            Version::new(2, 0),
+            &state,
+        );
+        assert_eq!(p.counts.deactivated, 2);
+        assert_eq!(p.counts.removed, 1);
+        apply_users(&mut state, &p);
+        assert!(!state["b"].presence.is_present());
+        // Restored: comes back as a plain object.
+        let p = plan_users(
+            &tenant(),
+            &[upsert(user("b", "B", true))],
+            RoundMode::Incremental,
+            Version::new(3, 0),
+            &state,
+        );
+        assert_eq!(p.counts.reactivated, 1);
+    }
+
+    #[test]
+    fn manager_absent_means_unchanged_in_incremental_and_none_in_full() {
+        let mut state = HashMap::new();
+        let p = plan_users(
+            &tenant(),
+            &[UserDelta::Upsert {
+                user: user("a", "A", true),
+                manager: ManagerChange::Set("m".into()),
+            }],
+            RoundMode::Full,
+            Version::new(1, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        let p = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A2", true))],
+            RoundMode::Incremental,
+            Version::new(2, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        assert_eq!(state["a"].user.manager_id.as_deref(), Some("m"));
+        let p = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A2", true))],
+            RoundMode::Full,
+            Version::new(3, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        assert_eq!(state["a"].user.manager_id, None);
+    }
+
+    #[test]
+    fn a_removal_of_an_unknown_user_leaves_a_tombstone_that_blocks_late_creates() {
+        let mut state = HashMap::new();
+        let p = plan_users(
+            &tenant(),
+            &[UserDelta::Removed {
+                id: "x".into(),
+                reason: RemovalReason::HardDeleted,
+            }],
+            RoundMode::Incremental,
+            Version::new(2, 5),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        let late = plan_users(
+            &tenant(),
+            &[upsert(user("x", "X", true))],
+            RoundMode::Incremental,
+            Version::new(2, 1),
+            &state,
+        );
+        assert!(late.users.is_empty());
+        assert!(!state["x"].presence.is_present());
+    }
+
+    fn group(id: &str) -> crate::model::DirectoryGroup {
+        crate::model::DirectoryGroup {
+            id: id.into(),
+            display_name: Some(id.to_uppercase()),
+            ..Default::default()
+        }
+    }
+
+    fn m(id: &str) -> MemberRef {
+        MemberRef {
+            id: id.into(),
+            member_type: MemberType::User,
+        }
+    }
+
+    struct GroupState {
+        groups: HashMap<String, StoredGroup>,
+        edges: HashMap<(String, String), StoredMembership>,
+    }
+
+    impl GroupState {
+        fn apply(&mut self, p: &Plan) {
+            for g in &p.groups {
+                if self
+                    .groups
+                    .get(&g.group.id)
+                    .is_none_or(|s| s.version < g.version)
+                {
+                    self.groups.insert(g.group.id.clone(), g.clone());
+                }
+            }
+            for e in &p.memberships {
+                let k = edge_key(&e.group_id, &e.member.id);
+                if self.edges.get(&k).is_none_or(|s| s.version < e.version) {
+                    self.edges.insert(k, e.clone());
+                }
+            }
+        }
+        fn members(&self, g: &str) -> Vec<String> {
+            let mut v: Vec<String> = self
+                .edges
+                .values()
+                .filter(|e| e.group_id == g && e.present)
+                .map(|e| e.member.id.clone())
+                .collect();
+            v.sort();
+            v
+        }
+        fn plan(&self, entries: &[GroupDelta], mode: RoundMode, v: Version) -> Plan {
+            plan_groups(&tenant(), entries, mode, v, &self.groups, &self.edges)
+        }
+    }
+
+    fn slice(g: &str, added: &[&str], removed: &[&str]) -> GroupDelta {
+        GroupDelta::Upsert {
+            group: group(g),
+            members_added: added.iter().map(|x| m(x)).collect(),
+            members_removed: removed.iter().map(|x| m(x)).collect(),
+        }
+    }
+
+    #[test]
+    fn members_of_a_group_split_across_pages_accumulate_in_any_order() {
+        let mut s = GroupState {
+            groups: HashMap::new(),
+            edges: HashMap::new(),
+        };
+        // Page 2 arrives before page 0.
+        let p2 = s.plan(
+            &[slice("g", &["c", "d"], &[])],
+            RoundMode::Full,
+            Version::new(1, 2),
+        );
+        s.apply(&p2);
+        let p0 = s.plan(
+            &[slice("g", &["a", "b"], &[])],
+            RoundMode::Full,
+            Version::new(1, 0),
+        );
+        s.apply(&p0);
+        assert_eq!(s.members("g"), vec!["a", "b", "c", "d"]);
+        assert_eq!(s.groups["g"].version, Version::new(1, 2));
+    }
+
+    #[test]
+    fn incremental_member_changes_and_replays() {
+        let mut s = GroupState {
+            groups: HashMap::new(),
+            edges: HashMap::new(),
+        };
+        let p = s.plan(
+            &[slice("g", &["a", "b"], &[])],
+            RoundMode::Full,
+            Version::new(1, 0),
+        );
+        s.apply(&p);
+        let entries = [slice("g", &["c"], &["a"])];
+        let p = s.plan(&entries, RoundMode::Incremental, Version::new(2, 0));
+        assert_eq!(p.counts.memberships_added, 1);
+        assert_eq!(p.counts.memberships_removed, 1);
+        assert!(
+            p.groups.is_empty(),
+            "unchanged group object is not rewritten"
+        );
+        s.apply(&p);
+        assert_eq!(s.members("g"), vec!["b", "c"]);
+        let replay = s.plan(&entries, RoundMode::Incremental, Version::new(2, 0));
+        assert_eq!(replay.write_count(), 0);
+    }
+
+    #[test]
+    fn a_removed_group_loses_its_members_and_late_adds_do_not_resurrect_them() {
+        let mut s = GroupState {
+            groups: HashMap::new(),
+            edges: HashMap::new(),
+        };
+        let p = s.plan(
+            &[slice("g", &["a"], &[])],
+            RoundMode::Full,
+            Version::new(1, 0),
+        );
+        s.apply(&p);
+        let p = s.plan(
+            &[GroupDelta::Removed {
+                id: "g".into(),
+                reason: RemovalReason::HardDeleted,
+            }],
+            RoundMode::Incremental,
+            Version::new(2, 4),
+        );
+        assert_eq!(p.counts.groups_removed, 1);
+        s.apply(&p);
+        assert!(s.members("g").is_empty());
+        let late = s.plan(
+            &[slice("g", &["z"], &[])],
+            RoundMode::Incremental,
+            Version::new(2, 1),
+        );
+        s.apply(&late);
+        assert!(s.members("g").is_empty());
+        assert!(!s.groups["g"].presence.is_present());
+    }
+
+    #[test]
+    fn sweep_removes_only_what_the_full_read_did_not_touch() {
+        let stored = vec![
+            StoredUser {
+                user: user("seen", "S", true),
+                presence: Presence::Present,
+                version: Version::new(5, 1),
+            },
+            StoredUser {
+                user: user("gone", "G", true),
+                presence: Presence::Present,
+                version: Version::new(4, 9),
+            },
+            StoredUser {
+                user: user("old", "O", true),
+                presence: Presence::Removed {
+                    reason: RemovalReason::HardDeleted,
+                },
+                version: Version::new(3, 0),
+            },
+        ];
+        let p = sweep_users(&tenant(), &stored, 5);
+        assert_eq!(p.users.len(), 1);
+        assert_eq!(p.users[0].user.id, "gone");
+        assert_eq!(p.counts.deactivated, 1);
+        assert_eq!(p.users[0].version, Version::sweep(5));
+    }
+}

@@ -1,0 +1,497 @@
+//! In-memory adapters of every port: the hand-written fakes for domain and handler tests, and
+//! the reference the SQLite and DynamoDB adapters are checked against by the contract suite.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::cursor::CursorRecord;
+use crate::error::{EventError, QueueError, StoreError, VaultError};
+use crate::events::ChangeEvent;
+use crate::model::{Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId};
+use crate::page::PageMessage;
+use crate::ports::{
+    Clock, ConnectionStore, CursorStore, EventSink, LeaseStore, Listing, MirrorStore, Revision,
+    RunStore, Secret, SecretVault, WorkQueue,
+};
+use crate::run::{RunUpdate, SyncRun};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another test thread panicked; the data is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type Key = (TenantId, String);
+
+#[derive(Default)]
+struct State {
+    connections: BTreeMap<TenantId, Connection>,
+    cursors: HashMap<(TenantId, Stream), (CursorRecord, Revision)>,
+    applied: HashSet<(TenantId, Stream, u64, u32)>,
+    leases: HashMap<TenantId, (String, DateTime<Utc>)>,
+    users: BTreeMap<Key, StoredUser>,
+    groups: BTreeMap<Key, StoredGroup>,
+    /// Keyed "group/member" within the tenant.
+    edges: BTreeMap<Key, StoredMembership>,
+    runs: BTreeMap<Key, SyncRun>,
+    /// Conditional puts that landed, for tests that count writes.
+    writes: u64,
+}
+
+/// Every store port in memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Conditional puts that landed so far.
+    pub fn writes(&self) -> u64 {
+        lock(&self.state).writes
+    }
+}
+
+/// The key of a membership edge in listings.
+pub fn edge_listing_key(group_id: &str, member_id: &str) -> String {
+    format!("{group_id}/{member_id}")
+}
+
+fn list<T: Clone>(
+    map: &BTreeMap<Key, T>,
+    tenant: &TenantId,
+    after: Option<&str>,
+    limit: usize,
+) -> Listing<T> {
+    use std::ops::Bound;
+    let start = match after {
+        Some(a) => Bound::Excluded((tenant.clone(), a.to_owned())),
+        None => Bound::Included((tenant.clone(), String::new())),
+    };
+    let mut items = Vec::new();
+    let mut last = None;
+    for ((t, k), v) in map.range((start, Bound::Unbounded)) {
+        if t != tenant {
+            break;
+        }
+        if items.len() == limit {
+            return Listing { items, next: last };
+        }
+        items.push(v.clone());
+        last = Some(k.clone());
+    }
+    Listing { items, next: None }
+}
+
+fn put_versioned<T: Clone>(
+    map: &mut BTreeMap<Key, T>,
+    key: Key,
+    value: &T,
+    version: impl Fn(&T) -> crate::model::Version,
+) -> bool {
+    match map.get(&key) {
+        Some(old) if version(old) >= version(value) => false,
+        _ => {
+            map.insert(key, value.clone());
+            true
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn get_connection(&self, tenant: &TenantId) -> Result<Option<Connection>, StoreError> {
+        Ok(lock(&self.state).connections.get(tenant).cloned())
+    }
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        lock(&self.state)
+            .connections
+            .insert(connection.tenant_id.clone(), connection.clone());
+        Ok(())
+    }
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        Ok(lock(&self.state).connections.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl CursorStore for MemoryStore {
+    async fn load_cursor(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+    ) -> Result<Option<(CursorRecord, Revision)>, StoreError> {
+        Ok(lock(&self.state)
+            .cursors
+            .get(&(tenant.clone(), stream))
+            .cloned())
+    }
+
+    async fn save_cursor(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        record: &CursorRecord,
+        expected: Option<Revision>,
+    ) -> Result<Revision, StoreError> {
+        let mut s = lock(&self.state);
+        let key = (tenant.clone(), stream);
+        let current = s.cursors.get(&key).map(|(_, r)| *r);
+        if current != expected {
+            return Err(StoreError::Conflict(format!("cursor {tenant}/{stream}")));
+        }
+        let next = Revision(current.map_or(1, |r| r.0 + 1));
+        s.cursors.insert(key, (record.clone(), next));
+        Ok(next)
+    }
+
+    async fn mark_page_applied(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        cycle: u64,
+        page: u32,
+    ) -> Result<bool, StoreError> {
+        Ok(lock(&self.state)
+            .applied
+            .insert((tenant.clone(), stream, cycle, page)))
+    }
+
+    async fn applied_pages(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        cycle: u64,
+    ) -> Result<u32, StoreError> {
+        let s = lock(&self.state);
+        let n = s
+            .applied
+            .iter()
+            .filter(|(t, st, c, _)| t == tenant && *st == stream && *c == cycle)
+            .count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut s = lock(&self.state);
+        match s.leases.get(tenant) {
+            Some((h, exp)) if h != holder && *exp > now => Ok(false),
+            _ => {
+                s.leases.insert(tenant.clone(), (holder.to_owned(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, tenant: &TenantId, holder: &str) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        if s.leases.get(tenant).is_some_and(|(h, _)| h == holder) {
+            s.leases.remove(tenant);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MirrorStore for MemoryStore {
+    async fn get_users(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredUser>, StoreError> {
+        let s = lock(&self.state);
+        Ok(ids
+            .iter()
+            .filter_map(|id| s.users.get(&(tenant.clone(), id.clone())).cloned())
+            .collect())
+    }
+
+    async fn put_users(&self, tenant: &TenantId, users: &[StoredUser]) -> Result<u64, StoreError> {
+        let mut s = lock(&self.state);
+        let mut n = 0;
+        for u in users {
+            if put_versioned(&mut s.users, (tenant.clone(), u.user.id.clone()), u, |x| {
+                x.version
+            }) {
+                n += 1;
+            }
+        }
+        s.writes += n;
+        Ok(n)
+    }
+
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredUser>, StoreError> {
+        Ok(list(&lock(&self.state).users, tenant, after, limit))
+    }
+
+    async fn get_groups(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<StoredGroup>, StoreError> {
+        let s = lock(&self.state);
+        Ok(ids
+            .iter()
+            .filter_map(|id| s.groups.get(&(tenant.clone(), id.clone())).cloned())
+            .collect())
+    }
+
+    async fn put_groups(
+        &self,
+        tenant: &TenantId,
+        groups: &[StoredGroup],
+    ) -> Result<u64, StoreError> {
+        let mut s = lock(&self.state);
+        let mut n = 0;
+        for g in groups {
+            if put_versioned(
+                &mut s.groups,
+                (tenant.clone(), g.group.id.clone()),
+                g,
+                |x| x.version,
+            ) {
+                n += 1;
+            }
+        }
+        s.writes += n;
+        Ok(n)
+    }
+
+    async fn list_groups(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredGroup>, StoreError> {
+        Ok(list(&lock(&self.state).groups, tenant, after, limit))
+    }
+
+    async fn get_memberships(
+        &self,
+        tenant: &TenantId,
+        keys: &[(String, String)],
+    ) -> Result<Vec<StoredMembership>, StoreError> {
+        let s = lock(&self.state);
+        Ok(keys
+            .iter()
+            .filter_map(|(g, m)| {
+                s.edges
+                    .get(&(tenant.clone(), edge_listing_key(g, m)))
+                    .cloned()
+            })
+            .collect())
+    }
+
+    async fn put_memberships(
+        &self,
+        tenant: &TenantId,
+        edges: &[StoredMembership],
+    ) -> Result<u64, StoreError> {
+        let mut s = lock(&self.state);
+        let mut n = 0;
+        for e in edges {
+            let key = (tenant.clone(), edge_listing_key(&e.group_id, &e.member.id));
+            if put_versioned(&mut s.edges, key, e, |x| x.version) {
+                n += 1;
+            }
+        }
+        s.writes += n;
+        Ok(n)
+    }
+
+    async fn memberships_of_group(
+        &self,
+        tenant: &TenantId,
+        group_id: &str,
+    ) -> Result<Vec<StoredMembership>, StoreError> {
+        let s = lock(&self.state);
+        let prefix = format!("{group_id}/");
+        Ok(s.edges
+            .range((tenant.clone(), prefix.clone())..)
+            .take_while(|((t, k), _)| t == tenant && k.starts_with(&prefix))
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
+    async fn list_memberships(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredMembership>, StoreError> {
+        Ok(list(&lock(&self.state).edges, tenant, after, limit))
+    }
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    async fn create_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        lock(&self.state)
+            .runs
+            .entry((run.tenant_id.clone(), run.run_id.clone()))
+            .or_insert_with(|| run.clone());
+        Ok(())
+    }
+
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        update: &RunUpdate,
+    ) -> Result<SyncRun, StoreError> {
+        let mut s = lock(&self.state);
+        let run = s
+            .runs
+            .get_mut(&(tenant.clone(), run_id.to_owned()))
+            .ok_or_else(|| StoreError::Corrupt(format!("run {run_id} not found")))?;
+        update.apply(run);
+        Ok(run.clone())
+    }
+
+    async fn get_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        Ok(lock(&self.state)
+            .runs
+            .get(&(tenant.clone(), run_id.to_owned()))
+            .cloned())
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
+        let s = lock(&self.state);
+        let mut runs: Vec<SyncRun> = s
+            .runs
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, r)| r.clone())
+            .collect();
+        runs.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then(b.run_id.cmp(&a.run_id))
+        });
+        runs.truncate(limit);
+        Ok(runs)
+    }
+}
+
+/// A queue that just collects messages; tests decide when and in which order to deliver them.
+#[derive(Default)]
+pub struct CollectingQueue {
+    messages: Mutex<Vec<PageMessage>>,
+}
+
+impl CollectingQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Take every message enqueued so far.
+    pub fn drain(&self) -> Vec<PageMessage> {
+        std::mem::take(&mut *lock(&self.messages))
+    }
+}
+
+#[async_trait]
+impl WorkQueue for CollectingQueue {
+    async fn enqueue(&self, messages: Vec<PageMessage>) -> Result<(), QueueError> {
+        lock(&self.messages).extend(messages);
+        Ok(())
+    }
+}
+
+/// Collects events.
+#[derive(Default)]
+pub struct CollectingEvents {
+    events: Mutex<Vec<ChangeEvent>>,
+}
+
+impl CollectingEvents {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn take(&self) -> Vec<ChangeEvent> {
+        std::mem::take(&mut *lock(&self.events))
+    }
+    pub fn len(&self) -> usize {
+        lock(&self.events).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl EventSink for CollectingEvents {
+    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
+        lock(&self.events).extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// Secrets in memory (tests only: nothing is encrypted).
+#[derive(Default)]
+pub struct MemoryVault {
+    secrets: Mutex<HashMap<String, Secret>>,
+}
+
+#[async_trait]
+impl SecretVault for MemoryVault {
+    async fn get_secret(&self, name: &str) -> Result<Secret, VaultError> {
+        lock(&self.secrets)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| VaultError::NotFound(name.to_owned()))
+    }
+    async fn put_secret(&self, name: &str, value: &Secret) -> Result<(), VaultError> {
+        lock(&self.secrets).insert(name.to_owned(), value.clone());
+        Ok(())
+    }
+    async fn delete_secret(&self, name: &str) -> Result<(), VaultError> {
+        lock(&self.secrets).remove(name);
+        Ok(())
+    }
+}
+
+/// A clock tests move by hand.
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            now: Mutex::new(start),
+        }
+    }
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut n = lock(&self.now);
+        *n += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *lock(&self.now)
+    }
+}
