@@ -144,6 +144,8 @@ pub enum RunUpdate {
         page_seq: u32,
     },
     StreamCommitted(Stream),
+    /// A failed run whose round is picked up again by a later fetch.
+    Resumed,
     Finish {
         status: RunStatus,
         at: DateTime<Utc>,
@@ -173,6 +175,12 @@ impl RunUpdate {
                 }
             }
             RunUpdate::StreamCommitted(s) => run.stream_mut(*s).committed = true,
+            RunUpdate::Resumed => {
+                if matches!(run.status, RunStatus::Failed { .. }) {
+                    run.status = RunStatus::Running;
+                    run.finished_at = None;
+                }
+            }
             RunUpdate::Finish { status, at } => {
                 if !run.is_finished() {
                     run.status = status.clone();

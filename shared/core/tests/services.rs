@@ -1,4 +1,5 @@
 //! Service tests against the in-memory adapters and a scripted directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

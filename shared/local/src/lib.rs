@@ -1,6 +1,10 @@
 //! Embedded adapters of the core ports (SQLite store, durable in-process queue, encrypted file
-//! vault) and the wiring the `entra-sync` program uses to run everything on one machine.
+//! vault), the wiring that runs the core services on them, and the demo.
 
+pub mod demo;
+pub mod events;
 pub mod queue;
+pub mod runtime;
 pub mod sqlite;
 pub mod vault;
+pub mod verify;

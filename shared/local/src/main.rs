@@ -1,1 +1,404 @@
-fn main() {}
+//! `entra-sync`: the whole product on one machine. Wires the embedded adapters; the logic lives
+//! in the library and in `entra-sync-core`.
+// A command-line program talks to its user on stdout/stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use entra_sync_core::model::TenantId;
+use entra_sync_core::ports::{ConnectionStore, RunStore, Secret};
+use entra_sync_core::run::{RunStatus, SyncRun};
+use entra_sync_core::services::FetchOptions;
+use entra_sync_graph::{GraphClient, GraphConfig};
+use entra_sync_local::demo::{DemoOptions, DemoStep, DemoSummary, connect, run_demo};
+use entra_sync_local::runtime::{DataDir, LocalApp, SyncSettings};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "entra-sync", version, about = "Microsoft Entra ID directory sync, on one machine")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "ENTRA_SYNC_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `entra_sync_core=debug`.
+    #[arg(long, global = true, default_value = "warn", env = "ENTRA_SYNC_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Emulated tenant -> connect -> full sync -> changes -> incremental sync -> summary.
+    Demo(DemoArgs),
+    /// Sync one directory (full the first time, incremental after).
+    Sync(SyncArgs),
+    /// Print the stored users, groups and memberships of one directory as JSON.
+    Export(ExportArgs),
+    /// Print the activity log (sync runs) of one directory.
+    Runs(ExportArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where the store, queue, vault and emulator state live. A second run continues there.
+    #[arg(long, default_value = ".entra-sync/demo", env = "ENTRA_SYNC_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Users in the emulated tenant.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Groups in the emulated tenant.
+    #[arg(long, default_value_t = 500)]
+    groups: usize,
+    /// Seed of the synthetic tenant and of the changes.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Directory changes between the two syncs (default: 2 % of users, at least 10).
+    #[arg(long)]
+    changes: Option<usize>,
+    /// Latency the emulator adds to every Graph request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Start from scratch: delete the data directory first.
+    #[arg(long)]
+    fresh: bool,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+#[derive(Args)]
+struct Tuning {
+    /// Reconcile workers.
+    #[arg(long, default_value_t = 4, env = "ENTRA_SYNC_WORKERS")]
+    workers: usize,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// The directory (tenant) id, a GUID.
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID")]
+    tenant_id: String,
+    /// The app registration's client (application) id.
+    #[arg(long, env = "ENTRA_SYNC_CLIENT_ID")]
+    client_id: String,
+    /// Environment variable holding the client secret.
+    #[arg(long, default_value = "ENTRA_SYNC_CLIENT_SECRET", conflicts_with = "client_secret_file")]
+    client_secret_env: String,
+    /// File holding the client secret (instead of an environment variable).
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// Microsoft Graph base URL (national clouds: https://graph.microsoft.us, ...).
+    #[arg(long, default_value = "https://graph.microsoft.com", env = "ENTRA_SYNC_GRAPH_URL")]
+    graph_url: url::Url,
+    /// Login (authority) base URL.
+    #[arg(long, default_value = "https://login.microsoftonline.com", env = "ENTRA_SYNC_LOGIN_URL")]
+    login_url: url::Url,
+    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Read everything again even if a delta link exists.
+    #[arg(long)]
+    full: bool,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID")]
+    tenant_id: String,
+    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+fn init_tracing(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, &cli.log);
+    let result = match cli.command {
+        Command::Demo(args) => demo(args).await,
+        Command::Sync(args) => sync(args).await,
+        Command::Export(args) => export(args).await,
+        Command::Runs(args) => runs(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn settings(t: &Tuning) -> SyncSettings {
+    SyncSettings {
+        workers: t.workers.max(1),
+        ..SyncSettings::default()
+    }
+}
+
+/// A progress bar over pages: fetched from Graph, applied to the store.
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Self {
+            bar: enabled.then(|| {
+                let bar = ProgressBar::new(0);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:>14} [{bar:30}] {pos}/{len} pages applied  {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            }),
+        }
+    }
+
+    fn update(&self, label: &str, run: &SyncRun) {
+        let Some(bar) = &self.bar else { return };
+        let fetched = run.users.pages_fetched + run.groups.pages_fetched;
+        let total = match (run.users.pages_total, run.groups.pages_total) {
+            (Some(u), Some(g)) => u + g,
+            _ => fetched + 1,
+        };
+        bar.set_prefix(label.to_owned());
+        bar.set_length(total);
+        bar.set_position(run.counts.pages_applied.min(total));
+        bar.set_message(format!(
+            "{} fetched, {} created, {} updated, {} deactivated",
+            fetched, run.counts.created, run.counts.updated, run.counts.deactivated
+        ));
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn demo(args: DemoArgs) -> Result<ExitCode> {
+    if args.fresh && args.data_dir.exists() {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("removing {}", args.data_dir.display()))?;
+    }
+    let opts = DemoOptions {
+        data_dir: args.data_dir.clone(),
+        users: args.users,
+        groups: args.groups,
+        seed: args.seed,
+        changes: args.changes,
+        latency: Duration::from_millis(args.latency_ms),
+        settings: settings(&args.tuning),
+    };
+    let mut progress: Option<Progress> = None;
+    let show = !args.tuning.no_progress;
+    let summary = run_demo(&opts, |step| match step {
+        DemoStep::Started { tenant, users, groups } => {
+            println!("Emulated tenant {tenant}: {users} users, {groups} groups");
+        }
+        DemoStep::Connected { tenant_name, domains } => {
+            println!("Connected to \"{tenant_name}\" ({domains} verified domains)");
+        }
+        DemoStep::SyncProgress { label, run } => {
+            progress.get_or_insert_with(|| Progress::new(show)).update(label, run);
+        }
+        DemoStep::SyncDone(s) => {
+            if let Some(p) = progress.take() {
+                p.finish();
+            }
+            println!(
+                "{}: {} sync, {} pages in {:.2?}",
+                s.label,
+                mode_name(s),
+                s.run.counts.pages_applied,
+                s.wall
+            );
+        }
+        DemoStep::Changed(c) => {
+            println!("Changed the directory: {c}");
+        }
+    })
+    .await?;
+    print_summary(&summary, &args.data_dir);
+    Ok(if summary.verification.matches() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn mode_name(s: &entra_sync_local::demo::SyncSummary) -> &'static str {
+    match s.mode {
+        Some(entra_sync_core::page::RoundMode::Full) => "full",
+        Some(entra_sync_core::page::RoundMode::Incremental) => "incremental",
+        None => "no",
+    }
+}
+
+fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
+    println!();
+    println!("Summary for \"{}\" ({})", s.tenant_name, s.tenant_id);
+    println!(
+        "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
+        "sync", "mode", "pages", "graph", "created", "updated", "deactivated", "removed", "members+", "members-", "wall"
+    );
+    for x in &s.syncs {
+        let c = &x.run.counts;
+        println!(
+            "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
+            x.label,
+            mode_name(x),
+            c.pages_applied,
+            x.graph_requests,
+            c.created,
+            c.updated,
+            c.deactivated,
+            c.removed,
+            c.memberships_added,
+            c.memberships_removed,
+            format!("{:.2?}", x.wall),
+        );
+    }
+    let v = &s.verification;
+    println!();
+    println!(
+        "stored: {} users, {} groups, {} memberships (directory: {}, {}, {})",
+        v.users_stored, v.groups_stored, v.memberships_stored, v.users_expected, v.groups_expected, v.memberships_expected
+    );
+    println!(
+        "state matches directory: {}",
+        if v.matches() { "yes" } else { "no" }
+    );
+    for d in &v.differences {
+        println!("  - {d}");
+    }
+    println!("(data in {}; run again to continue incrementally, --fresh to start over)", data_dir.display());
+}
+
+fn read_secret(args: &SyncArgs) -> Result<Secret> {
+    let value = match &args.client_secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the client secret from {}", path.display()))?,
+        None => std::env::var(&args.client_secret_env).with_context(|| {
+            format!(
+                "the client secret is read from the environment variable {} (or pass --client-secret-file)",
+                args.client_secret_env
+            )
+        })?,
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        bail!("the client secret is empty");
+    }
+    Ok(Secret::new(value))
+}
+
+async fn sync(args: SyncArgs) -> Result<ExitCode> {
+    let secret = read_secret(&args)?;
+    let tuning = settings(&args.tuning);
+    let app = LocalApp::open(&DataDir::new(&args.data_dir), &tuning)?;
+    let config = GraphConfig::new(
+        args.graph_url.clone(),
+        args.login_url.clone(),
+        args.client_id.clone(),
+        secret,
+    );
+    let client = Arc::new(GraphClient::new(config).context("building the Graph client")?);
+    let tenant = TenantId::new(args.tenant_id.clone());
+    if app.store.get_connection(&tenant).await?.is_none() {
+        let c = connect(&app, &client, &tenant).await?;
+        println!(
+            "Connected to \"{}\"",
+            c.tenant_name.as_deref().unwrap_or(&args.tenant_id)
+        );
+    }
+    let options = FetchOptions {
+        force_full: args.full,
+        ..FetchOptions::default()
+    };
+    let progress = Progress::new(!args.tuning.no_progress);
+    let run = app
+        .sync(client, &tenant, &options, &tuning, |run| progress.update("sync", run))
+        .await?;
+    progress.finish();
+    print_run(&run);
+    Ok(match run.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn print_run(run: &SyncRun) {
+    let c = &run.counts;
+    let status = match &run.status {
+        RunStatus::Running => "running".to_owned(),
+        RunStatus::Succeeded => "succeeded".to_owned(),
+        RunStatus::Failed { error } => format!("failed: {error}"),
+    };
+    println!(
+        "{} {} ({:?}, started {}): {} pages, {} Graph requests, {} created, {} updated, {} deactivated, {} removed, {} skipped",
+        run.run_id,
+        status,
+        run.trigger,
+        run.started_at.format("%Y-%m-%d %H:%M:%S"),
+        c.pages_applied,
+        run.graph_requests,
+        c.created,
+        c.updated,
+        c.deactivated,
+        c.removed,
+        c.skipped
+    );
+}
+
+async fn export(args: ExportArgs) -> Result<ExitCode> {
+    let app = LocalApp::open(&DataDir::new(&args.data_dir), &SyncSettings::default())?;
+    let tenant = TenantId::new(args.tenant_id);
+    let data = app.export(&tenant).await?;
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    serde_json::to_writer_pretty(&mut lock, &data)?;
+    println!();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(args: ExportArgs) -> Result<ExitCode> {
+    let app = LocalApp::open(&DataDir::new(&args.data_dir), &SyncSettings::default())?;
+    let tenant = TenantId::new(args.tenant_id);
+    for run in app.store.list_runs(&tenant, 50).await? {
+        print_run(&run);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -16,13 +16,14 @@ use tracing::{Instrument, info, info_span, warn};
 use super::commit::{CommitDeps, try_commit};
 use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, SyncError};
+use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Stream, TenantId};
 use crate::page::{PageLink, PageMessage};
 use crate::ports::{
     Clock, ConnectionStore, CursorStore, DirectoryReader, EventSink, LeaseStore, MirrorStore,
     Revision, RunStore, WorkQueue,
 };
-use crate::run::{RunUpdate, SyncRun, Trigger};
+use crate::run::{RunStatus, RunUpdate, SyncRun, Trigger};
 
 /// The ports fetch uses (and, for committing, the mirror and event sink).
 #[derive(Clone)]
@@ -146,7 +147,14 @@ async fn fetch_locked(
             .and_then(|(r, _)| r.current_round().map(|(_, run, _)| run.to_owned()))
     });
     let run_id = match in_progress {
-        Some(id) => id,
+        Some(id) => {
+            if deps.runs.get_run(tenant, &id).await?.is_some() {
+                deps.runs
+                    .update_run(tenant, &id, &RunUpdate::Resumed)
+                    .await?;
+            }
+            id
+        }
         None => {
             let id = new_run_id(deps.clock.now());
             let run = SyncRun::new(id.clone(), tenant.clone(), opts.trigger, deps.clock.now());
@@ -198,7 +206,10 @@ async fn fetch_locked(
     deps.runs
         .update_run(tenant, &run_id, &RunUpdate::AddGraphRequests(spent))
         .await?;
-    result?;
+    if let Err(e) = result {
+        record_failure(deps, tenant, &run_id, &e).await;
+        return Err(e);
+    }
 
     if report.outcome != FetchOutcome::Paused {
         // Reconcile may have applied everything already; whoever is last commits.
@@ -222,6 +233,53 @@ async fn fetch_locked(
         "fetch finished"
     );
     Ok(report)
+}
+
+/// Write the failure into the activity log, in plain words, and tell the host product. The
+/// round stays at its checkpoint; the next fetch resumes it under the same run.
+async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &SyncError) {
+    let error = plain_words(e);
+    warn!(tenant = %tenant, run_id = %run_id, error = %e, class = e.class().as_str(), "fetch failed");
+    let finish = RunUpdate::Finish {
+        status: RunStatus::Failed {
+            error: error.clone(),
+        },
+        at: deps.clock.now(),
+    };
+    if let Err(le) = deps.runs.update_run(tenant, run_id, &finish).await {
+        warn!(tenant = %tenant, run_id = %run_id, error = %le, "could not record the failed run");
+    }
+    let event = ChangeEvent {
+        tenant_id: tenant.clone(),
+        object_id: tenant.to_string(),
+        kind: ChangeKind::SyncFailed {
+            run_id: run_id.to_owned(),
+            error,
+        },
+    };
+    if let Err(ee) = deps.events.publish(&[event]).await {
+        warn!(tenant = %tenant, error = %ee, "could not publish sync failure");
+    }
+}
+
+/// What an administrator reads in the activity log.
+pub fn plain_words(e: &SyncError) -> String {
+    match e {
+        SyncError::Directory(DirectoryError::Throttled { .. }) => {
+            "Microsoft Graph is throttling requests for this directory; the sync will resume from where it stopped on the next run.".to_owned()
+        }
+        SyncError::Directory(DirectoryError::Transient { .. }) => {
+            "Microsoft Graph was temporarily unavailable; nothing was deactivated and the sync will resume from where it stopped.".to_owned()
+        }
+        SyncError::Directory(DirectoryError::NeedsReauthorization { code }) => format!(
+            "The directory no longer grants access to the app ({code}). An administrator of the tenant must consent again; no synced user was changed."
+        ),
+        SyncError::Directory(DirectoryError::InsufficientPrivileges { permission }) => format!(
+            "The app is missing a permission{}. Grant it in the Entra admin center and consent again.",
+            permission.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+        ),
+        other => format!("The sync stopped: {other}. Nothing was deactivated; it resumes on the next run."),
+    }
 }
 
 fn new_run_id(now: chrono::DateTime<chrono::Utc>) -> String {

@@ -6,5 +6,5 @@ mod fetch;
 mod reconcile;
 
 pub use commit::{CommitDeps, try_commit};
-pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, run_fetch};
+pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, plain_words, run_fetch};
 pub use reconcile::{ReconcileDeps, ReconcileOutcome, reconcile_page};

@@ -1,0 +1,223 @@
+//! The one-command demo: an emulated tenant, connect, full sync, directory changes, incremental
+//! sync, and a check that the stored state equals the directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
+use entra_sync_core::page::RoundMode;
+use entra_sync_core::ports::{Clock, ConnectionStore, Secret, SecretVault};
+use entra_sync_core::run::{RunStatus, SyncRun};
+use entra_sync_core::services::FetchOptions;
+use entra_sync_emulator::{ChurnSummary, Emulator, EmulatorConfig, TenantSpec};
+use entra_sync_graph::{GraphClient, GraphConfig};
+
+use crate::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
+use crate::verify::{Verification, compare};
+
+/// Vault name of the app's client secret.
+pub const CLIENT_SECRET_NAME: &str = "app/client-secret";
+
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    pub data_dir: PathBuf,
+    pub users: usize,
+    pub groups: usize,
+    pub seed: u64,
+    /// Directory changes between the two syncs (default: 2 % of users).
+    pub changes: Option<usize>,
+    /// Latency the emulator adds to every request.
+    pub latency: Duration,
+    pub settings: SyncSettings,
+}
+
+/// One sync as the summary table shows it.
+#[derive(Clone, Debug)]
+pub struct SyncSummary {
+    pub label: String,
+    pub run: SyncRun,
+    pub mode: Option<RoundMode>,
+    pub graph_requests: u64,
+    pub wall: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct DemoSummary {
+    pub tenant_id: TenantId,
+    pub tenant_name: String,
+    pub syncs: Vec<SyncSummary>,
+    pub churn: ChurnSummary,
+    pub verification: Verification,
+}
+
+/// Something to tell the person watching.
+pub enum DemoStep<'a> {
+    Started { tenant: &'a str, users: usize, groups: usize },
+    Connected { tenant_name: &'a str, domains: usize },
+    SyncProgress { label: &'a str, run: &'a SyncRun },
+    SyncDone(&'a SyncSummary),
+    Changed(&'a ChurnSummary),
+}
+
+fn emulator_state(dir: &DataDir) -> PathBuf {
+    dir.root.join("emulator.json")
+}
+
+/// Run the demo. A second run on the same data directory continues the same emulated tenant
+/// (its state is saved beside the store), so its first sync is incremental.
+pub async fn run_demo(
+    opts: &DemoOptions,
+    mut on_step: impl FnMut(DemoStep<'_>),
+) -> Result<DemoSummary, LocalError> {
+    let dir = DataDir::new(&opts.data_dir);
+    let app = LocalApp::open(&dir, &opts.settings)?;
+    let config = EmulatorConfig {
+        latency: opts.latency,
+        ..EmulatorConfig::default()
+    };
+    let state_file = emulator_state(&dir);
+    let emulator = if state_file.exists() {
+        Emulator::start_from_state(config, &state_file)
+            .await
+            .map_err(|e| LocalError::Failed(format!("cannot restore the emulator: {e}")))?
+    } else {
+        Emulator::start(config)
+            .await
+            .map_err(|e| LocalError::Failed(format!("cannot start the emulator: {e}")))?
+    };
+    let tenant_info = match emulator.tenant_ids().first() {
+        Some(id) => emulator
+            .tenant_info(id)
+            .ok_or_else(|| LocalError::Failed("restored emulator lost its tenant".into()))?,
+        None => emulator.add_tenant(&TenantSpec::new(opts.seed, opts.users, opts.groups)),
+    };
+    let tenant = TenantId::new(tenant_info.tenant_id.clone());
+    let handle = emulator
+        .tenant(&tenant_info.tenant_id)
+        .ok_or_else(|| LocalError::Failed("emulated tenant missing".into()))?;
+    let size = handle.snapshot();
+    on_step(DemoStep::Started {
+        tenant: &tenant_info.tenant_id,
+        users: size.users.len(),
+        groups: size.groups.len(),
+    });
+
+    // Connect: keep the app secret in the vault, read the tenant's details, store the connection.
+    let app_creds = emulator.app();
+    app.vault
+        .put_secret(CLIENT_SECRET_NAME, &Secret::new(app_creds.client_secret.clone()))
+        .await?;
+    let secret = app.vault.get_secret(CLIENT_SECRET_NAME).await?;
+    let graph_config = GraphConfig::new(
+        url(&emulator.graph_base_url())?,
+        url(&emulator.login_base_url())?,
+        app_creds.client_id.clone(),
+        secret,
+    );
+    let client = Arc::new(
+        GraphClient::new(graph_config)
+            .map_err(|e| LocalError::Failed(format!("graph client: {e}")))?,
+    );
+    let connection = connect(&app, &client, &tenant).await?;
+    let tenant_name = connection.tenant_name.clone().unwrap_or_default();
+    on_step(DemoStep::Connected {
+        tenant_name: &tenant_name,
+        domains: connection.verified_domains.len(),
+    });
+
+    let mut syncs = Vec::new();
+    let first = sync_once(&app, &client, &emulator, &tenant, "first sync", &opts.settings, &mut on_step).await?;
+    syncs.push(first);
+
+    let changes = opts.changes.unwrap_or((opts.users / 50).max(10));
+    let churn = handle.random_churn(opts.seed.wrapping_add(now_seed(&app)), changes);
+    on_step(DemoStep::Changed(&churn));
+
+    let second = sync_once(&app, &client, &emulator, &tenant, "after changes", &opts.settings, &mut on_step).await?;
+    syncs.push(second);
+
+    let stored = app.export(&tenant).await?;
+    let verification = compare(&stored, &handle.snapshot());
+    emulator
+        .save_state(&state_file)
+        .map_err(|e| LocalError::Failed(format!("cannot save the emulator state: {e}")))?;
+    emulator.shutdown().await;
+    Ok(DemoSummary {
+        tenant_id: tenant,
+        tenant_name,
+        syncs,
+        churn,
+        verification,
+    })
+}
+
+fn now_seed(app: &LocalApp) -> u64 {
+    u64::try_from(app.clock.now().timestamp()).unwrap_or(0)
+}
+
+fn url(s: &str) -> Result<url::Url, LocalError> {
+    url::Url::parse(s).map_err(|e| LocalError::Failed(format!("bad URL {s}: {e}")))
+}
+
+/// Read the tenant's details and store the connection (the consent flow replaces this step
+/// once it exists). Connecting an already connected tenant keeps its label and date.
+pub async fn connect(
+    app: &LocalApp,
+    client: &GraphClient,
+    tenant: &TenantId,
+) -> Result<Connection, LocalError> {
+    let org = client
+        .organization(tenant)
+        .await
+        .map_err(|e| LocalError::Failed(format!("cannot read the tenant's details: {e}")))?;
+    let existing = app.store.get_connection(tenant).await?;
+    let connection = Connection {
+        tenant_id: tenant.clone(),
+        account_id: existing
+            .as_ref()
+            .map_or_else(|| AccountId("local".into()), |c| c.account_id.clone()),
+        label: existing
+            .as_ref()
+            .map_or_else(|| org.display_name.clone(), |c| c.label.clone()),
+        tenant_name: Some(org.display_name.clone()),
+        verified_domains: org.verified_domains.clone(),
+        status: ConnectionStatus::Connected,
+        connected_at: existing
+            .as_ref()
+            .map_or_else(|| app.clock.now(), |c| c.connected_at),
+    };
+    app.store.put_connection(&connection).await?;
+    Ok(connection)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_once(
+    app: &LocalApp,
+    client: &Arc<GraphClient>,
+    emulator: &Emulator,
+    tenant: &TenantId,
+    label: &str,
+    settings: &SyncSettings,
+    on_step: &mut impl FnMut(DemoStep<'_>),
+) -> Result<SyncSummary, LocalError> {
+    let before = emulator.counters().requests;
+    let started = Instant::now();
+    let run = app
+        .sync(client.clone(), tenant, &FetchOptions::default(), settings, |run| {
+            on_step(DemoStep::SyncProgress { label, run });
+        })
+        .await?;
+    let summary = SyncSummary {
+        label: label.to_owned(),
+        mode: run.users.mode,
+        graph_requests: emulator.counters().requests - before,
+        wall: started.elapsed(),
+        run,
+    };
+    on_step(DemoStep::SyncDone(&summary));
+    if let RunStatus::Failed { error } = &summary.run.status {
+        return Err(LocalError::Failed(format!("{label} failed: {error}")));
+    }
+    Ok(summary)
+}
