@@ -1,1 +1,6 @@
-//! End-to-end tests live in tests/tests/.
+//! Shared test code: the store contract suite every adapter passes, and helpers for the
+//! end-to-end flows in `tests/`.
+// Test support: a failed expectation is a panic with a message, by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod contract;

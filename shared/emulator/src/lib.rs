@@ -1,1 +1,1 @@
-//! Graph emulator (being written)
+//! stub

@@ -172,6 +172,7 @@ pub async fn connect(
         .await
         .map_err(|e| LocalError::Failed(format!("cannot read the tenant's details: {e}")))?;
     let existing = app.store.get_connection(tenant).await?;
+    let name = org.display_name.clone().unwrap_or_else(|| tenant.to_string());
     let connection = Connection {
         tenant_id: tenant.clone(),
         account_id: existing
@@ -179,8 +180,8 @@ pub async fn connect(
             .map_or_else(|| AccountId("local".into()), |c| c.account_id.clone()),
         label: existing
             .as_ref()
-            .map_or_else(|| org.display_name.clone(), |c| c.label.clone()),
-        tenant_name: Some(org.display_name.clone()),
+            .map_or_else(|| name.clone(), |c| c.label.clone()),
+        tenant_name: Some(name),
         verified_domains: org.verified_domains.clone(),
         status: ConnectionStatus::Connected,
         connected_at: existing

@@ -1,0 +1,282 @@
+//! Shared emulator state: tenants, issued access tokens, counters, log, faults.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+
+use crate::clock::Clock;
+use crate::config::EmulatorConfig;
+use crate::counters::{RequestCounters, RequestLog};
+use crate::directory::Directory;
+use crate::faults::FaultBook;
+use crate::throttle::{Bucket, Usage};
+use crate::tokens::TokenCodec;
+
+/// The credentials of the one multi-tenant app registered in the emulator.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish()
+    }
+}
+
+impl Default for AppCredentials {
+    /// Fixed credentials, so a demo that stored them keeps working across restarts.
+    fn default() -> Self {
+        Self {
+            client_id: "5e1f0c7a-3b8d-4d2e-9a6f-0c4b7d21e9a3".to_string(),
+            client_secret: "emu8Q~entra-sync-emulator-secret".to_string(),
+        }
+    }
+}
+
+/// What the simulated admin does on the admin-consent page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConsentOutcome {
+    /// `?admin_consent=True&tenant=...&state=...`; consent becomes granted.
+    #[default]
+    Approve,
+    /// `?error=permission_denied&error_description=The+admin+canceled+the+request`.
+    Cancel,
+    /// `?error=access_denied&error_description=AADSTS65004...`.
+    Decline,
+    /// `?admin_consent=True&error=consent_required&error_description=AADSTS65004...`.
+    DenyWithAdminConsentTrue,
+}
+
+/// One verified domain of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DomainInfo {
+    pub(crate) name: String,
+    pub(crate) is_initial: bool,
+    pub(crate) is_default: bool,
+}
+
+/// A tenant: identity, consent flags, budgets and its directory.
+#[derive(Debug)]
+pub(crate) struct TenantState {
+    pub(crate) id: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) name: String,
+    pub(crate) domains: Vec<DomainInfo>,
+    pub(crate) consent: AtomicBool,
+    /// App roles granted: when false, tokens are issued but Graph answers 403.
+    pub(crate) roles: AtomicBool,
+    pub(crate) premium: AtomicBool,
+    pub(crate) password_reset_allowed: AtomicBool,
+    pub(crate) consent_outcome: Mutex<ConsentOutcome>,
+    pub(crate) dir: RwLock<Directory>,
+    read_bucket: Mutex<Option<Bucket>>,
+    write_bucket: Mutex<Option<Bucket>>,
+}
+
+impl TenantState {
+    pub(crate) fn new(
+        id: String,
+        name: String,
+        domains: Vec<DomainInfo>,
+        premium: bool,
+        dir: Directory,
+        config: &EmulatorConfig,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            fingerprint: fingerprint(&id),
+            id,
+            name,
+            domains,
+            consent: AtomicBool::new(true),
+            roles: AtomicBool::new(true),
+            premium: AtomicBool::new(premium),
+            password_reset_allowed: AtomicBool::new(true),
+            consent_outcome: Mutex::new(ConsentOutcome::Approve),
+            dir: RwLock::new(dir),
+            read_bucket: Mutex::new(config.read_budget.map(|b| Bucket::new(b, now_ms))),
+            write_bucket: Mutex::new(config.write_budget.map(|b| Bucket::new(b, now_ms))),
+        }
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Directory> {
+        self.dir.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Directory> {
+        self.dir.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `cost` RU from the read or write bucket.
+    pub(crate) fn take_budget(&self, write: bool, cost: u32, now_ms: u64) -> Result<Option<Usage>, u32> {
+        let bucket = if write {
+            &self.write_bucket
+        } else {
+            &self.read_bucket
+        };
+        let mut guard = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_mut() {
+            None => Ok(None),
+            Some(b) => b.try_take(cost, now_ms).map(Some),
+        }
+    }
+
+    pub(crate) fn initial_domain(&self) -> &str {
+        self.domains
+            .iter()
+            .find(|d| d.is_initial)
+            .map_or("", |d| d.name.as_str())
+    }
+
+    pub(crate) fn default_domain(&self) -> &str {
+        self.domains
+            .iter()
+            .find(|d| d.is_default)
+            .map_or("", |d| d.name.as_str())
+    }
+}
+
+/// FNV-1a of a string (tenant fingerprints in tokens).
+pub(crate) fn fingerprint(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// An issued access token.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub(crate) tenant: String,
+    pub(crate) expires_ms: u64,
+}
+
+/// Tenants by id and by domain.
+#[derive(Debug, Default)]
+pub(crate) struct Tenants {
+    pub(crate) by_id: HashMap<String, Arc<TenantState>>,
+    /// Lower-cased domain name -> tenant id.
+    pub(crate) by_domain: HashMap<String, String>,
+    /// Tenant ids in the order they were added.
+    pub(crate) order: Vec<String>,
+    /// Tenant used by `organizations`/`common` admin-consent requests.
+    pub(crate) sign_in_tenant: Option<String>,
+}
+
+/// Everything the server and the handles share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: EmulatorConfig,
+    latency_ns: AtomicU64,
+    pub(crate) clock: Clock,
+    pub(crate) app: AppCredentials,
+    pub(crate) tenants: RwLock<Tenants>,
+    access: Mutex<HashMap<String, Grant>>,
+    pub(crate) faults: Arc<FaultBook>,
+    pub(crate) counters: Mutex<RequestCounters>,
+    pub(crate) log: Mutex<RequestLog>,
+    pub(crate) codec: TokenCodec,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Inner {
+    pub(crate) fn new(config: EmulatorConfig, app: AppCredentials, addr: SocketAddr) -> Self {
+        let latency = u64::try_from(config.latency.as_nanos()).unwrap_or(u64::MAX);
+        let log = RequestLog::new(config.request_log_capacity);
+        Self {
+            config,
+            latency_ns: AtomicU64::new(latency),
+            clock: Clock::new(),
+            app,
+            tenants: RwLock::new(Tenants::default()),
+            access: Mutex::new(HashMap::new()),
+            faults: Arc::new(FaultBook::default()),
+            counters: Mutex::new(RequestCounters::default()),
+            log: Mutex::new(log),
+            codec: TokenCodec::default(),
+            addr,
+        }
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_nanos(self.latency_ns.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_latency(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_ns.store(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tenants_read(&self) -> RwLockReadGuard<'_, Tenants> {
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn tenants_write(&self) -> RwLockWriteGuard<'_, Tenants> {
+        self.tenants.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A tenant by id or by one of its verified domains.
+    pub(crate) fn resolve_tenant(&self, key: &str) -> Option<Arc<TenantState>> {
+        let tenants = self.tenants_read();
+        if let Some(t) = tenants.by_id.get(key) {
+            return Some(t.clone());
+        }
+        let lower = key.to_ascii_lowercase();
+        let id = tenants
+            .by_domain
+            .get(&lower)
+            .or_else(|| tenants.by_id.keys().find(|k| k.eq_ignore_ascii_case(key)))?;
+        tenants.by_id.get(id).cloned()
+    }
+
+    /// Issues an access token for a tenant.
+    pub(crate) fn issue_token(&self, tenant: &str) -> String {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = format!("emu.{}", URL_SAFE_NO_PAD.encode(bytes));
+        let now = self.clock.now_ms();
+        let expires_ms = now.saturating_add(self.config.token_lifetime_secs.saturating_mul(1000));
+        let mut access = self.access.lock().unwrap_or_else(PoisonError::into_inner);
+        if access.len() > 10_000 {
+            access.retain(|_, g| g.expires_ms > now);
+        }
+        access.insert(
+            token.clone(),
+            Grant {
+                tenant: tenant.to_string(),
+                expires_ms,
+            },
+        );
+        token
+    }
+
+    /// The grant behind an access token.
+    pub(crate) fn grant(&self, token: &str) -> Option<Grant> {
+        let access = self.access.lock().unwrap_or_else(PoisonError::into_inner);
+        access.get(token).cloned()
+    }
+
+    /// Invalidates every token of a tenant (consent revoked).
+    pub(crate) fn revoke_tokens(&self, tenant: &str) {
+        let mut access = self.access.lock().unwrap_or_else(PoisonError::into_inner);
+        access.retain(|_, g| g.tenant != tenant);
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

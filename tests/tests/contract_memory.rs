@@ -1,0 +1,29 @@
+//! The store contract against the in-memory reference adapter.
+
+use entra_sync_core::memory::MemoryStore;
+use entra_sync_tests::contract;
+
+#[tokio::test]
+async fn memory_store_keeps_the_connection_contract() {
+    contract::connections(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_cursor_contract() {
+    contract::cursors(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_lease_contract() {
+    contract::leases(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_mirror_contract() {
+    contract::mirror(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_run_contract() {
+    contract::runs(&MemoryStore::new()).await;
+}
