@@ -57,7 +57,9 @@ async fn sqlite_store_reopens_with_its_data_and_refuses_a_newer_schema() {
 }
 
 /// Pretend a newer program migrated the file, then open it with this one.
-fn rusqlite_bump(path: &std::path::Path) -> Result<SqliteStore, entra_sync_core::error::StoreError> {
+fn rusqlite_bump(
+    path: &std::path::Path,
+) -> Result<SqliteStore, entra_sync_core::error::StoreError> {
     let c = entra_sync_local::sqlite::open_database(path)?;
     c.pragma_update(None, "user_version", 999).expect("bump");
     drop(c);

@@ -21,15 +21,32 @@ async fn demo_converges_and_a_second_run_is_incremental() {
         settings: SyncSettings::default(),
     };
     let first = run_demo(&opts, |_| {}).await.unwrap();
-    assert!(first.verification.matches(), "{:?}", first.verification.differences);
-    assert_eq!(first.verification.users_expected, first.verification.users_stored);
+    assert!(
+        first.verification.matches(),
+        "{:?}",
+        first.verification.differences
+    );
+    assert_eq!(
+        first.verification.users_expected,
+        first.verification.users_stored
+    );
     assert_eq!(first.syncs[0].mode, Some(RoundMode::Full));
     assert_eq!(first.syncs[1].mode, Some(RoundMode::Incremental));
     assert!(first.syncs[1].graph_requests * 3 < first.syncs[0].graph_requests);
-    assert_eq!(first.syncs[0].run.counts.created, 600, "the full sync creates every user");
+    assert_eq!(
+        first.syncs[0].run.counts.created, 600,
+        "the full sync creates every user"
+    );
 
     let second = run_demo(&opts, |_| {}).await.unwrap();
-    assert!(second.verification.matches(), "{:?}", second.verification.differences);
-    assert_eq!(second.tenant_id, first.tenant_id, "the same emulated tenant continues");
+    assert!(
+        second.verification.matches(),
+        "{:?}",
+        second.verification.differences
+    );
+    assert_eq!(
+        second.tenant_id, first.tenant_id,
+        "the same emulated tenant continues"
+    );
     assert_eq!(second.syncs[0].mode, Some(RoundMode::Incremental));
 }

@@ -9,7 +9,7 @@ use entra_sync_core::cursor::CursorState;
 use entra_sync_core::memory::{CollectingEvents, CollectingQueue, ManualClock, MemoryStore};
 use entra_sync_core::model::{Stream, TenantId};
 use entra_sync_core::page::RoundMode;
-use entra_sync_core::ports::{CursorStore, DirectoryReader, Secret};
+use entra_sync_core::ports::{CursorStore, Secret};
 use entra_sync_core::run::RunStatus;
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, reconcile_page, run_fetch,
@@ -72,8 +72,15 @@ async fn sync_local(app: &LocalApp, s: &Setup) -> entra_sync_core::run::SyncRun 
 
 async fn assert_matches(app: &LocalApp, s: &Setup) {
     let stored = app.export(&s.tenant).await.unwrap();
-    let v = compare(&stored, &s.emulator.tenant(s.tenant.as_str()).unwrap().snapshot());
-    assert!(v.matches(), "store differs from directory: {:?}", v.differences);
+    let v = compare(
+        &stored,
+        &s.emulator.tenant(s.tenant.as_str()).unwrap().snapshot(),
+    );
+    assert!(
+        v.matches(),
+        "store differs from directory: {:?}",
+        v.differences
+    );
     assert!(v.users_expected > 0 && v.memberships_expected > 0);
 }
 
@@ -92,14 +99,20 @@ async fn incremental_sync_after_churn_leaves_the_store_equal_to_the_directory() 
     assert_eq!(full.counts.created, 400);
     assert_matches(&app, &s).await;
 
-    let churn = s.emulator.tenant(s.tenant.as_str()).unwrap().random_churn(99, 60);
+    let churn = s
+        .emulator
+        .tenant(s.tenant.as_str())
+        .unwrap()
+        .random_churn(99, 60);
     assert!(churn.total() > 0);
     let before = s.emulator.counters().requests;
     let inc = sync_local(&app, &s).await;
     let inc_requests = s.emulator.counters().requests - before;
     assert_eq!(inc.status, RunStatus::Succeeded);
     assert_eq!(inc.users.mode, Some(RoundMode::Incremental));
-    assert!(inc.counts.created + inc.counts.updated + inc.counts.removed + inc.counts.deactivated > 0);
+    assert!(
+        inc.counts.created + inc.counts.updated + inc.counts.removed + inc.counts.deactivated > 0
+    );
     assert_matches(&app, &s).await;
     assert!(
         inc_requests * 3 < full_requests,
@@ -122,7 +135,10 @@ async fn the_store_persists_across_restarts_and_the_next_sync_is_incremental() {
         connect(&app, &s.client, &s.tenant).await.unwrap();
         assert_eq!(sync_local(&app, &s).await.status, RunStatus::Succeeded);
     }
-    s.emulator.tenant(s.tenant.as_str()).unwrap().random_churn(5, 30);
+    s.emulator
+        .tenant(s.tenant.as_str())
+        .unwrap()
+        .random_churn(5, 30);
     // A new process: everything is reopened from the data directory.
     let app = LocalApp::open(&DataDir::new(dir.path()), &SyncSettings::default()).unwrap();
     let run = sync_local(&app, &s).await;
@@ -187,8 +203,16 @@ async fn harness(s: &Setup) -> Harness {
 async fn export_memory(store: &MemoryStore, tenant: &TenantId) -> Export {
     use entra_sync_core::ports::MirrorStore;
     Export {
-        users: store.list_users(tenant, None, usize::MAX).await.unwrap().items,
-        groups: store.list_groups(tenant, None, usize::MAX).await.unwrap().items,
+        users: store
+            .list_users(tenant, None, usize::MAX)
+            .await
+            .unwrap()
+            .items,
+        groups: store
+            .list_groups(tenant, None, usize::MAX)
+            .await
+            .unwrap()
+            .items,
         memberships: store
             .list_memberships(tenant, None, usize::MAX)
             .await
@@ -203,9 +227,14 @@ async fn every_page_applied_twice_and_out_of_order_gives_the_same_state() {
     let h = harness(&s).await;
     for round in 0..2 {
         if round == 1 {
-            s.emulator.tenant(s.tenant.as_str()).unwrap().random_churn(3, 50);
+            s.emulator
+                .tenant(s.tenant.as_str())
+                .unwrap()
+                .random_churn(3, 50);
         }
-        run_fetch(&h.fetch, &s.tenant, &FetchOptions::default()).await.unwrap();
+        run_fetch(&h.fetch, &s.tenant, &FetchOptions::default())
+            .await
+            .unwrap();
         let mut msgs = h.queue.drain();
         assert!(msgs.len() > 4, "the tenant spans several pages");
         // Deliver newest first, then everything again in fetch order.
@@ -218,7 +247,11 @@ async fn every_page_applied_twice_and_out_of_order_gives_the_same_state() {
         for m in &again {
             reconcile_page(&h.reconcile, m).await.unwrap();
         }
-        assert_eq!(h.store.writes(), writes_before, "a third delivery writes nothing");
+        assert_eq!(
+            h.store.writes(),
+            writes_before,
+            "a third delivery writes nothing"
+        );
         let v = compare(
             &export_memory(&h.store, &s.tenant).await,
             &s.emulator.tenant(s.tenant.as_str()).unwrap().snapshot(),
@@ -238,7 +271,12 @@ async fn a_fetch_stopped_mid_round_resumes_from_its_checkpoint() {
     let first = run_fetch(&h.fetch, &s.tenant, &opts).await.unwrap();
     assert_eq!(first.outcome, FetchOutcome::Paused);
     assert_eq!(first.pages_enqueued, 2);
-    let (c, _) = h.store.load_cursor(&s.tenant, Stream::Users).await.unwrap().unwrap();
+    let (c, _) = h
+        .store
+        .load_cursor(&s.tenant, Stream::Users)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(c.state, CursorState::InRound { next_page: 2, .. }));
     let users_before = s.emulator.counters().users_delta;
     // Resume until done: the same run, no page fetched twice.
@@ -252,7 +290,10 @@ async fn a_fetch_stopped_mid_round_resumes_from_its_checkpoint() {
         }
     }
     let users_pages = (200usize).div_ceil(37) as u64;
-    assert_eq!(s.emulator.counters().users_delta - users_before, users_pages - 2);
+    assert_eq!(
+        s.emulator.counters().users_delta - users_before,
+        users_pages - 2
+    );
     let msgs = h.queue.drain();
     assert_eq!(msgs.len() as u32, pages);
     for m in &msgs {
@@ -292,7 +333,10 @@ async fn a_410_gone_mid_round_falls_back_to_a_full_round() {
     let app = LocalApp::open(&DataDir::new(dir.path()), &SyncSettings::default()).unwrap();
     connect(&app, &s.client, &s.tenant).await.unwrap();
     sync_local(&app, &s).await;
-    s.emulator.tenant(s.tenant.as_str()).unwrap().random_churn(2, 20);
+    s.emulator
+        .tenant(s.tenant.as_str())
+        .unwrap()
+        .random_churn(2, 20);
     s.emulator
         .faults()
         .inject(Fault::new(RouteMatch::GroupsDelta, FaultKind::ResyncGone).times(1));
@@ -310,9 +354,14 @@ async fn throttling_and_server_errors_are_retried_and_the_sync_converges() {
     connect(&app, &s.client, &s.tenant).await.unwrap();
     let faults = s.emulator.faults();
     faults.inject(
-        Fault::new(RouteMatch::UsersDelta, FaultKind::Throttle { retry_after_secs: 1 })
-            .after(1)
-            .times(2),
+        Fault::new(
+            RouteMatch::UsersDelta,
+            FaultKind::Throttle {
+                retry_after_secs: 1,
+            },
+        )
+        .after(1)
+        .times(2),
     );
     faults.inject(
         Fault::new(
@@ -324,7 +373,11 @@ async fn throttling_and_server_errors_are_retried_and_the_sync_converges() {
         )
         .times(2),
     );
-    faults.inject(Fault::new(RouteMatch::UsersDelta, FaultKind::DropConnection).after(3).times(1));
+    faults.inject(
+        Fault::new(RouteMatch::UsersDelta, FaultKind::DropConnection)
+            .after(3)
+            .times(1),
+    );
     let run = sync_local(&app, &s).await;
     assert_eq!(run.status, RunStatus::Succeeded);
     assert!(s.emulator.counters().throttled_429 >= 2);
@@ -353,7 +406,11 @@ async fn a_failed_read_deactivates_nobody_and_the_next_run_completes_it() {
         .times(50),
     );
     let before = app.export(&s.tenant).await.unwrap();
-    let present_before = before.users.iter().filter(|u| u.presence.is_present()).count();
+    let present_before = before
+        .users
+        .iter()
+        .filter(|u| u.presence.is_present())
+        .count();
     let err = app
         .sync(
             s.client.clone(),
@@ -365,17 +422,27 @@ async fn a_failed_read_deactivates_nobody_and_the_next_run_completes_it() {
         .await;
     assert!(err.is_err(), "the read failed");
     let after = app.export(&s.tenant).await.unwrap();
-    let present_after = after.users.iter().filter(|u| u.presence.is_present()).count();
+    let present_after = after
+        .users
+        .iter()
+        .filter(|u| u.presence.is_present())
+        .count();
     assert!(present_after >= present_before.saturating_sub(30).max(1));
     let runs = {
         use entra_sync_core::ports::RunStore;
         app.store.list_runs(&s.tenant, 5).await.unwrap()
     };
-    assert!(matches!(runs[0].status, RunStatus::Failed { .. }), "the activity log says it failed");
+    assert!(
+        matches!(runs[0].status, RunStatus::Failed { .. }),
+        "the activity log says it failed"
+    );
     s.emulator.faults().clear();
     let run = sync_local(&app, &s).await;
     assert_eq!(run.status, RunStatus::Succeeded);
-    assert_eq!(run.run_id, runs[0].run_id, "the failed run is resumed, not restarted");
+    assert_eq!(
+        run.run_id, runs[0].run_id,
+        "the failed run is resumed, not restarted"
+    );
     assert_matches(&app, &s).await;
 }
 
@@ -385,14 +452,23 @@ async fn a_malformed_queue_message_is_set_aside_without_blocking_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let app = LocalApp::open(&DataDir::new(dir.path()), &SyncSettings::default()).unwrap();
     connect(&app, &s.client, &s.tenant).await.unwrap();
-    app.queue.enqueue_raw("poison-1", "{not json").await.unwrap();
+    app.queue
+        .enqueue_raw("poison-1", "{not json")
+        .await
+        .unwrap();
     let run = sync_local(&app, &s).await;
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_matches(&app, &s).await;
     let dead = app.queue.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].message_id, "poison-1");
-    assert!(dead[0].last_error.as_deref().unwrap_or("").contains("malformed"));
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("malformed")
+    );
 }
 
 #[tokio::test]
@@ -400,7 +476,9 @@ async fn the_client_counts_its_requests_like_the_emulator_does() {
     let s = setup(small_config(), TenantSpec::new(18, 50, 4)).await;
     let before = s.emulator.counters().requests;
     let h = harness(&s).await;
-    run_fetch(&h.fetch, &s.tenant, &FetchOptions::default()).await.unwrap();
+    run_fetch(&h.fetch, &s.tenant, &FetchOptions::default())
+        .await
+        .unwrap();
     assert_eq!(
         s.client.requests_sent(&s.tenant),
         s.emulator.counters().requests - before

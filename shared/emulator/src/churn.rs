@@ -47,14 +47,67 @@ impl ChurnSummary {
     }
 }
 
+impl std::fmt::Display for ChurnSummary {
+    /// `"57 changes: 6 users created, 16 users updated, ..."` (kinds with a zero count left
+    /// out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            (self.users_created, "users created"),
+            (self.users_updated, "users updated"),
+            (self.users_disabled, "users disabled"),
+            (self.users_enabled, "users enabled"),
+            (self.users_soft_deleted, "users soft-deleted"),
+            (self.users_restored, "users restored"),
+            (self.users_purged, "users purged"),
+            (self.managers_changed, "managers changed"),
+            (self.members_added, "members added"),
+            (self.members_removed, "members removed"),
+            (self.groups_created, "groups created"),
+            (self.groups_updated, "groups updated"),
+            (self.groups_deleted, "groups deleted"),
+        ];
+        let listed: Vec<String> = parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        write!(f, "{} changes", self.total())?;
+        if !listed.is_empty() {
+            write!(f, ": {}", listed.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 const TITLES: &[&str] = &[
-    "Senior Software Engineer", "Principal Engineer", "Sales Director", "Analyst",
-    "Team Lead", "Consultant", "Specialist", "Coordinator", "Manager",
+    "Senior Software Engineer",
+    "Principal Engineer",
+    "Sales Director",
+    "Analyst",
+    "Team Lead",
+    "Consultant",
+    "Specialist",
+    "Coordinator",
+    "Manager",
 ];
 const DEPTS: &[&str] = &[
-    "Engineering", "Sales", "Finance", "HR", "Support", "Marketing", "Legal", "Operations",
+    "Engineering",
+    "Sales",
+    "Finance",
+    "HR",
+    "Support",
+    "Marketing",
+    "Legal",
+    "Operations",
 ];
-const OFFICES: &[&str] = &["Seattle HQ", "New York", "London", "Berlin", "Remote", "Toronto"];
+const OFFICES: &[&str] = &[
+    "Seattle HQ",
+    "New York",
+    "London",
+    "Berlin",
+    "Remote",
+    "Toronto",
+];
 const NAMES: &[&str] = &[
     "Avery", "Blake", "Casey", "Devon", "Emery", "Finley", "Harper", "Jordan", "Kai", "Logan",
     "Morgan", "Parker", "Reese", "Rowan", "Skyler", "Taylor",
@@ -65,6 +118,10 @@ const SURNAMES: &[&str] = &[
 
 fn pick_str(rng: &mut ChaCha8Rng, items: &[&'static str]) -> &'static str {
     items.choose(rng).copied().unwrap_or("x")
+}
+
+fn pick_owned(rng: &mut ChaCha8Rng, items: &[String]) -> String {
+    items.choose(rng).cloned().unwrap_or_default()
 }
 
 /// A random user id in the given life state (a few tries, then `None`).
@@ -150,8 +207,22 @@ fn create_user(dir: &mut Directory, rng: &mut ChaCha8Rng, now: &str) -> Option<(
     let given = pick_str(rng, NAMES);
     let surname = pick_str(rng, SURNAMES);
     let n = rng.random_range(0..1_000_000);
-    let domain = dir.meta.default_domain.clone();
-    let upn = format!("{}.{}{n}@{domain}", given.to_lowercase(), slug(surname));
+    let local = format!("{}.{}{n}", given.to_lowercase(), slug(surname));
+    if rng.random_bool(0.1) {
+        // A B2B guest.
+        let mail = format!("{local}@partner.example");
+        let upn = format!("{local}_partner.example#EXT#@{}", dir.meta.initial_domain);
+        let mut new = NewUser::new(format!("{given} {surname} (Guest)"), upn);
+        new.mail = Some(mail);
+        new.user_type = Some("Guest".into());
+        return dir.create_user(&new, now).ok().map(|_| ());
+    }
+    let domain = if dir.meta.domains.is_empty() || rng.random_bool(0.7) {
+        dir.meta.default_domain.clone()
+    } else {
+        pick_owned(rng, &dir.meta.domains)
+    };
+    let upn = format!("{local}@{domain}");
     let mut new = NewUser::new(format!("{given} {surname}"), upn);
     new.given_name = Some(given.to_string());
     new.surname = Some(surname.to_string());
@@ -159,15 +230,14 @@ fn create_user(dir: &mut Directory, rng: &mut ChaCha8Rng, now: &str) -> Option<(
         .insert("department".into(), json!(pick_str(rng, DEPTS)));
     new.properties
         .insert("jobTitle".into(), json!(pick_str(rng, TITLES)));
-    new.properties
-        .insert("usageLocation".into(), json!("US"));
+    new.properties.insert("usageLocation".into(), json!("US"));
     new.properties
         .insert("employeeId".into(), json!(format!("N{n:06}")));
     let id = dir.create_user(&new, now).ok()?;
-    if rng.random_bool(0.8) {
-        if let Some(mgr) = random_user(dir, rng, Life::Live).filter(|m| *m != id) {
-            let _ = dir.set_manager(&id, Some(&mgr));
-        }
+    if rng.random_bool(0.8)
+        && let Some(mgr) = random_user(dir, rng, Life::Live).filter(|m| *m != id)
+    {
+        let _ = dir.set_manager(&id, Some(&mgr));
     }
     Some(())
 }
@@ -197,7 +267,12 @@ fn update_user(dir: &mut Directory, rng: &mut ChaCha8Rng) -> Option<()> {
             }
             4 => {
                 let user = dir.users.get(id.as_str())?;
-                let given = user.e.prop(u::GIVEN_NAME).as_str().unwrap_or("Pat").to_string();
+                let given = user
+                    .e
+                    .prop(u::GIVEN_NAME)
+                    .as_str()
+                    .unwrap_or("Pat")
+                    .to_string();
                 let surname = pick_str(rng, SURNAMES);
                 p.insert("surname".into(), json!(surname));
                 p.insert("displayName".into(), json!(format!("{given} {surname}")));
@@ -224,7 +299,10 @@ fn update_user(dir: &mut Directory, rng: &mut ChaCha8Rng) -> Option<()> {
 fn set_enabled(dir: &mut Directory, rng: &mut ChaCha8Rng, enabled: bool) -> Option<()> {
     for _ in 0..16 {
         let id = random_user(dir, rng, Life::Live)?;
-        let current = dir.users.get(id.as_str()).map(|u| u.e.prop(u::ACCOUNT_ENABLED).clone());
+        let current = dir
+            .users
+            .get(id.as_str())
+            .map(|u| u.e.prop(u::ACCOUNT_ENABLED).clone());
         if current == Some(Pv::Bool(enabled)) {
             continue;
         }

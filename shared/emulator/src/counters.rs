@@ -77,7 +77,13 @@ pub struct RequestCounters {
 }
 
 impl RequestCounters {
-    pub(crate) fn record(&mut self, route: Route, status: u16, tenant: Option<&str>, faulted: bool) {
+    pub(crate) fn record(
+        &mut self,
+        route: Route,
+        status: u16,
+        tenant: Option<&str>,
+        faulted: bool,
+    ) {
         self.requests += 1;
         let slot = match route {
             Route::Token => &mut self.token,

@@ -36,7 +36,7 @@ impl PageSpec<'_> {
 
     fn duplicated(&self, id: &str) -> bool {
         match self.duplicate_every {
-            Some(n) if n > 0 => fnv(id) % (n as u64) == 0,
+            Some(n) if n > 0 => fnv(id).is_multiple_of(n as u64),
             _ => false,
         }
     }
@@ -129,7 +129,11 @@ pub(crate) fn users_page(
                         .filter(move |id| after.is_none_or(|a| *id > a)),
                 ),
                 None => match after {
-                    Some(a) => Box::new(dir.users.range::<str, _>((Excluded(a), Unbounded)).map(|(k, _)| &**k)),
+                    Some(a) => Box::new(
+                        dir.users
+                            .range::<str, _>((Excluded(a), Unbounded))
+                            .map(|(k, _)| &**k),
+                    ),
                     None => Box::new(dir.users.keys().map(|k| &**k)),
                 },
             };
@@ -227,22 +231,21 @@ pub(crate) fn groups_page(
                 Cursor::GroupId { id, member } => (Some(id.as_str()), Some((id, member))),
                 _ => return Err(BadCursor),
             };
-            if let Some((gid, member)) = resume {
-                if let Some(grp) = dir.groups.get(gid.as_str()).filter(|g| g.e.is_live()) {
-                    if spec.admits(gid) {
-                        let slice = grp
-                            .members
-                            .range::<str, _>((Excluded(member.as_str()), Unbounded))
-                            .map(|(k, e)| (&**k, member_entry(k, e.kind, false)));
-                        let (v, more) = group_with_slice(grp, spec, None, slice, &mut budget);
-                        c.push(gid, v);
-                        if let Some(m) = more {
-                            return Ok(c.done(Some(Cursor::GroupId {
-                                id: gid.clone(),
-                                member: m.to_string(),
-                            })));
-                        }
-                    }
+            if let Some((gid, member)) = resume
+                && let Some(grp) = dir.groups.get(gid.as_str()).filter(|g| g.e.is_live())
+                && spec.admits(gid)
+            {
+                let slice = grp
+                    .members
+                    .range::<str, _>((Excluded(member.as_str()), Unbounded))
+                    .map(|(k, e)| (&**k, member_entry(k, e.kind, false)));
+                let (v, more) = group_with_slice(grp, spec, None, slice, &mut budget);
+                c.push(gid, v);
+                if let Some(m) = more {
+                    return Ok(c.done(Some(Cursor::GroupId {
+                        id: gid.clone(),
+                        member: m.to_string(),
+                    })));
                 }
             }
             let iter: Box<dyn Iterator<Item = &str>> = match spec.filter {
@@ -252,7 +255,11 @@ pub(crate) fn groups_page(
                         .filter(move |id| after.is_none_or(|a| *id > a)),
                 ),
                 None => match after {
-                    Some(a) => Box::new(dir.groups.range::<str, _>((Excluded(a), Unbounded)).map(|(k, _)| &**k)),
+                    Some(a) => Box::new(
+                        dir.groups
+                            .range::<str, _>((Excluded(a), Unbounded))
+                            .map(|(k, _)| &**k),
+                    ),
                     None => Box::new(dir.groups.keys().map(|k| &**k)),
                 },
             };
@@ -294,21 +301,20 @@ pub(crate) fn groups_page(
                 } => ((*seq).max(since), Some((id, *member_seq))),
                 _ => return Err(BadCursor),
             };
-            if let Some((gid, mseq)) = resume {
-                if let Some(grp) = dir.groups.get(gid.as_str()).filter(|g| g.e.is_live()) {
-                    if spec.admits(gid) {
-                        let start = mseq.max(since);
-                        let slice = incremental_slice(grp, start);
-                        let (v, more) = group_with_slice(grp, spec, Some(since), slice, &mut budget);
-                        c.push(gid, v);
-                        if let Some(m) = more {
-                            return Ok(c.done(Some(Cursor::GroupSeq {
-                                id: gid.clone(),
-                                seq: from,
-                                member_seq: m,
-                            })));
-                        }
-                    }
+            if let Some((gid, mseq)) = resume
+                && let Some(grp) = dir.groups.get(gid.as_str()).filter(|g| g.e.is_live())
+                && spec.admits(gid)
+            {
+                let start = mseq.max(since);
+                let slice = incremental_slice(grp, start);
+                let (v, more) = group_with_slice(grp, spec, Some(since), slice, &mut budget);
+                c.push(gid, v);
+                if let Some(m) = more {
+                    return Ok(c.done(Some(Cursor::GroupSeq {
+                        id: gid.clone(),
+                        seq: from,
+                        member_seq: m,
+                    })));
                 }
             }
             let mut last = from;

@@ -131,10 +131,10 @@ impl Entity {
             if !sel.has(i) {
                 continue;
             }
-            if let Some(s) = only_changed {
-                if self.prop_seq(i) <= s {
-                    continue;
-                }
+            if let Some(s) = only_changed
+                && self.prop_seq(i) <= s
+            {
+                continue;
             }
             if let Some(v) = self.prop(i).to_json() {
                 m.insert(kind.props()[i].name.to_string(), v);
@@ -189,15 +189,15 @@ impl User {
                         json!([{"@odata.type": "#microsoft.graph.user", "id": &**mgr}]),
                     );
                 }
-            } else if let (Some(s), Some(old)) = (since, &self.manager_removed) {
-                if self.e.rel_seq > s {
-                    put(
-                        &mut m,
-                        "manager@delta",
-                        json!([{"@odata.type": "#microsoft.graph.user", "id": &**old,
-                                "@removed": {"reason": "deleted"}}]),
-                    );
-                }
+            } else if let (Some(s), Some(old)) = (since, &self.manager_removed)
+                && self.e.rel_seq > s
+            {
+                put(
+                    &mut m,
+                    "manager@delta",
+                    json!([{"@odata.type": "#microsoft.graph.user", "id": &**old,
+                            "@removed": {"reason": "deleted"}}]),
+                );
             }
         }
         Value::Object(m)
@@ -408,6 +408,9 @@ pub(crate) struct TenantMeta {
     pub(crate) default_domain: String,
     pub(crate) domains: Vec<String>,
     pub(crate) skus: Vec<Sku>,
+    /// Inputs of `generator::tenant_skus` (to rebuild `skus` from saved state).
+    pub(crate) sku_users: usize,
+    pub(crate) sku_premium: bool,
 }
 
 /// The whole directory of one tenant.
@@ -603,15 +606,15 @@ impl Directory {
             }
             None => None,
         };
-        if let Some(old) = old {
-            if let Some(m) = self.users.get_mut(&old) {
-                m.reports.remove(&uid);
-            }
+        if let Some(old) = old
+            && let Some(m) = self.users.get_mut(&old)
+        {
+            m.reports.remove(&uid);
         }
-        if let Some(new) = new_mgr {
-            if let Some(m) = self.users.get_mut(&new) {
-                m.reports.insert(uid);
-            }
+        if let Some(new) = new_mgr
+            && let Some(m) = self.users.get_mut(&new)
+        {
+            m.reports.insert(uid);
         }
         Ok(())
     }
@@ -796,7 +799,11 @@ impl Directory {
     }
 
     /// Adds a direct member (a live user or group) to a live group.
-    pub(crate) fn add_member(&mut self, group_id: &str, member_id: &str) -> Result<(), MutationError> {
+    pub(crate) fn add_member(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<(), MutationError> {
         let grp = self.live_group(group_id)?;
         let gid = grp.e.id.clone();
         if grp.members.contains_key(member_id) {
@@ -806,7 +813,9 @@ impl Directory {
             });
         }
         if group_id == member_id {
-            return Err(MutationError::Invalid("a group cannot contain itself".into()));
+            return Err(MutationError::Invalid(
+                "a group cannot contain itself".into(),
+            ));
         }
         let (mid, kind) = if let Ok(user) = self.live_user(member_id) {
             (user.e.id.clone(), Kind::User)
@@ -883,19 +892,19 @@ impl Directory {
         let Some(seq) = self.bump_group(group_id) else {
             return;
         };
-        if let Some(grp) = self.groups.get_mut(group_id) {
-            if let Some((mid, edge)) = grp.members.remove_entry(member_id) {
-                grp.member_log.remove(&edge.seq);
-                grp.removed.insert(
-                    mid.clone(),
-                    Edge {
-                        kind: edge.kind,
-                        seq,
-                    },
-                );
-                grp.member_log.insert(seq, mid);
-                grp.e.rel_seq = seq;
-            }
+        if let Some(grp) = self.groups.get_mut(group_id)
+            && let Some((mid, edge)) = grp.members.remove_entry(member_id)
+        {
+            grp.member_log.remove(&edge.seq);
+            grp.removed.insert(
+                mid.clone(),
+                Edge {
+                    kind: edge.kind,
+                    seq,
+                },
+            );
+            grp.member_log.insert(seq, mid);
+            grp.e.rel_seq = seq;
         }
     }
 
@@ -904,7 +913,9 @@ impl Directory {
     /// The user as `snapshot()` shows it: every property as a delta page with all properties
     /// selected would show it, without `manager@delta`, plus `managerId` (string or null).
     pub(crate) fn user_snapshot_json(user: &User) -> Value {
-        let mut m = user.e.json(Kind::User, &Select::all(Kind::User, false), None, false);
+        let mut m = user
+            .e
+            .json(Kind::User, &Select::all(Kind::User, false), None, false);
         put(
             &mut m,
             "managerId",
@@ -927,7 +938,12 @@ impl Directory {
         let mut groups = Vec::new();
         let mut memberships = Vec::new();
         for grp in self.groups.values().filter(|g| g.e.is_live()) {
-            groups.push(Value::Object(grp.e.json(Kind::Group, &all_groups, None, false)));
+            groups.push(Value::Object(grp.e.json(
+                Kind::Group,
+                &all_groups,
+                None,
+                false,
+            )));
             for (mid, edge) in &grp.members {
                 memberships.push(Membership {
                     group_id: grp.e.id.to_string(),

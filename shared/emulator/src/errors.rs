@@ -28,7 +28,11 @@ pub(crate) struct TenantTag(pub(crate) String);
 pub(crate) struct Faulted;
 
 /// A JSON response with the given content type.
-pub(crate) fn json_response(status: StatusCode, body: &Value, content_type: &'static str) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &Value,
+    content_type: &'static str,
+) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
@@ -76,7 +80,11 @@ pub(crate) fn throttled(ctx: &ReqCtx, retry_after: u32, scope: &str) -> Response
     );
     let resp = with_header(resp, "retry-after", &retry_after.to_string());
     let resp = with_header(resp, "x-ms-throttle-scope", scope);
-    with_header(resp, "x-ms-throttle-information", "ResourceUnitLimitExceeded")
+    with_header(
+        resp,
+        "x-ms-throttle-information",
+        "ResourceUnitLimitExceeded",
+    )
 }
 
 /// An Entra token-endpoint error body (GRAPH.md 1.2).

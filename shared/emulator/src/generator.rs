@@ -63,64 +63,295 @@ impl TenantSpec {
 }
 
 const GIVEN: &[&str] = &[
-    "Adele", "Alex", "Allan", "Amara", "Ana", "Anders", "Aria", "Ben", "Bianca", "Carlos",
-    "Chen", "Chloe", "Daniel", "Diego", "Elena", "Emma", "Farah", "Felix", "Fatima", "Grace",
-    "Hana", "Henrik", "Isaac", "Isabel", "Ivan", "Jana", "Jonas", "Julia", "Kenji", "Lara",
-    "Leo", "Lidia", "Lucas", "Maya", "Megan", "Miguel", "Nadia", "Nestor", "Nina", "Omar",
-    "Olga", "Patti", "Pradeep", "Priya", "Quinn", "Rafael", "Rosa", "Sam", "Sara", "Sofia",
-    "Tariq", "Tom", "Uma", "Victor", "Wei", "Yara", "Yusuf", "Zoe", "Lynne", "Joni",
+    "Adele", "Alex", "Allan", "Amara", "Ana", "Anders", "Aria", "Ben", "Bianca", "Carlos", "Chen",
+    "Chloe", "Daniel", "Diego", "Elena", "Emma", "Farah", "Felix", "Fatima", "Grace", "Hana",
+    "Henrik", "Isaac", "Isabel", "Ivan", "Jana", "Jonas", "Julia", "Kenji", "Lara", "Leo", "Lidia",
+    "Lucas", "Maya", "Megan", "Miguel", "Nadia", "Nestor", "Nina", "Omar", "Olga", "Patti",
+    "Pradeep", "Priya", "Quinn", "Rafael", "Rosa", "Sam", "Sara", "Sofia", "Tariq", "Tom", "Uma",
+    "Victor", "Wei", "Yara", "Yusuf", "Zoe", "Lynne", "Joni",
 ];
 
 const SURNAMES: &[&str] = &[
-    "Adams", "Ahmed", "Andersen", "Bauer", "Becker", "Brown", "Chen", "Costa", "Dubois",
-    "Evans", "Fernandez", "Fischer", "Garcia", "Gomez", "Gupta", "Hansen", "Hughes", "Ito",
-    "Jensen", "Johnson", "Kim", "Kowalski", "Kumar", "Larsen", "Lee", "Lopez", "Martin",
-    "Meyer", "Moreau", "Muller", "Nakamura", "Nguyen", "Novak", "Okafor", "Olsen", "Patel",
-    "Perez", "Rossi", "Sato", "Schmidt", "Silva", "Singh", "Smith", "Sousa", "Tanaka",
-    "Taylor", "Thomas", "Vargas", "Wagner", "Walker", "Wang", "White", "Wilson", "Wright",
-    "Yilmaz", "Young", "Zhang", "Ziegler", "Sherrod", "Bowen",
+    "Adams",
+    "Ahmed",
+    "Andersen",
+    "Bauer",
+    "Becker",
+    "Brown",
+    "Chen",
+    "Costa",
+    "Dubois",
+    "Evans",
+    "Fernandez",
+    "Fischer",
+    "Garcia",
+    "Gomez",
+    "Gupta",
+    "Hansen",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Johnson",
+    "Kim",
+    "Kowalski",
+    "Kumar",
+    "Larsen",
+    "Lee",
+    "Lopez",
+    "Martin",
+    "Meyer",
+    "Moreau",
+    "Muller",
+    "Nakamura",
+    "Nguyen",
+    "Novak",
+    "Okafor",
+    "Olsen",
+    "Patel",
+    "Perez",
+    "Rossi",
+    "Sato",
+    "Schmidt",
+    "Silva",
+    "Singh",
+    "Smith",
+    "Sousa",
+    "Tanaka",
+    "Taylor",
+    "Thomas",
+    "Vargas",
+    "Wagner",
+    "Walker",
+    "Wang",
+    "White",
+    "Wilson",
+    "Wright",
+    "Yilmaz",
+    "Young",
+    "Zhang",
+    "Ziegler",
+    "Sherrod",
+    "Bowen",
 ];
 
 /// (department, job titles)
 const DEPARTMENTS: &[(&str, &[&str])] = &[
-    ("Engineering", &["Software Engineer", "Senior Software Engineer", "QA Engineer", "DevOps Engineer", "Architect"]),
-    ("Sales", &["Account Executive", "Sales Representative", "Sales Engineer", "Inside Sales Rep"]),
-    ("Finance", &["Accountant", "Financial Analyst", "Controller", "Payroll Specialist"]),
+    (
+        "Engineering",
+        &[
+            "Software Engineer",
+            "Senior Software Engineer",
+            "QA Engineer",
+            "DevOps Engineer",
+            "Architect",
+        ],
+    ),
+    (
+        "Sales",
+        &[
+            "Account Executive",
+            "Sales Representative",
+            "Sales Engineer",
+            "Inside Sales Rep",
+        ],
+    ),
+    (
+        "Finance",
+        &[
+            "Accountant",
+            "Financial Analyst",
+            "Controller",
+            "Payroll Specialist",
+        ],
+    ),
     ("HR", &["HR Generalist", "Recruiter", "HR Business Partner"]),
-    ("Support", &["Support Engineer", "Customer Success Manager", "Support Specialist"]),
-    ("Marketing", &["Marketing Manager", "Content Writer", "Product Marketing Manager", "Designer"]),
+    (
+        "Support",
+        &[
+            "Support Engineer",
+            "Customer Success Manager",
+            "Support Specialist",
+        ],
+    ),
+    (
+        "Marketing",
+        &[
+            "Marketing Manager",
+            "Content Writer",
+            "Product Marketing Manager",
+            "Designer",
+        ],
+    ),
     ("Legal", &["Counsel", "Paralegal", "Compliance Officer"]),
-    ("Operations", &["Operations Analyst", "Facilities Coordinator", "Logistics Specialist"]),
-    ("IT", &["IT Administrator", "Service Desk Analyst", "Security Analyst"]),
-    ("Product", &["Product Manager", "UX Researcher", "Program Manager"]),
+    (
+        "Operations",
+        &[
+            "Operations Analyst",
+            "Facilities Coordinator",
+            "Logistics Specialist",
+        ],
+    ),
+    (
+        "IT",
+        &[
+            "IT Administrator",
+            "Service Desk Analyst",
+            "Security Analyst",
+        ],
+    ),
+    (
+        "Product",
+        &["Product Manager", "UX Researcher", "Program Manager"],
+    ),
 ];
 
 /// (office, street, city, state, postal code, country, usage location, phone prefix)
-const OFFICES: &[(&str, &str, &str, &str, &str, &str, &str, &str)] = &[
-    ("Seattle HQ", "100 Pine Street", "Seattle", "WA", "98101", "United States", "US", "+1 206 555"),
-    ("New York", "350 Fifth Avenue", "New York", "NY", "10118", "United States", "US", "+1 212 555"),
-    ("Austin", "500 Congress Ave", "Austin", "TX", "78701", "United States", "US", "+1 512 555"),
-    ("London", "20 Fenchurch Street", "London", "England", "EC3M 3BY", "United Kingdom", "GB", "+44 20 7946"),
-    ("Berlin", "Friedrichstrasse 68", "Berlin", "Berlin", "10117", "Germany", "DE", "+49 30 5557"),
-    ("Paris", "12 Rue de la Paix", "Paris", "Ile-de-France", "75002", "France", "FR", "+33 1 5555"),
-    ("Bangalore", "80 MG Road", "Bengaluru", "Karnataka", "560001", "India", "IN", "+91 80 5555"),
-    ("Sydney", "1 Martin Place", "Sydney", "NSW", "2000", "Australia", "AU", "+61 2 5550"),
-    ("Toronto", "100 King St W", "Toronto", "ON", "M5X 1A9", "Canada", "CA", "+1 416 555"),
+type Office = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+const OFFICES: &[Office] = &[
+    (
+        "Seattle HQ",
+        "100 Pine Street",
+        "Seattle",
+        "WA",
+        "98101",
+        "United States",
+        "US",
+        "+1 206 555",
+    ),
+    (
+        "New York",
+        "350 Fifth Avenue",
+        "New York",
+        "NY",
+        "10118",
+        "United States",
+        "US",
+        "+1 212 555",
+    ),
+    (
+        "Austin",
+        "500 Congress Ave",
+        "Austin",
+        "TX",
+        "78701",
+        "United States",
+        "US",
+        "+1 512 555",
+    ),
+    (
+        "London",
+        "20 Fenchurch Street",
+        "London",
+        "England",
+        "EC3M 3BY",
+        "United Kingdom",
+        "GB",
+        "+44 20 7946",
+    ),
+    (
+        "Berlin",
+        "Friedrichstrasse 68",
+        "Berlin",
+        "Berlin",
+        "10117",
+        "Germany",
+        "DE",
+        "+49 30 5557",
+    ),
+    (
+        "Paris",
+        "12 Rue de la Paix",
+        "Paris",
+        "Ile-de-France",
+        "75002",
+        "France",
+        "FR",
+        "+33 1 5555",
+    ),
+    (
+        "Bangalore",
+        "80 MG Road",
+        "Bengaluru",
+        "Karnataka",
+        "560001",
+        "India",
+        "IN",
+        "+91 80 5555",
+    ),
+    (
+        "Sydney",
+        "1 Martin Place",
+        "Sydney",
+        "NSW",
+        "2000",
+        "Australia",
+        "AU",
+        "+61 2 5550",
+    ),
+    (
+        "Toronto",
+        "100 King St W",
+        "Toronto",
+        "ON",
+        "M5X 1A9",
+        "Canada",
+        "CA",
+        "+1 416 555",
+    ),
 ];
 
 const GUEST_DOMAINS: &[&str] = &[
-    "gmail.com", "outlook.com", "partner.example", "vendor-corp.example", "agency.example",
+    "gmail.com",
+    "outlook.com",
+    "partner.example",
+    "vendor-corp.example",
+    "agency.example",
 ];
 
 const GROUP_TOPICS: &[&str] = &[
-    "Project Falcon", "Project Orion", "Leadership", "Interns", "Book Club", "Security Champions",
-    "Cloud Guild", "Data Council", "Release Managers", "On-Call", "Mentors", "Hackathon",
-    "Wellbeing", "Green Team", "Travel Approvers", "VPN Users", "Printer Admins", "Wiki Editors",
-    "Budget Owners", "Architecture Board", "Customer Advisory", "Partners", "Contractors",
+    "Project Falcon",
+    "Project Orion",
+    "Leadership",
+    "Interns",
+    "Book Club",
+    "Security Champions",
+    "Cloud Guild",
+    "Data Council",
+    "Release Managers",
+    "On-Call",
+    "Mentors",
+    "Hackathon",
+    "Wellbeing",
+    "Green Team",
+    "Travel Approvers",
+    "VPN Users",
+    "Printer Admins",
+    "Wiki Editors",
+    "Budget Owners",
+    "Architecture Board",
+    "Customer Advisory",
+    "Partners",
+    "Contractors",
 ];
 
-const P_EXCHANGE: (&str, &str) = ("efb87545-963c-4e0d-99df-69c6916d9eb0", "EXCHANGE_S_ENTERPRISE");
-const P_SHAREPOINT: (&str, &str) = ("5dbe027f-2339-4123-9542-606e4d348a72", "SHAREPOINTENTERPRISE");
+const P_EXCHANGE: (&str, &str) = (
+    "efb87545-963c-4e0d-99df-69c6916d9eb0",
+    "EXCHANGE_S_ENTERPRISE",
+);
+const P_SHAREPOINT: (&str, &str) = (
+    "5dbe027f-2339-4123-9542-606e4d348a72",
+    "SHAREPOINTENTERPRISE",
+);
 const P_TEAMS: (&str, &str) = ("57ff2da0-773e-42df-b2af-ffb7a2317929", "TEAMS1");
 const P_YAMMER: (&str, &str) = ("7547a3fe-08ee-4ccb-b430-5077c5041653", "YAMMER_ENTERPRISE");
 const P_AAD_P1: (&str, &str) = ("41781fb2-bc02-4b7c-bd55-b576c07bb09d", "AAD_PREMIUM");
@@ -129,7 +360,14 @@ const P_BI: (&str, &str) = ("70d33638-9c74-4d01-bfd3-562de28bd4ba", "BI_AZURE_P2
 const P_FLOW: (&str, &str) = ("50e68c76-46c6-4674-81f9-75456511b170", "FLOW_P2_VIRAL");
 
 const E3_PLANS: &[(&str, &str)] = &[P_EXCHANGE, P_SHAREPOINT, P_TEAMS, P_YAMMER];
-const M365_E3_PLANS: &[(&str, &str)] = &[P_EXCHANGE, P_SHAREPOINT, P_TEAMS, P_YAMMER, P_AAD_P1, P_INTUNE];
+const M365_E3_PLANS: &[(&str, &str)] = &[
+    P_EXCHANGE,
+    P_SHAREPOINT,
+    P_TEAMS,
+    P_YAMMER,
+    P_AAD_P1,
+    P_INTUNE,
+];
 const EMS_PLANS: &[(&str, &str)] = &[P_AAD_P1, P_INTUNE];
 
 /// The tenant's SKUs (Microsoft's public SKU ids). Premium tenants also own EMS (Entra ID P1).
@@ -219,7 +457,11 @@ impl Interner {
 /// The initial `*.onmicrosoft.com` domain for a tenant name.
 pub(crate) fn initial_domain_for(name: &str) -> String {
     let s = slug(name);
-    let s = if s.is_empty() { "tenant".to_string() } else { s };
+    let s = if s.is_empty() {
+        "tenant".to_string()
+    } else {
+        s
+    };
     format!("{s}.onmicrosoft.com")
 }
 
@@ -238,6 +480,8 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
         default_domain: default_domain.clone(),
         domains: spec.domains.clone(),
         skus: skus.clone(),
+        sku_users: spec.users,
+        sku_premium: spec.premium,
     };
     let mut dir = Directory::new(
         meta,
@@ -277,9 +521,7 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
         if guest {
             let ext = *pick(&mut rng, GUEST_DOMAINS);
             let mail = format!("{local}@{ext}");
-            props[u::UPN] = Pv::str(format!(
-                "{local}_{ext}#EXT#@{initial_domain}",
-            ));
+            props[u::UPN] = Pv::str(format!("{local}_{ext}#EXT#@{initial_domain}",));
             props[u::MAIL] = Pv::str(&mail);
             props[u::USER_TYPE] = strings.get("Guest");
             props[u::BUSINESS_PHONES] = empty_phones.clone();
@@ -289,15 +531,19 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
             } else {
                 pick(&mut rng, &spec.domains).as_str()
             };
-            let upn = format!("{local}@{domain}");
-            props[u::UPN] = Pv::str(&upn);
+            let upn = Pv::str(format!("{local}@{domain}"));
             props[u::MAIL] = if rng.random_bool(0.05) {
                 Pv::Null
             } else {
-                Pv::str(&upn)
+                upn.clone()
             };
+            props[u::UPN] = upn;
             props[u::USER_TYPE] = strings.get("Member");
-            let d = if i == 0 { 7 } else { rng.random_range(0..DEPARTMENTS.len()) };
+            let d = if i == 0 {
+                7
+            } else {
+                rng.random_range(0..DEPARTMENTS.len())
+            };
             dept = Some(d);
             let (dname, titles) = DEPARTMENTS[d];
             props[u::DEPARTMENT] = strings.get(dname);
@@ -396,6 +642,12 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
     let mut members: Vec<Vec<(usize, Kind)>> = Vec::with_capacity(spec.groups);
     let n_users = spec.users;
     let mut used_nicknames: HashMap<String, u32> = HashMap::new();
+    // Department groups: one per department, but leave most of a small tenant's groups to
+    // the random mix.
+    let dept_groups = DEPARTMENTS
+        .len()
+        .min(spec.groups.saturating_sub(spec.large_groups) / 3);
+    let first_random = spec.large_groups + dept_groups;
     for gi in 0..spec.groups {
         let gid: Arc<str> = Arc::from(guid(&mut rng));
         let mut list: Vec<(usize, Kind)> = Vec::new();
@@ -413,11 +665,14 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
                     list.push((ui, Kind::User));
                 }
             }
-        } else if gi - spec.large_groups < DEPARTMENTS.len() && gi < spec.groups.saturating_sub(1) {
+        } else if gi < first_random {
             let d = gi - spec.large_groups;
             name = format!("{} Team", DEPARTMENTS[d].0);
             kind_roll = 0;
-            description = Some(format!("All members of the {} department", DEPARTMENTS[d].0));
+            description = Some(format!(
+                "All members of the {} department",
+                DEPARTMENTS[d].0
+            ));
             for (ui, dd) in dept_of.iter().enumerate() {
                 if *dd == Some(d) {
                     list.push((ui, Kind::User));
@@ -426,13 +681,23 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
         } else {
             let topic = *pick(&mut rng, GROUP_TOPICS);
             name = format!("{topic} {}", gi + 1);
-            kind_roll = rng.random_range(0..100);
+            // The first random groups cover every kind once; then a weighted mix.
+            kind_roll = match gi - first_random {
+                0 => 2,
+                1 => 40,
+                2 => 70,
+                3 => 80,
+                4 => 95,
+                _ => rng.random_range(0..100),
+            };
             description = if rng.random_bool(0.6) {
                 Some(format!("{topic} group"))
             } else {
                 None
             };
             let size = match rng.random_range(0..100) {
+                // One guaranteed empty group (no members@delta key in delta).
+                _ if gi - first_random == 5 => 0,
                 0..5 => 0,
                 5..45 => rng.random_range(1..6),
                 45..85 => rng.random_range(6..50),
@@ -485,7 +750,10 @@ pub(crate) fn generate(spec: &TenantSpec, initial_domain: &str) -> Generated {
     }
     // Nested groups: the last `nested_groups` groups (never the large ones) each contain one
     // to three groups with a lower index, so nesting has no cycles.
-    let first_parent = spec.groups.saturating_sub(spec.nested_groups).max(spec.large_groups + 1);
+    let first_parent = spec
+        .groups
+        .saturating_sub(spec.nested_groups)
+        .max(spec.large_groups + 1);
     for (gi, list) in members.iter_mut().enumerate().skip(first_parent) {
         let k = rng.random_range(1..4);
         for _ in 0..k {

@@ -306,7 +306,7 @@ impl Select {
             .props()
             .iter()
             .enumerate()
-            .filter(|(i, _)| self.props & (1 << i) != 0)
+            .filter(|(i, _)| *i != ID && self.props & (1 << i) != 0)
             .map(|(_, d)| d.name)
             .collect();
         if self.rel {
@@ -363,4 +363,64 @@ pub(crate) fn parse_select(
 /// Inserts `key: value` into a JSON object map.
 pub(crate) fn put(map: &mut Map<String, Value>, key: &str, value: Value) {
     map.insert(key.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_constants_match_the_tables() {
+        let ui = |n: &str| Kind::User.prop_index(n).unwrap();
+        assert_eq!(USER_PROPS.len(), u::COUNT);
+        assert_eq!(ui("displayName"), u::DISPLAY_NAME);
+        assert_eq!(ui("givenName"), u::GIVEN_NAME);
+        assert_eq!(ui("surname"), u::SURNAME);
+        assert_eq!(ui("mail"), u::MAIL);
+        assert_eq!(ui("userPrincipalName"), u::UPN);
+        assert_eq!(ui("jobTitle"), u::JOB_TITLE);
+        assert_eq!(ui("department"), u::DEPARTMENT);
+        assert_eq!(ui("officeLocation"), u::OFFICE);
+        assert_eq!(ui("usageLocation"), u::USAGE_LOCATION);
+        assert_eq!(ui("businessPhones"), u::BUSINESS_PHONES);
+        assert_eq!(ui("mobilePhone"), u::MOBILE_PHONE);
+        assert_eq!(ui("streetAddress"), u::STREET);
+        assert_eq!(ui("city"), u::CITY);
+        assert_eq!(ui("state"), u::STATE);
+        assert_eq!(ui("postalCode"), u::POSTAL_CODE);
+        assert_eq!(ui("country"), u::COUNTRY);
+        assert_eq!(ui("employeeId"), u::EMPLOYEE_ID);
+        assert_eq!(ui("employeeHireDate"), u::HIRE_DATE);
+        assert_eq!(ui("accountEnabled"), u::ACCOUNT_ENABLED);
+        assert_eq!(ui("userType"), u::USER_TYPE);
+        assert_eq!(ui("createdDateTime"), u::CREATED);
+        assert_eq!(ui("onPremisesSyncEnabled"), u::ON_PREM_SYNC);
+        assert_eq!(ui("assignedLicenses"), u::LICENSES);
+        let gi = |n: &str| Kind::Group.prop_index(n).unwrap();
+        assert_eq!(GROUP_PROPS.len(), g::COUNT);
+        assert_eq!(gi("displayName"), g::DISPLAY_NAME);
+        assert_eq!(gi("description"), g::DESCRIPTION);
+        assert_eq!(gi("groupTypes"), g::GROUP_TYPES);
+        assert_eq!(gi("securityEnabled"), g::SECURITY_ENABLED);
+        assert_eq!(gi("mailEnabled"), g::MAIL_ENABLED);
+        assert_eq!(gi("mail"), g::MAIL);
+        assert_eq!(gi("mailNickname"), g::MAIL_NICKNAME);
+        assert_eq!(gi("createdDateTime"), g::CREATED);
+    }
+
+    #[test]
+    fn select_parsing() {
+        let (s, _) = parse_select(Kind::User, "DisplayName, mail,manager", &[], true).unwrap();
+        assert!(s.has(ID) && s.has(u::DISPLAY_NAME) && s.has(u::MAIL) && s.rel);
+        assert!(!s.has(u::CITY));
+        assert_eq!(s.names(Kind::User), "displayName,mail,manager");
+        assert_eq!(
+            parse_select(Kind::User, "skills", &[], true),
+            Err(SelectError::NotImplemented("skills".into()))
+        );
+        assert_eq!(
+            parse_select(Kind::Group, "foo", &[], true),
+            Err(SelectError::Unknown("foo".into()))
+        );
+    }
 }

@@ -2,7 +2,6 @@
 //! closes the socket without sending any response.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,10 +13,9 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Connection info handed to handlers: the peer and the switch that kills the connection.
+/// Connection info handed to handlers: the switch that kills the connection.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnHandle {
-    pub(crate) remote: SocketAddr,
     kill: Arc<AtomicBool>,
 }
 
@@ -53,7 +51,7 @@ impl Listener for KillableListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.inner.accept().await {
-                Ok((stream, remote)) => {
+                Ok((stream, _remote)) => {
                     let _ = stream.set_nodelay(true);
                     let kill = Arc::new(AtomicBool::new(false));
                     return (
@@ -61,7 +59,7 @@ impl Listener for KillableListener {
                             inner: stream,
                             kill: kill.clone(),
                         },
-                        ConnHandle { remote, kill },
+                        ConnHandle { kill },
                     );
                 }
                 // Out of file descriptors and the like: back off briefly and retry.
@@ -71,8 +69,8 @@ impl Listener for KillableListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()?;
         Ok(ConnHandle {
-            remote: self.inner.local_addr()?,
             kill: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -92,7 +90,10 @@ impl KillableStream {
 }
 
 fn aborted() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by fault")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection dropped by fault",
+    )
 }
 
 impl AsyncRead for KillableStream {

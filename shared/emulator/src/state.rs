@@ -119,7 +119,12 @@ impl TenantState {
     }
 
     /// Takes `cost` RU from the read or write bucket.
-    pub(crate) fn take_budget(&self, write: bool, cost: u32, now_ms: u64) -> Result<Option<Usage>, u32> {
+    pub(crate) fn take_budget(
+        &self,
+        write: bool,
+        cost: u32,
+        now_ms: u64,
+    ) -> Result<Option<Usage>, u32> {
         let bucket = if write {
             &self.write_bucket
         } else {
@@ -177,7 +182,6 @@ pub(crate) struct Tenants {
 }
 
 /// Everything the server and the handles share.
-#[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: EmulatorConfig,
     latency_ns: AtomicU64,
@@ -192,8 +196,24 @@ pub(crate) struct Inner {
     pub(crate) addr: SocketAddr,
 }
 
+impl std::fmt::Debug for Inner {
+    /// Never prints issued access tokens or the app secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("addr", &self.addr)
+            .field("app", &self.app)
+            .field("tenants", &self.tenants_read().order)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Inner {
-    pub(crate) fn new(config: EmulatorConfig, app: AppCredentials, addr: SocketAddr) -> Self {
+    pub(crate) fn new(
+        config: EmulatorConfig,
+        app: AppCredentials,
+        addr: SocketAddr,
+        codec: TokenCodec,
+    ) -> Self {
         let latency = u64::try_from(config.latency.as_nanos()).unwrap_or(u64::MAX);
         let log = RequestLog::new(config.request_log_capacity);
         Self {
@@ -206,7 +226,7 @@ impl Inner {
             faults: Arc::new(FaultBook::default()),
             counters: Mutex::new(RequestCounters::default()),
             log: Mutex::new(log),
-            codec: TokenCodec::default(),
+            codec,
             addr,
         }
     }

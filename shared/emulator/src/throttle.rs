@@ -38,7 +38,11 @@ impl Bucket {
         let cost = f64::from(cost);
         if self.tokens >= cost {
             self.tokens -= cost;
-            return Ok(if cap > 0.0 { 1.0 - self.tokens / cap } else { 1.0 });
+            return Ok(if cap > 0.0 {
+                1.0 - self.tokens / cap
+            } else {
+                1.0
+            });
         }
         let missing = if cost > cap { cap } else { cost - self.tokens };
         let ms = missing / self.rate_per_ms().max(f64::MIN_POSITIVE);

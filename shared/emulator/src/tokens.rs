@@ -1,14 +1,15 @@
 //! Opaque `$skiptoken` / `$deltatoken` values.
 //!
-//! A token is `base64url(mac || json)`, where `mac` is a keyed SipHash of the JSON under a key
-//! drawn when the emulator starts. Anything that does not decode, does not verify or does not
-//! parse is refused with a 400 by the caller; tokens are never trusted to be well-formed.
-
-use std::hash::{BuildHasher, RandomState};
+//! A token is `base64url(mac || json)`, where `mac` is the first 8 bytes of
+//! SHA-256(key || json) under a key drawn when the emulator starts (and saved with its state).
+//! Anything that does not decode, does not verify or does not parse is refused with a 400 by
+//! the caller; tokens are never trusted to be well-formed.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
 
 use crate::model::{Kind, Select};
 
@@ -129,15 +130,48 @@ pub(crate) struct ListToken {
 }
 
 /// Signs and verifies tokens with a per-emulator key.
-#[derive(Debug, Default)]
 pub(crate) struct TokenCodec {
-    key: RandomState,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCodec(***)")
+    }
+}
+
+impl Default for TokenCodec {
+    /// A fresh random key.
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self { key }
+    }
 }
 
 impl TokenCodec {
+    /// A codec with a known key (restored state).
+    pub(crate) fn with_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    pub(crate) fn key(&self) -> [u8; 32] {
+        self.key
+    }
+
+    fn mac(&self, json: &[u8]) -> u64 {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(json);
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+
     pub(crate) fn encode<T: Serialize>(&self, value: &T) -> String {
         let json = serde_json::to_vec(value).unwrap_or_default();
-        let mac = self.key.hash_one(&json[..]);
+        let mac = self.mac(&json);
         let mut buf = Vec::with_capacity(json.len() + 8);
         buf.extend_from_slice(&mac.to_be_bytes());
         buf.extend_from_slice(&json);
@@ -152,7 +186,7 @@ impl TokenCodec {
         }
         let (mac, json) = raw.split_at(8);
         let mac = u64::from_be_bytes(mac.try_into().ok()?);
-        if self.key.hash_one(json) != mac {
+        if self.mac(json) != mac {
             return None;
         }
         serde_json::from_slice(json).ok()

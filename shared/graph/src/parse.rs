@@ -188,7 +188,7 @@ struct WireUser<'a> {
 }
 
 impl WireUser<'_> {
-    fn into_delta(self, index: usize) -> Result<UserDelta, DirectoryError> {
+    fn into_delta(mut self, index: usize) -> Result<UserDelta, DirectoryError> {
         if let Some(removed) = &self.removed {
             let id = self.id.ok_or_else(|| missing_id("user", index))?;
             return Ok(UserDelta::Removed {
@@ -196,7 +196,7 @@ impl WireUser<'_> {
                 reason: removal_reason(removed),
             });
         }
-        let manager = match &self.manager_delta {
+        let manager = match self.manager_delta.take() {
             None => ManagerChange::NotReported,
             Some(entries) => manager_change(entries, index)?,
         };
@@ -345,16 +345,19 @@ fn removal_reason(removed: &WireRemoved<'_>) -> RemovalReason {
 
 /// `manager@delta`: the last entry without `@removed` is the new manager; only removals (or an
 /// empty array) mean the manager was taken away.
-fn manager_change(entries: &[WireRef<'_>], index: usize) -> Result<ManagerChange, DirectoryError> {
+fn manager_change(
+    entries: Vec<WireRef<'_>>,
+    index: usize,
+) -> Result<ManagerChange, DirectoryError> {
     let mut set = None;
     for entry in entries {
-        let Some(id) = entry.id.as_ref() else {
+        let Some(id) = entry.id else {
             return Err(invalid(format!(
                 "user entry {index}: a manager@delta entry has no `id`"
             )));
         };
         if entry.removed.is_none() {
-            set = Some(id.clone());
+            set = Some(id);
         }
     }
     Ok(set.map_or(ManagerChange::Removed, ManagerChange::Set))

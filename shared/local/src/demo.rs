@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::page::RoundMode;
-use entra_sync_core::ports::{Clock, ConnectionStore, Secret, SecretVault};
+use entra_sync_core::ports::{ConnectionStore, Secret, SecretVault};
 use entra_sync_core::run::{RunStatus, SyncRun};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_emulator::{ChurnSummary, Emulator, EmulatorConfig, TenantSpec};
@@ -53,9 +53,19 @@ pub struct DemoSummary {
 
 /// Something to tell the person watching.
 pub enum DemoStep<'a> {
-    Started { tenant: &'a str, users: usize, groups: usize },
-    Connected { tenant_name: &'a str, domains: usize },
-    SyncProgress { label: &'a str, run: &'a SyncRun },
+    Started {
+        tenant: &'a str,
+        users: usize,
+        groups: usize,
+    },
+    Connected {
+        tenant_name: &'a str,
+        domains: usize,
+    },
+    SyncProgress {
+        label: &'a str,
+        run: &'a SyncRun,
+    },
     SyncDone(&'a SyncSummary),
     Changed(&'a ChurnSummary),
 }
@@ -106,7 +116,10 @@ pub async fn run_demo(
     // Connect: keep the app secret in the vault, read the tenant's details, store the connection.
     let app_creds = emulator.app();
     app.vault
-        .put_secret(CLIENT_SECRET_NAME, &Secret::new(app_creds.client_secret.clone()))
+        .put_secret(
+            CLIENT_SECRET_NAME,
+            &Secret::new(app_creds.client_secret.clone()),
+        )
         .await?;
     let secret = app.vault.get_secret(CLIENT_SECRET_NAME).await?;
     let graph_config = GraphConfig::new(
@@ -127,14 +140,32 @@ pub async fn run_demo(
     });
 
     let mut syncs = Vec::new();
-    let first = sync_once(&app, &client, &emulator, &tenant, "first sync", &opts.settings, &mut on_step).await?;
+    let first = sync_once(
+        &app,
+        &client,
+        &emulator,
+        &tenant,
+        "first sync",
+        &opts.settings,
+        &mut on_step,
+    )
+    .await?;
     syncs.push(first);
 
     let changes = opts.changes.unwrap_or((opts.users / 50).max(10));
     let churn = handle.random_churn(opts.seed.wrapping_add(now_seed(&app)), changes);
     on_step(DemoStep::Changed(&churn));
 
-    let second = sync_once(&app, &client, &emulator, &tenant, "after changes", &opts.settings, &mut on_step).await?;
+    let second = sync_once(
+        &app,
+        &client,
+        &emulator,
+        &tenant,
+        "after changes",
+        &opts.settings,
+        &mut on_step,
+    )
+    .await?;
     syncs.push(second);
 
     let stored = app.export(&tenant).await?;
@@ -172,7 +203,10 @@ pub async fn connect(
         .await
         .map_err(|e| LocalError::Failed(format!("cannot read the tenant's details: {e}")))?;
     let existing = app.store.get_connection(tenant).await?;
-    let name = org.display_name.clone().unwrap_or_else(|| tenant.to_string());
+    let name = org
+        .display_name
+        .clone()
+        .unwrap_or_else(|| tenant.to_string());
     let connection = Connection {
         tenant_id: tenant.clone(),
         account_id: existing
@@ -205,9 +239,15 @@ async fn sync_once(
     let before = emulator.counters().requests;
     let started = Instant::now();
     let run = app
-        .sync(client.clone(), tenant, &FetchOptions::default(), settings, |run| {
-            on_step(DemoStep::SyncProgress { label, run });
-        })
+        .sync(
+            client.clone(),
+            tenant,
+            &FetchOptions::default(),
+            settings,
+            |run| {
+                on_step(DemoStep::SyncProgress { label, run });
+            },
+        )
         .await?;
     let summary = SyncSummary {
         label: label.to_owned(),

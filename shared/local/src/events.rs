@@ -38,7 +38,10 @@ impl EventLog {
     pub fn open(path: Option<&Path>) -> std::io::Result<Self> {
         let file = match path {
             Some(p) => Some(Mutex::new(std::io::BufWriter::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             ))),
             None => None,
         };
@@ -77,7 +80,8 @@ impl EventSink for EventLog {
                 f.write_all(b"\n")
                     .map_err(|e| EventError::Unavailable(Box::new(e)))?;
             }
-            f.flush().map_err(|e| EventError::Unavailable(Box::new(e)))?;
+            f.flush()
+                .map_err(|e| EventError::Unavailable(Box::new(e)))?;
         }
         Ok(())
     }

@@ -20,7 +20,11 @@ use entra_sync_local::runtime::{DataDir, LocalApp, SyncSettings};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "entra-sync", version, about = "Microsoft Entra ID directory sync, on one machine")]
+#[command(
+    name = "entra-sync",
+    version,
+    about = "Microsoft Entra ID directory sync, on one machine"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "ENTRA_SYNC_LOG_FORMAT")]
@@ -96,16 +100,28 @@ struct SyncArgs {
     #[arg(long, env = "ENTRA_SYNC_CLIENT_ID")]
     client_id: String,
     /// Environment variable holding the client secret.
-    #[arg(long, default_value = "ENTRA_SYNC_CLIENT_SECRET", conflicts_with = "client_secret_file")]
+    #[arg(
+        long,
+        default_value = "ENTRA_SYNC_CLIENT_SECRET",
+        conflicts_with = "client_secret_file"
+    )]
     client_secret_env: String,
     /// File holding the client secret (instead of an environment variable).
     #[arg(long)]
     client_secret_file: Option<PathBuf>,
     /// Microsoft Graph base URL (national clouds: https://graph.microsoft.us, ...).
-    #[arg(long, default_value = "https://graph.microsoft.com", env = "ENTRA_SYNC_GRAPH_URL")]
+    #[arg(
+        long,
+        default_value = "https://graph.microsoft.com",
+        env = "ENTRA_SYNC_GRAPH_URL"
+    )]
     graph_url: url::Url,
     /// Login (authority) base URL.
-    #[arg(long, default_value = "https://login.microsoftonline.com", env = "ENTRA_SYNC_LOGIN_URL")]
+    #[arg(
+        long,
+        default_value = "https://login.microsoftonline.com",
+        env = "ENTRA_SYNC_LOGIN_URL"
+    )]
     login_url: url::Url,
     #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
     data_dir: PathBuf,
@@ -225,14 +241,23 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     let mut progress: Option<Progress> = None;
     let show = !args.tuning.no_progress;
     let summary = run_demo(&opts, |step| match step {
-        DemoStep::Started { tenant, users, groups } => {
+        DemoStep::Started {
+            tenant,
+            users,
+            groups,
+        } => {
             println!("Emulated tenant {tenant}: {users} users, {groups} groups");
         }
-        DemoStep::Connected { tenant_name, domains } => {
+        DemoStep::Connected {
+            tenant_name,
+            domains,
+        } => {
             println!("Connected to \"{tenant_name}\" ({domains} verified domains)");
         }
         DemoStep::SyncProgress { label, run } => {
-            progress.get_or_insert_with(|| Progress::new(show)).update(label, run);
+            progress
+                .get_or_insert_with(|| Progress::new(show))
+                .update(label, run);
         }
         DemoStep::SyncDone(s) => {
             if let Some(p) = progress.take() {
@@ -272,7 +297,17 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     println!("Summary for \"{}\" ({})", s.tenant_name, s.tenant_id);
     println!(
         "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
-        "sync", "mode", "pages", "graph", "created", "updated", "deactivated", "removed", "members+", "members-", "wall"
+        "sync",
+        "mode",
+        "pages",
+        "graph",
+        "created",
+        "updated",
+        "deactivated",
+        "removed",
+        "members+",
+        "members-",
+        "wall"
     );
     for x in &s.syncs {
         let c = &x.run.counts;
@@ -295,7 +330,12 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     println!();
     println!(
         "stored: {} users, {} groups, {} memberships (directory: {}, {}, {})",
-        v.users_stored, v.groups_stored, v.memberships_stored, v.users_expected, v.groups_expected, v.memberships_expected
+        v.users_stored,
+        v.groups_stored,
+        v.memberships_stored,
+        v.users_expected,
+        v.groups_expected,
+        v.memberships_expected
     );
     println!(
         "state matches directory: {}",
@@ -304,7 +344,10 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     for d in &v.differences {
         println!("  - {d}");
     }
-    println!("(data in {}; run again to continue incrementally, --fresh to start over)", data_dir.display());
+    println!(
+        "(data in {}; run again to continue incrementally, --fresh to start over)",
+        data_dir.display()
+    );
 }
 
 fn read_secret(args: &SyncArgs) -> Result<Secret> {
@@ -350,7 +393,9 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     };
     let progress = Progress::new(!args.tuning.no_progress);
     let run = app
-        .sync(client, &tenant, &options, &tuning, |run| progress.update("sync", run))
+        .sync(client, &tenant, &options, &tuning, |run| {
+            progress.update("sync", run)
+        })
         .await?;
     progress.finish();
     print_run(&run);

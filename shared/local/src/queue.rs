@@ -118,7 +118,9 @@ impl LocalQueue {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut guard)
         })
         .await
@@ -271,8 +273,12 @@ impl LocalQueue {
 
     /// Run `workers` consumers until `stop` turns true. Each delivery is handled once per claim;
     /// failures are retried with backoff and dead-lettered after `max_attempts`.
-    pub async fn run_workers<H, F>(&self, workers: usize, handler: H, mut stop: watch::Receiver<bool>)
-    where
+    pub async fn run_workers<H, F>(
+        &self,
+        workers: usize,
+        handler: H,
+        mut stop: watch::Receiver<bool>,
+    ) where
         H: Fn(Delivery) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = (Delivery, HandlerResult)> + Send + 'static,
     {
@@ -345,7 +351,8 @@ impl WorkQueue for LocalQueue {
                     _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
             }
-            let body = serde_json::to_string(&msg).map_err(|e| QueueError::Rejected(e.to_string()))?;
+            let body =
+                serde_json::to_string(&msg).map_err(|e| QueueError::Rejected(e.to_string()))?;
             self.enqueue_raw(&msg.message_id(), &body)
                 .await
                 .map_err(|e| QueueError::Unavailable(Box::new(e)))?;

@@ -8,9 +8,7 @@ use std::time::Duration;
 use entra_sync_core::error::{StoreError, SyncError};
 use entra_sync_core::model::TenantId;
 use entra_sync_core::page::PageMessage;
-use entra_sync_core::ports::{
-    Clock, DirectoryReader, MirrorStore, RunStore, SystemClock,
-};
+use entra_sync_core::ports::{Clock, DirectoryReader, MirrorStore, RunStore, SystemClock};
 use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, ReconcileDeps, plain_words, reconcile_page, run_fetch,
@@ -240,7 +238,10 @@ impl LocalApp {
         let mut out = Export::default();
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list_users(tenant, after.as_deref(), 1000).await?;
+            let page = self
+                .store
+                .list_users(tenant, after.as_deref(), 1000)
+                .await?;
             out.users.extend(page.items);
             match page.next {
                 Some(n) => after = Some(n),
@@ -249,7 +250,10 @@ impl LocalApp {
         }
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list_groups(tenant, after.as_deref(), 1000).await?;
+            let page = self
+                .store
+                .list_groups(tenant, after.as_deref(), 1000)
+                .await?;
             out.groups.extend(page.items);
             match page.next {
                 Some(n) => after = Some(n),

@@ -42,7 +42,9 @@ impl FileVault {
             Err(_) => load_or_create_key(key_path)?,
         };
         if key.len() != 32 {
-            return Err(VaultError::Decrypt("vault key (must be 32 bytes)".to_owned()));
+            return Err(VaultError::Decrypt(
+                "vault key (must be 32 bytes)".to_owned(),
+            ));
         }
         Ok(Self {
             path: path.to_owned(),
@@ -62,8 +64,8 @@ impl FileVault {
 
     fn write_all(&self, all: &BTreeMap<String, String>) -> Result<(), VaultError> {
         let tmp = self.path.with_extension("tmp");
-        let body = serde_json::to_vec_pretty(all)
-            .map_err(|e| VaultError::Unavailable(Box::new(e)))?;
+        let body =
+            serde_json::to_vec_pretty(all).map_err(|e| VaultError::Unavailable(Box::new(e)))?;
         write_private(&tmp, &body).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
@@ -198,6 +200,9 @@ mod tests {
         let sealed = all["a"].clone();
         all.insert("b".into(), sealed);
         std::fs::write(&path, serde_json::to_vec(&all).unwrap()).unwrap();
-        assert!(matches!(vault.get_secret("b").await, Err(VaultError::Decrypt(_))));
+        assert!(matches!(
+            vault.get_secret("b").await,
+            Err(VaultError::Decrypt(_))
+        ));
     }
 }

@@ -117,7 +117,9 @@ pub fn compare(stored: &Export, directory: &DirectorySnapshot) -> Verification {
         v.differ(format!("membership {g}/{m} missing from the store"));
     }
     for (g, m) in stored_edges.difference(&expected_edges) {
-        v.differ(format!("membership {g}/{m} stored but not in the directory"));
+        v.differ(format!(
+            "membership {g}/{m} stored but not in the directory"
+        ));
     }
     v
 }

@@ -73,9 +73,11 @@ impl Cx<'_> {
         let resp = graph_json(StatusCode::OK, body);
         let resp = with_header(resp, "x-ms-resource-unit", &cost.to_string());
         match usage {
-            Some(u) if u >= 0.8 => {
-                with_header(resp, "x-ms-throttle-limit-percentage", &format!("{:.1}", u * 1.0))
-            }
+            Some(u) if u >= 0.8 => with_header(
+                resp,
+                "x-ms-throttle-limit-percentage",
+                &format!("{:.1}", u * 1.0),
+            ),
             _ => resp,
         }
     }
@@ -125,7 +127,10 @@ pub(crate) fn read_cost(base: u32, q: &Query) -> u32 {
     if q.has("expand") {
         cost += 1;
     }
-    if q.get("top").and_then(|t| t.parse::<u32>().ok()).is_some_and(|t| t < 20) {
+    if q.get("top")
+        .and_then(|t| t.parse::<u32>().ok())
+        .is_some_and(|t| t < 20)
+    {
         cost -= 1;
     }
     u32::try_from(cost.max(1)).unwrap_or(1)
@@ -152,9 +157,18 @@ fn decode_segment(s: &str) -> String {
 }
 
 /// Checks the bearer token; the tenant it was issued for.
-fn authenticate(inner: &Inner, ctx: &ReqCtx, headers: &HeaderMap) -> Result<Arc<TenantState>, Response> {
+fn authenticate(
+    inner: &Inner,
+    ctx: &ReqCtx,
+    headers: &HeaderMap,
+) -> Result<Arc<TenantState>, Response> {
     let unauthorized = |msg: &str| {
-        let resp = graph_error(ctx, StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", msg);
+        let resp = graph_error(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            msg,
+        );
         with_header(
             resp,
             "www-authenticate",
@@ -172,10 +186,14 @@ fn authenticate(inner: &Inner, ctx: &ReqCtx, headers: &HeaderMap) -> Result<Arc<
         _ => return Err(unauthorized("Access token is empty.")),
     };
     let Some(grant) = inner.grant(token) else {
-        return Err(unauthorized("IDX14100: JWT is not well formed, there are no dots (.)."));
+        return Err(unauthorized(
+            "IDX14100: JWT is not well formed, there are no dots (.).",
+        ));
     };
     if grant.expires_ms <= inner.clock.now_ms() {
-        return Err(unauthorized("Lifetime validation failed, the token is expired."));
+        return Err(unauthorized(
+            "Lifetime validation failed, the token is expired.",
+        ));
     }
     inner
         .resolve_tenant(&grant.tenant)
@@ -193,7 +211,11 @@ pub(crate) async fn dispatch(
 ) -> Response {
     let path = uri.path().to_string();
     let Some(rest) = path.strip_prefix("/v1.0/") else {
-        let seg = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let seg = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
         return graph_error(
             &ctx,
             StatusCode::BAD_REQUEST,
@@ -328,6 +350,7 @@ fn get_object(cx: &Cx<'_>, kind: Kind, id: &str) -> Response {
         Kind::User => dir
             .users
             .get(id)
+            .or_else(|| dir.user_by_upn(id))
             .filter(|u| u.e.is_live())
             .map(|u| u.e.json(kind, &sel, None, false)),
         Kind::Group => dir
@@ -342,7 +365,11 @@ fn get_object(cx: &Cx<'_>, kind: Kind, id: &str) -> Response {
     };
     obj.insert(
         "@odata.context".into(),
-        Value::String(format!("{}/v1.0/$metadata#{}/$entity", cx.base, kind.collection())),
+        Value::String(format!(
+            "{}/v1.0/$metadata#{}/$entity",
+            cx.base,
+            kind.collection()
+        )),
     );
     cx.ok(&Value::Object(obj), cost, usage)
 }
@@ -373,7 +400,10 @@ fn manager(cx: &Cx<'_>, id: &str) -> Response {
             m.insert("@odata.type".into(), json!("#microsoft.graph.user"));
             m.insert(
                 "@odata.context".into(),
-                json!(format!("{}/v1.0/$metadata#directoryObjects/$entity", cx.base)),
+                json!(format!(
+                    "{}/v1.0/$metadata#directoryObjects/$entity",
+                    cx.base
+                )),
             );
             cx.ok(&Value::Object(m), cost, usage)
         }
@@ -470,9 +500,9 @@ fn parse_id_filter(cx: &Cx<'_>, raw: &str) -> Result<Vec<String>, Response> {
         return Err(unsupported());
     }
     if ids.len() > 50 {
-        return Err(cx.bad_request(
-            "Too many ids in the filter: delta accepts at most 50 'id eq' clauses.",
-        ));
+        return Err(
+            cx.bad_request("Too many ids in the filter: delta accepts at most 50 'id eq' clauses.")
+        );
     }
     ids.sort();
     ids.dedup();
@@ -480,7 +510,10 @@ fn parse_id_filter(cx: &Cx<'_>, raw: &str) -> Result<Vec<String>, Response> {
 }
 
 /// Select and filter of a first delta request.
-fn first_request_params(cx: &Cx<'_>, kind: Kind) -> Result<(Select, Option<Vec<String>>), Response> {
+fn first_request_params(
+    cx: &Cx<'_>,
+    kind: Kind,
+) -> Result<(Select, Option<Vec<String>>), Response> {
     let sel = match cx.query.get("select") {
         Some(raw) => parse_select(kind, raw, &[], true)
             .map(|(s, _)| s)
@@ -520,7 +553,9 @@ fn delta(cx: &Cx<'_>, kind: Kind) -> Response {
     let dir = cx.tenant.read();
 
     // Work out the round, page and position.
-    let (sel, filter, round, page, cursor) = if dtok.is_some_and(|t| t.eq_ignore_ascii_case("latest")) {
+    let (sel, filter, round, page, cursor) = if dtok
+        .is_some_and(|t| t.eq_ignore_ascii_case("latest"))
+    {
         let (sel, filter) = match first_request_params(cx, kind) {
             Ok(p) => p,
             Err(r) => return r,
@@ -539,10 +574,13 @@ fn delta(cx: &Cx<'_>, kind: Kind) -> Response {
         return delta_body(cx, kind, &sel, Vec::new(), &tok, false, cost, usage);
     } else if let Some(raw) = skip.or(dtok) {
         let Some(tok) = inner.codec.decode::<DeltaToken>(raw) else {
-            return cx.bad_request("The delta or skip token is malformed or was not issued by this service.");
+            return cx.bad_request(
+                "The delta or skip token is malformed or was not issued by this service.",
+            );
         };
         if tok.tenant != cx.tenant.fingerprint || tok.kind != TokKind::from(kind) {
-            return cx.bad_request("The delta or skip token was issued for another resource or tenant.");
+            return cx
+                .bad_request("The delta or skip token was issued for another resource or tenant.");
         }
         if now.saturating_sub(tok.at) > duration_ms(inner.config.delta_token_ttl) {
             return sync_state_not_found(cx.ctx);
@@ -553,7 +591,13 @@ fn delta(cx: &Cx<'_>, kind: Kind) -> Response {
                 if since > dir.seq {
                     return cx.bad_request("The delta token is not valid for this directory.");
                 }
-                (sel, tok.filter, Round::Incremental { since }, 0, Cursor::Start)
+                (
+                    sel,
+                    tok.filter,
+                    Round::Incremental { since },
+                    0,
+                    Cursor::Start,
+                )
             }
             Pos::Page {
                 round,
@@ -575,14 +619,20 @@ fn delta(cx: &Cx<'_>, kind: Kind) -> Response {
             Ok(p) => p,
             Err(r) => return r,
         };
-        (sel, filter, Round::Initial { upto: dir.seq }, 0, Cursor::Start)
+        (
+            sel,
+            filter,
+            Round::Initial { upto: dir.seq },
+            0,
+            Cursor::Start,
+        )
     };
 
     let minimal = cx.prefers_minimal();
     let cfg = &inner.config;
     let empty_page = cfg
         .empty_page_every
-        .is_some_and(|n| n > 0 && page > 0 && (page as usize) % n == 0);
+        .is_some_and(|n| n > 0 && page > 0 && (page as usize).is_multiple_of(n));
     let out = if empty_page {
         Ok(crate::delta::PageOut {
             items: Vec::new(),
@@ -656,7 +706,11 @@ fn delta_body(
     };
     let collection = kind.collection();
     let context = if sel.explicit {
-        format!("{}/v1.0/$metadata#{collection}({})", cx.base, sel.names(kind))
+        format!(
+            "{}/v1.0/$metadata#{collection}({})",
+            cx.base,
+            sel.names(kind)
+        )
     } else {
         format!("{}/v1.0/$metadata#{collection}", cx.base)
     };
@@ -664,7 +718,10 @@ fn delta_body(
     body.insert("@odata.context".into(), Value::String(context));
     body.insert(
         link_name.into(),
-        Value::String(format!("{}/v1.0/{collection}/delta?{param}={token}", cx.base)),
+        Value::String(format!(
+            "{}/v1.0/{collection}/delta?{param}={token}",
+            cx.base
+        )),
     );
     body.insert("value".into(), Value::Array(items));
     let resp = cx.ok(&Value::Object(body), cost, usage);

@@ -126,7 +126,10 @@ fn parse_filter(cx: &Cx<'_>, kind: Kind, raw: &str) -> Result<EqFilter, Response
             kind.type_name()
         )));
     };
-    let value = if let Some(s) = literal.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+    let value = if let Some(s) = literal
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+    {
         Pv::str(s.replace("''", "'"))
     } else if literal.eq_ignore_ascii_case("true") {
         Pv::Bool(true)
@@ -149,7 +152,11 @@ fn sign_in_activity(id: &str) -> Value {
     let h = crate::state::fingerprint(id);
     let day = 1 + h % 28;
     let month = 1 + (h >> 8) % 12;
-    let last = format!("2025-{month:02}-{day:02}T{:02}:{:02}:00Z", (h >> 16) % 24, (h >> 24) % 60);
+    let last = format!(
+        "2025-{month:02}-{day:02}T{:02}:{:02}:00Z",
+        (h >> 16) % 24,
+        (h >> 24) % 60
+    );
     json!({
         "lastSignInDateTime": last,
         "lastSignInRequestId": format!("{:016x}", h),
@@ -205,7 +212,9 @@ fn list(cx: &Cx<'_>, kind: Kind) -> Response {
     }
     let expand_manager = match q.get("expand") {
         None => false,
-        Some(e) if kind == Kind::User && e.trim().to_ascii_lowercase().starts_with("manager") => true,
+        Some(e) if kind == Kind::User && e.trim().to_ascii_lowercase().starts_with("manager") => {
+            true
+        }
         Some(e) => {
             return cx.bad_request(&format!(
                 "Could not find a navigation property named '{e}' on type '{}' that can be expanded.",
@@ -260,7 +269,11 @@ fn list(cx: &Cx<'_>, kind: Kind) -> Response {
         items.push(Value::Object(obj));
         last = Some(id);
     }
-    let total = count.then(|| live_after(&dir, kind, None).filter(|(_, e)| matches(e)).count());
+    let total = count.then(|| {
+        live_after(&dir, kind, None)
+            .filter(|(_, e)| matches(e))
+            .count()
+    });
     let next = match (more, last) {
         (true, Some(l)) => Some(next_link(cx, l)),
         _ => None,
@@ -268,7 +281,12 @@ fn list(cx: &Cx<'_>, kind: Kind) -> Response {
     drop(dir);
     let mut body = Map::new();
     let context = if sel.explicit {
-        format!("{}/v1.0/$metadata#{}({})", cx.base, kind.collection(), sel.names(kind))
+        format!(
+            "{}/v1.0/$metadata#{}({})",
+            cx.base,
+            kind.collection(),
+            sel.names(kind)
+        )
     } else {
         format!("{}/v1.0/$metadata#{}", cx.base, kind.collection())
     };
@@ -370,7 +388,8 @@ pub(crate) fn members(cx: &Cx<'_>, gid: &str, transitive: bool, cast: Option<&st
     // Direct members come straight from the group; transitive ones are collected first.
     let lower = after.as_deref().map_or(Unbounded, Excluded);
     let collected: BTreeMap<Arc<str>, Kind>;
-    let (all, total): (Box<dyn Iterator<Item = (&Arc<str>, Kind)>>, usize) = if transitive {
+    type MemberIter<'d> = Box<dyn Iterator<Item = (&'d Arc<str>, Kind)> + 'd>;
+    let (all, total): (MemberIter<'_>, usize) = if transitive {
         let mut found = BTreeMap::new();
         let mut queue = VecDeque::from([grp.e.id.clone()]);
         while let Some(g) = queue.pop_front() {
@@ -385,22 +404,36 @@ pub(crate) fn members(cx: &Cx<'_>, gid: &str, transitive: bool, cast: Option<&st
         found.remove(&grp.e.id);
         collected = found;
         let total = if count {
-            collected.values().filter(|k| only.is_none_or(|o| o == **k)).count()
+            collected
+                .values()
+                .filter(|k| only.is_none_or(|o| o == **k))
+                .count()
         } else {
             0
         };
         (
-            Box::new(collected.range::<str, _>((lower, Unbounded)).map(|(k, v)| (k, *v))),
+            Box::new(
+                collected
+                    .range::<str, _>((lower, Unbounded))
+                    .map(|(k, v)| (k, *v)),
+            ),
             total,
         )
     } else {
         let total = if count {
-            grp.members.values().filter(|e| only.is_none_or(|o| o == e.kind)).count()
+            grp.members
+                .values()
+                .filter(|e| only.is_none_or(|o| o == e.kind))
+                .count()
         } else {
             0
         };
         (
-            Box::new(grp.members.range::<str, _>((lower, Unbounded)).map(|(k, e)| (k, e.kind))),
+            Box::new(
+                grp.members
+                    .range::<str, _>((lower, Unbounded))
+                    .map(|(k, e)| (k, e.kind)),
+            ),
             total,
         )
     };
@@ -416,11 +449,20 @@ pub(crate) fn members(cx: &Cx<'_>, gid: &str, transitive: bool, cast: Option<&st
             break;
         }
         let obj = match kind {
-            Kind::User => dir.users.get(mid).map(|u| u.e.json(kind, &user_sel, None, false)),
-            Kind::Group => dir.groups.get(mid).map(|g| g.e.json(kind, &group_sel, None, false)),
+            Kind::User => dir
+                .users
+                .get(mid)
+                .map(|u| u.e.json(kind, &user_sel, None, false)),
+            Kind::Group => dir
+                .groups
+                .get(mid)
+                .map(|g| g.e.json(kind, &group_sel, None, false)),
         };
         let mut obj = obj.unwrap_or_default();
-        obj.insert("@odata.type".into(), Value::String(kind.odata_type().into()));
+        obj.insert(
+            "@odata.type".into(),
+            Value::String(kind.odata_type().into()),
+        );
         obj.insert("id".into(), Value::String(mid.to_string()));
         items.push(Value::Object(obj));
         last = Some(mid.to_string());
@@ -481,7 +523,10 @@ pub(crate) fn deleted_users(cx: &Cx<'_>) -> Response {
     let mut body = Map::new();
     body.insert(
         "@odata.context".into(),
-        json!(format!("{}/v1.0/$metadata#directoryObjects/microsoft.graph.user", cx.base)),
+        json!(format!(
+            "{}/v1.0/$metadata#directoryObjects/microsoft.graph.user",
+            cx.base
+        )),
     );
     if let (true, Some(l)) = (more, last) {
         body.insert("@odata.nextLink".into(), Value::String(next_link(cx, &l)));

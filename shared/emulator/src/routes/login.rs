@@ -166,7 +166,19 @@ pub(crate) async fn token(
     }
     let scope = field("scope").unwrap_or_default();
     let scopes: Vec<&str> = scope.split_whitespace().collect();
-    if scopes.len() != 1 || !GRAPH_DEFAULT_SCOPES.contains(&scopes[0]) {
+    // The emulator's own Graph host also works as the resource, like a national cloud's
+    // `https://{graph host}/.default`.
+    let own = [
+        format!("{}/.default", super::base_url(&headers, &inner)),
+        format!("{}/.default", inner.base_url()),
+    ];
+    let valid = |s: &str| {
+        GRAPH_DEFAULT_SCOPES.contains(&s)
+            || own
+                .iter()
+                .any(|o| o.trim_end_matches('/') == s.trim_end_matches('/') || *o == s)
+    };
+    if scopes.len() != 1 || !valid(scopes[0]) {
         let msg = if scope.is_empty() {
             "The provided request must include a 'scope' input parameter.".to_string()
         } else {
@@ -174,7 +186,10 @@ pub(crate) async fn token(
                 "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
             )
         };
-        return tag(bad(StatusCode::BAD_REQUEST, "invalid_scope", 70011, &msg), t);
+        return tag(
+            bad(StatusCode::BAD_REQUEST, "invalid_scope", 70011, &msg),
+            t,
+        );
     }
     let access_token = inner.issue_token(&tenant.id);
     let lifetime = inner.config.token_lifetime_secs;

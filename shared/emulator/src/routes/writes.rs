@@ -59,7 +59,9 @@ fn user_key(dir: &Directory, key: &str) -> Option<String> {
 fn ref_id(v: &Value) -> Option<String> {
     let s = v.as_str()?;
     let id = s.trim_end_matches('/').rsplit('/').next()?;
-    let id = id.trim_start_matches("directoryObjects(").trim_end_matches(')');
+    let id = id
+        .trim_start_matches("directoryObjects(")
+        .trim_end_matches(')');
     let id = id.trim_matches('\'');
     (!id.is_empty()).then(|| id.to_string())
 }
@@ -73,8 +75,6 @@ pub(crate) fn handle(cx: &Cx<'_>, method: &Method, s: &[&str], body: &[u8]) -> R
     if let Err(r) = cx.charge(1, true) {
         return r;
     }
-    let now = cx.inner.clock.wall().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let _ = now;
     match (method.clone(), s) {
         (Method::PATCH, ["users", id]) => patch_user(cx, id, body),
         (Method::DELETE, ["users", id]) => {
@@ -89,7 +89,9 @@ pub(crate) fn handle(cx: &Cx<'_>, method: &Method, s: &[&str], body: &[u8]) -> R
         }
         (Method::POST, ["users", id, "revokeSignInSessions"]) => {
             let dir = cx.tenant.read();
-            if user_key(&dir, id).is_none_or(|u| !dir.users.get(u.as_str()).is_some_and(|x| x.e.is_live())) {
+            if user_key(&dir, id)
+                .is_none_or(|u| !dir.users.get(u.as_str()).is_some_and(|x| x.e.is_live()))
+            {
                 return cx.not_found(id);
             }
             drop(dir);
@@ -150,7 +152,11 @@ pub(crate) fn handle(cx: &Cx<'_>, method: &Method, s: &[&str], body: &[u8]) -> R
         }
         (Method::DELETE, ["directory", "deletedItems", id]) => {
             let mut dir = cx.tenant.write();
-            if !dir.users.get(*id).is_some_and(|u| u.e.life == Life::SoftDeleted) {
+            if !dir
+                .users
+                .get(*id)
+                .is_some_and(|u| u.e.life == Life::SoftDeleted)
+            {
                 return cx.not_found(id);
             }
             match dir.purge_user(id) {
@@ -241,10 +247,10 @@ fn patch_group(cx: &Cx<'_>, gid: &str, body: &[u8]) -> Response {
             to_add.push(mid);
         }
     }
-    if !patch.is_empty() {
-        if let Err(e) = dir.update_group(gid, &patch) {
-            return mutation_error(cx, &e);
-        }
+    if !patch.is_empty()
+        && let Err(e) = dir.update_group(gid, &patch)
+    {
+        return mutation_error(cx, &e);
     }
     for mid in to_add {
         if let Err(e) = dir.add_member(gid, &mid) {
