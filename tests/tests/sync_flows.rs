@@ -236,7 +236,8 @@ async fn every_page_applied_twice_and_out_of_order_gives_the_same_state() {
             .await
             .unwrap();
         let mut msgs = h.queue.drain();
-        assert!(msgs.len() > 4, "the tenant spans several pages");
+        let min_pages = if round == 0 { 10 } else { 2 };
+        assert!(msgs.len() >= min_pages, "round {round} spans several pages");
         // Deliver newest first, then everything again in fetch order.
         msgs.reverse();
         let again: Vec<_> = msgs.iter().rev().cloned().collect();

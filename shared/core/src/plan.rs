@@ -66,9 +66,13 @@ pub fn plan_users(
                 let manager_id = match manager {
                     ManagerChange::Set(m) => Some(m.clone()),
                     ManagerChange::Removed => None,
-                    ManagerChange::NotReported => match mode {
-                        RoundMode::Full => None,
-                        RoundMode::Incremental => stored.and_then(|s| s.user.manager_id.clone()),
+                    // Unreported means "unchanged" only for a user we hold as present; a
+                    // full round, a new user and a restored one come with their whole state.
+                    ManagerChange::NotReported => match (mode, stored) {
+                        (RoundMode::Incremental, Some(s)) if s.presence.is_present() => {
+                            s.user.manager_id.clone()
+                        }
+                        _ => None,
                     },
                 };
                 StoredUser {
@@ -588,6 +592,42 @@ mod tests {
             &tenant(),
             &[upsert(user("a", "A2", true))],
             RoundMode::Full,
+            Version::new(3, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        assert_eq!(state["a"].user.manager_id, None);
+    }
+
+    #[test]
+    fn a_restored_user_does_not_get_back_the_manager_it_had_before_deletion() {
+        let mut state = HashMap::new();
+        let p = plan_users(
+            &tenant(),
+            &[UserDelta::Upsert {
+                user: user("a", "A", true),
+                manager: ManagerChange::Set("m".into()),
+            }],
+            RoundMode::Full,
+            Version::new(1, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        let p = plan_users(
+            &tenant(),
+            &[UserDelta::Removed {
+                id: "a".into(),
+                reason: RemovalReason::SoftDeleted,
+            }],
+            RoundMode::Incremental,
+            Version::new(2, 0),
+            &state,
+        );
+        apply_users(&mut state, &p);
+        let p = plan_users(
+            &tenant(),
+            &[upsert(user("a", "A", true))],
+            RoundMode::Incremental,
             Version::new(3, 0),
             &state,
         );

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::page::RoundMode;
-use entra_sync_core::ports::{ConnectionStore, Secret, SecretVault};
+use entra_sync_core::ports::{ConnectionStore, RunStore, Secret, SecretVault};
 use entra_sync_core::run::{RunStatus, SyncRun};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_emulator::{ChurnSummary, Emulator, EmulatorConfig, TenantSpec};
@@ -153,7 +153,10 @@ pub async fn run_demo(
     syncs.push(first);
 
     let changes = opts.changes.unwrap_or((opts.users / 50).max(10));
-    let churn = handle.random_churn(opts.seed.wrapping_add(now_seed(&app)), changes);
+    // Each demo run changes the directory differently, but reproducibly: the salt is the
+    // number of runs the activity log already holds.
+    let salt = app.store.list_runs(&tenant, usize::MAX).await?.len() as u64;
+    let churn = handle.random_churn(opts.seed.wrapping_add(salt), changes);
     on_step(DemoStep::Changed(&churn));
 
     let second = sync_once(
@@ -181,10 +184,6 @@ pub async fn run_demo(
         churn,
         verification,
     })
-}
-
-fn now_seed(app: &LocalApp) -> u64 {
-    u64::try_from(app.clock.now().timestamp()).unwrap_or(0)
 }
 
 fn url(s: &str) -> Result<url::Url, LocalError> {

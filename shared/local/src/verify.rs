@@ -60,7 +60,10 @@ pub fn compare(stored: &Export, directory: &DirectorySnapshot) -> Verification {
     for (id, want) in &expected_users {
         match stored_users.get(id.as_str()) {
             None => v.differ(format!("user {id} missing from the store")),
-            Some(got) if *got != want => v.differ(format!("user {id} differs")),
+            Some(got) if *got != want => v.differ(format!(
+                "user {id} differs in {}",
+                user_fields_differing(got, want)
+            )),
             Some(_) => {}
         }
     }
@@ -122,4 +125,19 @@ pub fn compare(stored: &Export, directory: &DirectorySnapshot) -> Verification {
         ));
     }
     v
+}
+
+/// Names (never values: they are personal data) of the fields where two users differ.
+fn user_fields_differing(a: &DirectoryUser, b: &DirectoryUser) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return "unknown fields".to_owned();
+    };
+    let names: Vec<&str> = a
+        .iter()
+        .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    names.join(", ")
 }
