@@ -1,4 +1,5 @@
 //! The store contract against the embedded SQLite adapter (a fresh database file per test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use entra_sync_local::sqlite::SqliteStore;
 use entra_sync_tests::contract;

@@ -145,7 +145,7 @@ pub async fn run_demo(
         &client,
         &emulator,
         &tenant,
-        "first sync",
+        "before changes",
         &opts.settings,
         &mut on_step,
     )

@@ -47,7 +47,7 @@ enum Command {
     /// Emulated tenant -> connect -> full sync -> changes -> incremental sync -> summary.
     Demo(DemoArgs),
     /// Sync one directory (full the first time, incremental after).
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// Print the stored users, groups and memberships of one directory as JSON.
     Export(ExportArgs),
     /// Print the activity log (sync runs) of one directory.
@@ -158,7 +158,7 @@ async fn main() -> ExitCode {
     init_tracing(cli.log_format, &cli.log);
     let result = match cli.command {
         Command::Demo(args) => demo(args).await,
-        Command::Sync(args) => sync(args).await,
+        Command::Sync(args) => sync(*args).await,
         Command::Export(args) => export(args).await,
         Command::Runs(args) => runs(args).await,
     };
