@@ -365,3 +365,45 @@ async fn writes_change_the_directory_and_show_in_delta() {
     assert!(t.user(&u).is_some());
     assert_eq!(fx.emu.counters().writes, 11);
 }
+
+#[tokio::test]
+async fn member_of_lists_a_users_direct_groups_across_pages() {
+    let fx = Fx::new(EmulatorConfig::default(), TenantSpec::new(64, 60, 12)).await;
+    let token = fx.token().await;
+    let snap = fx.handle().snapshot();
+    // The user in the most groups, so paging with a small $top is exercised.
+    let mut per_user: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    for m in &snap.memberships {
+        if m.member_type == "user" {
+            per_user
+                .entry(&m.member_id)
+                .or_default()
+                .insert(m.group_id.clone());
+        }
+    }
+    let (uid, groups) = per_user
+        .iter()
+        .max_by_key(|(_, g)| g.len())
+        .map(|(u, g)| (*u, g.clone()))
+        .unwrap();
+    assert!(
+        groups.len() >= 2,
+        "the generated tenant has users in several groups"
+    );
+    let got = list_all(
+        &fx,
+        &fx.graph(&format!("users/{uid}/memberOf?$top=1")),
+        &token,
+    )
+    .await;
+    let ids: BTreeSet<String> = got
+        .iter()
+        .map(|g| {
+            assert_eq!(g["@odata.type"], "#microsoft.graph.group");
+            g["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids, groups);
+    let (status, _, _) = fx.get(&fx.graph("users/not-a-user/memberOf"), &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

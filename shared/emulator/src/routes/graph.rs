@@ -269,6 +269,7 @@ fn route(cx: &Cx<'_>, method: &Method, segs: &[String], body: &[u8]) -> Response
         ["users", id] => get_object(cx, Kind::User, id),
         ["groups", id] => get_object(cx, Kind::Group, id),
         ["users", id, "manager"] => manager(cx, id),
+        ["users", id, "memberOf"] => lists::member_of(cx, id),
         ["groups", id, "members"] => lists::members(cx, id, false, None),
         ["groups", id, "members", cast] => lists::members(cx, id, false, Some(cast)),
         ["groups", id, "transitiveMembers"] => lists::members(cx, id, true, None),

@@ -534,3 +534,61 @@ pub(crate) fn deleted_users(cx: &Cx<'_>) -> Response {
     body.insert("value".into(), Value::Array(items));
     cx.ok(&Value::Object(body), cost, usage)
 }
+
+/// `GET /users/{id}/memberOf`: the groups a user is a direct member of (base cost 2, as
+/// `me/memberOf`), paged by `$skiptoken`. The per-user call naive sync scripts make.
+pub(crate) fn member_of(cx: &Cx<'_>, uid: &str) -> Response {
+    let top = match parse_top(cx, 100) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (_, group_sel) = match member_selects(cx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let after = match list_after(cx) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let cost = read_cost(2, &cx.query);
+    let usage = match cx.charge(cost, false) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let dir = cx.tenant.read();
+    let Some(user) = dir.users.get(uid).filter(|u| u.e.is_live()) else {
+        return cx.not_found(uid);
+    };
+    let lower = after.as_deref().map_or(Unbounded, Excluded);
+    let mut items = Vec::new();
+    let mut last: Option<String> = None;
+    let mut more = false;
+    for gid in user.member_of.range::<str, _>((lower, Unbounded)) {
+        if items.len() == top {
+            more = true;
+            break;
+        }
+        let Some(g) = dir.groups.get(gid) else {
+            continue;
+        };
+        let mut obj = g.e.json(Kind::Group, &group_sel, None, false);
+        obj.insert(
+            "@odata.type".into(),
+            Value::String(Kind::Group.odata_type().into()),
+        );
+        obj.insert("id".into(), Value::String(gid.to_string()));
+        items.push(Value::Object(obj));
+        last = Some(gid.to_string());
+    }
+    drop(dir);
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{}/v1.0/$metadata#directoryObjects", cx.base)),
+    );
+    if let (true, Some(l)) = (more, last) {
+        body.insert("@odata.nextLink".into(), Value::String(next_link(cx, &l)));
+    }
+    body.insert("value".into(), Value::Array(items));
+    cx.ok(&Value::Object(body), cost, usage)
+}
