@@ -179,27 +179,65 @@ async fn fetch_locked(
         pages_enqueued: 0,
         resyncs: 0,
     };
-    let mut budget = opts.max_pages;
     let mut result = Ok(());
-    for (stream, loaded) in cursors {
-        let r = fetch_stream(
-            deps,
-            tenant,
-            stream,
-            loaded,
-            &run_id,
-            opts,
-            &mut budget,
-            &mut report,
-        )
-        .instrument(info_span!("stream", stream = %stream))
-        .await;
-        if let Err(e) = r {
-            result = Err(e);
-            break;
+    if opts.max_pages.is_none() {
+        // The two streams are independent rounds: read them side by side, so the wall time
+        // is the longer stream's paging time rather than the sum of both.
+        let per_stream = cursors.into_iter().map(|(stream, loaded)| {
+            let run_id = run_id.clone();
+            async move {
+                let mut own = FetchReport {
+                    run_id: run_id.clone(),
+                    outcome: FetchOutcome::Enqueued,
+                    pages_enqueued: 0,
+                    resyncs: 0,
+                };
+                let mut budget = None;
+                let r = fetch_stream(
+                    deps,
+                    tenant,
+                    stream,
+                    loaded,
+                    &run_id,
+                    opts,
+                    &mut budget,
+                    &mut own,
+                )
+                .instrument(info_span!("stream", stream = %stream))
+                .await;
+                (r, own)
+            }
+        });
+        for (r, own) in futures::future::join_all(per_stream).await {
+            report.pages_enqueued += own.pages_enqueued;
+            report.resyncs += own.resyncs;
+            if result.is_ok() {
+                result = r;
+            }
         }
-        if report.outcome == FetchOutcome::Paused {
-            break;
+    } else {
+        // A page budget (a Lambda's time slice) is spent stream after stream.
+        let mut budget = opts.max_pages;
+        for (stream, loaded) in cursors {
+            let r = fetch_stream(
+                deps,
+                tenant,
+                stream,
+                loaded,
+                &run_id,
+                opts,
+                &mut budget,
+                &mut report,
+            )
+            .instrument(info_span!("stream", stream = %stream))
+            .await;
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+            if report.outcome == FetchOutcome::Paused {
+                break;
+            }
         }
     }
     let spent = deps.directory.requests_sent(tenant) - requests_before;
