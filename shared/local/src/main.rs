@@ -15,6 +15,7 @@ use entra_sync_core::ports::{ConnectionStore, RunStore, Secret};
 use entra_sync_core::run::{RunStatus, SyncRun};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_graph::{GraphClient, GraphConfig};
+use entra_sync_local::bench::{BenchOptions, SyncReport, render_markdown, run_bench};
 use entra_sync_local::demo::{DemoOptions, DemoStep, DemoSummary, connect, run_demo};
 use entra_sync_local::runtime::{DataDir, LocalApp, SyncSettings};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,6 +53,33 @@ enum Command {
     Export(ExportArgs),
     /// Print the activity log (sync runs) of one directory.
     Runs(ExportArgs),
+    /// Measure full and incremental syncs against the paging floor and the naive way.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Tenant sizes (users), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    sizes: Vec<usize>,
+    /// Latency the emulator adds to every Graph request, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    latency_ms: u64,
+    /// Run the naive baseline up to this many users (it makes one request per user).
+    #[arg(long, default_value_t = 10_000)]
+    naive_max_users: usize,
+    /// Parallel requests of the naive baseline.
+    #[arg(long, default_value_t = 8)]
+    naive_concurrency: usize,
+    /// Reconcile workers of each sync.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Scratch directory for the syncs' data.
+    #[arg(long, default_value = ".entra-sync/bench")]
+    work_dir: PathBuf,
+    /// Also write the Markdown table to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -128,6 +156,10 @@ struct SyncArgs {
     /// Read everything again even if a delta link exists.
     #[arg(long)]
     full: bool,
+    /// Write the run, its wall time and this process's peak memory and CPU as JSON here
+    /// (used by `entra-sync bench`).
+    #[arg(long, hide = true)]
+    report_json: Option<PathBuf>,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -161,6 +193,7 @@ async fn main() -> ExitCode {
         Command::Sync(args) => sync(*args).await,
         Command::Export(args) => export(args).await,
         Command::Runs(args) => runs(args).await,
+        Command::Bench(args) => bench(args).await,
     };
     match result {
         Ok(code) => code,
@@ -392,13 +425,24 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         ..FetchOptions::default()
     };
     let progress = Progress::new(!args.tuning.no_progress);
+    let started = std::time::Instant::now();
     let run = app
         .sync(client, &tenant, &options, &tuning, |run| {
             progress.update("sync", run)
         })
         .await?;
+    let wall = started.elapsed();
     progress.finish();
     print_run(&run);
+    if let Some(path) = &args.report_json {
+        let report = SyncReport {
+            run: run.clone(),
+            wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
+            stats: entra_sync_local::procstat::current(),
+        };
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(match run.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
@@ -446,4 +490,36 @@ async fn runs(args: ExportArgs) -> Result<ExitCode> {
         print_run(&run);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    if args.sizes.is_empty() {
+        bail!("--sizes needs at least one tenant size");
+    }
+    let opts = BenchOptions {
+        sizes: args.sizes,
+        latency: Duration::from_millis(args.latency_ms),
+        naive_max_users: args.naive_max_users,
+        naive_concurrency: args.naive_concurrency,
+        workers: args.workers.max(1),
+        exe: std::env::current_exe().context("locating the entra-sync executable")?,
+        work_dir: args.work_dir,
+        seed: 42,
+    };
+    std::fs::create_dir_all(&opts.work_dir)
+        .with_context(|| format!("creating {}", opts.work_dir.display()))?;
+    let results = run_bench(&opts, |line| eprintln!("{line}")).await?;
+    let table = render_markdown(&results, &opts);
+    println!("{table}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+    }
+    let all_match = results
+        .iter()
+        .all(|r| r.full.matches && r.incremental_churn.matches && r.incremental_idle.matches);
+    Ok(if all_match {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

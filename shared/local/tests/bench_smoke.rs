@@ -1,0 +1,40 @@
+//! A small run of `entra-sync bench`'s machinery (child-process syncs against the emulator),
+//! so the benchmark never rots. Its figures are not asserted against targets: those belong in
+//! the benchmark's table, not in a timed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use entra_sync_core::page::RoundMode;
+use entra_sync_local::bench::{BenchOptions, render_markdown, run_bench};
+
+#[tokio::test]
+async fn bench_smoke_measures_full_incremental_idle_and_naive() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BenchOptions {
+        sizes: vec![300],
+        latency: Duration::from_millis(2),
+        naive_max_users: 1_000,
+        naive_concurrency: 4,
+        workers: 2,
+        exe: env!("CARGO_BIN_EXE_entra-sync").into(),
+        work_dir: dir.path().to_owned(),
+        seed: 7,
+    };
+    let results = run_bench(&opts, |_| {}).await.unwrap();
+    let r = &results[0];
+    assert_eq!(r.full.mode, Some(RoundMode::Full));
+    assert!(r.full.matches && r.incremental_churn.matches && r.incremental_idle.matches);
+    assert_eq!(r.incremental_churn.mode, Some(RoundMode::Incremental));
+    assert!(r.full.users_pages >= 2 && r.full.groups_pages >= 1);
+    assert!(r.full.peak_rss_kib > 0, "the child reports its memory");
+    // Nothing changed: no store writes, a handful of requests.
+    assert_eq!(r.incremental_idle.writes, 0);
+    assert!(r.incremental_idle.graph_requests < r.full.graph_requests);
+    let naive = r.naive.as_ref().unwrap();
+    assert!(naive.requests > 300, "one request per user at least");
+    assert!(naive.requests > r.full.graph_requests);
+    let table = render_markdown(&results, &opts);
+    assert!(table.contains("| 300 |"));
+    assert!(table.contains("Naive baseline"));
+}
