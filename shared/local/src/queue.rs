@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tracing::{error, warn};
 
-use crate::sqlite::{internal, migrate_with, open_database};
+use crate::sqlite::{internal, migrate_with, on_connection, open_database};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE queue (
@@ -116,15 +116,7 @@ impl LocalQueue {
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(Box::new(e)))?
+        on_connection(&self.conn, f).await
     }
 
     /// Live (not dead-lettered) messages, claimed or not.

@@ -235,44 +235,39 @@ impl LocalApp {
 
     /// The mirror of one tenant as JSON: users, groups and memberships (present and removed).
     pub async fn export(&self, tenant: &TenantId) -> Result<Export, LocalError> {
-        let mut out = Export::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_users(tenant, after.as_deref(), 1000)
-                .await?;
-            out.users.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
+        let store = &self.store;
+        Ok(Export {
+            users: list_all(|after| async move {
+                store.list_users(tenant, after.as_deref(), 1000).await
+            })
+            .await?,
+            groups: list_all(|after| async move {
+                store.list_groups(tenant, after.as_deref(), 1000).await
+            })
+            .await?,
+            memberships: list_all(|after| async move {
+                store.list_memberships(tenant, after.as_deref(), 5000).await
+            })
+            .await?,
+        })
+    }
+}
+
+/// Follow a listing's continuation to the end and collect every item.
+async fn list_all<T, F, Fut>(mut list: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<entra_sync_core::ports::Listing<T>, StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(after.take()).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_groups(tenant, after.as_deref(), 1000)
-                .await?;
-            out.groups.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_memberships(tenant, after.as_deref(), 5000)
-                .await?;
-            out.memberships.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        Ok(out)
     }
 }
 

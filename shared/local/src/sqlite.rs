@@ -150,6 +150,26 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Run `f` on a shared connection off the async runtime (SQLite calls block).
+pub(crate) async fn on_connection<T, F>(
+    conn: &Arc<Mutex<rusqlite::Connection>>,
+    f: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| StoreError::Internal(Box::new(e)))?
+}
+
 /// Every store port on one SQLite database.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -166,21 +186,12 @@ impl SqliteStore {
         })
     }
 
-    /// Run `f` on the connection off the async runtime.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(Box::new(e)))?
+        on_connection(&self.conn, f).await
     }
 
     async fn get_many<T: DeserializeOwned + Send + 'static>(
