@@ -12,11 +12,50 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# Python tools for the AWS side, in a virtualenv at .venv: moto (server mode: DynamoDB, SQS,
+# Secrets Manager and EventBridge on loopback for the AWS adapter and end-to-end tests) and
+# cfn-lint (the SAM template). Pinned, so every machine tests against the same emulator.
+MOTO_VERSION=5.2.5
+CFN_LINT_VERSION=1.58.0
+if ! .venv/bin/python -c "import moto, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION' and m.version('cfn-lint') == '$CFN_LINT_VERSION'" >/dev/null 2>&1; then
+  step "installing moto $MOTO_VERSION and cfn-lint $CFN_LINT_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi
+
+step "cfn-lint infra/template.yaml"
+.venv/bin/cfn-lint infra/template.yaml
+
+# moto on a free loopback port for the test run; stopped when this script exits.
+moto_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+moto_log=$(mktemp)
+.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log"' EXIT
+export ENTRA_SYNC_MOTO_URL="http://127.0.0.1:$moto_port"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# moto started long ago by now; make sure it answers before the tests need it.
+moto_up=no
+for _ in $(seq 1 150); do
+  if .venv/bin/python -c "import urllib.request; urllib.request.urlopen('$ENTRA_SYNC_MOTO_URL/moto-api/reset', data=b'', timeout=1)" >/dev/null 2>&1; then
+    moto_up=yes
+    break
+  fi
+  kill -0 "$moto_pid" 2>/dev/null || break
+  sleep 0.2
+done
+if [ "$moto_up" != yes ]; then
+  cat "$moto_log" >&2
+  echo "moto did not start on $ENTRA_SYNC_MOTO_URL" >&2
+  exit 1
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
   step "tests (cargo nextest)"

@@ -4,3 +4,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod contract;
+pub mod faulty;
+pub mod moto;

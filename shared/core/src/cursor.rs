@@ -146,6 +146,12 @@ impl CursorRecord {
 
     /// After a page with a nextLink was enqueued.
     pub fn checkpoint_next(&self, next_link: String) -> Option<CursorRecord> {
+        self.checkpoint_next_by(next_link, 1)
+    }
+
+    /// After a directory page with a nextLink was enqueued as `messages` consecutive page
+    /// numbers (a page too large for one queue message is split; see `PageMessage::split_to_fit`).
+    pub fn checkpoint_next_by(&self, next_link: String, messages: u32) -> Option<CursorRecord> {
         match &self.state {
             CursorState::InRound {
                 cycle,
@@ -160,7 +166,7 @@ impl CursorRecord {
                     run_id: run_id.clone(),
                     mode: *mode,
                     next: ResumePoint::Link(next_link),
-                    next_page: next_page + 1,
+                    next_page: next_page + messages.max(1),
                     previous_delta_link: previous_delta_link.clone(),
                 },
                 ..self.clone()
@@ -171,6 +177,11 @@ impl CursorRecord {
 
     /// After the last page (the one with the deltaLink) was enqueued.
     pub fn checkpoint_last(&self, delta_link: String) -> Option<CursorRecord> {
+        self.checkpoint_last_by(delta_link, 1)
+    }
+
+    /// After the last directory page was enqueued as `messages` consecutive page numbers.
+    pub fn checkpoint_last_by(&self, delta_link: String, messages: u32) -> Option<CursorRecord> {
         match &self.state {
             CursorState::InRound {
                 cycle,
@@ -183,7 +194,7 @@ impl CursorRecord {
                     cycle: *cycle,
                     run_id: run_id.clone(),
                     mode: *mode,
-                    pages: next_page + 1,
+                    pages: next_page + messages.max(1),
                     delta_link,
                 },
                 ..self.clone()
@@ -305,6 +316,18 @@ mod tests {
         assert_eq!(round.last_cycle, 3);
         assert!(!round.accepts_cycle(2));
         assert!(round.accepts_cycle(3));
+    }
+
+    #[test]
+    fn a_page_split_into_several_messages_advances_the_page_count_by_all_of_them() {
+        let (rec, _) = CursorRecord::default().begin_round("r1");
+        let rec = rec.checkpoint_next_by("n1".into(), 3).unwrap();
+        assert!(matches!(
+            rec.state,
+            CursorState::InRound { next_page: 3, .. }
+        ));
+        let rec = rec.checkpoint_last_by("d1".into(), 2).unwrap();
+        assert!(matches!(rec.state, CursorState::Applying { pages: 5, .. }));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::events::ChangeEvent;
 use crate::model::{Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId};
 use crate::page::PageMessage;
 use crate::ports::{
-    Clock, ConnectionStore, CursorStore, EventSink, LeaseStore, Listing, MirrorStore, Revision,
-    RunStore, Secret, SecretVault, WorkQueue,
+    Clock, ConnectionStore, CursorStore, EventSink, FetchRequest, FetchRequests, LeaseStore,
+    Listing, MirrorStore, Revision, RunStore, Secret, SecretVault, WorkQueue,
 };
 use crate::run::{RunUpdate, SyncRun};
 
@@ -416,6 +416,58 @@ impl CollectingQueue {
 impl WorkQueue for CollectingQueue {
     async fn enqueue(&self, messages: Vec<PageMessage>) -> Result<(), QueueError> {
         lock(&self.messages).extend(messages);
+        Ok(())
+    }
+}
+
+/// A queue that collects messages and says it carries at most `max_bytes` per message, so
+/// fetch splits large pages for it as it does for SQS.
+pub struct LimitedQueue {
+    pub max_bytes: usize,
+    pub inner: CollectingQueue,
+}
+
+#[async_trait]
+impl WorkQueue for LimitedQueue {
+    async fn enqueue(&self, messages: Vec<PageMessage>) -> Result<(), QueueError> {
+        for m in &messages {
+            let len = serde_json::to_vec(m).map_or(usize::MAX, |b| b.len());
+            if len > self.max_bytes {
+                return Err(QueueError::Rejected(format!(
+                    "message {} is {len} bytes",
+                    m.message_id()
+                )));
+            }
+        }
+        self.inner.enqueue(messages).await
+    }
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(self.max_bytes)
+    }
+}
+
+/// Collects fetch requests with their delays.
+#[derive(Default)]
+pub struct CollectingFetchRequests {
+    requests: Mutex<Vec<(FetchRequest, std::time::Duration)>>,
+}
+
+impl CollectingFetchRequests {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn take(&self) -> Vec<(FetchRequest, std::time::Duration)> {
+        std::mem::take(&mut *lock(&self.requests))
+    }
+}
+
+#[async_trait]
+impl FetchRequests for CollectingFetchRequests {
+    async fn request_fetches(
+        &self,
+        requests: Vec<(FetchRequest, std::time::Duration)>,
+    ) -> Result<(), QueueError> {
+        lock(&self.requests).extend(requests);
         Ok(())
     }
 }

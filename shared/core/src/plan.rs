@@ -240,6 +240,20 @@ pub fn plan_groups(
             GroupDelta::Removed { reason, .. } => {
                 if group_stale {
                     plan.counts.skipped += 1;
+                    // The group is already removed (by this page, redelivered, or a newer
+                    // one), but a worker that crashed between the group write and the edge
+                    // writes left its members in place: tombstone whatever is still present.
+                    if stored.is_some_and(|s| !s.presence.is_present()) {
+                        remove_all_members(
+                            tenant,
+                            &id,
+                            &mut plan,
+                            &mut planned_edges,
+                            edges,
+                            mode,
+                            version,
+                        );
+                    }
                     continue;
                 }
                 let next = StoredGroup {
@@ -258,28 +272,48 @@ pub fn plan_groups(
                         .push(event(tenant, &id, ChangeKind::GroupRemovedFromDirectory));
                 }
                 upsert_planned(&mut plan.groups, &mut planned_groups, id.clone(), next);
-                // A removed group has no members any more.
-                let mut members: Vec<MemberRef> = edges
-                    .values()
-                    .filter(|e| e.group_id == id && e.present)
-                    .map(|e| e.member.clone())
-                    .collect();
-                members.sort();
-                let mut ctx = EdgeCtx {
+                remove_all_members(
                     tenant,
-                    plan: &mut plan,
-                    planned: &mut planned_edges,
+                    &id,
+                    &mut plan,
+                    &mut planned_edges,
                     edges,
                     mode,
                     version,
-                };
-                for m in &members {
-                    ctx.plan_edge(&id, m, false);
-                }
+                );
             }
         }
     }
     plan
+}
+
+/// A removed group has no members any more: tombstone every present edge of it.
+fn remove_all_members(
+    tenant: &TenantId,
+    group_id: &str,
+    plan: &mut Plan,
+    planned: &mut HashMap<(String, String), usize>,
+    edges: &HashMap<(String, String), StoredMembership>,
+    mode: RoundMode,
+    version: Version,
+) {
+    let mut members: Vec<MemberRef> = edges
+        .values()
+        .filter(|e| e.group_id == group_id && e.present)
+        .map(|e| e.member.clone())
+        .collect();
+    members.sort();
+    let mut ctx = EdgeCtx {
+        tenant,
+        plan,
+        planned,
+        edges,
+        mode,
+        version,
+    };
+    for m in &members {
+        ctx.plan_edge(group_id, m, false);
+    }
 }
 
 fn upsert_planned<K: std::hash::Hash + Eq, T>(

@@ -15,7 +15,7 @@ use crate::error::{DirectoryError, EventError, QueueError, StoreError, VaultErro
 use crate::events::ChangeEvent;
 use crate::model::{Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId};
 use crate::page::{FetchedPage, PageMessage, PageRequest};
-use crate::run::{RunUpdate, SyncRun};
+use crate::run::{RunUpdate, SyncRun, Trigger};
 
 /// Reads delta pages from the directory (Microsoft Graph).
 #[async_trait]
@@ -188,6 +188,32 @@ pub trait RunStore: Send + Sync {
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
     async fn enqueue(&self, messages: Vec<PageMessage>) -> Result<(), QueueError>;
+
+    /// The largest message body (JSON bytes) this queue carries, if it has a limit. Fetch splits
+    /// a directory page that would not fit into consecutive page numbers before enqueueing.
+    fn max_message_bytes(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A request to fetch one directory, as the scheduler (or a fetch that ran out of time) sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    pub tenant_id: TenantId,
+    pub trigger: Trigger,
+    /// Start a full round even if a deltaLink exists (an operator's forced resync).
+    #[serde(default)]
+    pub force_full: bool,
+}
+
+/// Where fetch requests go (an SQS queue in AWS), each after its own delay so tenants spread
+/// over the scheduling period.
+#[async_trait]
+pub trait FetchRequests: Send + Sync {
+    async fn request_fetches(
+        &self,
+        requests: Vec<(FetchRequest, std::time::Duration)>,
+    ) -> Result<(), QueueError>;
 }
 
 /// A secret value. `Debug` and `Display` never print it.

@@ -171,6 +171,17 @@ async fn fetch_locked(
         );
         deps.runs.create_run(&run).await?;
     }
+    // A resumed run does not start a new round of a stream whose round of this run already
+    // committed: with a page budget, that new round would take the budget on every call and
+    // the other stream of the run would never finish (found by tests/tests/convergence.rs).
+    if let Some(run) = deps.runs.get_run(tenant, &run_id).await? {
+        cursors.retain(|(stream, loaded)| {
+            let idle = loaded
+                .as_ref()
+                .is_some_and(|(r, _)| matches!(r.state, CursorState::Idle { .. }));
+            !(idle && run.stream(*stream).committed)
+        });
+    }
 
     let requests_before = deps.directory.requests_sent(tenant);
     let mut report = FetchReport {
@@ -398,8 +409,17 @@ async fn fetch_stream(
             mode,
             items: page.items,
         };
-        deps.queue.enqueue(vec![msg]).await?;
-        report.pages_enqueued += 1;
+        // A page too large for one queue message becomes consecutive page numbers; the
+        // checkpoint below advances past all of them, so "every page applied" still counts
+        // exactly what was enqueued.
+        let messages = match deps.queue.max_message_bytes() {
+            Some(max) => msg.split_to_fit(max),
+            None => vec![msg],
+        };
+        let parts = u32::try_from(messages.len()).unwrap_or(u32::MAX).max(1);
+        let last_seq = next_page.saturating_add(parts - 1);
+        deps.queue.enqueue(messages).await?;
+        report.pages_enqueued += parts;
         if let Some(b) = budget.as_mut() {
             *b = b.saturating_sub(1);
         }
@@ -412,13 +432,13 @@ async fn fetch_stream(
                     cycle,
                     mode,
                     last,
-                    page_seq: next_page,
+                    page_seq: last_seq,
                 },
             )
             .await?;
         let advanced = match page.link {
-            PageLink::Next(url) => record.checkpoint_next(url),
-            PageLink::Delta(url) => record.checkpoint_last(url),
+            PageLink::Next(url) => record.checkpoint_next_by(url, parts),
+            PageLink::Delta(url) => record.checkpoint_last_by(url, parts),
         };
         let Some(advanced) = advanced else {
             return Err(SyncError::InvalidInput(

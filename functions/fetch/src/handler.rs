@@ -1,0 +1,370 @@
+//! Translate fetch requests into `run_fetch` calls, and their outcomes into the SQS batch
+//! response: the one place a fetch failure is classified and logged.
+//!
+//! * Paused (page budget spent): a continuation request goes back on the fetch queue, and the
+//!   next invocation resumes from the checkpoint.
+//! * Busy (another fetch holds the lease): acknowledged; the running fetch covers the request.
+//! * Permanent failures (unknown or disconnected directory, missing permission): acknowledged;
+//!   the run records the failure in plain words and a retry would fail the same way.
+//! * Retryable failures (throttling, transient Graph or AWS errors, an expired token's resync):
+//!   reported in `batchItemFailures`; SQS redelivers after the visibility timeout.
+//! * Malformed requests: reported, so after `maxReceiveCount` they rest in the dead-letter queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use entra_sync_core::error::{ErrorClass, SyncError};
+use entra_sync_core::ports::{FetchRequest, FetchRequests};
+use entra_sync_core::services::{FetchDeps, FetchOptions, FetchOutcome, run_fetch};
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// The ports fetch uses: the directory, connections, cursors, lease, runs, the page queue, the
+/// mirror and events (to commit a round reconcile already finished), and the fetch queue (to
+/// continue itself).
+#[derive(Clone)]
+pub struct Deps {
+    pub fetch: FetchDeps,
+    pub requests: Arc<dyn FetchRequests>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Directory pages per invocation before handing over to a continuation.
+    pub max_pages: u32,
+    /// How long the lease lasts: at least the function timeout.
+    pub lease_ttl: Duration,
+}
+
+/// What became of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestResult {
+    Done(FetchOutcome),
+    /// Paused and a continuation request was sent.
+    Continued,
+    /// Another fetch of this directory is running.
+    AlreadyRunning,
+    /// Acknowledged without success: retrying cannot help.
+    GaveUp(ErrorClass),
+    /// Reported as failed: SQS delivers it again.
+    Retry,
+    Malformed,
+}
+
+impl RequestResult {
+    fn acknowledged(&self) -> bool {
+        !matches!(self, RequestResult::Retry | RequestResult::Malformed)
+    }
+}
+
+/// Handle a batch; `holder` names this invocation (the Lambda request id) for the lease.
+pub async fn handle(
+    deps: &Deps,
+    settings: &Settings,
+    holder: &str,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    // One directory after the other: each fetch already reads its two streams side by side,
+    // and the batch size is 1 in the template.
+    for message in &event.records {
+        let result = handle_message(deps, settings, holder, message).await;
+        if !result.acknowledged()
+            && let Some(id) = &message.message_id
+        {
+            response.add_failure(id.clone());
+        }
+    }
+    response
+}
+
+pub async fn handle_message(
+    deps: &Deps,
+    settings: &Settings,
+    holder: &str,
+    message: &SqsMessage,
+) -> RequestResult {
+    let message_id = message.message_id.as_deref().unwrap_or("");
+    let request: FetchRequest = match message
+        .body
+        .as_deref()
+        .map(serde_json::from_str::<FetchRequest>)
+    {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            error!(message_id, error = %e, "malformed fetch request");
+            return RequestResult::Malformed;
+        }
+        None => {
+            error!(message_id, "fetch request without a body");
+            return RequestResult::Malformed;
+        }
+    };
+    let span = info_span!("fetch_request", message_id, tenant = %request.tenant_id);
+    async {
+        let options = FetchOptions {
+            holder: holder.to_owned(),
+            lease_ttl: chrono::Duration::from_std(settings.lease_ttl)
+                .unwrap_or(chrono::Duration::minutes(15)),
+            max_pages: Some(settings.max_pages),
+            trigger: request.trigger,
+            force_full: request.force_full,
+        };
+        match run_fetch(&deps.fetch, &request.tenant_id, &options).await {
+            Ok(report) if report.outcome == FetchOutcome::Paused => {
+                let next = FetchRequest {
+                    force_full: false,
+                    ..request.clone()
+                };
+                match deps.requests.request_fetches(vec![(next, Duration::ZERO)]).await {
+                    Ok(()) => {
+                        info!(run_id = %report.run_id, pages = report.pages_enqueued, "fetch paused; continuation requested");
+                        RequestResult::Continued
+                    }
+                    Err(e) => {
+                        // The checkpoint holds; the redelivered request resumes from it.
+                        warn!(error = %e, "continuation could not be requested; will be retried");
+                        RequestResult::Retry
+                    }
+                }
+            }
+            Ok(report) => RequestResult::Done(report.outcome),
+            Err(SyncError::Busy(_)) => {
+                info!("another fetch of this directory is running; request dropped");
+                RequestResult::AlreadyRunning
+            }
+            Err(e) => match e.class() {
+                ErrorClass::Permanent => {
+                    error!(error = %e, class = "Permanent", "fetch cannot succeed; request dropped");
+                    RequestResult::GaveUp(ErrorClass::Permanent)
+                }
+                class => {
+                    warn!(error = %e, class = class.as_str(), "fetch failed; will be retried");
+                    RequestResult::Retry
+                }
+            },
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use async_trait::async_trait;
+    use entra_sync_core::error::DirectoryError;
+    use entra_sync_core::memory::{
+        CollectingEvents, CollectingFetchRequests, CollectingQueue, MemoryStore,
+    };
+    use entra_sync_core::model::{
+        AccountId, Connection, ConnectionStatus, DirectoryUser, Stream, TenantId,
+    };
+    use entra_sync_core::page::{
+        FetchedPage, ManagerChange, PageItems, PageLink, PageRequest, UserDelta,
+    };
+    use entra_sync_core::ports::{ConnectionStore, DirectoryReader, LeaseStore, SystemClock};
+
+    use super::*;
+
+    /// Two pages of users (initial -> next -> delta), one empty page of groups.
+    struct TwoPages;
+
+    #[async_trait]
+    impl DirectoryReader for TwoPages {
+        async fn fetch_page(
+            &self,
+            _tenant: &TenantId,
+            stream: Stream,
+            request: &PageRequest,
+        ) -> Result<FetchedPage, DirectoryError> {
+            let user = |id: &str| UserDelta::Upsert {
+                user: DirectoryUser {
+                    id: id.into(),
+                    ..Default::default()
+                },
+                manager: ManagerChange::NotReported,
+            };
+            Ok(match (stream, request) {
+                (Stream::Users, PageRequest::Initial) => FetchedPage {
+                    items: PageItems::Users(vec![user("u1")]),
+                    link: PageLink::Next("users-2".into()),
+                },
+                (Stream::Users, _) => FetchedPage {
+                    items: PageItems::Users(vec![user("u2")]),
+                    link: PageLink::Delta("users-delta".into()),
+                },
+                (Stream::Groups, _) => FetchedPage {
+                    items: PageItems::empty(Stream::Groups),
+                    link: PageLink::Delta("groups-delta".into()),
+                },
+            })
+        }
+        fn requests_sent(&self, _tenant: &TenantId) -> u64 {
+            0
+        }
+    }
+
+    struct World {
+        deps: Deps,
+        store: Arc<MemoryStore>,
+        pages: Arc<CollectingQueue>,
+        requests: Arc<CollectingFetchRequests>,
+    }
+
+    async fn world() -> World {
+        let store = Arc::new(MemoryStore::new());
+        store
+            .put_connection(&Connection {
+                tenant_id: TenantId::new("tenant-a"),
+                account_id: AccountId("acct".into()),
+                label: "A".into(),
+                tenant_name: None,
+                verified_domains: vec![],
+                status: ConnectionStatus::Connected,
+                connected_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let pages = Arc::new(CollectingQueue::new());
+        let requests = Arc::new(CollectingFetchRequests::new());
+        let deps = Deps {
+            fetch: FetchDeps {
+                directory: Arc::new(TwoPages),
+                connections: store.clone(),
+                cursors: store.clone(),
+                leases: store.clone(),
+                runs: store.clone(),
+                queue: pages.clone(),
+                mirror: store.clone(),
+                events: Arc::new(CollectingEvents::new()),
+                clock: Arc::new(SystemClock),
+            },
+            requests: requests.clone(),
+        };
+        World {
+            deps,
+            store,
+            pages,
+            requests,
+        }
+    }
+
+    fn settings(max_pages: u32) -> Settings {
+        Settings {
+            max_pages,
+            lease_ttl: Duration::from_secs(900),
+        }
+    }
+
+    fn sample(text: &str) -> SqsEvent {
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn failures(r: &SqsBatchResponse) -> Vec<&str> {
+        r.batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_request_enqueues_every_page_of_the_directory() {
+        let w = world().await;
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-1",
+            sample(include_str!("../../../events/fetch/happy.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty());
+        assert_eq!(w.pages.drain().len(), 3, "two user pages, one group page");
+        assert!(w.requests.take().is_empty(), "nothing left to continue");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_request_fails_alone() {
+        let w = world().await;
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-1",
+            sample(include_str!("../../../events/fetch/malformed.json")),
+        )
+        .await;
+        assert_eq!(failures(&r), vec!["5b7e9d10-0000-4000-8000-000000000001"]);
+        assert_eq!(w.pages.drain().len(), 3, "the valid request still ran");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_directory_is_dropped_and_a_forced_resync_runs() {
+        let w = world().await;
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-1",
+            sample(include_str!("../../../events/fetch/edge.json")),
+        )
+        .await;
+        assert!(
+            failures(&r).is_empty(),
+            "retrying an unknown tenant cannot help"
+        );
+        assert_eq!(w.pages.drain().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_spent_page_budget_requests_a_continuation_that_resumes() {
+        let w = world().await;
+        let r = handle(
+            &w.deps,
+            &settings(1),
+            "req-1",
+            sample(include_str!("../../../events/fetch/happy.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty());
+        assert_eq!(w.pages.drain().len(), 1);
+        let next = w.requests.take();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].0.tenant_id.as_str(), "tenant-a");
+        assert_eq!(next[0].1, Duration::ZERO);
+        // The continuation picks up at the checkpoint.
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-2",
+            sample(include_str!("../../../events/fetch/happy.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty());
+        assert_eq!(w.pages.drain().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_while_another_fetch_holds_the_lease_is_acknowledged_and_does_nothing() {
+        let w = world().await;
+        let now = chrono::Utc::now();
+        assert!(
+            w.store
+                .acquire_lease(
+                    &TenantId::new("tenant-a"),
+                    "other",
+                    now + chrono::Duration::minutes(10),
+                    now
+                )
+                .await
+                .unwrap()
+        );
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-1",
+            sample(include_str!("../../../events/fetch/happy.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty());
+        assert!(w.pages.drain().is_empty());
+    }
+}

@@ -1,0 +1,76 @@
+//! Wiring only: configuration, the adapters and the Graph client (built once per cold start,
+//! the app's client secret read from Secrets Manager), the runtime loop.
+
+use std::sync::Arc;
+
+use entra_sync_aws::{
+    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, config,
+    load_sdk_config, secrets,
+};
+use entra_sync_core::ports::{SecretVault, SystemClock};
+use entra_sync_core::services::FetchDeps;
+use entra_sync_fetch::handler::{Deps, Settings, handle};
+use entra_sync_graph::{GraphClient, GraphConfig};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let table = config::required("TABLE_NAME")?;
+    let page_queue = config::required("PAGE_QUEUE_URL")?;
+    let fetch_queue = config::required("FETCH_QUEUE_URL")?;
+    let bus = config::required("EVENT_BUS_NAME")?;
+    let secret_prefix = config::required("SECRET_PREFIX")?;
+    let client_id = config::required("GRAPH_CLIENT_ID")?;
+    let graph_url = url::Url::parse(&config::optional(
+        "GRAPH_BASE_URL",
+        "https://graph.microsoft.com",
+    ))?;
+    let login_url = url::Url::parse(&config::optional(
+        "LOGIN_BASE_URL",
+        "https://login.microsoftonline.com",
+    ))?;
+    let settings = Settings {
+        max_pages: u32::try_from(config::number("MAX_PAGES_PER_INVOCATION", 200)?)?,
+        lease_ttl: config::seconds("LEASE_TTL_SECONDS", 900)?,
+    };
+
+    let sdk = load_sdk_config().await;
+    let vault = SecretsManagerVault::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        secret_prefix,
+        secrets::DEFAULT_TTL,
+    );
+    let client_secret = vault.get_secret("app/client-secret").await?;
+    let graph = GraphClient::new(GraphConfig::new(
+        graph_url,
+        login_url,
+        client_id,
+        client_secret,
+    ))?;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let deps = Deps {
+        fetch: FetchDeps {
+            directory: Arc::new(graph),
+            connections: store.clone(),
+            cursors: store.clone(),
+            leases: store.clone(),
+            runs: store.clone(),
+            queue: Arc::new(SqsPageQueue::new(sqs.clone(), page_queue)),
+            mirror: store,
+            events: Arc::new(EventBridgeSink::new(
+                aws_sdk_eventbridge::Client::new(&sdk),
+                bus,
+            )),
+            clock: Arc::new(SystemClock),
+        },
+        requests: Arc::new(SqsFetchRequests::new(sqs, fetch_queue)),
+    };
+    let (deps, settings) = (&deps, &settings);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        let holder = event.context.request_id.clone();
+        Ok::<_, lambda_runtime::Error>(handle(deps, settings, &holder, event.payload).await)
+    }))
+    .await
+}

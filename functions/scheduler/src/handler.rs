@@ -1,0 +1,190 @@
+//! Translate the scheduled event into `schedule_fetches`, and its failure into a Lambda
+//! `Diagnostic` whose `error_type` says whether a retry can help.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use entra_sync_core::error::{ErrorClass, SyncError};
+use entra_sync_core::services::{ScheduleDeps, ScheduleReport, schedule_fetches};
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+use tracing::error;
+
+/// The ports the scheduler uses: list connections, send fetch requests.
+pub type Deps = ScheduleDeps;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Fetches spread over `[0, max_jitter)` (SQS delays at most 15 minutes).
+    pub max_jitter: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Response {
+    pub requested: usize,
+    pub skipped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("the event is not an EventBridge event: {0}")]
+    Malformed(#[source] serde_json::Error),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl HandlerError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HandlerError::Malformed(_) => ErrorClass::Permanent,
+            HandlerError::Sync(e) => e.class(),
+        }
+    }
+}
+
+/// The one conversion of a scheduler failure for the Lambda runtime.
+impl From<HandlerError> for Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        Diagnostic {
+            error_type: e.class().as_str().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Handle one invocation. The event's content does not matter beyond being a scheduled
+/// EventBridge event: every connection that can sync is requested.
+pub async fn handle(
+    deps: &Deps,
+    settings: &Settings,
+    event: serde_json::Value,
+) -> Result<Response, HandlerError> {
+    let event: EventBridgeEvent = serde_json::from_value(event).map_err(|e| {
+        error!(error = %e, "scheduler invoked with something that is not an EventBridge event");
+        HandlerError::Malformed(e)
+    })?;
+    tracing::debug!(source = %event.source, detail_type = %event.detail_type, "schedule fired");
+    let ScheduleReport { requested, skipped } =
+        schedule_fetches(deps, settings.max_jitter)
+            .await
+            .inspect_err(|e| error!(error = %e, class = e.class().as_str(), "scheduling failed"))?;
+    Ok(Response { requested, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use chrono::DateTime;
+    use entra_sync_core::memory::{CollectingFetchRequests, MemoryStore};
+    use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
+    use entra_sync_core::ports::ConnectionStore;
+    use entra_sync_core::run::Trigger;
+
+    use super::*;
+
+    fn conn(id: &str, status: ConnectionStatus) -> Connection {
+        Connection {
+            tenant_id: TenantId::new(id),
+            account_id: AccountId("acct".into()),
+            label: id.into(),
+            tenant_name: None,
+            verified_domains: vec![],
+            status,
+            connected_at: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        }
+    }
+
+    async fn world() -> (Deps, Arc<CollectingFetchRequests>) {
+        let store = Arc::new(MemoryStore::new());
+        store
+            .put_connection(&conn("tenant-a", ConnectionStatus::Connected))
+            .await
+            .unwrap();
+        store
+            .put_connection(&conn("tenant-b", ConnectionStatus::Connected))
+            .await
+            .unwrap();
+        store
+            .put_connection(&conn(
+                "tenant-c",
+                ConnectionStatus::NeedsReauthorization {
+                    reason: "consent revoked".into(),
+                },
+            ))
+            .await
+            .unwrap();
+        let requests = Arc::new(CollectingFetchRequests::new());
+        (
+            Deps {
+                connections: store,
+                requests: requests.clone(),
+            },
+            requests,
+        )
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            max_jitter: Duration::from_secs(900),
+        }
+    }
+
+    fn sample(name: &str) -> serde_json::Value {
+        let text = match name {
+            "happy" => include_str!("../../../events/scheduler/happy.json"),
+            "malformed" => include_str!("../../../events/scheduler/malformed.json"),
+            _ => include_str!("../../../events/scheduler/edge.json"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn scheduled_event_requests_one_jittered_fetch_per_connected_directory() {
+        let (deps, requests) = world().await;
+        let r = handle(&deps, &settings(), sample("happy")).await.unwrap();
+        assert_eq!(
+            r,
+            Response {
+                requested: 2,
+                skipped: 1
+            }
+        );
+        let sent = requests.take();
+        let tenants: Vec<&str> = sent.iter().map(|(r, _)| r.tenant_id.as_str()).collect();
+        assert_eq!(tenants, vec!["tenant-a", "tenant-b"]);
+        assert!(sent.iter().all(|(r, d)| r.trigger == Trigger::Scheduled
+            && !r.force_full
+            && *d < Duration::from_secs(900)));
+        assert_ne!(sent[0].1, sent[1].1, "tenants get different slots");
+    }
+
+    #[tokio::test]
+    async fn malformed_event_is_a_permanent_failure_and_requests_nothing() {
+        let (deps, requests) = world().await;
+        let err = handle(&deps, &settings(), sample("malformed"))
+            .await
+            .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "Permanent");
+        assert!(requests.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_manual_event_with_extra_detail_and_no_connections_requests_nothing() {
+        let requests = Arc::new(CollectingFetchRequests::new());
+        let deps = Deps {
+            connections: Arc::new(MemoryStore::new()),
+            requests: requests.clone(),
+        };
+        let r = handle(&deps, &settings(), sample("edge")).await.unwrap();
+        assert_eq!(
+            r,
+            Response {
+                requested: 0,
+                skipped: 0
+            }
+        );
+        assert!(requests.take().is_empty());
+    }
+}

@@ -1,0 +1,217 @@
+//! SQS adapters: the page queue between fetch and reconcile ([`SqsPageQueue`]) and the fetch
+//! request queue the scheduler feeds ([`SqsFetchRequests`]).
+//!
+//! * Page messages stay under the queue's size limit: the queue reports its limit through
+//!   `WorkQueue::max_message_bytes`, so fetch splits a large directory page into consecutive
+//!   page numbers before enqueueing (docs/data-model.md explains why there and not here);
+//!   a message still too large is rejected, never truncated.
+//! * Sends are batched: at most 10 entries and 256 KiB per `SendMessageBatch`; entries that fail
+//!   for a transient reason are sent again (bounded), the rest is an error.
+//! * Every page message carries its stable id (`PageMessage::message_id`, tenant#stream#cycle#page)
+//!   as the `page_id` attribute: a redelivered or re-enqueued page has the same id and the same
+//!   version, so applying it twice changes nothing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use entra_sync_core::error::QueueError;
+use entra_sync_core::page::PageMessage;
+use entra_sync_core::ports::{FetchRequest, FetchRequests, WorkQueue};
+
+use crate::error::{AwsCallError, Class};
+
+const SERVICE: &str = "sqs";
+/// SQS's default (and our queues') maximum message size.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Room kept for the message attributes, which count toward the size limit.
+const ATTRIBUTE_ROOM: usize = 1024;
+/// Entries per SendMessageBatch.
+const BATCH_ENTRIES: usize = 10;
+/// Payload per SendMessageBatch (the classic limit; newer queues allow more).
+const BATCH_BYTES: usize = 256 * 1024;
+/// SQS delays a message at most 15 minutes.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+const MAX_ATTEMPTS: u32 = 5;
+/// The attribute that carries a page's stable id.
+pub const PAGE_ID_ATTRIBUTE: &str = "page_id";
+
+/// One message to send.
+struct Outgoing {
+    body: String,
+    delay: Duration,
+    page_id: Option<String>,
+}
+
+async fn send_all(client: &Client, url: &str, messages: Vec<Outgoing>) -> Result<(), QueueError> {
+    // Group into batches by count and payload, keeping order.
+    let mut batches: Vec<Vec<Outgoing>> = Vec::new();
+    let mut size = 0usize;
+    for m in messages {
+        let len = m.body.len() + ATTRIBUTE_ROOM;
+        let start_new = match batches.last() {
+            None => true,
+            Some(b) => b.len() == BATCH_ENTRIES || size + len > BATCH_BYTES,
+        };
+        if start_new {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        size += len;
+        if let Some(b) = batches.last_mut() {
+            b.push(m);
+        }
+    }
+    for batch in batches {
+        send_batch(client, url, batch).await?;
+    }
+    Ok(())
+}
+
+async fn send_batch(client: &Client, url: &str, batch: Vec<Outgoing>) -> Result<(), QueueError> {
+    let mut pending: Vec<(String, Outgoing)> = batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| (format!("m{i}"), m))
+        .collect();
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(50u64 << attempt)).await;
+        }
+        let mut entries = Vec::with_capacity(pending.len());
+        for (id, m) in &pending {
+            let delay = i32::try_from(m.delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
+            let mut e = SendMessageBatchRequestEntry::builder()
+                .id(id)
+                .message_body(&m.body)
+                .delay_seconds(delay);
+            if let Some(pid) = &m.page_id {
+                let attr = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(pid)
+                    .build()
+                    .map_err(|e| QueueError::Rejected(e.to_string()))?;
+                e = e.message_attributes(PAGE_ID_ATTRIBUTE, attr);
+            }
+            entries.push(e.build().map_err(|e| QueueError::Rejected(e.to_string()))?);
+        }
+        let out = client
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                AwsCallError::from_sdk(SERVICE, "SendMessageBatch", e, |e| {
+                    if e.is_request_throttled() || e.is_kms_throttled() {
+                        Class::Retryable
+                    } else {
+                        Class::Permanent
+                    }
+                })
+                .into_queue()
+            })?;
+        if out.failed.is_empty() {
+            return Ok(());
+        }
+        if let Some(f) = out.failed.iter().find(|f| f.sender_fault) {
+            return Err(QueueError::Rejected(format!(
+                "SQS refused a message ({})",
+                f.code
+            )));
+        }
+        let failed: std::collections::HashSet<&str> =
+            out.failed.iter().map(|f| f.id.as_str()).collect();
+        pending.retain(|(id, _)| failed.contains(id.as_str()));
+    }
+    Err(QueueError::Unavailable(
+        format!("{} message(s) still failing after retries", pending.len()).into(),
+    ))
+}
+
+/// The page queue (fetch -> reconcile).
+#[derive(Clone, Debug)]
+pub struct SqsPageQueue {
+    client: Client,
+    queue_url: String,
+    max_message_bytes: usize,
+}
+
+impl SqsPageQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            max_message_bytes: SQS_MAX_MESSAGE_BYTES - ATTRIBUTE_ROOM,
+        }
+    }
+
+    /// A lower body limit (tests use it to force splitting with small pages).
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max.min(SQS_MAX_MESSAGE_BYTES - ATTRIBUTE_ROOM);
+        self
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqsPageQueue {
+    async fn enqueue(&self, messages: Vec<PageMessage>) -> Result<(), QueueError> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let body = serde_json::to_string(m).map_err(|e| QueueError::Rejected(e.to_string()))?;
+            if body.len() > self.max_message_bytes {
+                return Err(QueueError::Rejected(format!(
+                    "page {} is {} bytes, over the {} byte limit",
+                    m.message_id(),
+                    body.len(),
+                    self.max_message_bytes
+                )));
+            }
+            out.push(Outgoing {
+                body,
+                delay: Duration::ZERO,
+                page_id: Some(m.message_id()),
+            });
+        }
+        send_all(&self.client, &self.queue_url, out).await
+    }
+
+    fn max_message_bytes(&self) -> Option<usize> {
+        Some(self.max_message_bytes)
+    }
+}
+
+/// The fetch request queue (scheduler -> fetch, and fetch -> itself to continue a round).
+#[derive(Clone, Debug)]
+pub struct SqsFetchRequests {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsFetchRequests {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl FetchRequests for SqsFetchRequests {
+    async fn request_fetches(
+        &self,
+        requests: Vec<(FetchRequest, Duration)>,
+    ) -> Result<(), QueueError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for (r, delay) in requests {
+            out.push(Outgoing {
+                body: serde_json::to_string(&r).map_err(|e| QueueError::Rejected(e.to_string()))?,
+                delay,
+                page_id: None,
+            });
+        }
+        send_all(&self.client, &self.queue_url, out).await
+    }
+}

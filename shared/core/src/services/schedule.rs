@@ -1,0 +1,90 @@
+//! Scheduling: one fetch request per connected directory, each delayed by a jitter derived from
+//! the tenant id, so thousands of tenants do not hit Graph (and the store) in the same second
+//! (LIMITS.md section 9) and a tenant keeps the same slot from one period to the next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::error::SyncError;
+use crate::model::TenantId;
+use crate::ports::{ConnectionStore, FetchRequest, FetchRequests};
+use crate::run::Trigger;
+
+/// The ports scheduling uses.
+#[derive(Clone)]
+pub struct ScheduleDeps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub requests: Arc<dyn FetchRequests>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleReport {
+    /// Fetch requests sent.
+    pub requested: usize,
+    /// Connections that cannot sync (needs reauthorization, disconnected).
+    pub skipped: usize,
+}
+
+/// A stable delay in `[0, max_jitter)` for `tenant` (FNV-1a of the id; no randomness, so the
+/// schedule is reproducible and tests can check it).
+pub fn jitter_for(tenant: &TenantId, max_jitter: Duration) -> Duration {
+    let secs = max_jitter.as_secs();
+    if secs == 0 {
+        return Duration::ZERO;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tenant.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Duration::from_secs(h % secs)
+}
+
+/// Request one fetch of every directory that can sync.
+pub async fn schedule_fetches(
+    deps: &ScheduleDeps,
+    max_jitter: Duration,
+) -> Result<ScheduleReport, SyncError> {
+    let connections = deps.connections.list_connections().await?;
+    let mut requests = Vec::new();
+    let mut skipped = 0;
+    for c in connections {
+        if !c.can_sync() {
+            skipped += 1;
+            continue;
+        }
+        let delay = jitter_for(&c.tenant_id, max_jitter);
+        requests.push((
+            FetchRequest {
+                tenant_id: c.tenant_id,
+                trigger: Trigger::Scheduled,
+                force_full: false,
+            },
+            delay,
+        ));
+    }
+    let requested = requests.len();
+    if !requests.is_empty() {
+        deps.requests.request_fetches(requests).await?;
+    }
+    info!(requested, skipped, "fetches scheduled");
+    Ok(ScheduleReport { requested, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_stable_per_tenant_and_below_the_bound() {
+        let max = Duration::from_secs(900);
+        let a = TenantId::new("11111111-1111-1111-1111-111111111111");
+        let b = TenantId::new("22222222-2222-2222-2222-222222222222");
+        assert_eq!(jitter_for(&a, max), jitter_for(&a, max));
+        assert!(jitter_for(&a, max) < max);
+        assert_ne!(jitter_for(&a, max), jitter_for(&b, max));
+        assert_eq!(jitter_for(&a, Duration::ZERO), Duration::ZERO);
+    }
+}
