@@ -28,6 +28,7 @@ async fn bench_smoke_measures_full_incremental_idle_and_naive() {
     assert_eq!(r.incremental_churn.mode, Some(RoundMode::Incremental));
     assert!(r.full.users_pages >= 2 && r.full.groups_pages >= 1);
     assert!(r.full.peak_rss_kib > 0, "the child reports its memory");
+    assert!(r.reconcile_ms_per_1000 > 0.0, "reconcile alone is measured");
     // Nothing changed: no store writes, a handful of requests.
     assert_eq!(r.incremental_idle.writes, 0);
     assert!(r.incremental_idle.graph_requests < r.full.graph_requests);
