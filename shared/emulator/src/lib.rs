@@ -335,6 +335,13 @@ impl Emulator {
             .to_vec()
     }
 
+    /// The value of every access token the token endpoint issued (the most recent 10,000,
+    /// oldest first; revoked and expired ones included), so tests can check that no token
+    /// value ends up in logs, errors or files.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner.issued_tokens()
+    }
+
     /// Fault injection.
     pub fn faults(&self) -> FaultHandle {
         FaultHandle {

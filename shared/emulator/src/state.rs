@@ -162,6 +162,9 @@ pub(crate) fn fingerprint(s: &str) -> u64 {
     h
 }
 
+/// How many issued access token values `Inner::issued_tokens` remembers.
+const ISSUED_LOG_CAPACITY: usize = 10_000;
+
 /// An issued access token.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
@@ -189,6 +192,9 @@ pub(crate) struct Inner {
     pub(crate) app: AppCredentials,
     pub(crate) tenants: RwLock<Tenants>,
     access: Mutex<HashMap<String, Grant>>,
+    /// Every access token issued (newest last, at most `ISSUED_LOG_CAPACITY`), for tests that
+    /// check no token value leaks into logs or errors.
+    issued: Mutex<std::collections::VecDeque<String>>,
     pub(crate) faults: Arc<FaultBook>,
     pub(crate) counters: Mutex<RequestCounters>,
     pub(crate) log: Mutex<RequestLog>,
@@ -223,6 +229,7 @@ impl Inner {
             app,
             tenants: RwLock::new(Tenants::default()),
             access: Mutex::new(HashMap::new()),
+            issued: Mutex::new(std::collections::VecDeque::new()),
             faults: Arc::new(FaultBook::default()),
             counters: Mutex::new(RequestCounters::default()),
             log: Mutex::new(log),
@@ -280,7 +287,20 @@ impl Inner {
                 expires_ms,
             },
         );
+        drop(access);
+        let mut issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        if issued.len() >= ISSUED_LOG_CAPACITY {
+            issued.pop_front();
+        }
+        issued.push_back(token.clone());
         token
+    }
+
+    /// Every access token issued so far (the most recent `ISSUED_LOG_CAPACITY`), revoked and
+    /// expired ones included.
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        let issued = self.issued.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.iter().cloned().collect()
     }
 
     /// The grant behind an access token.
