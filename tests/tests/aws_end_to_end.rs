@@ -14,12 +14,12 @@ use entra_sync_aws::{
     DynamoStore, EventBridgeSink, SqsFetchRequests, SqsPageQueue, sdk_config_for_endpoint,
 };
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
-use entra_sync_core::ports::{ConnectionStore, MirrorStore, RunStore, Secret, SystemClock};
+use entra_sync_core::ports::{ConnectionStore, RunStore, Secret, SystemClock};
 use entra_sync_core::run::RunStatus;
 use entra_sync_core::services::{FetchDeps, ReconcileDeps, ScheduleDeps};
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
-use entra_sync_local::runtime::Export;
+use entra_sync_local::runtime::export_mirror;
 use entra_sync_local::verify::compare;
 use entra_sync_tests::moto;
 
@@ -113,47 +113,6 @@ async fn acknowledge(
                 .unwrap();
         }
     }
-}
-
-async fn export(store: &DynamoStore, tenant: &TenantId) -> Export {
-    let mut out = Export::default();
-    let mut after: Option<String> = None;
-    loop {
-        let p = store
-            .list_users(tenant, after.as_deref(), 100)
-            .await
-            .unwrap();
-        out.users.extend(p.items);
-        match p.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    let mut after: Option<String> = None;
-    loop {
-        let p = store
-            .list_groups(tenant, after.as_deref(), 100)
-            .await
-            .unwrap();
-        out.groups.extend(p.items);
-        match p.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    let mut after: Option<String> = None;
-    loop {
-        let p = store
-            .list_memberships(tenant, after.as_deref(), 500)
-            .await
-            .unwrap();
-        out.memberships.extend(p.items);
-        match p.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -306,14 +265,17 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
     }
     acknowledge(&q.sqs, &q.pages, &pages, &[]).await;
     let directory = emulator.tenant(tenant.as_str()).unwrap().snapshot();
-    let v = compare(&export(&store, &tenant).await, &directory);
+    let v = compare(
+        &export_mirror(store.as_ref(), &tenant).await.unwrap(),
+        &directory,
+    );
     assert!(v.matches(), "store differs: {:?}", v.differences);
     assert!(v.users_expected == 120 && v.memberships_expected > 0);
     let runs = store.list_runs(&tenant, 5).await.unwrap();
     assert_eq!(runs[0].status, RunStatus::Succeeded);
 
     // 4. Every page again, twice, in another order: nothing changes.
-    let before = export(&store, &tenant).await;
+    let before = export_mirror(store.as_ref(), &tenant).await.unwrap();
     let mut again: Vec<Message> = pages.iter().step_by(2).cloned().collect();
     again.extend(pages.iter().skip(1).step_by(2).cloned());
     again.extend(pages.iter().cloned());
@@ -321,7 +283,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
         let r = entra_sync_reconcile::handler::handle(&reconcile_deps, as_event(batch)).await;
         assert!(r.batch_item_failures.is_empty());
     }
-    let after = export(&store, &tenant).await;
+    let after = export_mirror(store.as_ref(), &tenant).await.unwrap();
     assert_eq!(after.users, before.users);
     assert_eq!(after.groups, before.groups);
     assert_eq!(after.memberships, before.memberships);
@@ -371,6 +333,9 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
     let dead = receive(&q.sqs, &q.pages_dlq, 60).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body(), Some("{\"tenant_id\": \"truncated"));
-    let v = compare(&export(&store, &tenant).await, &directory);
+    let v = compare(
+        &export_mirror(store.as_ref(), &tenant).await.unwrap(),
+        &directory,
+    );
     assert!(v.matches(), "store differs: {:?}", v.differences);
 }

@@ -30,14 +30,14 @@ use entra_sync_core::model::{
     TenantId,
 };
 use entra_sync_core::page::PageMessage;
-use entra_sync_core::ports::{ConnectionStore, CursorStore, MirrorStore, Secret};
+use entra_sync_core::ports::{ConnectionStore, CursorStore, Secret};
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, ReconcileOutcome, reconcile_page,
     run_fetch,
 };
 use entra_sync_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, RouteMatch, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
-use entra_sync_local::runtime::Export;
+use entra_sync_local::runtime::{Export, export_mirror};
 use entra_sync_local::verify::compare;
 use entra_sync_tests::faulty::{Audit, Crash, Crashes, FaultyQueue, FaultyStore};
 use proptest::prelude::*;
@@ -373,26 +373,6 @@ fn project(e: &Export) -> Projection {
     }
 }
 
-async fn export(store: &dyn MirrorStore, tenant: &TenantId) -> Export {
-    Export {
-        users: store
-            .list_users(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-        groups: store
-            .list_groups(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-        memberships: store
-            .list_memberships(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-    }
-}
-
 fn connection(tenant: &TenantId) -> Connection {
     Connection {
         tenant_id: tenant.clone(),
@@ -447,7 +427,7 @@ async fn clean_full_sync(client: &Arc<GraphClient>, tenant: &TenantId) -> Export
         reconcile_page(&reconcile, &m).await.unwrap();
     }
     assert!(all_idle(store.as_ref(), tenant).await, "clean sync commits");
-    export(store.as_ref(), tenant).await
+    export_mirror(store.as_ref(), tenant).await.unwrap()
 }
 
 fn arm_graph_faults(emulator: &Emulator, faults: &[GraphFault]) {
@@ -756,7 +736,7 @@ async fn run_case(case: &CaseSpec) -> Result<(), TestCaseError> {
     // (1) The store equals the directory, and equals one clean full sync of it.
     for t in &tenants {
         bump(&s.tenants_synced);
-        let stored = export(inner.as_ref(), t).await;
+        let stored = export_mirror(inner.as_ref(), t).await.unwrap();
         let snapshot = emu.tenant(t.as_str()).unwrap().snapshot();
         let v = compare(&stored, &snapshot);
         if !v.matches() {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use entra_sync_core::memory::{CollectingEvents, CollectingQueue, ManualClock, MemoryStore};
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, Stream, TenantId};
-use entra_sync_core::ports::{ConnectionStore, MirrorStore, Secret};
+use entra_sync_core::ports::{ConnectionStore, Secret};
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, reconcile_page, run_fetch,
 };
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig};
-use entra_sync_local::runtime::Export;
+use entra_sync_local::runtime::export_mirror;
 use entra_sync_local::verify::compare;
 use entra_sync_tests::faulty::{Audit, Crash, Crashes, FaultyQueue, FaultyStore};
 
@@ -89,26 +89,6 @@ async fn world(emu: &Emulator, client: &Arc<GraphClient>, spec: &TenantSpec) -> 
     }
 }
 
-async fn export(store: &MemoryStore, tenant: &TenantId) -> Export {
-    Export {
-        users: store
-            .list_users(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-        groups: store
-            .list_groups(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-        memberships: store
-            .list_memberships(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-    }
-}
-
 async fn sync_cleanly(w: &World) {
     let r = run_fetch(&w.fetch, &w.tenant, &FetchOptions::default())
         .await
@@ -172,7 +152,10 @@ async fn a_crash_at_any_step_of_applying_a_group_deletion_still_removes_its_memb
             for m in w.queue.drain() {
                 reconcile_page(&w.reconcile, &m).await.unwrap();
             }
-            let v = compare(&export(&w.inner, &w.tenant).await, &t.snapshot());
+            let v = compare(
+                &export_mirror(w.inner.as_ref(), &w.tenant).await.unwrap(),
+                &t.snapshot(),
+            );
             assert!(
                 v.matches(),
                 "crash {crash:?} at call {n}: {:?}",

@@ -17,7 +17,7 @@ use entra_sync_core::services::{
 use entra_sync_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, RouteMatch, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
 use entra_sync_local::demo::connect;
-use entra_sync_local::runtime::{DataDir, Export, LocalApp, SyncSettings};
+use entra_sync_local::runtime::{DataDir, LocalApp, SyncSettings, export_mirror};
 use entra_sync_local::verify::compare;
 
 struct Setup {
@@ -200,27 +200,6 @@ async fn harness(s: &Setup) -> Harness {
     }
 }
 
-async fn export_memory(store: &MemoryStore, tenant: &TenantId) -> Export {
-    use entra_sync_core::ports::MirrorStore;
-    Export {
-        users: store
-            .list_users(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-        groups: store
-            .list_groups(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-        memberships: store
-            .list_memberships(tenant, None, usize::MAX)
-            .await
-            .unwrap()
-            .items,
-    }
-}
-
 #[tokio::test]
 async fn every_page_applied_twice_and_out_of_order_gives_the_same_state() {
     let s = setup(small_config(), TenantSpec::new(11, 300, 30)).await;
@@ -254,7 +233,7 @@ async fn every_page_applied_twice_and_out_of_order_gives_the_same_state() {
             "a third delivery writes nothing"
         );
         let v = compare(
-            &export_memory(&h.store, &s.tenant).await,
+            &export_mirror(h.store.as_ref(), &s.tenant).await.unwrap(),
             &s.emulator.tenant(s.tenant.as_str()).unwrap().snapshot(),
         );
         assert!(v.matches(), "round {round}: {:?}", v.differences);
@@ -301,7 +280,7 @@ async fn a_fetch_stopped_mid_round_resumes_from_its_checkpoint() {
         reconcile_page(&h.reconcile, m).await.unwrap();
     }
     let v = compare(
-        &export_memory(&h.store, &s.tenant).await,
+        &export_mirror(h.store.as_ref(), &s.tenant).await.unwrap(),
         &s.emulator.tenant(s.tenant.as_str()).unwrap().snapshot(),
     );
     assert!(v.matches(), "{:?}", v.differences);

@@ -235,22 +235,30 @@ impl LocalApp {
 
     /// The mirror of one tenant as JSON: users, groups and memberships (present and removed).
     pub async fn export(&self, tenant: &TenantId) -> Result<Export, LocalError> {
-        let store = &self.store;
-        Ok(Export {
-            users: list_all(|after| async move {
-                store.list_users(tenant, after.as_deref(), 1000).await
-            })
-            .await?,
-            groups: list_all(|after| async move {
-                store.list_groups(tenant, after.as_deref(), 1000).await
-            })
-            .await?,
-            memberships: list_all(|after| async move {
-                store.list_memberships(tenant, after.as_deref(), 5000).await
-            })
-            .await?,
-        })
+        Ok(export_mirror(self.store.as_ref(), tenant).await?)
     }
+}
+
+/// Everything any mirror store holds for one tenant (present and removed), following every
+/// listing to its end.
+pub async fn export_mirror(
+    store: &dyn MirrorStore,
+    tenant: &TenantId,
+) -> Result<Export, StoreError> {
+    Ok(Export {
+        users: list_all(
+            |after| async move { store.list_users(tenant, after.as_deref(), 1000).await },
+        )
+        .await?,
+        groups: list_all(
+            |after| async move { store.list_groups(tenant, after.as_deref(), 1000).await },
+        )
+        .await?,
+        memberships: list_all(|after| async move {
+            store.list_memberships(tenant, after.as_deref(), 5000).await
+        })
+        .await?,
+    })
 }
 
 /// Follow a listing's continuation to the end and collect every item.
