@@ -14,7 +14,7 @@ use entra_sync_core::cursor::CursorRecord;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::memory::edge_listing_key;
 use entra_sync_core::model::{
-    Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId,
+    Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId, Version,
 };
 use entra_sync_core::ports::{
     ConnectionStore, CursorStore, LeaseStore, Listing, MirrorStore, Revision, RunStore,
@@ -224,13 +224,16 @@ impl SqliteStore {
     }
 
     /// Conditional upsert of versioned rows: (key, cycle, page, body).
-    async fn put_versioned(
+    async fn put_versioned<'a, T: Serialize + 'a>(
         &self,
         table: &'static str,
         key_col: &'static str,
         tenant: &TenantId,
-        rows: Vec<(String, u64, u32, String)>,
+        items: impl Iterator<Item = (String, Version, &'a T)>,
     ) -> Result<u64, StoreError> {
+        let rows = items
+            .map(|(key, v, item)| Ok((key, v.cycle, v.page, to_json(item)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let tenant = tenant.0.clone();
         self.with(move |c| {
             let tx = c.transaction().map_err(internal)?;
@@ -505,18 +508,8 @@ impl MirrorStore for SqliteStore {
     }
 
     async fn put_users(&self, tenant: &TenantId, users: &[StoredUser]) -> Result<u64, StoreError> {
-        let rows = users
-            .iter()
-            .map(|u| {
-                Ok((
-                    u.user.id.clone(),
-                    u.version.cycle,
-                    u.version.page,
-                    to_json(u)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.put_versioned("users", "id", tenant, rows).await
+        let items = users.iter().map(|u| (u.user.id.clone(), u.version, u));
+        self.put_versioned("users", "id", tenant, items).await
     }
 
     async fn list_users(
@@ -541,18 +534,8 @@ impl MirrorStore for SqliteStore {
         tenant: &TenantId,
         groups: &[StoredGroup],
     ) -> Result<u64, StoreError> {
-        let rows = groups
-            .iter()
-            .map(|g| {
-                Ok((
-                    g.group.id.clone(),
-                    g.version.cycle,
-                    g.version.page,
-                    to_json(g)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.put_versioned("groups", "id", tenant, rows).await
+        let items = groups.iter().map(|g| (g.group.id.clone(), g.version, g));
+        self.put_versioned("groups", "id", tenant, items).await
     }
 
     async fn list_groups(
@@ -578,18 +561,10 @@ impl MirrorStore for SqliteStore {
         tenant: &TenantId,
         edges: &[StoredMembership],
     ) -> Result<u64, StoreError> {
-        let rows = edges
+        let items = edges
             .iter()
-            .map(|e| {
-                Ok((
-                    edge_listing_key(&e.group_id, &e.member.id),
-                    e.version.cycle,
-                    e.version.page,
-                    to_json(e)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.put_versioned("memberships", "edge", tenant, rows)
+            .map(|e| (edge_listing_key(&e.group_id, &e.member.id), e.version, e));
+        self.put_versioned("memberships", "edge", tenant, items)
             .await
     }
 

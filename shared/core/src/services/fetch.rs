@@ -96,6 +96,17 @@ pub struct FetchReport {
     pub resyncs: u32,
 }
 
+impl FetchReport {
+    fn new(run_id: &str) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            outcome: FetchOutcome::Enqueued,
+            pages_enqueued: 0,
+            resyncs: 0,
+        }
+    }
+}
+
 /// Run one fetch of one directory.
 pub async fn run_fetch(
     deps: &FetchDeps,
@@ -146,50 +157,41 @@ async fn fetch_locked(
         c.as_ref()
             .and_then(|(r, _)| r.current_round().map(|(_, run, _)| run.to_owned()))
     });
-    let run_id = match in_progress {
-        Some(id) => {
-            if deps.runs.get_run(tenant, &id).await?.is_some() {
+    // Resume the run of the round in progress (recreating its record if it was lost), or
+    // start a new one.
+    let resumed = match &in_progress {
+        Some(id) => match deps.runs.get_run(tenant, id).await? {
+            Some(_) => Some(
                 deps.runs
-                    .update_run(tenant, &id, &RunUpdate::Resumed)
-                    .await?;
-            }
-            id
-        }
+                    .update_run(tenant, id, &RunUpdate::Resumed)
+                    .await?,
+            ),
+            None => None,
+        },
+        None => None,
+    };
+    let run = match resumed {
+        Some(run) => run,
         None => {
-            let id = new_run_id(deps.clock.now());
-            let run = SyncRun::new(id.clone(), tenant.clone(), opts.trigger, deps.clock.now());
+            let id = in_progress.unwrap_or_else(|| new_run_id(deps.clock.now()));
+            let run = SyncRun::new(id, tenant.clone(), opts.trigger, deps.clock.now());
             deps.runs.create_run(&run).await?;
-            id
+            run
         }
     };
-    if deps.runs.get_run(tenant, &run_id).await?.is_none() {
-        let run = SyncRun::new(
-            run_id.clone(),
-            tenant.clone(),
-            opts.trigger,
-            deps.clock.now(),
-        );
-        deps.runs.create_run(&run).await?;
-    }
+    let run_id = run.run_id.clone();
     // A resumed run does not start a new round of a stream whose round of this run already
     // committed: with a page budget, that new round would take the budget on every call and
     // the other stream of the run would never finish (found by tests/tests/convergence.rs).
-    if let Some(run) = deps.runs.get_run(tenant, &run_id).await? {
-        cursors.retain(|(stream, loaded)| {
-            let idle = loaded
-                .as_ref()
-                .is_some_and(|(r, _)| matches!(r.state, CursorState::Idle { .. }));
-            !(idle && run.stream(*stream).committed)
-        });
-    }
+    cursors.retain(|(stream, loaded)| {
+        let idle = loaded
+            .as_ref()
+            .is_some_and(|(r, _)| matches!(r.state, CursorState::Idle { .. }));
+        !(idle && run.stream(*stream).committed)
+    });
 
     let requests_before = deps.directory.requests_sent(tenant);
-    let mut report = FetchReport {
-        run_id: run_id.clone(),
-        outcome: FetchOutcome::Enqueued,
-        pages_enqueued: 0,
-        resyncs: 0,
-    };
+    let mut report = FetchReport::new(&run_id);
     let mut result = Ok(());
     if opts.max_pages.is_none() {
         // The two streams are independent rounds: read them side by side, so the wall time
@@ -197,12 +199,7 @@ async fn fetch_locked(
         let per_stream = cursors.into_iter().map(|(stream, loaded)| {
             let run_id = run_id.clone();
             async move {
-                let mut own = FetchReport {
-                    run_id: run_id.clone(),
-                    outcome: FetchOutcome::Enqueued,
-                    pages_enqueued: 0,
-                    resyncs: 0,
-                };
+                let mut own = FetchReport::new(&run_id);
                 let mut budget = None;
                 let r = fetch_stream(
                     deps,
