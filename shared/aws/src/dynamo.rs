@@ -85,26 +85,26 @@ macro_rules! conditional {
     };
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Internal(Box::new(e)))
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
         _ => Err(StoreError::Corrupt(format!("item lacks string {name}"))),
     }
 }
 
-fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
+pub(crate) fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v
             .parse()
@@ -113,7 +113,7 @@ fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
     }
 }
 
-fn body<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+pub(crate) fn body<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
     serde_json::from_str(get_s(item, "body")?).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -145,7 +145,7 @@ impl Kind {
     }
 }
 
-fn tenant_pk(t: &TenantId) -> String {
+pub(crate) fn tenant_pk(t: &TenantId) -> String {
     format!("T#{t}")
 }
 
@@ -161,15 +161,15 @@ fn mirror_key(t: &TenantId, kind: Kind, key: &str) -> (String, String) {
     }
 }
 
-fn key_item(pk: String, sk: String) -> Item {
+pub(crate) fn key_item(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
 /// Every store port on one DynamoDB table. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
     shards: u32,
 }
 
@@ -236,7 +236,7 @@ impl DynamoStore {
     }
 
     /// Conditional put: lands unless the condition fails. Returns whether it landed.
-    async fn put_if(
+    pub(crate) async fn put_if(
         &self,
         item: Item,
         condition: &str,
@@ -267,7 +267,7 @@ impl DynamoStore {
         }
     }
 
-    async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -284,7 +284,7 @@ impl DynamoStore {
 
     /// Strongly consistent BatchGetItem of many keys (chunks of 100, unprocessed keys retried
     /// with backoff). Missing items are simply absent; order is not kept.
-    async fn batch_get(&self, keys: Vec<(String, String)>) -> Result<Vec<Item>, StoreError> {
+    pub(crate) async fn batch_get(&self, keys: Vec<(String, String)>) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         let mut unique = keys;
         unique.sort();
@@ -337,7 +337,7 @@ impl DynamoStore {
 
     /// Query one index partition in key order: up to `limit` (gsi1sk, pk, sk) after `after`,
     /// and whether more may follow.
-    async fn query_index(
+    pub(crate) async fn query_index(
         &self,
         gsi1pk: String,
         after: Option<&str>,
@@ -497,7 +497,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(25u64.saturating_mul(1 << attempt.min(6)))
 }
 
-fn epoch_secs(t: DateTime<Utc>) -> i64 {
+pub(crate) fn epoch_secs(t: DateTime<Utc>) -> i64 {
     t.timestamp()
 }
 

@@ -13,6 +13,11 @@ pub enum Trigger {
     Scheduled,
     Manual,
     Resync,
+    /// Settings (filters, mapping, rules) changed: the mirror is projected again at once,
+    /// without reading the directory.
+    SettingsChanged,
+    /// A manual import chosen from a preview.
+    Import,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +30,56 @@ pub enum RunStatus {
     Failed {
         error: String,
     },
+    /// The circuit breaker stopped the run before it changed any local user: it would have
+    /// deactivated more than the connection's threshold. Waits for a confirm or a reject.
+    Held {
+        hold: BreakerHold,
+    },
+    /// An admin rejected a held run: nothing was applied, and the next run reads the whole
+    /// directory again.
+    Rejected {
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// The run did not start; `reason` says why and what to do (for example: the connection
+    /// needs reauthorization).
+    Skipped {
+        reason: String,
+    },
+}
+
+/// Why the circuit breaker held a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerHold {
+    /// Local users the run would have deactivated (or marked disabled in directory).
+    pub deactivations: u64,
+    /// Local users active or pending before the run.
+    pub active_before: u64,
+    /// The threshold that tripped, in plain words ("more than 50 users", "more than 10 %").
+    pub threshold: String,
+    /// True when the directory read returned no users at all although we had some.
+    pub empty_read: bool,
+    pub held_at: DateTime<Utc>,
+}
+
+/// What a run did to the host product's users (the projection of the mirror through the
+/// connection's filters, mapping and provisioning rules).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisioningCounts {
+    pub created: u64,
+    /// Existing local users linked to a directory user by email.
+    pub linked: u64,
+    pub updated: u64,
+    pub deactivated: u64,
+    pub reactivated: u64,
+    /// Deleted in the directory: marked "disabled in directory".
+    pub disabled_in_directory: u64,
+    /// Stopped matching the filters: kept as they are, no longer updated.
+    pub frozen: u64,
+    pub unchanged: u64,
+    /// Not imported (out of scope, guest, disabled, waiting for manual import...).
+    pub skipped: u64,
+    pub failed: u64,
 }
 
 /// Counts of what a run changed. Additive: pages add their counts as they are applied.
@@ -94,6 +149,12 @@ pub struct SyncRun {
     pub counts: Counts,
     /// Graph requests fetch made for this run (includes retries).
     pub graph_requests: u64,
+    /// What the run did to the host product's users (set once the projection ran).
+    #[serde(default)]
+    pub provisioning: ProvisioningCounts,
+    /// The settings version the projection used.
+    #[serde(default)]
+    pub settings_version: Option<u64>,
 }
 
 impl SyncRun {
@@ -109,6 +170,8 @@ impl SyncRun {
             groups: StreamProgress::default(),
             counts: Counts::default(),
             graph_requests: 0,
+            provisioning: ProvisioningCounts::default(),
+            settings_version: None,
         }
     }
 
@@ -126,8 +189,10 @@ impl SyncRun {
         }
     }
 
+    /// Finished runs never change again. A held run is not finished: it waits for a confirm
+    /// or a reject.
     pub fn is_finished(&self) -> bool {
-        !matches!(self.status, RunStatus::Running)
+        !matches!(self.status, RunStatus::Running | RunStatus::Held { .. })
     }
 }
 
@@ -146,6 +211,14 @@ pub enum RunUpdate {
     StreamCommitted(Stream),
     /// A failed run whose round is picked up again by a later fetch.
     Resumed,
+    /// The projection ran: set (not add) what it did to local users, so a repeated projection
+    /// cannot double the counts.
+    Provisioned {
+        counts: ProvisioningCounts,
+        settings_version: u64,
+    },
+    /// The circuit breaker held the run.
+    Hold(BreakerHold),
     Finish {
         status: RunStatus,
         at: DateTime<Utc>,
@@ -179,6 +252,18 @@ impl RunUpdate {
                 if matches!(run.status, RunStatus::Failed { .. }) {
                     run.status = RunStatus::Running;
                     run.finished_at = None;
+                }
+            }
+            RunUpdate::Provisioned {
+                counts,
+                settings_version,
+            } => {
+                run.provisioning = *counts;
+                run.settings_version = Some(*settings_version);
+            }
+            RunUpdate::Hold(hold) => {
+                if !run.is_finished() {
+                    run.status = RunStatus::Held { hold: hold.clone() };
                 }
             }
             RunUpdate::Finish { status, at } => {

@@ -455,6 +455,12 @@ fn print_run(run: &SyncRun) {
         RunStatus::Running => "running".to_owned(),
         RunStatus::Succeeded => "succeeded".to_owned(),
         RunStatus::Failed { error } => format!("failed: {error}"),
+        RunStatus::Held { hold } => format!(
+            "held by the circuit breaker: would deactivate {} of {} users ({}); confirm or reject it",
+            hold.deactivations, hold.active_before, hold.threshold
+        ),
+        RunStatus::Rejected { by, .. } => format!("rejected by {by}"),
+        RunStatus::Skipped { reason } => format!("skipped: {reason}"),
     };
     println!(
         "{} {} ({:?}, started {}): {} pages, {} Graph requests, {} created, {} updated, {} deactivated, {} removed, {} skipped",
