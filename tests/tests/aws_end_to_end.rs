@@ -191,6 +191,8 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
         &ScheduleDeps {
             connections: store.clone(),
             requests: fetch_requests.clone(),
+            runs: store.clone(),
+            clock: Arc::new(SystemClock),
         },
         &entra_sync_scheduler::handler::Settings {
             max_jitter: Duration::ZERO,

@@ -10,7 +10,7 @@ use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use tracing::error;
 
-/// The ports the scheduler uses: list connections, send fetch requests.
+/// The ports the scheduler uses: list connections, send fetch requests, record skipped runs.
 pub type Deps = ScheduleDeps;
 
 #[derive(Clone, Debug)]
@@ -77,9 +77,10 @@ mod tests {
     use std::sync::Arc;
 
     use chrono::DateTime;
-    use entra_sync_core::memory::{CollectingFetchRequests, MemoryStore};
+    use entra_sync_core::memory::{CollectingFetchRequests, ManualClock, MemoryStore};
     use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
-    use entra_sync_core::ports::ConnectionStore;
+    use entra_sync_core::ports::{ConnectionStore, RunStore};
+    use entra_sync_core::run::RunStatus;
     use entra_sync_core::run::Trigger;
 
     use super::*;
@@ -96,7 +97,7 @@ mod tests {
         }
     }
 
-    async fn world() -> (Deps, Arc<CollectingFetchRequests>) {
+    async fn world() -> (Deps, Arc<CollectingFetchRequests>, Arc<MemoryStore>) {
         let store = Arc::new(MemoryStore::new());
         store
             .put_connection(&conn("tenant-a", ConnectionStatus::Connected))
@@ -118,10 +119,15 @@ mod tests {
         let requests = Arc::new(CollectingFetchRequests::new());
         (
             Deps {
-                connections: store,
+                connections: store.clone(),
                 requests: requests.clone(),
+                runs: store.clone(),
+                clock: Arc::new(ManualClock::new(
+                    DateTime::from_timestamp(1_767_229_200, 0).unwrap(),
+                )),
             },
             requests,
+            store,
         )
     }
 
@@ -142,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn scheduled_event_requests_one_jittered_fetch_per_connected_directory() {
-        let (deps, requests) = world().await;
+        let (deps, requests, store) = world().await;
         let r = handle(&deps, &settings(), sample("happy")).await.unwrap();
         assert_eq!(
             r,
@@ -158,11 +164,28 @@ mod tests {
             && !r.force_full
             && *d < Duration::from_secs(900)));
         assert_ne!(sent[0].1, sent[1].1, "tenants get different slots");
+        // The skipped connection's activity log says why and what to do.
+        let runs = store
+            .list_runs(&TenantId::new("tenant-c"), 10)
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].trigger, Trigger::Scheduled);
+        assert!(runs[0].is_finished());
+        assert!(matches!(&runs[0].status, RunStatus::Skipped { reason }
+            if reason.contains("consent revoked") && reason.contains("reconnect")));
+        assert!(
+            store
+                .list_runs(&TenantId::new("tenant-a"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn malformed_event_is_a_permanent_failure_and_requests_nothing() {
-        let (deps, requests) = world().await;
+        let (deps, requests, _) = world().await;
         let err = handle(&deps, &settings(), sample("malformed"))
             .await
             .unwrap_err();
@@ -173,9 +196,12 @@ mod tests {
     #[tokio::test]
     async fn a_manual_event_with_extra_detail_and_no_connections_requests_nothing() {
         let requests = Arc::new(CollectingFetchRequests::new());
+        let store = Arc::new(MemoryStore::new());
         let deps = Deps {
-            connections: Arc::new(MemoryStore::new()),
+            connections: store.clone(),
             requests: requests.clone(),
+            runs: store,
+            clock: Arc::new(ManualClock::new(DateTime::from_timestamp(0, 0).unwrap())),
         };
         let r = handle(&deps, &settings(), sample("edge")).await.unwrap();
         assert_eq!(

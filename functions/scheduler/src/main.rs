@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use entra_sync_aws::{DynamoStore, SqsFetchRequests, config, load_sdk_config};
+use entra_sync_core::ports::SystemClock;
 use entra_sync_scheduler::handler::{Deps, Settings, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -15,8 +16,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         max_jitter: config::seconds("MAX_JITTER_SECONDS", 900)?,
     };
     let sdk = load_sdk_config().await;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let deps = Deps {
-        connections: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+        connections: store.clone(),
+        runs: store,
+        clock: Arc::new(SystemClock),
         requests: Arc::new(SqsFetchRequests::new(
             aws_sdk_sqs::Client::new(&sdk),
             fetch_queue,

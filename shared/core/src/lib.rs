@@ -4,10 +4,17 @@
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod filters;
+pub mod idempotency;
+pub mod mapping;
 pub mod memory;
+pub mod memory_consent;
+pub mod memory_idempotency;
 pub mod model;
 pub mod page;
 pub mod plan;
 pub mod ports;
+pub mod provision;
 pub mod run;
 pub mod services;
+pub mod settings;

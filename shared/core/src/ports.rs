@@ -13,9 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::cursor::CursorRecord;
 use crate::error::{DirectoryError, EventError, QueueError, StoreError, VaultError};
 use crate::events::ChangeEvent;
-use crate::model::{Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId};
+use crate::model::{
+    AccountId, Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId,
+};
 use crate::page::{FetchedPage, PageMessage, PageRequest};
+use crate::provision::LocalUser;
 use crate::run::{RunUpdate, SyncRun, Trigger};
+use crate::settings::ConnectionSettings;
 
 /// Reads delta pages from the directory (Microsoft Graph).
 #[async_trait]
@@ -183,6 +187,60 @@ pub trait RunStore: Send + Sync {
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
 }
 
+/// Per-connection settings (filters, mapping, rules), versioned.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// `None` when never saved (the defaults apply).
+    async fn get_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<ConnectionSettings>, StoreError>;
+
+    /// Conditional write: lands only if the stored version is `expected` (0: none stored yet)
+    /// and `settings.version` is `expected + 1`; otherwise `StoreError::Conflict`.
+    async fn put_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &ConnectionSettings,
+        expected: u64,
+    ) -> Result<(), StoreError>;
+}
+
+/// The host product's users (the projection of the mirror), keyed by (account, local id).
+#[async_trait]
+pub trait LocalUserStore: Send + Sync {
+    async fn get_local_user(
+        &self,
+        account: &AccountId,
+        local_id: &str,
+    ) -> Result<Option<LocalUser>, StoreError>;
+
+    /// Users of `account` whose canonical email is one of `emails` (lower-case).
+    async fn find_by_emails(
+        &self,
+        account: &AccountId,
+        emails: &[String],
+    ) -> Result<Vec<LocalUser>, StoreError>;
+
+    /// Users linked to these directory users of `tenant`.
+    async fn find_linked(
+        &self,
+        tenant: &TenantId,
+        object_ids: &[String],
+    ) -> Result<Vec<LocalUser>, StoreError>;
+
+    /// Insert or replace, by (account, local id).
+    async fn put_local_users(&self, users: &[LocalUser]) -> Result<(), StoreError>;
+
+    /// Users of one account in local-id order.
+    async fn list_local_users(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<LocalUser>, StoreError>;
+}
+
 /// The queue between fetch and reconcile. At-least-once: a message may be delivered more than
 /// once and out of order; consumers are idempotent.
 #[async_trait]
@@ -270,4 +328,73 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// Idempotency records (Powertools style; see [`crate::idempotency`]): one record per key,
+/// in progress while the work runs, completed with its answer afterwards, both expiring.
+/// Keys are scoped by tenant (the tenant leads every stored key).
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claim `claim.key` unless a live record answers instead. Atomic: of two concurrent
+    /// `begin`s on a free key, exactly one gets `Started`.
+    async fn begin(
+        &self,
+        tenant: &TenantId,
+        claim: &crate::idempotency::Claim,
+    ) -> Result<crate::idempotency::Begin, StoreError>;
+
+    /// The work is done: store its answer; the record lives until `expires_at`.
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        result: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The work failed: drop the in-progress claim so a retry can start at once. A completed
+    /// record is left alone.
+    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), StoreError>;
+}
+
+/// An admin-consent flow in progress: what the start request asked for, kept server-side under
+/// its single-use `state` until the callback consumes it (LIMITS.md 7.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConsent {
+    /// The random, single-use `state` value (CSRF token). `Debug` never prints it.
+    pub state: Secret,
+    pub account_id: crate::model::AccountId,
+    /// The label the connection gets.
+    pub label: String,
+    /// Set when reconnecting: the consent must come back from this tenant.
+    pub expected_tenant: Option<TenantId>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Pending admin consents, keyed by their `state`. Take-once: `take_consent_state` removes the
+/// item atomically, so of two callbacks carrying the same state at most one gets it.
+#[async_trait]
+pub trait ConsentStateStore: Send + Sync {
+    async fn put_consent_state(&self, pending: &PendingConsent) -> Result<(), StoreError>;
+    /// Remove and return the pending consent stored under `state`. Expired items may still be
+    /// returned (TTL deletion is lazy); the caller checks `expires_at`.
+    async fn take_consent_state(&self, state: &str) -> Result<Option<PendingConsent>, StoreError>;
+}
+
+/// What the directory says about itself once the app holds a token for it (`/organization`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantDetails {
+    pub tenant_id: TenantId,
+    pub name: Option<String>,
+    pub verified_domains: Vec<crate::model::VerifiedDomain>,
+}
+
+/// The directory as the connect flow sees it: prove a consent by getting an app token for the
+/// tenant and reading its details; forget the tokens of a disconnected tenant.
+#[async_trait]
+pub trait TenantDirectory: Send + Sync {
+    async fn tenant_details(&self, tenant: &TenantId) -> Result<TenantDetails, DirectoryError>;
+    /// Drop every token held in this process for `tenant`.
+    async fn forget_tenant(&self, tenant: &TenantId);
 }

@@ -14,6 +14,7 @@ use chrono::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::commit::{CommitDeps, try_commit};
+use super::connect::mark_needs_reauthorization;
 use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
@@ -305,6 +306,12 @@ async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &S
     };
     if let Err(ee) = deps.events.publish(&[event]).await {
         warn!(tenant = %tenant, error = %ee, "could not publish sync failure");
+    }
+    // Consent revoked or a policy blocks the app: stop scheduling it until an admin consents.
+    if let SyncError::Directory(de) = e
+        && let Err(se) = mark_needs_reauthorization(deps.connections.as_ref(), tenant, de).await
+    {
+        warn!(tenant = %tenant, error = %se, "could not mark the connection for reauthorization");
     }
 }
 

@@ -2,11 +2,22 @@
 //! `Deps` struct holding only the ports it uses.
 
 mod commit;
+pub mod connect;
 mod fetch;
+mod project;
 mod reconcile;
 mod schedule;
 
 pub use commit::{CommitDeps, try_commit};
+pub use connect::{
+    ConnectDeps, ConnectError, complete_consent, disconnect, start_consent, start_reconnect,
+};
 pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, plain_words, run_fetch};
+pub use project::{
+    ImportMode, ImportReport, LocalUserError, Preview, PreviewItem, ProjectDeps, ProjectError,
+    ProjectOutcome, ProjectionPorts, SignInLookup, add_local_user, confirm_held, import,
+    load_settings, preview, project_run, reject_held, save_settings, set_local_status,
+    sign_in_lookup,
+};
 pub use reconcile::{ReconcileDeps, ReconcileOutcome, reconcile_page};
 pub use schedule::{ScheduleDeps, ScheduleReport, jitter_for, schedule_fetches};

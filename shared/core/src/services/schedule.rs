@@ -5,18 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
+use super::connect::skip_reason;
 use crate::error::SyncError;
-use crate::model::TenantId;
-use crate::ports::{ConnectionStore, FetchRequest, FetchRequests};
-use crate::run::Trigger;
+use crate::model::{ConnectionStatus, TenantId};
+use crate::ports::{Clock, ConnectionStore, FetchRequest, FetchRequests, RunStore};
+use crate::run::{RunStatus, SyncRun, Trigger};
 
-/// The ports scheduling uses.
+/// The ports scheduling uses: list connections, send fetch requests, and write the activity
+/// entry of a connection it skips.
 #[derive(Clone)]
 pub struct ScheduleDeps {
     pub connections: Arc<dyn ConnectionStore>,
     pub requests: Arc<dyn FetchRequests>,
+    pub runs: Arc<dyn RunStore>,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +46,9 @@ pub fn jitter_for(tenant: &TenantId, max_jitter: Duration) -> Duration {
     Duration::from_secs(h % secs)
 }
 
-/// Request one fetch of every directory that can sync.
+/// Request one fetch of every directory that can sync. A connection that needs
+/// reauthorization gets a `Skipped` entry in its activity log saying what to do (one per
+/// call); a disconnected one is skipped silently (its feature set is off until it reconnects).
 pub async fn schedule_fetches(
     deps: &ScheduleDeps,
     max_jitter: Duration,
@@ -50,9 +56,27 @@ pub async fn schedule_fetches(
     let connections = deps.connections.list_connections().await?;
     let mut requests = Vec::new();
     let mut skipped = 0;
+    let now = deps.clock.now();
     for c in connections {
         if !c.can_sync() {
             skipped += 1;
+            if matches!(c.status, ConnectionStatus::NeedsReauthorization { .. })
+                && let Some(reason) = skip_reason(&c.status)
+            {
+                let id = format!(
+                    "{}-skipped-{}",
+                    now.format("%Y%m%dT%H%M%SZ"),
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
+                let mut run = SyncRun::new(id, c.tenant_id.clone(), Trigger::Scheduled, now);
+                run.status = RunStatus::Skipped { reason };
+                run.finished_at = Some(now);
+                // The skip itself is what matters; a lost activity entry must not stop the
+                // other tenants' fetches.
+                if let Err(e) = deps.runs.create_run(&run).await {
+                    warn!(tenant = %c.tenant_id, error = %e, "could not record the skipped run");
+                }
+            }
             continue;
         }
         let delay = jitter_for(&c.tenant_id, max_jitter);
