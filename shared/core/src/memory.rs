@@ -10,13 +10,18 @@ use chrono::{DateTime, Utc};
 use crate::cursor::CursorRecord;
 use crate::error::{EventError, QueueError, StoreError, VaultError};
 use crate::events::ChangeEvent;
-use crate::model::{Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId};
+use crate::model::{
+    AccountId, Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId,
+};
 use crate::page::PageMessage;
 use crate::ports::{
     Clock, ConnectionStore, CursorStore, EventSink, FetchRequest, FetchRequests, LeaseStore,
-    Listing, MirrorStore, Revision, RunStore, Secret, SecretVault, WorkQueue,
+    Listing, LocalUserStore, MirrorStore, Revision, RunStore, Secret, SecretVault, SettingsStore,
+    WorkQueue,
 };
+use crate::provision::LocalUser;
 use crate::run::{RunUpdate, SyncRun};
+use crate::settings::ConnectionSettings;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means another test thread panicked; the data is still usable.
@@ -36,6 +41,9 @@ struct State {
     /// Keyed "group/member" within the tenant.
     edges: BTreeMap<Key, StoredMembership>,
     runs: BTreeMap<Key, SyncRun>,
+    settings: BTreeMap<TenantId, ConnectionSettings>,
+    /// Keyed (account, local id).
+    local_users: BTreeMap<(AccountId, String), LocalUser>,
     /// Conditional puts that landed, for tests that count writes.
     writes: u64,
 }
@@ -343,6 +351,119 @@ impl MirrorStore for MemoryStore {
 }
 
 #[async_trait]
+impl SettingsStore for MemoryStore {
+    async fn get_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<ConnectionSettings>, StoreError> {
+        Ok(lock(&self.state).settings.get(tenant).cloned())
+    }
+
+    async fn put_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &ConnectionSettings,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let stored = st.settings.get(tenant).map_or(0, |s| s.version);
+        if stored != expected || settings.version != expected + 1 {
+            return Err(StoreError::Conflict(format!(
+                "settings of {tenant} are at version {stored}, not {expected}"
+            )));
+        }
+        st.settings.insert(tenant.clone(), settings.clone());
+        st.writes += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LocalUserStore for MemoryStore {
+    async fn get_local_user(
+        &self,
+        account: &AccountId,
+        local_id: &str,
+    ) -> Result<Option<LocalUser>, StoreError> {
+        Ok(lock(&self.state)
+            .local_users
+            .get(&(account.clone(), local_id.to_owned()))
+            .cloned())
+    }
+
+    async fn find_by_emails(
+        &self,
+        account: &AccountId,
+        emails: &[String],
+    ) -> Result<Vec<LocalUser>, StoreError> {
+        let wanted: HashSet<&str> = emails.iter().map(String::as_str).collect();
+        Ok(lock(&self.state)
+            .local_users
+            .iter()
+            .filter(|((a, _), u)| a == account && wanted.contains(u.email.as_str()))
+            .map(|(_, u)| u.clone())
+            .collect())
+    }
+
+    async fn find_linked(
+        &self,
+        tenant: &TenantId,
+        object_ids: &[String],
+    ) -> Result<Vec<LocalUser>, StoreError> {
+        let wanted: HashSet<&str> = object_ids.iter().map(String::as_str).collect();
+        Ok(lock(&self.state)
+            .local_users
+            .values()
+            .filter(|u| {
+                u.link.as_ref().is_some_and(|l| {
+                    &l.tenant_id == tenant && wanted.contains(l.object_id.as_str())
+                })
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn put_local_users(&self, users: &[LocalUser]) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        for u in users {
+            st.local_users
+                .insert((u.account_id.clone(), u.local_id.clone()), u.clone());
+            st.writes += 1;
+        }
+        Ok(())
+    }
+
+    async fn list_local_users(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<LocalUser>, StoreError> {
+        use std::ops::Bound;
+        let st = lock(&self.state);
+        let start = match after {
+            Some(a) => Bound::Excluded((account.clone(), a.to_owned())),
+            None => Bound::Included((account.clone(), String::new())),
+        };
+        let mut items: Vec<LocalUser> = st
+            .local_users
+            .range((start, Bound::Unbounded))
+            .take_while(|((a, _), _)| a == account)
+            .take(limit.saturating_add(1))
+            .map(|(_, u)| u.clone())
+            .collect();
+        let next = match items.len() > limit {
+            true => {
+                items.truncate(limit);
+                items.last().map(|u| u.local_id.clone())
+            }
+            false => None,
+        };
+        Ok(Listing { items, next })
+    }
+}
+
+#[async_trait]
 impl RunStore for MemoryStore {
     async fn create_run(&self, run: &SyncRun) -> Result<(), StoreError> {
         lock(&self.state)
@@ -547,3 +668,6 @@ impl Clock for ManualClock {
         *lock(&self.now)
     }
 }
+
+/// Idempotency records in memory (their own file: `memory_idempotency.rs`).
+pub use crate::memory_idempotency::MemoryIdempotency;

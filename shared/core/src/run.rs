@@ -155,6 +155,17 @@ pub struct SyncRun {
     /// The settings version the projection used.
     #[serde(default)]
     pub settings_version: Option<u64>,
+    /// Who is projecting this run: one projection per run at a time.
+    #[serde(default)]
+    pub projection_claim: Option<ProjectionClaim>,
+}
+
+/// A claim on a run's projection. A claim older than the caller's patience can be taken over
+/// (its holder crashed); a projection is idempotent, so a takeover repeats no effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionClaim {
+    pub token: String,
+    pub at: DateTime<Utc>,
 }
 
 impl SyncRun {
@@ -172,6 +183,7 @@ impl SyncRun {
             graph_requests: 0,
             provisioning: ProvisioningCounts::default(),
             settings_version: None,
+            projection_claim: None,
         }
     }
 
@@ -219,6 +231,13 @@ pub enum RunUpdate {
     },
     /// The circuit breaker held the run.
     Hold(BreakerHold),
+    /// Take the projection of this run unless someone else holds a claim younger than
+    /// `stale_after`. The caller compares the returned run's claim token with its own.
+    ClaimProjection {
+        token: String,
+        at: DateTime<Utc>,
+        stale_after: chrono::Duration,
+    },
     Finish {
         status: RunStatus,
         at: DateTime<Utc>,
@@ -260,6 +279,22 @@ impl RunUpdate {
             } => {
                 run.provisioning = *counts;
                 run.settings_version = Some(*settings_version);
+            }
+            RunUpdate::ClaimProjection {
+                token,
+                at,
+                stale_after,
+            } => {
+                let free = match &run.projection_claim {
+                    None => true,
+                    Some(c) => c.token == *token || *at - c.at > *stale_after,
+                };
+                if free {
+                    run.projection_claim = Some(ProjectionClaim {
+                        token: token.clone(),
+                        at: *at,
+                    });
+                }
             }
             RunUpdate::Hold(hold) => {
                 if !run.is_finished() {

@@ -1,0 +1,963 @@
+//! Projection: the host product's users derived from the mirror through the connection's
+//! filters, mapping and provisioning rules; the import preview; manual imports; the circuit
+//! breaker with its confirm and reject; settings edits (which re-project at once, from the
+//! mirror, without reading the directory).
+//!
+//! Every entry point runs the same scan over the mirror with [`decide`]; they differ only in
+//! which decisions they apply and whether they write. That is why a preview and the import that
+//! follows agree exactly.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::cursor::FullReason;
+use crate::error::{StoreError, SyncError};
+use crate::model::{AccountId, Connection, MemberType, Stream, TenantId};
+use crate::ports::{
+    Clock, ConnectionStore, CursorStore, LocalUserStore, MirrorStore, RunStore, SettingsStore,
+};
+use crate::provision::{Action, Decision, Found, LocalStatus, LocalUser, RuleContext, decide};
+use crate::run::{BreakerHold, ProvisioningCounts, RunStatus, RunUpdate, SyncRun, Trigger};
+use crate::settings::{ConnectionSettings, SettingsError};
+
+/// The ports a projection needs besides those every sync has.
+#[derive(Clone)]
+pub struct ProjectionPorts {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub settings: Arc<dyn SettingsStore>,
+    pub local_users: Arc<dyn LocalUserStore>,
+}
+
+/// Every port the projection services use.
+#[derive(Clone)]
+pub struct ProjectDeps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub settings: Arc<dyn SettingsStore>,
+    pub local_users: Arc<dyn LocalUserStore>,
+    pub mirror: Arc<dyn MirrorStore>,
+    pub runs: Arc<dyn RunStore>,
+    /// A rejected hold asks for a full re-read of the directory.
+    pub cursors: Arc<dyn CursorStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ProjectDeps {
+    pub fn new(
+        ports: &ProjectionPorts,
+        mirror: Arc<dyn MirrorStore>,
+        runs: Arc<dyn RunStore>,
+        cursors: Arc<dyn CursorStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            connections: ports.connections.clone(),
+            settings: ports.settings.clone(),
+            local_users: ports.local_users.clone(),
+            mirror,
+            runs,
+            cursors,
+            clock,
+        }
+    }
+}
+
+/// Which decisions an import applies (PRODUCT.md: manual import modes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Only these new directory users (object ids).
+    SelectedNew { object_ids: BTreeSet<String> },
+    /// Every new user and every change to existing users.
+    NewAndUpdated,
+    /// Changes to users the host product already has; no new users.
+    OnlyUpdated,
+    /// New users only.
+    OnlyNew,
+}
+
+impl ImportMode {
+    fn selects(&self, d: &Decision) -> bool {
+        match self {
+            ImportMode::SelectedNew { object_ids } => {
+                d.action.is_new() && object_ids.contains(&d.object_id)
+            }
+            ImportMode::NewAndUpdated => d.action.is_new() || d.action.is_update(),
+            ImportMode::OnlyUpdated => d.action.is_update(),
+            ImportMode::OnlyNew => d.action.is_new(),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            ImportMode::SelectedNew { .. } => "selected new users",
+            ImportMode::NewAndUpdated => "new and updated users",
+            ImportMode::OnlyUpdated => "updated users only",
+            ImportMode::OnlyNew => "new users only",
+        }
+    }
+}
+
+/// One line of a preview (or of an import's report).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewItem {
+    pub object_id: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub action: Action,
+    pub reason: String,
+    /// Changed fields (updates).
+    pub changed: Vec<String>,
+    /// The local user this applies to (absent for skips of users never imported).
+    pub local_id: Option<String>,
+    pub status_after: Option<LocalStatus>,
+}
+
+/// What a preview shows: every decision except "unchanged", and the counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub tenant_id: TenantId,
+    pub settings_version: u64,
+    pub mode: ImportMode,
+    pub counts: ProvisioningCounts,
+    pub items: Vec<PreviewItem>,
+}
+
+impl Preview {
+    /// The items an import in the same mode applies.
+    pub fn applied(&self) -> impl Iterator<Item = &PreviewItem> {
+        self.items
+            .iter()
+            .filter(|i| !matches!(i.action, Action::Skip | Action::Unchanged))
+    }
+}
+
+/// Why a projection service refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("no connection for tenant {0}")]
+    NotConnected(TenantId),
+    #[error("the connection of tenant {tenant} is {state}: {what}")]
+    Unavailable {
+        tenant: TenantId,
+        state: &'static str,
+        what: String,
+    },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(
+        "the settings changed since you loaded them (you edited version {expected}, the stored one is newer); reload and try again"
+    )]
+    SettingsConflict { expected: u64 },
+    #[error("run {0} not found")]
+    RunNotFound(String),
+    #[error("run {run_id} is {status}, not held; only a held run can be confirmed or rejected")]
+    NotHeld { run_id: String, status: String },
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl From<StoreError> for ProjectError {
+    fn from(e: StoreError) -> Self {
+        ProjectError::Sync(SyncError::from(e))
+    }
+}
+
+/// Everything a scan needs, loaded once.
+struct Context {
+    connection: Connection,
+    settings: ConnectionSettings,
+    verified_domains: Vec<String>,
+    /// Members (direct or nested) of the filter's groups, when the group section restricts.
+    scope_members: Option<HashSet<String>>,
+    /// Members (direct or nested) of every group mapped to a role.
+    role_members: HashMap<String, HashSet<String>>,
+}
+
+/// How decisions are picked and applied.
+#[derive(Clone, Debug)]
+enum Pick {
+    /// A sync run: everything, except new users when auto-import is off.
+    Sync {
+        auto_import: bool,
+    },
+    Import(ImportMode),
+}
+
+impl Pick {
+    fn apply(&self, mut d: Decision) -> Decision {
+        let selected = match self {
+            Pick::Sync { auto_import } => *auto_import || !d.action.is_new(),
+            Pick::Import(mode) => mode.selects(&d),
+        };
+        if selected || matches!(d.action, Action::Skip | Action::Unchanged) {
+            return d;
+        }
+        d.reason = match self {
+            Pick::Sync { .. } => format!(
+                "{}; waiting for a manual import (automatic import of new users is off)",
+                d.reason
+            ),
+            Pick::Import(mode) => format!(
+                "{}; not part of this import ({})",
+                d.reason,
+                mode.describe()
+            ),
+        };
+        d.action = Action::Skip;
+        d.write = None;
+        d.deactivates = false;
+        d
+    }
+}
+
+#[derive(Default)]
+struct ScanOutput {
+    counts: ProvisioningCounts,
+    deactivations: u64,
+    active_before: u64,
+    present_users: u64,
+    items: Vec<PreviewItem>,
+}
+
+const BATCH: usize = 500;
+
+fn count(c: &mut ProvisioningCounts, a: Action) {
+    let slot = match a {
+        Action::Create => &mut c.created,
+        Action::Link => &mut c.linked,
+        Action::Update => &mut c.updated,
+        Action::Deactivate => &mut c.deactivated,
+        Action::Reactivate => &mut c.reactivated,
+        Action::DisableInDirectory => &mut c.disabled_in_directory,
+        Action::Freeze => &mut c.frozen,
+        Action::Unchanged => &mut c.unchanged,
+        Action::Skip => &mut c.skipped,
+    };
+    *slot += 1;
+}
+
+/// Users that are members of `groups`, directly or through nested groups (present edges of
+/// present groups only; cycles are harmless).
+async fn transitive_members(
+    mirror: &dyn MirrorStore,
+    tenant: &TenantId,
+    groups: &[String],
+) -> Result<HashSet<String>, SyncError> {
+    let mut users = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<String> = groups.iter().cloned().collect();
+    while let Some(g) = queue.pop_front() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        let present = mirror
+            .get_groups(tenant, std::slice::from_ref(&g))
+            .await?
+            .first()
+            .is_some_and(|sg| sg.presence.is_present());
+        if !present {
+            continue;
+        }
+        for edge in mirror.memberships_of_group(tenant, &g).await? {
+            if !edge.present {
+                continue;
+            }
+            match edge.member.member_type {
+                MemberType::User => {
+                    users.insert(edge.member.id);
+                }
+                MemberType::Group => queue.push_back(edge.member.id),
+                _ => {}
+            }
+        }
+    }
+    Ok(users)
+}
+
+fn unavailable(c: &Connection) -> Option<ProjectError> {
+    use crate::model::ConnectionStatus as S;
+    match &c.status {
+        S::Connected => None,
+        S::NeedsReauthorization { reason } => Some(ProjectError::Unavailable {
+            tenant: c.tenant_id.clone(),
+            state: "waiting for reauthorization",
+            what: format!("{reason}; an admin must consent again before users are synced"),
+        }),
+        S::Disconnected => Some(ProjectError::Unavailable {
+            tenant: c.tenant_id.clone(),
+            state: "disconnected",
+            what: "connect the directory again to sync users".to_owned(),
+        }),
+    }
+}
+
+/// The settings of a connection (the defaults when never saved).
+pub async fn load_settings(
+    settings: &dyn SettingsStore,
+    tenant: &TenantId,
+) -> Result<ConnectionSettings, StoreError> {
+    Ok(settings.get_settings(tenant).await?.unwrap_or_default())
+}
+
+async fn load_context(deps: &ProjectDeps, tenant: &TenantId) -> Result<Context, ProjectError> {
+    let connection = deps
+        .connections
+        .get_connection(tenant)
+        .await?
+        .ok_or_else(|| ProjectError::NotConnected(tenant.clone()))?;
+    if let Some(e) = unavailable(&connection) {
+        return Err(e);
+    }
+    let settings = load_settings(deps.settings.as_ref(), tenant).await?;
+    let scope_members = match settings.filters.selected_groups() {
+        Some(groups) => Some(transitive_members(deps.mirror.as_ref(), tenant, groups).await?),
+        None => None,
+    };
+    let mut role_members = HashMap::new();
+    for gr in &settings.group_roles {
+        if !role_members.contains_key(&gr.group_id) {
+            let members = transitive_members(
+                deps.mirror.as_ref(),
+                tenant,
+                std::slice::from_ref(&gr.group_id),
+            )
+            .await?;
+            role_members.insert(gr.group_id.clone(), members);
+        }
+    }
+    let verified_domains = connection
+        .verified_domains
+        .iter()
+        .map(|d| d.name.to_lowercase())
+        .collect();
+    Ok(Context {
+        connection,
+        settings,
+        verified_domains,
+        scope_members,
+        role_members,
+    })
+}
+
+/// One pass over the mirror. Writes only when `write`; collects preview items when `collect`.
+async fn scan(
+    deps: &ProjectDeps,
+    ctx: &Context,
+    pick: &Pick,
+    write: bool,
+    collect: bool,
+) -> Result<ScanOutput, SyncError> {
+    let tenant = &ctx.connection.tenant_id;
+    let account = &ctx.connection.account_id;
+    let now = deps.clock.now();
+    let rules = RuleContext {
+        tenant,
+        account,
+        settings: &ctx.settings,
+        verified_domains: &ctx.verified_domains,
+        deactivation_allowed: ctx
+            .settings
+            .provisioning
+            .deprovisioning
+            .allows_deactivation_at(now),
+        now,
+    };
+    let mut out = ScanOutput::default();
+    // Emails linked or created in this pass: two directory users with one email never both
+    // land on the same local user, nor create two.
+    let mut claimed: HashSet<String> = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = deps
+            .mirror
+            .list_users(tenant, after.as_deref(), BATCH)
+            .await?;
+        let ids: Vec<String> = page.items.iter().map(|s| s.user.id.clone()).collect();
+        let linked: HashMap<String, LocalUser> = deps
+            .local_users
+            .find_linked(tenant, &ids)
+            .await?
+            .into_iter()
+            .filter_map(|u| {
+                let id = u.link.as_ref()?.object_id.clone();
+                Some((id, u))
+            })
+            .collect();
+        let emails: Vec<String> = page
+            .items
+            .iter()
+            .filter(|s| !linked.contains_key(&s.user.id))
+            .filter_map(|s| s.user.canonical_email().map(|e| e.trim().to_owned()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut by_email: HashMap<String, LocalUser> = HashMap::new();
+        if !emails.is_empty() {
+            for u in deps.local_users.find_by_emails(account, &emails).await? {
+                // Prefer a user with no link: that is the one matching may take.
+                let replace = by_email
+                    .get(&u.email)
+                    .is_none_or(|old| old.link.is_some() && u.link.is_none());
+                if replace {
+                    by_email.insert(u.email.clone(), u);
+                }
+            }
+        }
+        let mut writes = Vec::new();
+        for stored in &page.items {
+            let u = &stored.user;
+            if stored.presence.is_present() {
+                out.present_users += 1;
+            }
+            let found_linked = linked.get(&u.id);
+            if let Some(l) = found_linked
+                && l.status.is_active_or_pending()
+            {
+                out.active_before += 1;
+            }
+            let email = u.canonical_email().map(|e| e.trim().to_owned());
+            let found = Found {
+                linked: found_linked,
+                by_email: match found_linked {
+                    Some(_) => None,
+                    None => email.as_ref().and_then(|e| by_email.get(e)),
+                },
+            };
+            let scope = ctx.settings.filters.admits(u, ctx.scope_members.as_ref());
+            let roles = ctx.settings.roles_for(|g| {
+                ctx.role_members
+                    .get(g)
+                    .is_some_and(|members| members.contains(&u.id))
+            });
+            let mut d = pick.apply(decide(stored, found, scope, roles, &rules));
+            if matches!(d.action, Action::Create | Action::Link)
+                && let Some(e) = &email
+                && !claimed.insert(e.clone())
+            {
+                d = Decision {
+                    action: Action::Skip,
+                    reason: format!("another directory user with the email {e} was matched first"),
+                    write: None,
+                    deactivates: false,
+                    ..d
+                };
+            }
+            count(&mut out.counts, d.action);
+            if d.deactivates {
+                out.deactivations += 1;
+            }
+            if collect && d.action != Action::Unchanged {
+                out.items.push(PreviewItem {
+                    object_id: d.object_id.clone(),
+                    display_name: u.display_name.clone(),
+                    email: email.clone(),
+                    action: d.action,
+                    reason: d.reason.clone(),
+                    changed: d.changed.clone(),
+                    local_id: d
+                        .write
+                        .as_ref()
+                        .or(found.linked)
+                        .map(|l| l.local_id.clone()),
+                    status_after: d.write.as_ref().map(|l| l.status),
+                });
+            }
+            if let Some(w) = d.write {
+                writes.push(w);
+            }
+        }
+        if write && !writes.is_empty() {
+            deps.local_users.put_local_users(&writes).await?;
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// What the breaker says about a scan.
+fn breaker(
+    ctx: &Context,
+    out: &ScanOutput,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<BreakerHold> {
+    let empty_read = out.present_users == 0 && out.active_before > 0;
+    let threshold = match empty_read {
+        true => Some("the directory returned no users at all".to_owned()),
+        false => ctx
+            .settings
+            .breaker
+            .tripped_by(out.deactivations, out.active_before),
+    }?;
+    Some(BreakerHold {
+        deactivations: out.deactivations,
+        active_before: out.active_before,
+        threshold,
+        empty_read,
+        held_at: now,
+    })
+}
+
+/// The preview of an import: what it would create, update and skip, with reasons. Writes
+/// nothing.
+pub async fn preview(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    mode: ImportMode,
+) -> Result<Preview, ProjectError> {
+    let ctx = load_context(deps, tenant).await?;
+    let out = scan(deps, &ctx, &Pick::Import(mode.clone()), false, true).await?;
+    Ok(Preview {
+        tenant_id: tenant.clone(),
+        settings_version: ctx.settings.version,
+        mode,
+        counts: out.counts,
+        items: out.items,
+    })
+}
+
+/// What an import did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub run: SyncRun,
+    /// Every decision, as the preview lists them.
+    pub items: Vec<PreviewItem>,
+}
+
+/// A manual import: the decisions `mode` selects, applied now. The admin saw the preview, so
+/// the circuit breaker does not hold an import.
+pub async fn import(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    mode: ImportMode,
+) -> Result<ImportReport, ProjectError> {
+    let ctx = load_context(deps, tenant).await?;
+    let run = new_run(deps, tenant, Trigger::Import).await?;
+    let out = scan(deps, &ctx, &Pick::Import(mode), true, true).await?;
+    let run = finish(deps, tenant, &run.run_id, out.counts, ctx.settings.version).await?;
+    info!(tenant = %tenant, run_id = %run.run_id, created = out.counts.created, updated = out.counts.updated, "import applied");
+    Ok(ImportReport {
+        run,
+        items: out.items,
+    })
+}
+
+async fn new_run(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    trigger: Trigger,
+) -> Result<SyncRun, StoreError> {
+    let now = deps.clock.now();
+    let run = SyncRun::new(
+        uuid::Uuid::new_v4().to_string(),
+        tenant.clone(),
+        trigger,
+        now,
+    );
+    deps.runs.create_run(&run).await?;
+    Ok(run)
+}
+
+async fn finish(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+    counts: ProvisioningCounts,
+    settings_version: u64,
+) -> Result<SyncRun, StoreError> {
+    deps.runs
+        .update_run(
+            tenant,
+            run_id,
+            &RunUpdate::Provisioned {
+                counts,
+                settings_version,
+            },
+        )
+        .await?;
+    deps.runs
+        .update_run(
+            tenant,
+            run_id,
+            &RunUpdate::Finish {
+                status: RunStatus::Succeeded,
+                at: deps.clock.now(),
+            },
+        )
+        .await
+}
+
+/// How a run's projection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectOutcome {
+    Applied(ProvisioningCounts),
+    /// The circuit breaker held the run: nothing was written.
+    Held(BreakerHold),
+    /// Another worker holds the projection of this run.
+    ClaimedElsewhere,
+}
+
+/// How long a projection claim lasts before another worker may take it over.
+const CLAIM_STALE_AFTER_MINUTES: i64 = 15;
+
+/// Project the mirror for a run whose reads are complete (both streams committed) or for a
+/// settings change. Holds the run when the breaker trips; otherwise applies and finishes it.
+pub async fn project_run(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+) -> Result<ProjectOutcome, ProjectError> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let run = deps
+        .runs
+        .update_run(
+            tenant,
+            run_id,
+            &RunUpdate::ClaimProjection {
+                token: token.clone(),
+                at: deps.clock.now(),
+                stale_after: chrono::Duration::minutes(CLAIM_STALE_AFTER_MINUTES),
+            },
+        )
+        .await?;
+    if run
+        .projection_claim
+        .as_ref()
+        .is_none_or(|c| c.token != token)
+        || run.is_finished()
+    {
+        return Ok(ProjectOutcome::ClaimedElsewhere);
+    }
+    let ctx = match load_context(deps, tenant).await {
+        Ok(ctx) => ctx,
+        Err(e @ (ProjectError::Unavailable { .. } | ProjectError::NotConnected(_))) => {
+            deps.runs
+                .update_run(
+                    tenant,
+                    run_id,
+                    &RunUpdate::Finish {
+                        status: RunStatus::Failed {
+                            error: format!("{e}; nothing was changed"),
+                        },
+                        at: deps.clock.now(),
+                    },
+                )
+                .await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let pick = Pick::Sync {
+        auto_import: ctx.settings.provisioning.auto_import,
+    };
+    let dry = scan(deps, &ctx, &pick, false, false).await?;
+    if let Some(hold) = breaker(&ctx, &dry, deps.clock.now()) {
+        warn!(
+            tenant = %tenant,
+            run_id,
+            deactivations = hold.deactivations,
+            active_before = hold.active_before,
+            empty_read = hold.empty_read,
+            "circuit breaker held the run"
+        );
+        deps.runs
+            .update_run(tenant, run_id, &RunUpdate::Hold(hold.clone()))
+            .await?;
+        supersede_older_holds(deps, tenant, run_id).await?;
+        return Ok(ProjectOutcome::Held(hold));
+    }
+    let out = scan(deps, &ctx, &pick, true, false).await?;
+    finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
+    supersede_older_holds(deps, tenant, run_id).await?;
+    info!(
+        tenant = %tenant,
+        run_id,
+        created = out.counts.created,
+        linked = out.counts.linked,
+        updated = out.counts.updated,
+        deactivated = out.counts.deactivated,
+        disabled_in_directory = out.counts.disabled_in_directory,
+        frozen = out.counts.frozen,
+        skipped = out.counts.skipped,
+        "users projected"
+    );
+    Ok(ProjectOutcome::Applied(out.counts))
+}
+
+/// Older held runs are moot once a newer run held or applied: confirming them would apply
+/// today's projection anyway. They are closed so the activity log shows one open question.
+async fn supersede_older_holds(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    for r in deps.runs.list_runs(tenant, 50).await? {
+        if r.run_id != run_id && matches!(r.status, RunStatus::Held { .. }) {
+            deps.runs
+                .update_run(
+                    tenant,
+                    &r.run_id,
+                    &RunUpdate::Finish {
+                        status: RunStatus::Rejected {
+                            by: format!("superseded by run {run_id}"),
+                            at: deps.clock.now(),
+                        },
+                        at: deps.clock.now(),
+                    },
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn held_run(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+) -> Result<(SyncRun, BreakerHold), ProjectError> {
+    let run = deps
+        .runs
+        .get_run(tenant, run_id)
+        .await?
+        .ok_or_else(|| ProjectError::RunNotFound(run_id.to_owned()))?;
+    match &run.status {
+        RunStatus::Held { hold } => {
+            let hold = hold.clone();
+            Ok((run, hold))
+        }
+        other => Err(ProjectError::NotHeld {
+            run_id: run_id.to_owned(),
+            status: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Confirm a held run: apply its projection. If the directory changed since and the run would
+/// now deactivate more users than the admin confirmed, it is held again with the new numbers.
+pub async fn confirm_held(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+    by: &str,
+) -> Result<ProjectOutcome, ProjectError> {
+    let (_, hold) = held_run(deps, tenant, run_id).await?;
+    let ctx = load_context(deps, tenant).await?;
+    let pick = Pick::Sync {
+        auto_import: ctx.settings.provisioning.auto_import,
+    };
+    let dry = scan(deps, &ctx, &pick, false, false).await?;
+    if dry.deactivations > hold.deactivations {
+        let again = BreakerHold {
+            deactivations: dry.deactivations,
+            active_before: dry.active_before,
+            threshold: format!(
+                "{} confirmed {} deactivations, the directory now gives {}",
+                by, hold.deactivations, dry.deactivations
+            ),
+            empty_read: dry.present_users == 0 && dry.active_before > 0,
+            held_at: deps.clock.now(),
+        };
+        deps.runs
+            .update_run(tenant, run_id, &RunUpdate::Hold(again.clone()))
+            .await?;
+        return Ok(ProjectOutcome::Held(again));
+    }
+    let out = scan(deps, &ctx, &pick, true, false).await?;
+    finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
+    info!(tenant = %tenant, run_id, by, deactivated = out.counts.deactivated, "held run confirmed");
+    Ok(ProjectOutcome::Applied(out.counts))
+}
+
+/// Reject a held run: nothing is applied, and the next run reads the whole directory again (the
+/// read may have been wrong). If the users are still missing then, the breaker asks again.
+pub async fn reject_held(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+    by: &str,
+) -> Result<SyncRun, ProjectError> {
+    held_run(deps, tenant, run_id).await?;
+    for stream in Stream::ALL {
+        // A conflict means a fetch is moving the cursor right now; try a few times.
+        for _ in 0..5 {
+            let Some((record, rev)) = deps.cursors.load_cursor(tenant, stream).await? else {
+                break;
+            };
+            let next = record.require_full(FullReason::Requested);
+            match deps
+                .cursors
+                .save_cursor(tenant, stream, &next, Some(rev))
+                .await
+            {
+                Ok(_) => break,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let now = deps.clock.now();
+    let run = deps
+        .runs
+        .update_run(
+            tenant,
+            run_id,
+            &RunUpdate::Finish {
+                status: RunStatus::Rejected {
+                    by: by.to_owned(),
+                    at: now,
+                },
+                at: now,
+            },
+        )
+        .await?;
+    info!(tenant = %tenant, run_id, by, "held run rejected; next run reads the whole directory");
+    Ok(run)
+}
+
+/// Save new settings (validated; `expected` is the version the editor loaded) and re-project
+/// at once from the mirror. Returns the saved settings and the re-projection run.
+pub async fn save_settings(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    mut settings: ConnectionSettings,
+    expected: u64,
+) -> Result<(ConnectionSettings, SyncRun), ProjectError> {
+    settings.validate()?;
+    let connection = deps
+        .connections
+        .get_connection(tenant)
+        .await?
+        .ok_or_else(|| ProjectError::NotConnected(tenant.clone()))?;
+    if let Some(e) = unavailable(&connection) {
+        return Err(e);
+    }
+    settings.version = expected + 1;
+    match deps
+        .settings
+        .put_settings(tenant, &settings, expected)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(ProjectError::SettingsConflict { expected }),
+        Err(e) => return Err(e.into()),
+    }
+    info!(tenant = %tenant, version = settings.version, "settings saved");
+    let run = new_run(deps, tenant, Trigger::SettingsChanged).await?;
+    project_run(deps, tenant, &run.run_id).await?;
+    let run = deps
+        .runs
+        .get_run(tenant, &run.run_id)
+        .await?
+        .ok_or_else(|| ProjectError::RunNotFound(run.run_id.clone()))?;
+    Ok((settings, run))
+}
+
+/// What the host product needs at sign-in: the user's status and roles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInLookup {
+    pub local_id: String,
+    pub status: LocalStatus,
+    pub roles: Vec<String>,
+    /// May this user sign in (active)?
+    pub may_sign_in: bool,
+}
+
+/// The sign-in lookup by email within one account (case-insensitive).
+pub async fn sign_in_lookup(
+    local_users: &dyn LocalUserStore,
+    account: &AccountId,
+    email: &str,
+) -> Result<Option<SignInLookup>, StoreError> {
+    let email = email.trim().to_lowercase();
+    let found = local_users.find_by_emails(account, &[email]).await?;
+    let best = found
+        .into_iter()
+        .filter(|u| u.status != LocalStatus::DeletedLocally)
+        .min_by_key(|u| match u.status {
+            LocalStatus::Active => 0,
+            LocalStatus::Pending => 1,
+            _ => 2,
+        });
+    Ok(best.map(|u| SignInLookup {
+        may_sign_in: u.status == LocalStatus::Active,
+        local_id: u.local_id,
+        status: u.status,
+        roles: u.roles,
+    }))
+}
+
+/// Why a change to a local user was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalUserError {
+    #[error("no local user {0}")]
+    NotFound(String),
+    #[error("a local user with the email {0} already exists in this account")]
+    DuplicateEmail(String),
+    #[error("{0:?} is not an email address")]
+    BadEmail(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Add a user that exists in the host product before any sync (matching links it later).
+pub async fn add_local_user(
+    local_users: &dyn LocalUserStore,
+    clock: &dyn Clock,
+    account: &AccountId,
+    email: &str,
+    status: LocalStatus,
+) -> Result<LocalUser, LocalUserError> {
+    let email = email.trim().to_lowercase();
+    if crate::filters::email_domain(&email).is_none() || email.starts_with('@') {
+        return Err(LocalUserError::BadEmail(email));
+    }
+    let taken = local_users
+        .find_by_emails(account, std::slice::from_ref(&email))
+        .await?;
+    if taken
+        .iter()
+        .any(|u| u.status != LocalStatus::DeletedLocally)
+    {
+        return Err(LocalUserError::DuplicateEmail(email));
+    }
+    let user = LocalUser::pre_existing(
+        account.clone(),
+        uuid::Uuid::new_v4().to_string(),
+        &email,
+        status,
+        clock.now(),
+    );
+    local_users
+        .put_local_users(std::slice::from_ref(&user))
+        .await?;
+    Ok(user)
+}
+
+/// Change a local user's status as the host product does: `Active` activates a pending user,
+/// `DeletedLocally` deletes it (the next sync recreates it if it still matches and recreating
+/// is on).
+pub async fn set_local_status(
+    local_users: &dyn LocalUserStore,
+    clock: &dyn Clock,
+    account: &AccountId,
+    local_id: &str,
+    status: LocalStatus,
+) -> Result<LocalUser, LocalUserError> {
+    let mut user = local_users
+        .get_local_user(account, local_id)
+        .await?
+        .ok_or_else(|| LocalUserError::NotFound(local_id.to_owned()))?;
+    user.status = status;
+    user.activated |= status == LocalStatus::Active;
+    user.updated_at = clock.now();
+    local_users
+        .put_local_users(std::slice::from_ref(&user))
+        .await?;
+    Ok(user)
+}
