@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod contract;
+pub mod contract_idempotency;
 pub mod faulty;
 pub mod moto;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
+pub mod idempotency;
 pub mod secrets;
 pub mod sqs;
 

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod demo;
 pub mod events;
+pub mod idempotency;
 pub mod procstat;
 pub mod queue;
 pub mod runtime;

@@ -80,6 +80,20 @@ CREATE TABLE runs (
     body       TEXT NOT NULL,
     PRIMARY KEY (tenant_id, run_id)
 );
+"#,
+// 2: idempotency records (src/idempotency.rs).
+r#"
+CREATE TABLE idempotency (
+    tenant_id            TEXT NOT NULL,
+    key                  TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    payload_hash         TEXT NOT NULL,
+    expires_at_ms        INTEGER NOT NULL,
+    in_progress_until_ms INTEGER NOT NULL,
+    result               TEXT,
+    PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at_ms);
 "#];
 
 /// Open (and migrate) a SQLite database file with the settings every embedded store uses.
