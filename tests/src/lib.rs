@@ -5,5 +5,6 @@
 
 pub mod contract;
 pub mod contract_idempotency;
+pub mod contract_projection;
 pub mod faulty;
 pub mod moto;

@@ -27,3 +27,24 @@ async fn memory_store_keeps_the_mirror_contract() {
 async fn memory_store_keeps_the_run_contract() {
     contract::runs(&MemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn memory_store_keeps_the_settings_contract() {
+    entra_sync_tests::contract_projection::settings(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_local_user_contract() {
+    entra_sync_tests::contract_projection::local_users(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_many_local_users_in_one_put() {
+    entra_sync_tests::contract_projection::local_users_in_bulk(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_email_index_under_concurrent_writers() {
+    entra_sync_tests::contract_projection::local_users_concurrent_writers(&MemoryStore::new())
+        .await;
+}
