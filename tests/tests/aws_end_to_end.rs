@@ -215,6 +215,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
             mirror: store.clone(),
             events: events.clone(),
             clock: Arc::new(SystemClock),
+            projection: None,
         },
         requests: fetch_requests.clone(),
     };
@@ -257,6 +258,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
         runs: store.clone(),
         events: events.clone(),
         clock: Arc::new(SystemClock),
+        projection: None,
     };
     let mut pages = receive(&q.sqs, &q.pages, 120).await;
     assert!(pages.len() > 10, "only {} page messages", pages.len());

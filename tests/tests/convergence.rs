@@ -412,6 +412,7 @@ async fn clean_full_sync(client: &Arc<GraphClient>, tenant: &TenantId) -> Export
         mirror: store.clone(),
         events: events.clone(),
         clock: clock.clone(),
+        projection: None,
     };
     let reconcile = ReconcileDeps {
         cursors: store.clone(),
@@ -419,6 +420,7 @@ async fn clean_full_sync(client: &Arc<GraphClient>, tenant: &TenantId) -> Export
         runs: store.clone(),
         events,
         clock,
+        projection: None,
     };
     run_fetch(&fetch, tenant, &FetchOptions::default())
         .await
@@ -541,6 +543,7 @@ async fn run_case(case: &CaseSpec) -> Result<(), TestCaseError> {
         mirror: store.clone(),
         events: events.clone(),
         clock: clock.clone(),
+        projection: None,
     };
     let reconcile = ReconcileDeps {
         cursors: store.clone(),
@@ -548,6 +551,7 @@ async fn run_case(case: &CaseSpec) -> Result<(), TestCaseError> {
         runs: store.clone(),
         events,
         clock: clock.clone(),
+        projection: None,
     };
 
     let mut rng = Rng(case.order_seed);

@@ -619,6 +619,7 @@ async fn reconcile_world() -> (ReconcileDeps, Arc<MemoryStore>) {
         runs: store.clone(),
         events: Arc::new(CollectingEvents::new()),
         clock: Arc::new(ManualClock::new(now())),
+        projection: None,
     };
     (deps, store)
 }
@@ -730,6 +731,7 @@ fn the_fetch_handler_refuses_malformed_requests_and_never_panics() {
             mirror: store.clone(),
             events,
             clock: Arc::new(ManualClock::new(now())),
+            projection: None,
         },
         requests: Arc::new(CollectingFetchRequests::new()),
     };

@@ -171,6 +171,7 @@ async fn harness(s: &Setup) -> Harness {
         mirror: store.clone(),
         events: events.clone(),
         clock: clock.clone(),
+        projection: None,
     };
     let reconcile = ReconcileDeps {
         cursors: store.clone(),
@@ -178,6 +179,7 @@ async fn harness(s: &Setup) -> Harness {
         runs: store.clone(),
         events,
         clock,
+        projection: None,
     };
     use entra_sync_core::ports::ConnectionStore;
     store

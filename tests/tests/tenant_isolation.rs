@@ -515,6 +515,7 @@ async fn reconcile_for_b_never_touches_a<S: Store>(s: Arc<S>) {
         runs: s.clone(),
         events: Arc::new(CollectingEvents::new()),
         clock: Arc::new(ManualClock::new(now())),
+        projection: None,
     };
     // B's whole round: users u1..u3 only (u4..u6 are swept), g1 removed, g10's member changed.
     let messages = [

@@ -239,6 +239,7 @@ mod tests {
                 mirror: store.clone(),
                 events: Arc::new(CollectingEvents::new()),
                 clock: Arc::new(SystemClock),
+                projection: None,
             },
             requests: requests.clone(),
         };

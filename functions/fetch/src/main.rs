@@ -64,6 +64,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 bus,
             )),
             clock: Arc::new(SystemClock),
+            projection: None,
         },
         requests: Arc::new(SqsFetchRequests::new(sqs, fetch_queue)),
     };

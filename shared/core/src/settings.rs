@@ -57,13 +57,26 @@ impl Deprovisioning {
     }
 }
 
+/// What a scheduled (or "sync now") run applies by itself; the rest waits for a manual import
+/// chosen from the preview.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Automatic {
+    /// New users are created and existing ones updated.
+    #[default]
+    Everything,
+    /// Existing users are updated (and deactivated); new users wait for a manual import.
+    UpdatesOnly,
+    /// Runs keep the mirror current but change no local user; imports apply changes.
+    Nothing,
+}
+
 /// What a sync does to the host product's users.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvisioningRules {
-    /// Scheduled runs create local users for new directory users that match the filters. Off:
-    /// new users wait for a manual import (see the import preview).
-    pub auto_import: bool,
+    /// What runs apply without a manual import.
+    pub automatic: Automatic,
     /// New users whose email domain is one of the tenant's verified domains start *active*
     /// instead of *pending* (which needs an activation in the host product).
     pub auto_activate_verified_domains: bool,
@@ -75,7 +88,7 @@ pub struct ProvisioningRules {
 impl Default for ProvisioningRules {
     fn default() -> Self {
         Self {
-            auto_import: true,
+            automatic: Automatic::Everything,
             auto_activate_verified_domains: false,
             deprovisioning: Deprovisioning::EveryRun,
             recreate_deleted_locally: true,
@@ -247,7 +260,7 @@ mod tests {
         let s = ConnectionSettings::default();
         s.validate().unwrap();
         assert!(!s.filters.include_disabled);
-        assert!(s.provisioning.auto_import);
+        assert_eq!(s.provisioning.automatic, Automatic::Everything);
     }
 
     #[test]

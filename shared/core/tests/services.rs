@@ -150,6 +150,7 @@ async fn world() -> World {
         mirror: store.clone(),
         events: events.clone(),
         clock: clock.clone(),
+        projection: None,
     };
     let reconcile = ReconcileDeps {
         cursors: store.clone(),
@@ -157,6 +158,7 @@ async fn world() -> World {
         runs: store.clone(),
         events,
         clock,
+        projection: None,
     };
     World {
         tenant,

@@ -241,6 +241,7 @@ async fn reconcile_cpu(
         runs: store.clone(),
         events: Arc::new(CollectingEvents::new()),
         clock: Arc::new(SystemClock),
+        projection: None,
     };
     let started = Instant::now();
     for m in &messages {

@@ -129,6 +129,7 @@ impl LocalApp {
             mirror: self.store.clone(),
             events: self.events.clone(),
             clock: self.clock.clone(),
+            projection: None,
         }
     }
 
@@ -139,6 +140,7 @@ impl LocalApp {
             runs: self.store.clone(),
             events: self.events.clone(),
             clock: self.clock.clone(),
+            projection: None,
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
+
+use super::project::{ProjectDeps, ProjectError, ProjectOutcome, ProjectionPorts, project_run};
 
 use crate::cursor::CursorState;
 use crate::error::{StoreError, SyncError};
@@ -23,6 +25,7 @@ pub struct CommitDeps {
     pub runs: Arc<dyn RunStore>,
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
+    pub projection: Option<ProjectionPorts>,
 }
 
 const SWEEP_BATCH: usize = 1000;
@@ -79,27 +82,60 @@ pub async fn try_commit(
         .await?;
     info!(tenant = %tenant, stream = %stream, cycle, pages, run_id = %run_id, "round committed");
     if run.users.committed && run.groups.committed && !run.is_finished() {
-        deps.runs
-            .update_run(
-                tenant,
-                &run_id,
-                &RunUpdate::Finish {
-                    status: RunStatus::Succeeded,
-                    at: deps.clock.now(),
-                },
-            )
-            .await?;
+        finish_run(deps, tenant, &run_id).await?;
+    }
+    Ok(true)
+}
+
+/// Both streams are committed: project the mirror onto the host product's users (which the
+/// circuit breaker may hold) and finish the run.
+async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Result<(), SyncError> {
+    let completed = match &deps.projection {
+        None => {
+            deps.runs
+                .update_run(
+                    tenant,
+                    run_id,
+                    &RunUpdate::Finish {
+                        status: RunStatus::Succeeded,
+                        at: deps.clock.now(),
+                    },
+                )
+                .await?;
+            true
+        }
+        Some(ports) => {
+            let project = ProjectDeps::new(
+                ports,
+                deps.mirror.clone(),
+                deps.runs.clone(),
+                deps.cursors.clone(),
+                deps.clock.clone(),
+            );
+            match project_run(&project, tenant, run_id).await {
+                Ok(ProjectOutcome::Applied(_)) => true,
+                Ok(ProjectOutcome::Held(_) | ProjectOutcome::ClaimedElsewhere) => false,
+                Err(ProjectError::Sync(e)) => return Err(e),
+                Err(e) => {
+                    // The run is finished as failed with the reason; the mirror is up to date.
+                    warn!(tenant = %tenant, run_id, error = %e, "users not projected");
+                    false
+                }
+            }
+        }
+    };
+    if completed {
         deps.events
             .publish(&[ChangeEvent {
                 tenant_id: tenant.clone(),
                 object_id: tenant.to_string(),
                 kind: ChangeKind::SyncCompleted {
-                    run_id: run_id.clone(),
+                    run_id: run_id.to_owned(),
                 },
             }])
             .await?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Mark-and-sweep after a complete full read: what the read did not touch is gone. Runs only

@@ -14,12 +14,13 @@ use chrono::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::commit::{CommitDeps, try_commit};
+use super::project::ProjectionPorts;
 use super::connect::mark_needs_reauthorization;
 use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Stream, TenantId};
-use crate::page::{PageLink, PageMessage};
+use crate::page::{PageItems, PageLink, PageMessage};
 use crate::ports::{
     Clock, ConnectionStore, CursorStore, DirectoryReader, EventSink, LeaseStore, MirrorStore,
     Revision, RunStore, WorkQueue,
@@ -38,6 +39,9 @@ pub struct FetchDeps {
     pub mirror: Arc<dyn MirrorStore>,
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
+    /// The host product's users: projected when a run's reads are complete. `None`: mirror
+    /// only (the run succeeds once both streams are committed).
+    pub projection: Option<ProjectionPorts>,
 }
 
 impl FetchDeps {
@@ -48,6 +52,7 @@ impl FetchDeps {
             runs: self.runs.clone(),
             events: self.events.clone(),
             clock: self.clock.clone(),
+            projection: self.projection.clone(),
         }
     }
 }
@@ -375,6 +380,7 @@ async fn fetch_stream(
             mode,
             ref next,
             next_page,
+            reserved,
             ..
         } = record.state
         else {
@@ -405,23 +411,57 @@ async fn fetch_stream(
             Err(e) => return Err(e.into()),
         };
         let last = matches!(page.link, PageLink::Delta(_));
+        // Numbers a crashed earlier attempt at this page reserved come first, as empty pages
+        // (an old part still queued under the same number is applied or deduplicated beside
+        // its filler; either way the number counts once). The page itself follows them.
+        let first = next_page.saturating_add(reserved);
         let msg = PageMessage {
             tenant_id: tenant.clone(),
             run_id: run_id.clone(),
             cycle,
-            page_seq: next_page,
+            page_seq: first,
             mode,
             items: page.items,
         };
         // A page too large for one queue message becomes consecutive page numbers; the
         // checkpoint below advances past all of them, so "every page applied" still counts
         // exactly what was enqueued.
-        let messages = match deps.queue.max_message_bytes() {
+        let parts = match deps.queue.max_message_bytes() {
             Some(max) => msg.split_to_fit(max),
             None => vec![msg],
         };
+        let mut messages: Vec<PageMessage> = (next_page..first)
+            .map(|page_seq| PageMessage {
+                tenant_id: tenant.clone(),
+                run_id: run_id.clone(),
+                cycle,
+                page_seq,
+                mode,
+                items: PageItems::empty(stream),
+            })
+            .collect();
+        messages.extend(parts);
         let parts = u32::try_from(messages.len()).unwrap_or(u32::MAX).max(1);
         let last_seq = next_page.saturating_add(parts - 1);
+        // A queue that splits pages: reserve the numbers before enqueueing. If this fetch dies
+        // after enqueueing some, the re-read page may split into fewer parts; without the
+        // reservation its parts and the next page's would reuse numbers of the old parts, and
+        // an old part sharing a (cycle, page) version with a newer one could be applied in its
+        // place (and count for it, committing the round early). A queue without a size limit
+        // never splits, so a re-read page lands on its one number again and needs none.
+        if parts > 1 || deps.queue.max_message_bytes().is_some() {
+            let Some(reserving) = record.reserve(parts) else {
+                return Err(SyncError::InvalidInput(
+                    "cursor left the round while fetching".to_owned(),
+                ));
+            };
+            rev = Some(
+                deps.cursors
+                    .save_cursor(tenant, stream, &reserving, rev)
+                    .await?,
+            );
+            record = reserving;
+        }
         deps.queue.enqueue(messages).await?;
         report.pages_enqueued += parts;
         if let Some(b) = budget.as_mut() {

@@ -21,7 +21,7 @@ use crate::ports::{
 };
 use crate::provision::{Action, Decision, Found, LocalStatus, LocalUser, RuleContext, decide};
 use crate::run::{BreakerHold, ProvisioningCounts, RunStatus, RunUpdate, SyncRun, Trigger};
-use crate::settings::{ConnectionSettings, SettingsError};
+use crate::settings::{Automatic, ConnectionSettings, SettingsError};
 
 /// The ports a projection needs besides those every sync has.
 #[derive(Clone)]
@@ -179,27 +179,24 @@ struct Context {
 /// How decisions are picked and applied.
 #[derive(Clone, Debug)]
 enum Pick {
-    /// A sync run: everything, except new users when auto-import is off.
-    Sync {
-        auto_import: bool,
-    },
+    /// A sync run: what the settings let runs apply by themselves.
+    Sync(Automatic),
     Import(ImportMode),
 }
 
 impl Pick {
     fn apply(&self, mut d: Decision) -> Decision {
         let selected = match self {
-            Pick::Sync { auto_import } => *auto_import || !d.action.is_new(),
+            Pick::Sync(Automatic::Everything) => true,
+            Pick::Sync(Automatic::UpdatesOnly) => !d.action.is_new(),
+            Pick::Sync(Automatic::Nothing) => false,
             Pick::Import(mode) => mode.selects(&d),
         };
         if selected || matches!(d.action, Action::Skip | Action::Unchanged) {
             return d;
         }
         d.reason = match self {
-            Pick::Sync { .. } => format!(
-                "{}; waiting for a manual import (automatic import of new users is off)",
-                d.reason
-            ),
+            Pick::Sync(_) => format!("{}; waiting for a manual import", d.reason),
             Pick::Import(mode) => format!(
                 "{}; not part of this import ({})",
                 d.reason,
@@ -652,9 +649,7 @@ pub async fn project_run(
         }
         Err(e) => return Err(e),
     };
-    let pick = Pick::Sync {
-        auto_import: ctx.settings.provisioning.auto_import,
-    };
+    let pick = Pick::Sync(ctx.settings.provisioning.automatic);
     let dry = scan(deps, &ctx, &pick, false, false).await?;
     if let Some(hold) = breaker(&ctx, &dry, deps.clock.now()) {
         warn!(
@@ -748,9 +743,7 @@ pub async fn confirm_held(
 ) -> Result<ProjectOutcome, ProjectError> {
     let (_, hold) = held_run(deps, tenant, run_id).await?;
     let ctx = load_context(deps, tenant).await?;
-    let pick = Pick::Sync {
-        auto_import: ctx.settings.provisioning.auto_import,
-    };
+    let pick = Pick::Sync(ctx.settings.provisioning.automatic);
     let dry = scan(deps, &ctx, &pick, false, false).await?;
     if dry.deactivations > hold.deactivations {
         let again = BreakerHold {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tracing::{debug, info};
 
 use super::commit::{CommitDeps, try_commit};
+use super::project::ProjectionPorts;
 use crate::error::SyncError;
 use crate::model::Version;
 use crate::page::{GroupDelta, PageItems, PageMessage};
@@ -23,6 +24,9 @@ pub struct ReconcileDeps {
     pub runs: Arc<dyn RunStore>,
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
+    /// The host product's users: projected when a run's reads are complete. `None`: mirror
+    /// only (the run succeeds once both streams are committed).
+    pub projection: Option<ProjectionPorts>,
 }
 
 impl ReconcileDeps {
@@ -33,6 +37,7 @@ impl ReconcileDeps {
             runs: self.runs.clone(),
             events: self.events.clone(),
             clock: self.clock.clone(),
+            projection: self.projection.clone(),
         }
     }
 }
