@@ -66,3 +66,27 @@ fn rusqlite_bump(
     drop(c);
     SqliteStore::open(path)
 }
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_settings_contract() {
+    let (_d, s) = store();
+    entra_sync_tests::contract_projection::settings(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_local_user_contract() {
+    let (_d, s) = store();
+    entra_sync_tests::contract_projection::local_users(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_many_local_users_in_one_put() {
+    let (_d, s) = store();
+    entra_sync_tests::contract_projection::local_users_in_bulk(&s).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_email_index_under_concurrent_writers() {
+    let (_d, s) = store();
+    entra_sync_tests::contract_projection::local_users_concurrent_writers(&s).await;
+}

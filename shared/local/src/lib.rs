@@ -6,6 +6,7 @@ pub mod demo;
 pub mod events;
 pub mod idempotency;
 pub mod procstat;
+mod projection_store;
 pub mod queue;
 pub mod runtime;
 pub mod sqlite;

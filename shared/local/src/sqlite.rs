@@ -94,6 +94,25 @@ CREATE TABLE idempotency (
     PRIMARY KEY (tenant_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_expiry ON idempotency (expires_at_ms);
+"#,
+// 3: the projection's stores (src/projection_store.rs): settings and the host product's users.
+r#"
+CREATE TABLE settings (
+    tenant_id TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE TABLE local_users (
+    account_id  TEXT NOT NULL,
+    local_id    TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    link_tenant TEXT,
+    link_object TEXT,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (account_id, local_id)
+);
+CREATE INDEX local_users_email ON local_users (account_id, email);
+CREATE INDEX local_users_link ON local_users (link_tenant, link_object);
 "#];
 
 /// Open (and migrate) a SQLite database file with the settings every embedded store uses.

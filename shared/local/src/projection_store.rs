@@ -1,0 +1,269 @@
+//! The projection's stores on SQLite (tables `settings` and `local_users`, see the migration in
+//! sqlite.rs): per-connection settings with their version condition, and the host product's
+//! users with indexes on (account, email) and (link tenant, link object).
+//!
+//! * `put_settings` is one statement: an `INSERT ... ON CONFLICT DO NOTHING` for the first save
+//!   (expected 0), an `UPDATE ... WHERE version = expected` afterwards; no row changed means the
+//!   condition failed.
+//! * `put_local_users` upserts every user in one transaction. The email and link are columns of
+//!   the user's row, so an upsert that changes them moves the user in the indexes as well: no
+//!   index entry outlives the value it was made from.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use entra_sync_core::error::StoreError;
+use entra_sync_core::model::{AccountId, TenantId};
+use entra_sync_core::ports::{Listing, LocalUserStore, SettingsStore};
+use entra_sync_core::provision::LocalUser;
+use entra_sync_core::settings::ConnectionSettings;
+use rusqlite::{OptionalExtension, params};
+
+use crate::sqlite::{SqliteStore, internal};
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(Box::new(e)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Conflict(format!("settings version {v} too large")))
+}
+
+/// Distinct keys, so a repeated key neither costs a second lookup nor returns a user twice.
+fn distinct(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn get_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<ConnectionSettings>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM settings WHERE tenant_id = ?1", [t], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(internal)?;
+            body.as_deref().map(from_json).transpose()
+        })
+        .await
+    }
+
+    async fn put_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &ConnectionSettings,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        let conflict = || {
+            StoreError::Conflict(format!(
+                "settings of {tenant} are not at version {expected}, or version {} does not follow it",
+                settings.version
+            ))
+        };
+        if expected.checked_add(1) != Some(settings.version) {
+            return Err(conflict());
+        }
+        let t = tenant.as_str().to_owned();
+        let version = to_i64(settings.version)?;
+        let expected_i = to_i64(expected)?;
+        let body = to_json(settings)?;
+        let landed = self
+            .with(move |c| {
+                let changed = match expected_i {
+                    0 => c.execute(
+                        "INSERT INTO settings (tenant_id, version, body) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (tenant_id) DO NOTHING",
+                        params![t, version, body],
+                    ),
+                    _ => c.execute(
+                        "UPDATE settings SET version = ?2, body = ?3
+                         WHERE tenant_id = ?1 AND version = ?4",
+                        params![t, version, body, expected_i],
+                    ),
+                }
+                .map_err(internal)?;
+                Ok(changed == 1)
+            })
+            .await?;
+        match landed {
+            true => Ok(()),
+            false => Err(conflict()),
+        }
+    }
+}
+
+#[async_trait]
+impl LocalUserStore for SqliteStore {
+    async fn get_local_user(
+        &self,
+        account: &AccountId,
+        local_id: &str,
+    ) -> Result<Option<LocalUser>, StoreError> {
+        let a = account.0.clone();
+        let id = local_id.to_owned();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM local_users WHERE account_id = ?1 AND local_id = ?2",
+                    params![a, id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            body.as_deref().map(from_json).transpose()
+        })
+        .await
+    }
+
+    async fn find_by_emails(
+        &self,
+        account: &AccountId,
+        emails: &[String],
+    ) -> Result<Vec<LocalUser>, StoreError> {
+        let a = account.0.clone();
+        let emails = distinct(emails);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM local_users WHERE account_id = ?1 AND email = ?2
+                     ORDER BY local_id",
+                )
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for e in &emails {
+                let rows = stmt
+                    .query_map(params![a, e], |r| r.get::<_, String>(0))
+                    .map_err(internal)?;
+                for body in rows {
+                    out.push(from_json(&body.map_err(internal)?)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn find_linked(
+        &self,
+        tenant: &TenantId,
+        object_ids: &[String],
+    ) -> Result<Vec<LocalUser>, StoreError> {
+        let t = tenant.as_str().to_owned();
+        let ids = distinct(object_ids);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM local_users WHERE link_tenant = ?1 AND link_object = ?2
+                     ORDER BY account_id, local_id",
+                )
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for id in &ids {
+                let rows = stmt
+                    .query_map(params![t, id], |r| r.get::<_, String>(0))
+                    .map_err(internal)?;
+                for body in rows {
+                    out.push(from_json(&body.map_err(internal)?)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_local_users(&self, users: &[LocalUser]) -> Result<(), StoreError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let rows = users
+            .iter()
+            .map(|u| {
+                Ok((
+                    u.account_id.0.clone(),
+                    u.local_id.clone(),
+                    u.email.clone(),
+                    u.link.as_ref().map(|l| l.tenant_id.as_str().to_owned()),
+                    u.link.as_ref().map(|l| l.object_id.clone()),
+                    to_json(u)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.with(move |c| {
+            let tx = c.transaction().map_err(internal)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO local_users
+                           (account_id, local_id, email, link_tenant, link_object, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (account_id, local_id) DO UPDATE
+                         SET email = excluded.email, link_tenant = excluded.link_tenant,
+                             link_object = excluded.link_object, body = excluded.body",
+                    )
+                    .map_err(internal)?;
+                for (account, id, email, link_tenant, link_object, body) in &rows {
+                    stmt.execute(params![account, id, email, link_tenant, link_object, body])
+                        .map_err(internal)?;
+                }
+            }
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn list_local_users(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<LocalUser>, StoreError> {
+        let a = account.0.clone();
+        let after = after.map(str::to_owned);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT local_id, body FROM local_users
+                     WHERE account_id = ?1 AND (?2 IS NULL OR local_id > ?2)
+                     ORDER BY local_id LIMIT ?3",
+                )
+                .map_err(internal)?;
+            // One more than asked: whether another page follows.
+            let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(params![a, after, fetch], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(internal)?;
+            let mut items = Vec::new();
+            let mut last = None;
+            let mut more = false;
+            for row in rows {
+                let (id, body) = row.map_err(internal)?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(from_json(&body)?);
+                last = Some(id);
+            }
+            Ok(Listing {
+                items,
+                next: if more { last } else { None },
+            })
+        })
+        .await
+    }
+}
