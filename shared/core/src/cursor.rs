@@ -48,6 +48,12 @@ pub enum CursorState {
         next_page: u32,
         /// The watermark to fall back to if this incremental round cannot finish.
         previous_delta_link: Option<String>,
+        /// Page numbers from `next_page` on that an interrupted enqueue of the page at `next`
+        /// may have used (a split page reserves its numbers before it is enqueued). Fetch
+        /// numbers the re-read page after them and fills them with empty pages, so an old part
+        /// never shares a number with a part of another page (docs/data-model.md).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        reserved: u32,
     },
     /// Every page is enqueued; waiting for reconcile to apply all `pages` before committing.
     Applying {
@@ -57,6 +63,10 @@ pub enum CursorState {
         pages: u32,
         delta_link: String,
     },
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Where a round in progress continues.
@@ -116,6 +126,7 @@ impl CursorRecord {
                             next: ResumePoint::Initial,
                             next_page: 0,
                             previous_delta_link: None,
+                            reserved: 0,
                         },
                         last_cycle: cycle,
                         min_valid_cycle: cycle,
@@ -134,6 +145,7 @@ impl CursorRecord {
                             next: ResumePoint::Link(delta_link.clone()),
                             next_page: 0,
                             previous_delta_link: Some(delta_link.clone()),
+                            reserved: 0,
                         },
                         last_cycle: cycle,
                         min_valid_cycle: self.min_valid_cycle,
@@ -168,9 +180,26 @@ impl CursorRecord {
                     next: ResumePoint::Link(next_link),
                     next_page: next_page + messages.max(1),
                     previous_delta_link: previous_delta_link.clone(),
+                    reserved: 0,
                 },
                 ..self.clone()
             }),
+            _ => None,
+        }
+    }
+
+    /// Before enqueueing the page at `next` as messages numbered `next_page..next_page +
+    /// messages`: reserve those numbers, so a fetch that crashes mid-enqueue and re-reads the
+    /// page numbers it after them (`None` outside a round).
+    pub fn reserve(&self, messages: u32) -> Option<CursorRecord> {
+        match &self.state {
+            CursorState::InRound { .. } => {
+                let mut next = self.clone();
+                if let CursorState::InRound { reserved, .. } = &mut next.state {
+                    *reserved = messages;
+                }
+                Some(next)
+            }
             _ => None,
         }
     }
@@ -328,6 +357,27 @@ mod tests {
         ));
         let rec = rec.checkpoint_last_by("d1".into(), 2).unwrap();
         assert!(matches!(rec.state, CursorState::Applying { pages: 5, .. }));
+    }
+
+    #[test]
+    fn a_reservation_is_kept_until_the_checkpoint_moves_past_it() {
+        let (rec, _) = CursorRecord::default().begin_round("r1");
+        let rec = rec.reserve(3).unwrap();
+        assert!(matches!(
+            rec.state,
+            CursorState::InRound { next_page: 0, reserved: 3, .. }
+        ));
+        // Resumed after a crash: the re-read page used the 3 reserved numbers and 2 more.
+        let rec = rec.checkpoint_next_by("n1".into(), 5).unwrap();
+        assert!(matches!(
+            rec.state,
+            CursorState::InRound { next_page: 5, reserved: 0, .. }
+        ));
+        assert!(CursorRecord::default().reserve(2).is_none());
+        // Records written before the field existed read as "nothing reserved".
+        let json = serde_json::to_string(&rec).unwrap().replace(",\"reserved\":0", "");
+        let back: CursorRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rec);
     }
 
     #[test]
