@@ -7,6 +7,7 @@
 //! cold start.
 
 pub mod config;
+pub mod consent;
 pub mod dynamo;
 pub mod error;
 pub mod eventbridge;

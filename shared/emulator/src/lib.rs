@@ -83,7 +83,7 @@ pub use directory::{
 };
 pub use faults::{Fault, FaultHandle, FaultKind, RouteMatch};
 pub use generator::TenantSpec;
-pub use state::{AppCredentials, ConsentOutcome};
+pub use state::{AppCredentials, ConsentOutcome, TokenBlock};
 
 use directory::Directory;
 use server::{ConnHandle, KillableListener};
@@ -638,5 +638,18 @@ impl TenantHandle {
             .consent_outcome
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = outcome;
+    }
+
+    /// Makes the token endpoint refuse this tenant for a policy reason (`None` lifts it).
+    /// Tokens already issued stop working too, as after a revocation.
+    pub fn set_token_block(&self, block: Option<TokenBlock>) {
+        *self
+            .tenant
+            .token_block
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = block;
+        if block.is_some() {
+            self.inner.revoke_tokens(&self.tenant.id);
+        }
     }
 }

@@ -56,6 +56,23 @@ pub enum ConsentOutcome {
     Decline,
     /// `?admin_consent=True&error=consent_required&error_description=AADSTS65004...`.
     DenyWithAdminConsentTrue,
+    /// A tenant policy requires an admin to approve the app ("Need admin approval"):
+    /// `?error=access_denied&error_description=AADSTS90094...`.
+    ApprovalRequired,
+    /// The person who signed in is not allowed to grant the permissions:
+    /// `?error=access_denied&error_description=AADSTS90093...`.
+    NotAdmin,
+    /// Consent granted, but the callback lacks the `tenant` parameter.
+    MissingTenant,
+}
+
+/// Why the token endpoint refuses a consented tenant (a policy, not a missing consent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenBlock {
+    /// `400 invalid_grant` AADSTS53003: blocked by Conditional Access.
+    ConditionalAccess,
+    /// `400 unauthorized_client` AADSTS7000112: the app is disabled in the tenant.
+    AppDisabled,
 }
 
 /// One verified domain of a tenant.
@@ -79,6 +96,7 @@ pub(crate) struct TenantState {
     pub(crate) premium: AtomicBool,
     pub(crate) password_reset_allowed: AtomicBool,
     pub(crate) consent_outcome: Mutex<ConsentOutcome>,
+    pub(crate) token_block: Mutex<Option<TokenBlock>>,
     pub(crate) dir: RwLock<Directory>,
     read_bucket: Mutex<Option<Bucket>>,
     write_bucket: Mutex<Option<Bucket>>,
@@ -104,6 +122,7 @@ impl TenantState {
             premium: AtomicBool::new(premium),
             password_reset_allowed: AtomicBool::new(true),
             consent_outcome: Mutex::new(ConsentOutcome::Approve),
+            token_block: Mutex::new(None),
             dir: RwLock::new(dir),
             read_bucket: Mutex::new(config.read_budget.map(|b| Bucket::new(b, now_ms))),
             write_bucket: Mutex::new(config.write_budget.map(|b| Bucket::new(b, now_ms))),

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use crate::errors::{LOGIN_JSON, ReqCtx, TenantTag, json_response, login_error, with_header};
-use crate::state::{ConsentOutcome, Inner, TenantState};
+use crate::state::{ConsentOutcome, Inner, TenantState, TokenBlock};
 
 const GRAPH_DEFAULT_SCOPES: &[&str] = &[
     "https://graph.microsoft.com/.default",
@@ -164,6 +164,35 @@ pub(crate) async fn token(
             t,
         );
     }
+    let block = *tenant
+        .token_block
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match block {
+        Some(TokenBlock::ConditionalAccess) => {
+            return tag(
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    53003,
+                    "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+                ),
+                t,
+            );
+        }
+        Some(TokenBlock::AppDisabled) => {
+            return tag(
+                bad(
+                    StatusCode::BAD_REQUEST,
+                    "unauthorized_client",
+                    7000112,
+                    &format!("Application '{client_id}' is disabled."),
+                ),
+                t,
+            );
+        }
+        None => {}
+    }
     let scope = field("scope").unwrap_or_default();
     let scopes: Vec<&str> = scope.split_whitespace().collect();
     // The emulator's own Graph host also works as the resource, like a national cloud's
@@ -302,6 +331,33 @@ pub(crate) async fn admin_consent(
                     ctx.request_id, ctx.client_request_id
                 ),
             );
+            params.append_pair("state", state);
+        }
+        ConsentOutcome::ApprovalRequired | ConsentOutcome::NotAdmin => {
+            let (code, text) = if outcome == ConsentOutcome::ApprovalRequired {
+                (
+                    90094,
+                    "The grant requires admin permission. An approval request was sent to the administrators.",
+                )
+            } else {
+                (
+                    90093,
+                    "The signed in user is not allowed to grant the requested permissions.",
+                )
+            };
+            params.append_pair("error", "access_denied");
+            params.append_pair(
+                "error_description",
+                &format!(
+                    "AADSTS{code}: {text}\r\nTrace ID: {}\r\nCorrelation ID: {}",
+                    ctx.request_id, ctx.client_request_id
+                ),
+            );
+            params.append_pair("state", state);
+        }
+        ConsentOutcome::MissingTenant => {
+            tenant.consent.store(true, Ordering::SeqCst);
+            params.append_pair("admin_consent", "True");
             params.append_pair("state", state);
         }
     }

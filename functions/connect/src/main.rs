@@ -1,0 +1,67 @@
+//! Wiring only: configuration, the adapters and the Graph client (built once per cold start,
+//! the app's client secret read from Secrets Manager), the router served by `lambda_http`.
+
+use std::sync::Arc;
+
+use entra_sync_aws::{DynamoStore, SecretsManagerVault, config, load_sdk_config, secrets};
+use entra_sync_connect::{AppState, ConnectConfig, GraphTenantDirectory, router};
+use entra_sync_core::ports::{SecretVault, SystemClock};
+use entra_sync_core::services::ConnectDeps;
+use entra_sync_graph::{GraphClient, GraphConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let table = config::required("TABLE_NAME")?;
+    let secret_prefix = config::required("SECRET_PREFIX")?;
+    let client_id = config::required("GRAPH_CLIENT_ID")?;
+    let redirect_uri = url::Url::parse(&config::required("REDIRECT_URI")?)?;
+    let graph_url = url::Url::parse(&config::optional(
+        "GRAPH_BASE_URL",
+        "https://graph.microsoft.com",
+    ))?;
+    let login_url = url::Url::parse(&config::optional(
+        "LOGIN_BASE_URL",
+        "https://login.microsoftonline.com",
+    ))?;
+    let return_url = match config::optional("RETURN_URL", "") {
+        s if s.is_empty() => None,
+        s => Some(url::Url::parse(&s)?),
+    };
+    let state_ttl = config::seconds("STATE_TTL_SECONDS", 600)?;
+
+    let sdk = load_sdk_config().await;
+    let vault = Arc::new(SecretsManagerVault::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        secret_prefix,
+        secrets::DEFAULT_TTL,
+    ));
+    let client_secret = vault.get_secret("app/client-secret").await?;
+    let graph_config = GraphConfig::new(
+        graph_url,
+        login_url.clone(),
+        client_id.clone(),
+        client_secret,
+    );
+    let scope = graph_config.scope();
+    let graph = GraphClient::new(graph_config)?;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let app = router(AppState {
+        deps: ConnectDeps {
+            consent_states: store.clone(),
+            connections: store,
+            directory: Arc::new(GraphTenantDirectory(graph)),
+            vault,
+            clock: Arc::new(SystemClock),
+        },
+        config: Arc::new(ConnectConfig {
+            login_base_url: login_url,
+            client_id,
+            redirect_uri,
+            scope,
+            state_ttl: chrono::Duration::from_std(state_ttl)?,
+            return_url,
+        }),
+    });
+    lambda_http::run(app).await
+}

@@ -1,0 +1,83 @@
+//! [`ConsentStateStore`] on the DynamoDB table: one item per pending consent, removed by TTL
+//! (`expires_at`, epoch seconds) if never used, and taken once with a conditional
+//! `DeleteItem` that returns the old item: of two concurrent takes, only one gets it.
+//!
+//! Keys: `pk = CONSENT#<state>`, `sk = CONSENT`. The tenant is not known before the callback, so
+//! these are the only items whose key does not lead with a tenant; they carry no tenant data.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValue;
+use entra_sync_core::error::StoreError;
+use entra_sync_core::ports::{ConsentStateStore, PendingConsent};
+
+use crate::dynamo::{DynamoStore, body, key_item, n, s, to_json};
+use crate::error::{AwsCallError, Class};
+
+const SERVICE: &str = "dynamodb";
+/// TTL deletion is lazy; keep the item a day past its expiry at most (the caller checks
+/// `expires_at` anyway).
+const TTL_SLACK_SECS: i64 = 24 * 3600;
+
+fn consent_pk(state: &str) -> String {
+    format!("CONSENT#{state}")
+}
+
+#[async_trait]
+impl ConsentStateStore for DynamoStore {
+    async fn put_consent_state(&self, pending: &PendingConsent) -> Result<(), StoreError> {
+        let item = HashMap::from([
+            ("pk".to_owned(), s(consent_pk(pending.state.expose()))),
+            ("sk".to_owned(), s("CONSENT")),
+            ("body".to_owned(), s(to_json(pending)?)),
+            (
+                "expires_at".to_owned(),
+                n(pending.expires_at.timestamp() + TTL_SLACK_SECS),
+            ),
+        ]);
+        // A state is 244 random bits: a collision is not a case to handle, but never overwrite.
+        match self
+            .put_if(item, "attribute_not_exists(pk)", Vec::new())
+            .await?
+        {
+            true => Ok(()),
+            false => Err(StoreError::Conflict("consent state".to_owned())),
+        }
+    }
+
+    async fn take_consent_state(&self, state: &str) -> Result<Option<PendingConsent>, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(consent_pk(state), "CONSENT".to_owned())))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|item| body(&item)).transpose(),
+            Err(e) => {
+                let err = AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| {
+                    if e.is_conditional_check_failed_exception() {
+                        Class::ConditionFailed
+                    } else if e.is_provisioned_throughput_exceeded_exception()
+                        || e.is_request_limit_exceeded()
+                        || e.is_throttling_exception()
+                        || e.is_internal_server_error()
+                    {
+                        Class::Retryable
+                    } else {
+                        Class::Permanent
+                    }
+                });
+                match err.class {
+                    // Absent: never stored, already taken, or removed by TTL.
+                    Class::ConditionFailed => Ok(None),
+                    _ => Err(err.into_store()),
+                }
+            }
+        }
+    }
+}
