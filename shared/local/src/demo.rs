@@ -13,6 +13,10 @@ use entra_sync_core::services::FetchOptions;
 use entra_sync_emulator::{ChurnSummary, Emulator, EmulatorConfig, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig};
 
+use entra_sync_core::mapping::FieldMapping;
+use entra_sync_core::services::{load_settings, save_settings};
+use entra_sync_core::settings::ConnectionSettings;
+
 use crate::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
 use crate::verify::{Verification, compare};
 
@@ -46,6 +50,8 @@ pub struct SyncSummary {
 pub struct DemoSummary {
     pub tenant_id: TenantId,
     pub tenant_name: String,
+    /// The filters, mapping and rules the syncs used, one line each.
+    pub settings: Vec<String>,
     pub syncs: Vec<SyncSummary>,
     pub churn: ChurnSummary,
     pub verification: Verification,
@@ -139,6 +145,8 @@ pub async fn run_demo(
         domains: connection.verified_domains.len(),
     });
 
+    let settings = demo_settings(&app, &tenant).await?;
+
     let mut syncs = Vec::new();
     let first = sync_once(
         &app,
@@ -180,10 +188,47 @@ pub async fn run_demo(
     Ok(DemoSummary {
         tenant_id: tenant,
         tenant_name,
+        settings,
         syncs,
         churn,
         verification,
     })
+}
+
+/// The demo's settings, saved on its first run: the default filters (members with enabled
+/// accounts, every department, domain and office) and mapping, plus a custom field, auto-
+/// activation for verified domains, and a breaker sized for the demo's churn (the default, 50
+/// users, would hold the second sync of a 10,000-user tenant with 2 % churn for confirmation).
+async fn demo_settings(app: &LocalApp, tenant: &TenantId) -> Result<Vec<String>, LocalError> {
+    let deps = crate::admin::project_deps(app);
+    let current = load_settings(app.store.as_ref(), tenant).await?;
+    let settings = match current.version {
+        0 => {
+            let mut s = ConnectionSettings::default();
+            s.mapping.fields.push(FieldMapping {
+                target: "title".into(),
+                source: "jobTitle".into(),
+            });
+            s.provisioning.auto_activate_verified_domains = true;
+            s.breaker.max_count = 1_000;
+            s.breaker.max_percent = 20;
+            save_settings(&deps, tenant, s, 0)
+                .await
+                .map_err(|e| LocalError::Failed(format!("demo settings: {e}")))?
+                .0
+        }
+        _ => current,
+    };
+    let mut lines = settings.describe();
+    lines.push(format!(
+        "rules: automatic {:?}, auto-activate verified domains {}, deprovisioning {:?}, breaker: more than {} users or {} %",
+        settings.provisioning.automatic,
+        settings.provisioning.auto_activate_verified_domains,
+        settings.provisioning.deprovisioning,
+        settings.breaker.max_count,
+        settings.breaker.max_percent
+    ));
+    Ok(lines)
 }
 
 fn url(s: &str) -> Result<url::Url, LocalError> {

@@ -55,6 +55,8 @@ enum Command {
     Runs(ExportArgs),
     /// Measure full and incremental syncs against the paging floor and the naive way.
     Bench(BenchArgs),
+    #[command(flatten)]
+    Admin(entra_sync_local::admin::AdminCommand),
 }
 
 #[derive(Args)]
@@ -194,6 +196,7 @@ async fn main() -> ExitCode {
         Command::Export(args) => export(args).await,
         Command::Runs(args) => runs(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
     };
     match result {
         Ok(code) => code,
@@ -328,6 +331,10 @@ fn mode_name(s: &entra_sync_local::demo::SyncSummary) -> &'static str {
 fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     println!();
     println!("Summary for \"{}\" ({})", s.tenant_name, s.tenant_id);
+    println!("Settings used:");
+    for line in &s.settings {
+        println!("  {line}");
+    }
     println!(
         "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
         "sync",
@@ -357,6 +364,30 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
             c.memberships_added,
             c.memberships_removed,
             format!("{:.2?}", x.wall),
+        );
+    }
+    println!();
+    println!(
+        "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
+        "host users", "created", "linked", "updated", "deactivated", "reactivated", "frozen", "skipped"
+    );
+    for x in &s.syncs {
+        let p = &x.run.provisioning;
+        println!(
+            "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
+            x.label,
+            p.created,
+            p.linked,
+            p.updated,
+            p.deactivated + p.disabled_in_directory,
+            p.reactivated,
+            p.frozen,
+            p.skipped,
+            match &x.run.status {
+                RunStatus::Held { .. } => "held by the circuit breaker (see `entra-sync runs`)",
+                RunStatus::Succeeded => "applied",
+                _ => "not applied",
+            }
         );
     }
     let v = &s.verification;
@@ -450,32 +481,7 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
 }
 
 fn print_run(run: &SyncRun) {
-    let c = &run.counts;
-    let status = match &run.status {
-        RunStatus::Running => "running".to_owned(),
-        RunStatus::Succeeded => "succeeded".to_owned(),
-        RunStatus::Failed { error } => format!("failed: {error}"),
-        RunStatus::Held { hold } => format!(
-            "held by the circuit breaker: would deactivate {} of {} users ({}); confirm or reject it",
-            hold.deactivations, hold.active_before, hold.threshold
-        ),
-        RunStatus::Rejected { by, .. } => format!("rejected by {by}"),
-        RunStatus::Skipped { reason } => format!("skipped: {reason}"),
-    };
-    println!(
-        "{} {} ({:?}, started {}): {} pages, {} Graph requests, {} created, {} updated, {} deactivated, {} removed, {} skipped",
-        run.run_id,
-        status,
-        run.trigger,
-        run.started_at.format("%Y-%m-%d %H:%M:%S"),
-        c.pages_applied,
-        run.graph_requests,
-        c.created,
-        c.updated,
-        c.deactivated,
-        c.removed,
-        c.skipped
-    );
+    entra_sync_local::print_run_line(run);
 }
 
 async fn export(args: ExportArgs) -> Result<ExitCode> {

@@ -11,7 +11,7 @@ use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{Clock, DirectoryReader, MirrorStore, RunStore, SystemClock};
 use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
 use entra_sync_core::services::{
-    FetchDeps, FetchOptions, ReconcileDeps, plain_words, reconcile_page, run_fetch,
+    FetchDeps, FetchOptions, ProjectionPorts, ReconcileDeps, plain_words, reconcile_page, run_fetch,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -118,6 +118,15 @@ impl LocalApp {
         })
     }
 
+    /// The stores the projection of the host product's users needs.
+    pub fn projection_ports(&self) -> ProjectionPorts {
+        ProjectionPorts {
+            connections: self.store.clone(),
+            settings: self.store.clone(),
+            local_users: self.store.clone(),
+        }
+    }
+
     pub fn fetch_deps(&self, directory: Arc<dyn DirectoryReader>) -> FetchDeps {
         FetchDeps {
             directory,
@@ -129,7 +138,7 @@ impl LocalApp {
             mirror: self.store.clone(),
             events: self.events.clone(),
             clock: self.clock.clone(),
-            projection: None,
+            projection: Some(self.projection_ports()),
         }
     }
 
@@ -140,7 +149,7 @@ impl LocalApp {
             runs: self.store.clone(),
             events: self.events.clone(),
             clock: self.clock.clone(),
-            projection: None,
+            projection: Some(self.projection_ports()),
         }
     }
 
@@ -203,7 +212,8 @@ impl LocalApp {
                 .await?
                 .ok_or_else(|| LocalError::Failed(format!("run {} vanished", report.run_id)))?;
             progress(&run);
-            if run.is_finished() {
+            // A held run waits for an admin; the sync itself is over.
+            if run.is_finished() || matches!(run.status, RunStatus::Held { .. }) {
                 return Ok(run);
             }
             // Every live message is gone but the round did not commit: some page was

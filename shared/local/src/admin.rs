@@ -1,0 +1,405 @@
+//! The admin side of the local program: settings, import preview and import, held runs
+//! (confirm / reject), the host product's users and the sign-in lookup. Each command is a thin
+//! call into `entra_sync_core::services`; the admin HTTP API will call the same services.
+// A command-line program talks to its user on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use entra_sync_core::model::{AccountId, TenantId};
+use entra_sync_core::ports::{ConnectionStore, LocalUserStore};
+use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
+use entra_sync_core::services::{
+    ImportMode, Preview, PreviewItem, ProjectDeps, add_local_user, confirm_held, import,
+    load_settings, preview, reject_held, save_settings, set_local_status, sign_in_lookup,
+};
+use entra_sync_core::settings::ConnectionSettings;
+
+use crate::runtime::{DataDir, LocalApp, SyncSettings};
+
+/// Where the data lives and which directory a command is about.
+#[derive(Args, Clone)]
+pub struct Target {
+    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The directory (tenant) id; may be left out when only one directory is connected.
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID")]
+    pub tenant_id: Option<String>,
+}
+
+/// The admin commands.
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Show, validate or change a connection's settings (filters, mapping, rules, breaker).
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// What an import would create, update and skip, with reasons. Writes nothing.
+    Preview(ImportArgs),
+    /// Apply an import (the same decisions the preview lists).
+    Import(ImportArgs),
+    /// Apply a run the circuit breaker held.
+    Confirm(HeldArgs),
+    /// Reject a held run: nothing is applied and the next run reads the whole directory.
+    Reject(HeldArgs),
+    /// The host product's users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// What the host product learns at sign-in: status and roles of a user, by email.
+    Lookup(LookupArgs),
+}
+
+#[derive(Subcommand)]
+pub enum SettingsCommand {
+    /// Print the settings as JSON (the defaults when never saved).
+    Show(Target),
+    /// Check a settings file and list every problem; saves nothing.
+    Validate {
+        /// JSON settings file.
+        file: PathBuf,
+    },
+    /// Save a settings file and re-project the users at once (no directory read).
+    Set {
+        /// JSON settings file (as `settings show` prints it).
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Every new user and every change to existing users.
+    NewAndUpdated,
+    /// Changes to existing users only.
+    OnlyUpdated,
+    /// New users only.
+    OnlyNew,
+    /// Only the new users named with --user.
+    Selected,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    #[arg(long, value_enum, default_value_t = ModeArg::NewAndUpdated)]
+    pub mode: ModeArg,
+    /// Directory object ids of the new users to import (with --mode selected).
+    #[arg(long = "user", value_delimiter = ',')]
+    pub users: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Args)]
+pub struct HeldArgs {
+    /// The held run's id (see `entra-sync runs`).
+    pub run_id: String,
+    /// Who decides (recorded in the activity log).
+    #[arg(long, default_value = "local-admin")]
+    pub by: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// List the host product's users of the connection's account.
+    List(Target),
+    /// Add a user that exists in the host product before any sync (matching links it).
+    Add {
+        email: String,
+        #[arg(long, value_enum, default_value_t = StatusArg::Active)]
+        status: StatusArg,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Activate a pending user.
+    Activate {
+        local_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a user in the host product (the next sync recreates it if it still matches and
+    /// recreating is on).
+    Delete {
+        local_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Pending,
+    Active,
+}
+
+#[derive(Args)]
+pub struct LookupArgs {
+    pub email: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+struct Opened {
+    app: LocalApp,
+    tenant: TenantId,
+    account: AccountId,
+}
+
+async fn open(t: &Target) -> Result<Opened> {
+    let app = LocalApp::open(&DataDir::new(&t.data_dir), &SyncSettings::default())?;
+    let connections = app.store.list_connections().await?;
+    let connection = match &t.tenant_id {
+        Some(id) => connections
+            .into_iter()
+            .find(|c| c.tenant_id.as_str() == id)
+            .with_context(|| format!("no connection for tenant {id} in {}", t.data_dir.display()))?,
+        None => {
+            let mut all = connections.into_iter();
+            match (all.next(), all.next()) {
+                (Some(c), None) => c,
+                (None, _) => bail!(
+                    "no directory is connected in {} (run the demo, or `entra-sync serve`)",
+                    t.data_dir.display()
+                ),
+                (Some(_), Some(_)) => bail!("several directories are connected; name one with --tenant-id"),
+            }
+        }
+    };
+    Ok(Opened {
+        tenant: connection.tenant_id,
+        account: connection.account_id,
+        app,
+    })
+}
+
+/// The projection services' ports on the local stores.
+pub fn project_deps(app: &LocalApp) -> ProjectDeps {
+    ProjectDeps {
+        connections: app.store.clone(),
+        settings: app.store.clone(),
+        local_users: app.store.clone(),
+        mirror: app.store.clone(),
+        runs: app.store.clone(),
+        cursors: app.store.clone(),
+        clock: app.clock.clone(),
+    }
+}
+
+fn mode_of(args: &ImportArgs) -> Result<ImportMode> {
+    Ok(match args.mode {
+        ModeArg::NewAndUpdated => ImportMode::NewAndUpdated,
+        ModeArg::OnlyUpdated => ImportMode::OnlyUpdated,
+        ModeArg::OnlyNew => ImportMode::OnlyNew,
+        ModeArg::Selected => {
+            if args.users.is_empty() {
+                bail!("--mode selected needs the users to import: --user <object id>[,<object id>...]");
+            }
+            ImportMode::SelectedNew {
+                object_ids: args.users.iter().cloned().collect::<BTreeSet<_>>(),
+            }
+        }
+    })
+}
+
+fn print_items(items: &[PreviewItem]) {
+    for i in items {
+        println!(
+            "{:<20} {:<38} {:<32} {}",
+            format!("{:?}", i.action).to_lowercase(),
+            i.object_id,
+            i.email.as_deref().unwrap_or("-"),
+            i.reason
+        );
+    }
+}
+
+fn print_preview(p: &Preview) {
+    print_items(&p.items);
+    let c = &p.counts;
+    println!(
+        "would create {}, link {}, update {}, deactivate {}, reactivate {}, mark disabled in directory {}, freeze {}; skip {}; unchanged {}",
+        c.created,
+        c.linked,
+        c.updated,
+        c.deactivated,
+        c.reactivated,
+        c.disabled_in_directory,
+        c.frozen,
+        c.skipped,
+        c.unchanged
+    );
+}
+
+fn print_user(u: &LocalUser) {
+    let link = u
+        .link
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |l| l.object_id.clone());
+    println!(
+        "{:<38} {:<32} {:<22} {:<38} {}{}",
+        u.local_id,
+        u.email,
+        u.status.as_str(),
+        link,
+        u.roles.join(","),
+        if u.frozen { " (frozen)" } else { "" }
+    );
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn read_settings(file: &PathBuf) -> Result<ConnectionSettings> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {}", file.display()))?;
+    Ok(ConnectionSettings::from_json(&text)?)
+}
+
+/// Run one admin command.
+pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
+    match cmd {
+        AdminCommand::Settings(SettingsCommand::Show(t)) => {
+            let o = open(&t).await?;
+            json(&load_settings(o.app.store.as_ref(), &o.tenant).await?)?;
+        }
+        AdminCommand::Settings(SettingsCommand::Validate { file }) => {
+            let s = read_settings(&file)?;
+            for line in s.describe() {
+                println!("{line}");
+            }
+            println!("valid");
+        }
+        AdminCommand::Settings(SettingsCommand::Set { file, target }) => {
+            let new = read_settings(&file)?;
+            let o = open(&target).await?;
+            let current = load_settings(o.app.store.as_ref(), &o.tenant).await?;
+            if new.version != 0 && new.version != current.version {
+                bail!(
+                    "the file edits settings version {}, but version {} is stored; run `settings show` again",
+                    new.version,
+                    current.version
+                );
+            }
+            let (saved, run) =
+                save_settings(&project_deps(&o.app), &o.tenant, new, current.version).await?;
+            println!("saved settings version {}", saved.version);
+            crate::print_run_line(&run);
+        }
+        AdminCommand::Preview(args) => {
+            let o = open(&args.target).await?;
+            let p = preview(&project_deps(&o.app), &o.tenant, mode_of(&args)?).await?;
+            match args.json {
+                true => json(&p)?,
+                false => print_preview(&p),
+            }
+        }
+        AdminCommand::Import(args) => {
+            let o = open(&args.target).await?;
+            let report = import(&project_deps(&o.app), &o.tenant, mode_of(&args)?).await?;
+            match args.json {
+                true => json(&report)?,
+                false => {
+                    let applied: Vec<PreviewItem> = report
+                        .items
+                        .iter()
+                        .filter(|i| !matches!(i.action, Action::Skip | Action::Unchanged))
+                        .cloned()
+                        .collect();
+                    print_items(&applied);
+                    crate::print_run_line(&report.run);
+                }
+            }
+        }
+        AdminCommand::Confirm(args) => {
+            let o = open(&args.target).await?;
+            let out = confirm_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
+            println!("{out:?}");
+        }
+        AdminCommand::Reject(args) => {
+            let o = open(&args.target).await?;
+            let run = reject_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
+            crate::print_run_line(&run);
+        }
+        AdminCommand::Users(UsersCommand::List(t)) => {
+            let o = open(&t).await?;
+            let mut after: Option<String> = None;
+            loop {
+                let page = o
+                    .app
+                    .store
+                    .list_local_users(&o.account, after.as_deref(), 500)
+                    .await?;
+                page.items.iter().for_each(print_user);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        AdminCommand::Users(UsersCommand::Add {
+            email,
+            status,
+            target,
+        }) => {
+            let o = open(&target).await?;
+            let status = match status {
+                StatusArg::Pending => LocalStatus::Pending,
+                StatusArg::Active => LocalStatus::Active,
+            };
+            let u = add_local_user(
+                o.app.store.as_ref(),
+                o.app.clock.as_ref(),
+                &o.account,
+                &email,
+                status,
+            )
+            .await?;
+            print_user(&u);
+        }
+        AdminCommand::Users(UsersCommand::Activate { local_id, target }) => {
+            let o = open(&target).await?;
+            let u = set_local_status(
+                o.app.store.as_ref(),
+                o.app.clock.as_ref(),
+                &o.account,
+                &local_id,
+                LocalStatus::Active,
+            )
+            .await?;
+            print_user(&u);
+        }
+        AdminCommand::Users(UsersCommand::Delete { local_id, target }) => {
+            let o = open(&target).await?;
+            let u = set_local_status(
+                o.app.store.as_ref(),
+                o.app.clock.as_ref(),
+                &o.account,
+                &local_id,
+                LocalStatus::DeletedLocally,
+            )
+            .await?;
+            print_user(&u);
+        }
+        AdminCommand::Lookup(args) => {
+            let o = open(&args.target).await?;
+            match sign_in_lookup(o.app.store.as_ref(), &o.account, &args.email).await? {
+                Some(found) => json(&found)?,
+                None => {
+                    println!("no user with that email in this account");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
