@@ -54,6 +54,13 @@ async fn dynamodb_store_keeps_the_run_contract() {
     contract::runs(&store().await).await;
 }
 
+#[tokio::test]
+async fn dynamodb_consent_states_are_taken_once() {
+    let s = store().await;
+    entra_sync_tests::contract_consent::take_once(&s).await;
+    entra_sync_tests::contract_consent::concurrent_takes(&s).await;
+}
+
 async fn sqs() -> (aws_sdk_sqs::Client, String) {
     let config = sdk_config_for_endpoint(&moto::endpoint()).await;
     let client = aws_sdk_sqs::Client::new(&config);

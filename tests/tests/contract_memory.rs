@@ -48,3 +48,10 @@ async fn memory_store_keeps_the_email_index_under_concurrent_writers() {
     entra_sync_tests::contract_projection::local_users_concurrent_writers(&MemoryStore::new())
         .await;
 }
+
+#[tokio::test]
+async fn memory_consent_states_are_taken_once() {
+    let store = entra_sync_core::memory_consent::MemoryConsentStates::new();
+    entra_sync_tests::contract_consent::take_once(&store).await;
+    entra_sync_tests::contract_consent::concurrent_takes(&store).await;
+}

@@ -90,3 +90,10 @@ async fn sqlite_store_keeps_the_email_index_under_concurrent_writers() {
     let (_d, s) = store();
     entra_sync_tests::contract_projection::local_users_concurrent_writers(&s).await;
 }
+
+#[tokio::test]
+async fn sqlite_consent_states_are_taken_once() {
+    let (_d, s) = store();
+    entra_sync_tests::contract_consent::take_once(&s).await;
+    entra_sync_tests::contract_consent::concurrent_takes(&s).await;
+}

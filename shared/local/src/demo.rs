@@ -106,7 +106,14 @@ pub async fn run_demo(
         Some(id) => emulator
             .tenant_info(id)
             .ok_or_else(|| LocalError::Failed("restored emulator lost its tenant".into()))?,
-        None => emulator.add_tenant(&TenantSpec::new(opts.seed, opts.users, opts.groups)),
+        None => {
+            let info = emulator.add_tenant(&TenantSpec::new(opts.seed, opts.users, opts.groups));
+            // A new tenant has not consented yet: the demo's consent flow grants it.
+            if let Some(t) = emulator.tenant(&info.tenant_id) {
+                t.revoke_consent();
+            }
+            info
+        }
     };
     let tenant = TenantId::new(tenant_info.tenant_id.clone());
     let handle = emulator
@@ -138,7 +145,19 @@ pub async fn run_demo(
         GraphClient::new(graph_config)
             .map_err(|e| LocalError::Failed(format!("graph client: {e}")))?,
     );
-    let connection = connect(&app, &client, &tenant).await?;
+    let connection = match app.store.get_connection(&tenant).await? {
+        Some(c) if c.can_sync() => c,
+        existing => {
+            connect_with_consent(
+                &app,
+                &client,
+                &emulator,
+                &tenant,
+                existing.map(|c| c.account_id),
+            )
+            .await?
+        }
+    };
     let tenant_name = connection.tenant_name.clone().unwrap_or_default();
     on_step(DemoStep::Connected {
         tenant_name: &tenant_name,
@@ -235,8 +254,125 @@ fn url(s: &str) -> Result<url::Url, LocalError> {
     url::Url::parse(s).map_err(|e| LocalError::Failed(format!("bad URL {s}: {e}")))
 }
 
-/// Read the tenant's details and store the connection (the consent flow replaces this step
-/// once it exists). Connecting an already connected tenant keeps its label and date.
+/// The demo's account and the callback URL the demo's consent flow uses (handled in-process,
+/// never listened on).
+const DEMO_ACCOUNT: &str = "local";
+const DEMO_REDIRECT_URI: &str = "http://127.0.0.1/connect/callback";
+
+/// Connect through the admin-consent flow, as a browser would: ask the connect routes for a
+/// consent URL (a reconnect when the account already holds the tenant), follow it to the
+/// emulator's consent page, and hand its redirect back to the callback route.
+pub async fn connect_with_consent(
+    app: &LocalApp,
+    client: &GraphClient,
+    emulator: &Emulator,
+    tenant: &TenantId,
+    account: Option<AccountId>,
+) -> Result<Connection, LocalError> {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let failed = |what: &str, e: &dyn std::fmt::Display| LocalError::Failed(format!("{what}: {e}"));
+    let redirect_uri = url(DEMO_REDIRECT_URI)?;
+    let config = entra_sync_connect::ConnectConfig {
+        login_base_url: url(&emulator.login_base_url())?,
+        client_id: client.config().client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        scope: client.config().scope(),
+        state_ttl: chrono::Duration::minutes(10),
+        return_url: None,
+    };
+    let routes = crate::serve::connect_router(app, client.clone(), config);
+    let call = |req: Request<Body>| {
+        let routes = routes.clone();
+        async move {
+            let resp = routes
+                .oneshot(req)
+                .await
+                .map_err(|e| failed("connect route", &e))?;
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .map_err(|e| failed("connect route body", &e))?;
+            Ok::<_, LocalError>((status, body))
+        }
+    };
+    let account = account.unwrap_or_else(|| AccountId(DEMO_ACCOUNT.into()));
+    let (path, body) = match &account {
+        a if app.store.get_connection(tenant).await?.is_some() => (
+            format!("/accounts/{a}/connections/{tenant}/reconnect"),
+            String::new(),
+        ),
+        a => (
+            format!("/accounts/{a}/connections/start"),
+            serde_json::json!({"label": "Demo directory", "expected_tenant_id": tenant.as_str()})
+                .to_string(),
+        ),
+    };
+    let start = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .map_err(|e| failed("start request", &e))?;
+    let (status, body) = call(start).await?;
+    if status != StatusCode::CREATED {
+        return Err(LocalError::Failed(format!(
+            "the consent could not start ({status}): {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    let link: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| failed("start answer", &e))?;
+    let consent_url = link["consent_url"]
+        .as_str()
+        .ok_or_else(|| LocalError::Failed("the start answer has no consent_url".into()))?;
+    // The admin's browser: one GET to the consent page, which redirects to our callback.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| failed("http client", &e))?;
+    let consent = http
+        .get(consent_url)
+        .send()
+        .await
+        .map_err(|e| failed("consent page", &e))?;
+    let location = consent
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(url)
+        .transpose()?
+        .ok_or_else(|| {
+            LocalError::Failed(format!("the consent page answered {}", consent.status()))
+        })?;
+    if location.origin() != redirect_uri.origin() || location.path() != redirect_uri.path() {
+        return Err(LocalError::Failed(
+            "the consent page redirected elsewhere".into(),
+        ));
+    }
+    let callback = Request::get(format!(
+        "{}?{}",
+        location.path(),
+        location.query().unwrap_or("")
+    ))
+    .body(Body::empty())
+    .map_err(|e| failed("callback request", &e))?;
+    let (status, page) = call(callback).await?;
+    if status != StatusCode::OK {
+        return Err(LocalError::Failed(format!(
+            "the consent callback refused the connection ({status}): {}",
+            String::from_utf8_lossy(&page)
+        )));
+    }
+    app.store
+        .get_connection(tenant)
+        .await?
+        .ok_or_else(|| LocalError::Failed("the callback stored no connection".into()))
+}
+
+/// Read the tenant's details and store the connection directly, for a tenant whose admin
+/// consented outside this program (`entra-sync sync`). Connecting an already connected tenant
+/// keeps its label and date. The demo and `entra-sync serve` use the consent flow instead.
 pub async fn connect(
     app: &LocalApp,
     client: &GraphClient,

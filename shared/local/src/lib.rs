@@ -11,6 +11,7 @@ pub mod procstat;
 mod projection_store;
 pub mod queue;
 pub mod runtime;
+pub mod serve;
 pub mod sqlite;
 pub mod vault;
 pub mod verify;

@@ -55,6 +55,9 @@ enum Command {
     Runs(ExportArgs),
     /// Measure full and incremental syncs against the paging floor and the naive way.
     Bench(BenchArgs),
+    /// Serve the connect routes (admin consent, connections) on this machine; with
+    /// `--emulator`, against an emulated tenant you can consent to in a browser.
+    Serve(Box<ServeArgs>),
     #[command(flatten)]
     Admin(entra_sync_local::admin::AdminCommand),
 }
@@ -196,6 +199,7 @@ async fn main() -> ExitCode {
         Command::Export(args) => export(args).await,
         Command::Runs(args) => runs(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
     };
     match result {
@@ -369,7 +373,14 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     println!();
     println!(
         "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
-        "host users", "created", "linked", "updated", "deactivated", "reactivated", "frozen", "skipped"
+        "host users",
+        "created",
+        "linked",
+        "updated",
+        "deactivated",
+        "reactivated",
+        "frozen",
+        "skipped"
     );
     for x in &s.syncs {
         let p = &x.run.provisioning;
@@ -534,4 +545,87 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ENTRA_SYNC_LISTEN")]
+    listen: std::net::SocketAddr,
+    #[arg(long, default_value = ".entra-sync/serve", env = "ENTRA_SYNC_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Start an emulated tenant (not yet consented) and use the emulator's login and Graph.
+    #[arg(long, conflicts_with = "client_id")]
+    emulator: bool,
+    /// Users in the emulated tenant.
+    #[arg(long, default_value_t = 200)]
+    users: usize,
+    /// Groups in the emulated tenant.
+    #[arg(long, default_value_t = 20)]
+    groups: usize,
+    /// Seed of the emulated tenant.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The callback URL exactly as registered on the app (default: http://LISTEN/connect/callback).
+    #[arg(long, env = "ENTRA_SYNC_REDIRECT_URI")]
+    redirect_uri: Option<url::Url>,
+    /// The app registration's client (application) id (without --emulator).
+    #[arg(
+        long,
+        env = "ENTRA_SYNC_CLIENT_ID",
+        required_unless_present = "emulator"
+    )]
+    client_id: Option<String>,
+    /// Environment variable holding the client secret (without --emulator).
+    #[arg(long, default_value = "ENTRA_SYNC_CLIENT_SECRET")]
+    client_secret_env: String,
+    #[arg(
+        long,
+        default_value = "https://graph.microsoft.com",
+        env = "ENTRA_SYNC_GRAPH_URL"
+    )]
+    graph_url: url::Url,
+    #[arg(
+        long,
+        default_value = "https://login.microsoftonline.com",
+        env = "ENTRA_SYNC_LOGIN_URL"
+    )]
+    login_url: url::Url,
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use entra_sync_local::serve::{ServeDirectory, ServeOptions, run_serve};
+    let directory = match args.client_id {
+        None => ServeDirectory::Emulator {
+            users: args.users,
+            groups: args.groups,
+            seed: args.seed,
+        },
+        Some(client_id) => ServeDirectory::Remote {
+            client_id,
+            client_secret: Secret::new(
+                std::env::var(&args.client_secret_env)
+                    .with_context(|| format!("{} is not set", args.client_secret_env))?,
+            ),
+            graph_url: args.graph_url,
+            login_url: args.login_url,
+        },
+    };
+    let opts = ServeOptions {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        redirect_uri: args.redirect_uri,
+        directory,
+    };
+    run_serve(&opts, |info| {
+        println!("Serving the connect routes on {}", info.base_url);
+        println!("  open {}/ to connect a directory", info.base_url);
+        println!("  consent callback: {}", info.redirect_uri);
+        if let Some(t) = &info.emulated_tenant {
+            println!("  emulated tenant: {t} (not consented yet)");
+        }
+        println!("Press Ctrl-C to stop.");
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -25,7 +25,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE connections (
     tenant_id TEXT PRIMARY KEY,
     body      TEXT NOT NULL
@@ -81,8 +82,8 @@ CREATE TABLE runs (
     PRIMARY KEY (tenant_id, run_id)
 );
 "#,
-// 2: idempotency records (src/idempotency.rs).
-r#"
+    // 2: idempotency records (src/idempotency.rs).
+    r#"
 CREATE TABLE idempotency (
     tenant_id            TEXT NOT NULL,
     key                  TEXT NOT NULL,
@@ -95,8 +96,8 @@ CREATE TABLE idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_expiry ON idempotency (expires_at_ms);
 "#,
-// 3: the projection's stores (src/projection_store.rs): settings and the host product's users.
-r#"
+    // 3: the projection's stores (src/projection_store.rs): settings and the host product's users.
+    r#"
 CREATE TABLE settings (
     tenant_id TEXT PRIMARY KEY,
     version   INTEGER NOT NULL,
@@ -113,7 +114,17 @@ CREATE TABLE local_users (
 );
 CREATE INDEX local_users_email ON local_users (account_id, email);
 CREATE INDEX local_users_link ON local_users (link_tenant, link_object);
-"#];
+"#,
+    // 4: pending admin consents (src/consent_store.rs), taken once by the callback.
+    r#"
+CREATE TABLE consent_states (
+    state      TEXT PRIMARY KEY,
+    expires_ms INTEGER NOT NULL,
+    body       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX consent_states_expiry ON consent_states (expires_ms);
+"#,
+];
 
 /// Open (and migrate) a SQLite database file with the settings every embedded store uses.
 pub fn open_database(path: &Path) -> Result<rusqlite::Connection, StoreError> {
