@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use entra_sync_core::memory::{CollectingEvents, CollectingQueue, ManualClock, MemoryStore};
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, Stream, TenantId};
-use entra_sync_core::ports::{ConnectionStore, Secret};
+use entra_sync_core::ports::{ConnectionStore, RunStore, Secret};
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, reconcile_page, run_fetch,
 };
@@ -71,6 +71,7 @@ async fn world(emu: &Emulator, client: &Arc<GraphClient>, spec: &TenantSpec) -> 
         mirror: store.clone(),
         events: events.clone(),
         clock: clock.clone(),
+        projection: None,
     };
     let reconcile = ReconcileDeps {
         cursors: store.clone(),
@@ -78,6 +79,7 @@ async fn world(emu: &Emulator, client: &Arc<GraphClient>, spec: &TenantSpec) -> 
         runs: store,
         events,
         clock,
+        projection: None,
     };
     World {
         tenant,
@@ -165,4 +167,249 @@ async fn a_crash_at_any_step_of_applying_a_group_deletion_still_removes_its_memb
     }
     assert!(crashed_mid_page > 10, "the crashes hit the page");
     emu.shutdown().await;
+}
+
+/// The users stream of a scripted directory: a first page `p` whose content a re-read changes
+/// (as a replayed nextLink can: objects change while a round is read), and a second page `q`.
+/// The groups stream is one empty page.
+const SHORT_NAME: usize = 100;
+
+struct ShrinkingPage {
+    reads_of_first: std::sync::atomic::AtomicU32,
+}
+
+fn big_user(id: &str, name_len: usize) -> entra_sync_core::page::UserDelta {
+    entra_sync_core::page::UserDelta::Upsert {
+        user: entra_sync_core::model::DirectoryUser {
+            id: id.into(),
+            display_name: Some(format!("{id}-{}", "n".repeat(name_len))),
+            account_enabled: Some(true),
+            ..Default::default()
+        },
+        manager: entra_sync_core::page::ManagerChange::NotReported,
+    }
+}
+
+#[async_trait::async_trait]
+impl entra_sync_core::ports::DirectoryReader for ShrinkingPage {
+    async fn fetch_page(
+        &self,
+        _tenant: &TenantId,
+        stream: Stream,
+        request: &entra_sync_core::page::PageRequest,
+    ) -> Result<entra_sync_core::page::FetchedPage, entra_sync_core::error::DirectoryError> {
+        use entra_sync_core::page::{FetchedPage, PageItems, PageLink, PageRequest};
+        use std::sync::atomic::Ordering;
+        Ok(match (stream, request) {
+            (Stream::Groups, _) => FetchedPage {
+                items: PageItems::empty(Stream::Groups),
+                link: PageLink::Delta("groups-delta".into()),
+            },
+            (Stream::Users, PageRequest::Initial) => {
+                // First read: a, b, c with long names (one message each at the queue's limit);
+                // every later read: the same users with short names (two messages).
+                let long = self.reads_of_first.fetch_add(1, Ordering::SeqCst) == 0;
+                let len = if long { 600 } else { SHORT_NAME };
+                FetchedPage {
+                    items: PageItems::Users(vec![
+                        big_user("a", len),
+                        big_user("b", len),
+                        big_user("c", len),
+                    ]),
+                    link: PageLink::Next("users-page-2".into()),
+                }
+            }
+            (Stream::Users, PageRequest::Link(_)) => FetchedPage {
+                items: PageItems::Users(vec![big_user("d", 10)]),
+                link: PageLink::Delta("users-delta".into()),
+            },
+        })
+    }
+    fn requests_sent(&self, _tenant: &TenantId) -> u64 {
+        0
+    }
+}
+
+/// A queue that accepts a users page and then reports failure once, as a fetch that dies after
+/// SQS took the batch but before it could checkpoint.
+struct DiesAfterEnqueue {
+    inner: Arc<entra_sync_core::memory::LimitedQueue>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl entra_sync_core::ports::WorkQueue for DiesAfterEnqueue {
+    async fn enqueue(
+        &self,
+        messages: Vec<entra_sync_core::page::PageMessage>,
+    ) -> Result<(), entra_sync_core::error::QueueError> {
+        let users = messages
+            .first()
+            .is_some_and(|m| m.stream() == Stream::Users);
+        self.inner.enqueue(messages).await?;
+        if users && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(entra_sync_core::error::QueueError::Rejected(
+                "the fetch died here".into(),
+            ));
+        }
+        Ok(())
+    }
+    fn max_message_bytes(&self) -> Option<usize> {
+        self.inner.max_message_bytes()
+    }
+}
+
+#[tokio::test]
+async fn a_page_re_read_after_a_crash_that_splits_differently_never_shares_a_number_with_another_page()
+ {
+    use entra_sync_core::memory::LimitedQueue;
+    use entra_sync_core::model::Presence;
+    use entra_sync_core::ports::MirrorStore;
+
+    let tenant = TenantId::new("tenant-split");
+    let store = Arc::new(MemoryStore::new());
+    store
+        .put_connection(&Connection {
+            tenant_id: tenant.clone(),
+            account_id: AccountId("acct".into()),
+            label: "test".into(),
+            tenant_name: None,
+            verified_domains: vec![],
+            status: ConnectionStatus::Connected,
+            connected_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let limited = Arc::new(LimitedQueue {
+        max_bytes: 1500,
+        inner: CollectingQueue::new(),
+    });
+    let queue = Arc::new(DiesAfterEnqueue {
+        inner: limited.clone(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let events = Arc::new(CollectingEvents::new());
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let fetch = FetchDeps {
+        directory: Arc::new(ShrinkingPage {
+            reads_of_first: std::sync::atomic::AtomicU32::new(1),
+        }),
+        connections: store.clone(),
+        cursors: store.clone(),
+        leases: store.clone(),
+        runs: store.clone(),
+        queue: queue.clone(),
+        mirror: store.clone(),
+        events: events.clone(),
+        clock: clock.clone(),
+        projection: None,
+    };
+    let reconcile = ReconcileDeps {
+        cursors: store.clone(),
+        mirror: store.clone(),
+        runs: store.clone(),
+        events,
+        clock,
+        projection: None,
+    };
+
+    // Round 1 (full, clean): a, b, c, d are in the mirror.
+    run_fetch(&fetch, &tenant, &FetchOptions::default())
+        .await
+        .unwrap();
+    for m in limited.inner.drain() {
+        reconcile_page(&reconcile, &m).await.unwrap();
+    }
+    let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    assert_eq!(store.get_users(&tenant, &ids).await.unwrap().len(), 4);
+
+    // Round 2, a forced full round: the first read of page one is long (three messages); the
+    // fetch dies after enqueueing them. The re-read is short (two messages).
+    let fetch = FetchDeps {
+        directory: Arc::new(ShrinkingPage {
+            reads_of_first: std::sync::atomic::AtomicU32::new(0),
+        }),
+        ..fetch
+    };
+    queue.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let forced = FetchOptions {
+        force_full: true,
+        ..FetchOptions::default()
+    };
+    assert!(run_fetch(&fetch, &tenant, &forced).await.is_err());
+    let old_parts = limited.inner.drain();
+    let old_users = |m: &&entra_sync_core::page::PageMessage| m.stream() == Stream::Users;
+    assert_eq!(
+        old_parts.iter().filter(old_users).count(),
+        3,
+        "the long page was split in three"
+    );
+    run_fetch(&fetch, &tenant, &FetchOptions::default())
+        .await
+        .unwrap();
+    let new_parts = limited.inner.drain();
+    let with_content: Vec<usize> = new_parts
+        .iter()
+        .filter(old_users)
+        .filter(|m| !m.items.is_empty())
+        .map(|m| m.items.len())
+        .collect();
+    assert_eq!(
+        with_content,
+        vec![2, 1, 1],
+        "re-read in two parts, then page two"
+    );
+    // No two messages of different content share a number.
+    let mut numbers: Vec<u32> = new_parts
+        .iter()
+        .filter(old_users)
+        .map(|m| m.page_seq)
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), new_parts.iter().filter(old_users).count());
+    for old in old_parts.iter().filter(old_users) {
+        if let Some(new) = new_parts
+            .iter()
+            .filter(old_users)
+            .find(|n| n.page_seq == old.page_seq)
+        {
+            assert!(
+                new.items.is_empty(),
+                "page {} is reused by a part with content",
+                old.page_seq
+            );
+        }
+    }
+
+    // Worst order: the old parts first, then the re-read page and the next page.
+    for m in old_parts.iter().chain(&new_parts) {
+        reconcile_page(&reconcile, m).await.unwrap();
+    }
+    let users = store.get_users(&tenant, &ids).await.unwrap();
+    assert_eq!(users.len(), 4);
+    for u in &users {
+        assert_eq!(
+            u.presence,
+            Presence::Present,
+            "{} was swept although the directory has it",
+            u.user.id
+        );
+        if u.user.id != "d" {
+            assert_eq!(
+                u.user.display_name.as_deref().map(str::len),
+                Some(SHORT_NAME + 2),
+                "{} keeps the re-read (newer) state",
+                u.user.id
+            );
+        }
+    }
+    let run = store
+        .list_runs(&tenant, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(run.users.committed, "the round still commits");
 }
