@@ -158,11 +158,26 @@ pub async fn local_users(store: &dyn LocalUserStore) {
             .is_empty()
     );
 
-    let ann = local("acct-1", "u1", "ann@contoso.com", link("tenant-a", "obj-ann"));
+    let ann = local(
+        "acct-1",
+        "u1",
+        "ann@contoso.com",
+        link("tenant-a", "obj-ann"),
+    );
     let bob = local("acct-1", "u2", "bob@contoso.com", None);
-    let cid = local("acct-1", "u3", "cid@contoso.com", link("tenant-a", "obj-cid"));
+    let cid = local(
+        "acct-1",
+        "u3",
+        "cid@contoso.com",
+        link("tenant-a", "obj-cid"),
+    );
     // Same local id and email in another account, linked in another tenant.
-    let ann_other = local("acct-2", "u1", "ann@contoso.com", link("tenant-b", "obj-ann"));
+    let ann_other = local(
+        "acct-2",
+        "u1",
+        "ann@contoso.com",
+        link("tenant-b", "obj-ann"),
+    );
     store
         .put_local_users(&[ann.clone(), bob.clone(), cid.clone(), ann_other.clone()])
         .await
@@ -235,7 +250,10 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     assert_eq!(ids(&linked), strings(&["u1", "u3"]));
     assert!(linked.contains(&ann2));
     assert_eq!(
-        store.find_linked(&tb, &strings(&["obj-ann"])).await.unwrap(),
+        store
+            .find_linked(&tb, &strings(&["obj-ann"]))
+            .await
+            .unwrap(),
         vec![ann_other.clone()],
         "the same object id in another tenant is another user"
     );
@@ -279,7 +297,10 @@ pub async fn local_users(store: &dyn LocalUserStore) {
         "the other account's user keeps the email"
     );
     assert_eq!(
-        store.find_linked(&ta, &strings(&["obj-ann"])).await.unwrap(),
+        store
+            .find_linked(&ta, &strings(&["obj-ann"]))
+            .await
+            .unwrap(),
         vec![ann3.clone()],
         "an email change keeps the link"
     );
@@ -348,7 +369,10 @@ pub async fn local_users(store: &dyn LocalUserStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.find_linked(&ta, &strings(&["obj-bob"])).await.unwrap(),
+        store
+            .find_linked(&ta, &strings(&["obj-bob"]))
+            .await
+            .unwrap(),
         vec![bob2.clone()]
     );
 
@@ -369,17 +393,22 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     // Listing: local-id order, `limit` per page, `next` only while more follow, one account.
     let page1 = store.list_local_users(&a1, None, 2).await.unwrap();
     assert_eq!(
-        page1.items.iter().map(|u| u.local_id.as_str()).collect::<Vec<_>>(),
+        page1
+            .items
+            .iter()
+            .map(|u| u.local_id.as_str())
+            .collect::<Vec<_>>(),
         vec!["u0", "u1"]
     );
     assert_eq!(page1.items[1], ann4, "listings return whole users");
     let next = page1.next.expect("more users follow the first page");
-    let page2 = store
-        .list_local_users(&a1, Some(&next), 2)
-        .await
-        .unwrap();
+    let page2 = store.list_local_users(&a1, Some(&next), 2).await.unwrap();
     assert_eq!(
-        page2.items.iter().map(|u| u.local_id.as_str()).collect::<Vec<_>>(),
+        page2
+            .items
+            .iter()
+            .map(|u| u.local_id.as_str())
+            .collect::<Vec<_>>(),
         vec!["u2", "u3"]
     );
     assert_eq!(page2.next, None, "nothing follows the last page");
@@ -395,7 +424,10 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     let other = store.list_local_users(&a2, None, 10).await.unwrap();
     assert_eq!(other.items, vec![ann_other]);
     assert_eq!(other.next, None);
-    let none = store.list_local_users(&acct("acct-3"), None, 10).await.unwrap();
+    let none = store
+        .list_local_users(&acct("acct-3"), None, 10)
+        .await
+        .unwrap();
     assert!(none.items.is_empty());
     assert_eq!(none.next, None);
 }
@@ -485,14 +517,21 @@ pub async fn local_users_in_bulk(store: &dyn LocalUserStore) {
         .map(|i| format!("user{i}@contoso.com"))
         .collect();
     assert!(
-        store.find_by_emails(&a, &old_even).await.unwrap().is_empty(),
+        store
+            .find_by_emails(&a, &old_even)
+            .await
+            .unwrap()
+            .is_empty(),
         "renamed users are no longer found by their old emails"
     );
     let new_even: Vec<String> = (0..N)
         .step_by(2)
         .map(|i| format!("renamed{i}@contoso.com"))
         .collect();
-    assert_eq!(store.find_by_emails(&a, &new_even).await.unwrap().len(), 600);
+    assert_eq!(
+        store.find_by_emails(&a, &new_even).await.unwrap().len(),
+        600
+    );
     let all = store.list_local_users(&a, None, N + 10).await.unwrap();
     assert_eq!(all.items, rewritten);
     assert_eq!(all.next, None);

@@ -316,3 +316,23 @@ async fn eventbridge_sink_delivers_events_to_a_rule_target() {
     assert_eq!(envelope["detail-type"], "UserCreated");
     assert_eq!(envelope["detail"]["tenant_id"], "tenant-a");
 }
+
+#[tokio::test]
+async fn dynamodb_store_keeps_the_settings_contract() {
+    entra_sync_tests::contract_projection::settings(&store().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_keeps_the_local_user_contract() {
+    entra_sync_tests::contract_projection::local_users(&store().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_keeps_many_local_users_in_one_put() {
+    entra_sync_tests::contract_projection::local_users_in_bulk(&store().await).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_keeps_the_email_index_under_concurrent_writers() {
+    entra_sync_tests::contract_projection::local_users_concurrent_writers(&store().await).await;
+}

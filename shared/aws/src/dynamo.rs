@@ -118,7 +118,7 @@ pub(crate) fn body<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
 }
 
 /// FNV-1a: a stable shard for a listing key (not security relevant).
-fn shard_of(key: &str, shards: u32) -> u32 {
+pub(crate) fn shard_of(key: &str, shards: u32) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.bytes() {
         h ^= u64::from(b);
@@ -424,7 +424,7 @@ impl DynamoStore {
     }
 
     /// Read items by key and decode them in the order of `keys`.
-    async fn read_in_order<T: DeserializeOwned>(
+    pub(crate) async fn read_in_order<T: DeserializeOwned>(
         &self,
         keys: Vec<(String, String)>,
     ) -> Result<Vec<T>, StoreError> {

@@ -12,6 +12,7 @@ pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
 pub mod idempotency;
+mod projection;
 pub mod secrets;
 pub mod sqs;
 
