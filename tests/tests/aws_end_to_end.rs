@@ -252,13 +252,18 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
     );
 
     // 3. Reconcile every page message SQS holds, in batches of ten, newest first.
-    let reconcile_deps = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events: events.clone(),
-        clock: Arc::new(SystemClock),
-        projection: None,
+    let reconcile_deps = entra_sync_reconcile::handler::Deps {
+        reconcile: ReconcileDeps {
+            cursors: store.clone(),
+            mirror: store.clone(),
+            runs: store.clone(),
+            events: events.clone(),
+            clock: Arc::new(SystemClock),
+            projection: None,
+        },
+        // The message idempotency records on the same table, as in the deployed function.
+        idempotency: store.clone(),
+        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
     };
     let mut pages = receive(&q.sqs, &q.pages, 120).await;
     assert!(pages.len() > 10, "only {} page messages", pages.len());
@@ -278,7 +283,8 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
     let runs = store.list_runs(&tenant, 5).await.unwrap();
     assert_eq!(runs[0].status, RunStatus::Succeeded);
 
-    // 4. Every page again, twice, in another order: nothing changes.
+    // 4. Every page again, twice, in another order: nothing changes (each message id is
+    //    acknowledged from its idempotency record).
     let before = export_mirror(store.as_ref(), &tenant).await.unwrap();
     let mut again: Vec<Message> = pages.iter().step_by(2).cloned().collect();
     again.extend(pages.iter().skip(1).step_by(2).cloned());

@@ -602,7 +602,7 @@ fn now() -> DateTime<chrono::Utc> {
     DateTime::from_timestamp(1_767_261_600, 0).unwrap()
 }
 
-async fn reconcile_world() -> (ReconcileDeps, Arc<MemoryStore>) {
+async fn reconcile_world() -> (entra_sync_reconcile::handler::Deps, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let t = TenantId::new("tenant-a");
     let (round, _) = CursorRecord::default().begin_round("run-1");
@@ -613,20 +613,29 @@ async fn reconcile_world() -> (ReconcileDeps, Arc<MemoryStore>) {
         .create_run(&SyncRun::new("run-1".into(), t, Trigger::Scheduled, now()))
         .await
         .unwrap();
-    let deps = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events: Arc::new(CollectingEvents::new()),
-        clock: Arc::new(ManualClock::new(now())),
-        projection: None,
+    let deps = entra_sync_reconcile::handler::Deps {
+        reconcile: ReconcileDeps {
+            cursors: store.clone(),
+            mirror: store.clone(),
+            runs: store.clone(),
+            events: Arc::new(CollectingEvents::new()),
+            clock: Arc::new(ManualClock::new(now())),
+            projection: None,
+        },
+        idempotency: Arc::new(entra_sync_core::memory::MemoryIdempotency::new()),
+        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
     };
     (deps, store)
 }
 
 fn sqs_message(body: Option<String>) -> SqsMessage {
+    // Every case is its own delivery (reconcile keys its idempotency records by message id).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut m = SqsMessage::default();
-    m.message_id = Some("m-1".into());
+    m.message_id = Some(format!(
+        "m-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     m.body = body;
     m
 }
@@ -670,6 +679,9 @@ fn the_reconcile_handler_sets_aside_malformed_page_messages_and_never_panics() {
                 }
                 (Some(_), MessageResult::Applied(_)) => applied.set(applied.get() + 1),
                 (Some(_), MessageResult::Failed { .. }) => {}
+                (_, MessageResult::AlreadyApplied) => {
+                    prop_assert!(false, "a new message id was taken for a redelivery")
+                }
             }
             Ok(())
         })
@@ -845,6 +857,113 @@ fn sqs_envelopes_never_panic_when_mutated() {
                         check_page_message(body)?;
                     }
                 }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The connect function's parsers: the consent callback's query string and the start and
+// reconnect bodies.
+
+/// Query strings built from the callback's own parameter names (and others), with values that
+/// may be empty, percent-encoded, repeated or hold the canary.
+fn arb_callback_query() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("admin_consent".to_owned()),
+        Just("tenant".to_owned()),
+        Just("state".to_owned()),
+        Just("scope".to_owned()),
+        Just("error".to_owned()),
+        Just("error_description".to_owned()),
+        "[a-z_%=&+]{0,12}",
+    ];
+    let value = prop_oneof![
+        Just("True".to_owned()),
+        Just(format!("AADSTS65004%3a+{CANARY}")),
+        Just(CANARY.to_owned()),
+        "[ -~]{0,40}",
+        "(%[0-9a-fA-F]{0,2}){0,6}",
+        proptest::collection::vec(any::<char>(), 0..20).prop_map(|c| c.into_iter().collect()),
+    ];
+    proptest::collection::vec((key, value, any::<bool>()), 0..8).prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(k, v, bare)| if bare { k } else { format!("{k}={v}") })
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+#[test]
+fn the_consent_callback_parser_never_panics_and_refuses_with_typed_errors() {
+    use entra_sync_connect::parse::{CallbackError, MAX_QUERY_BYTES, parse_callback_query};
+    use entra_sync_core::services::connect::ConsentCallback;
+    let strategy = prop_oneof![
+        4 => arb_callback_query(),
+        1 => proptest::collection::vec(any::<char>(), 0..300).prop_map(|c| c.into_iter().collect::<String>()),
+        1 => (0usize..3).prop_map(|n| "state=x&".repeat(MAX_QUERY_BYTES / 8 + n)),
+    ];
+    runner(600)
+        .run(&strategy, |q| {
+            match parse_callback_query(Some(&q)) {
+                Ok(ConsentCallback::Failed { error, .. }) => {
+                    prop_assert!(!error.is_empty(), "an empty error is not a failure: {q}");
+                }
+                Ok(ConsentCallback::Granted { tenant, .. }) => {
+                    prop_assert!(q.contains("admin_consent"), "{q}");
+                    prop_assert!(tenant.is_none_or(|t| !t.is_empty()));
+                }
+                Err(e) => {
+                    prop_assert!(matches!(
+                        e,
+                        CallbackError::TooLarge
+                            | CallbackError::Duplicate(_)
+                            | CallbackError::Unrecognized
+                    ));
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains(CANARY), "error quotes the input: {text}");
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn the_connect_body_parsers_never_panic_and_never_quote_the_body() {
+    use entra_sync_connect::parse::{parse_reconnect_body, parse_start_body};
+    let seed = json!({"label": format!("Contoso {CANARY}"), "expected_tenant_id": "6e9f0c7a-3b8d-4d2e-9a6f-0c4b7d21e9a3"});
+    let strategy = prop_oneof![
+        1 => proptest::collection::vec(any::<u8>(), 0..300),
+        2 => arb_json().prop_map(|v| v.to_string().into_bytes()),
+        3 => proptest::collection::vec(arb_mutation(), 1..4)
+            .prop_map(move |m| mutate(&seed, &m).0.into_bytes()),
+        1 => (0usize..200).prop_map(|cut| {
+            let text = json!({"label": CANARY}).to_string();
+            text.as_bytes()[..cut.min(text.len())].to_vec()
+        }),
+    ];
+    runner(600)
+        .run(&strategy, |bytes| {
+            match parse_start_body(&bytes) {
+                Ok(b) => {
+                    // What parses is what was sent: a label string, a tenant id that is a GUID.
+                    let v: Value = serde_json::from_slice(&bytes).unwrap();
+                    prop_assert_eq!(v["label"].as_str(), Some(b.label.as_str()));
+                    if let Some(t) = b.expected_tenant_id {
+                        prop_assert_eq!(t.as_str().len(), 36);
+                    }
+                }
+                Err(e) => {
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(!text.contains(CANARY), "error quotes the body: {text}");
+                }
+            }
+            if let Err(e) = parse_reconnect_body(&bytes) {
+                let text = format!("{e} {e:?}");
+                prop_assert!(!text.contains(CANARY), "error quotes the body: {text}");
             }
             Ok(())
         })

@@ -1,21 +1,45 @@
 //! Translate an SQS batch into `reconcile_page` calls and their outcomes into the batch
 //! response: the one place a reconcile failure is classified and logged.
+//!
+//! Each message is claimed under its SQS message id in the idempotency store first
+//! (shared/core/src/idempotency.rs): a message another worker already applied is acknowledged
+//! without work, and one another worker is applying right now (SQS delivers a standard queue's
+//! message twice at times, or again after a visibility timeout while a slow worker still runs)
+//! is reported failed, to be retried once that worker is done. Without the claim both workers
+//! would plan from the same state and both publish the page's change events.
+
+use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use entra_sync_core::idempotency::{Begin, IdempotencyConfig};
 use entra_sync_core::page::PageMessage;
+use entra_sync_core::ports::IdempotencyStore;
 use entra_sync_core::services::{ReconcileDeps, ReconcileOutcome, reconcile_page};
-use tracing::{Instrument, error, info_span, warn};
+use sha2::{Digest, Sha256};
+use tracing::{Instrument, error, info, info_span, warn};
 
-/// The ports reconcile uses: cursors (read, applied markers, commit), the mirror, runs, events.
-pub type Deps = ReconcileDeps;
+/// The ports reconcile uses: cursors (read, applied markers, commit), the mirror, runs, events,
+/// and the idempotency records of the messages.
+#[derive(Clone)]
+pub struct Deps {
+    pub reconcile: ReconcileDeps,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// How long a message's record lives, and its in-progress claim (at least the function
+    /// timeout, and below the queue's visibility timeout so a redelivery after a crash can take
+    /// the claim over).
+    pub idempotency_config: IdempotencyConfig,
+}
 
 /// What became of one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MessageResult {
     Applied(ReconcileOutcome),
+    /// This message id was applied before (a redelivery): acknowledged without work.
+    AlreadyApplied,
     /// Not a page message: it fails on every delivery and ends in the dead-letter queue.
     Malformed,
-    /// Applying failed; SQS delivers it again after the visibility timeout.
+    /// Applying failed, or another worker is applying it right now; SQS delivers it again after
+    /// the visibility timeout.
     Failed {
         retryable: bool,
     },
@@ -28,7 +52,10 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
         futures::future::join_all(event.records.iter().map(|m| handle_message(deps, m))).await;
     let mut response = SqsBatchResponse::default();
     for (message, result) in event.records.iter().zip(results) {
-        if !matches!(result, MessageResult::Applied(_)) {
+        if !matches!(
+            result,
+            MessageResult::Applied(_) | MessageResult::AlreadyApplied
+        ) {
             // A message without an id cannot be reported; Lambda never sends one.
             if let Some(id) = &message.message_id {
                 response.add_failure(id.clone());
@@ -38,21 +65,47 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-/// Parse and apply one message.
+/// The idempotency key of a delivery: its SQS message id.
+fn idempotency_key(message_id: &str) -> String {
+    format!("reconcile#{message_id}")
+}
+
+fn sha256_hex(body: &str) -> String {
+    Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The answer stored for a completed message (ids and counts only).
+fn stored_answer(outcome: &ReconcileOutcome) -> String {
+    match outcome {
+        ReconcileOutcome::Applied {
+            writes,
+            first_time,
+            committed,
+        } => serde_json::json!({
+            "applied": true,
+            "writes": writes,
+            "first_time": first_time,
+            "committed": committed,
+        }),
+        ReconcileOutcome::Abandoned => serde_json::json!({ "applied": false }),
+    }
+    .to_string()
+}
+
+/// Parse, claim and apply one message.
 pub async fn handle_message(deps: &Deps, message: &SqsMessage) -> MessageResult {
     let message_id = message.message_id.as_deref().unwrap_or("");
-    let page: PageMessage = match message
-        .body
-        .as_deref()
-        .map(serde_json::from_str::<PageMessage>)
-    {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => {
+    let Some(body) = message.body.as_deref() else {
+        error!(message_id, "page message without a body");
+        return MessageResult::Malformed;
+    };
+    let page: PageMessage = match serde_json::from_str(body) {
+        Ok(p) => p,
+        Err(e) => {
             error!(message_id, error = %e, "malformed page message");
-            return MessageResult::Malformed;
-        }
-        None => {
-            error!(message_id, "page message without a body");
             return MessageResult::Malformed;
         }
     };
@@ -65,15 +118,54 @@ pub async fn handle_message(deps: &Deps, message: &SqsMessage) -> MessageResult 
         page = page.page_seq
     );
     async {
-        match reconcile_page(deps, &page).await {
-            Ok(outcome) => MessageResult::Applied(outcome),
-            Err(e) if e.is_retryable() => {
-                warn!(error = %e, class = e.class().as_str(), "page not applied; will be retried");
-                MessageResult::Failed { retryable: true }
+        let tenant = &page.tenant_id;
+        let key = idempotency_key(message_id);
+        let claim =
+            deps.idempotency_config
+                .claim(&key, sha256_hex(body), deps.reconcile.clock.now());
+        match deps.idempotency.begin(tenant, &claim).await {
+            Ok(Begin::Started) => {}
+            Ok(Begin::AlreadyCompleted(_)) => {
+                info!("page message already applied; acknowledged");
+                return MessageResult::AlreadyApplied;
+            }
+            Ok(Begin::InProgress { until }) => {
+                warn!(claimed_until = %until, "page message is being applied elsewhere; will be retried");
+                return MessageResult::Failed { retryable: true };
+            }
+            Ok(Begin::PayloadMismatch) => {
+                error!("message id seen before with another body; not applied");
+                return MessageResult::Failed { retryable: false };
             }
             Err(e) => {
-                error!(error = %e, class = e.class().as_str(), "page cannot be applied");
-                MessageResult::Failed { retryable: false }
+                warn!(error = %e, "idempotency record unavailable; will be retried");
+                return MessageResult::Failed { retryable: true };
+            }
+        }
+        match reconcile_page(&deps.reconcile, &page).await {
+            Ok(outcome) => {
+                if let Err(e) = deps
+                    .idempotency
+                    .complete(tenant, &key, &stored_answer(&outcome), claim.expires_at)
+                    .await
+                {
+                    // The page is applied; a redelivery would re-apply it harmlessly.
+                    warn!(error = %e, "page applied but its idempotency record was not completed");
+                }
+                MessageResult::Applied(outcome)
+            }
+            Err(e) => {
+                if let Err(re) = deps.idempotency.release(tenant, &key).await {
+                    // The claim expires on its own; the retry waits for that.
+                    warn!(error = %re, "idempotency claim not released");
+                }
+                if e.is_retryable() {
+                    warn!(error = %e, class = e.class().as_str(), "page not applied; will be retried");
+                    MessageResult::Failed { retryable: true }
+                } else {
+                    error!(error = %e, class = e.class().as_str(), "page cannot be applied");
+                    MessageResult::Failed { retryable: false }
+                }
             }
         }
     }
@@ -88,7 +180,7 @@ mod tests {
 
     use chrono::DateTime;
     use entra_sync_core::cursor::CursorRecord;
-    use entra_sync_core::memory::{CollectingEvents, ManualClock, MemoryStore};
+    use entra_sync_core::memory::{CollectingEvents, ManualClock, MemoryIdempotency, MemoryStore};
     use entra_sync_core::model::{Stream, TenantId};
     use entra_sync_core::ports::{CursorStore, MirrorStore, RunStore};
     use entra_sync_core::run::{SyncRun, Trigger};
@@ -109,11 +201,16 @@ mod tests {
             .await
             .unwrap();
         let deps = Deps {
-            cursors: store.clone(),
-            mirror: store.clone(),
-            runs: store.clone(),
-            events: Arc::new(CollectingEvents::new()),
-            clock: Arc::new(ManualClock::new(now)),
+            reconcile: ReconcileDeps {
+                cursors: store.clone(),
+                mirror: store.clone(),
+                runs: store.clone(),
+                events: Arc::new(CollectingEvents::new()),
+                clock: Arc::new(ManualClock::new(now)),
+                projection: None,
+            },
+            idempotency: Arc::new(MemoryIdempotency::new()),
+            idempotency_config: IdempotencyConfig::default(),
         };
         (deps, store)
     }
@@ -192,5 +289,97 @@ mod tests {
         let mut m = SqsMessage::default();
         m.message_id = Some("m1".into());
         assert_eq!(handle_message(&deps, &m).await, MessageResult::Malformed);
+    }
+
+    #[tokio::test]
+    async fn a_message_delivered_again_after_it_was_applied_is_acknowledged_without_work() {
+        let (deps, store) = world().await;
+        let event = sample(include_str!("../../../events/reconcile/happy.json"));
+        assert!(failures(&handle(&deps, event.clone()).await).is_empty());
+        let writes = store.writes();
+        let results =
+            futures::future::join_all(event.records.iter().map(|m| handle_message(&deps, m))).await;
+        assert_eq!(
+            results,
+            vec![MessageResult::AlreadyApplied, MessageResult::AlreadyApplied]
+        );
+        assert!(failures(&handle(&deps, event).await).is_empty());
+        assert_eq!(
+            store.writes(),
+            writes,
+            "nothing was planned or written again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_another_worker_is_applying_is_reported_for_a_later_retry() {
+        let (deps, store) = world().await;
+        let event = sample(include_str!("../../../events/reconcile/happy.json"));
+        let first = &event.records[0];
+        let page: PageMessage = serde_json::from_str(first.body.as_deref().unwrap()).unwrap();
+        // Another worker claimed the first message a moment ago and is still at it.
+        let key = idempotency_key(first.message_id.as_deref().unwrap());
+        let claim = deps.idempotency_config.claim(
+            &key,
+            sha256_hex(first.body.as_deref().unwrap()),
+            deps.reconcile.clock.now(),
+        );
+        assert_eq!(
+            deps.idempotency
+                .begin(&page.tenant_id, &claim)
+                .await
+                .unwrap(),
+            Begin::Started
+        );
+        let r = handle(&deps, event.clone()).await;
+        assert_eq!(failures(&r), vec!["3f1c7b1e-0000-4000-8000-000000000000"]);
+        let t = TenantId::new("tenant-a");
+        assert_eq!(store.applied_pages(&t, Stream::Users, 1).await.unwrap(), 1);
+        // That worker died: once its claim expires, the redelivery applies the page.
+        let clock = ManualClock::new(deps.reconcile.clock.now());
+        clock.advance(deps.idempotency_config.in_progress_expiry + chrono::Duration::seconds(1));
+        let later = Deps {
+            reconcile: ReconcileDeps {
+                clock: Arc::new(clock),
+                ..deps.reconcile.clone()
+            },
+            ..deps.clone()
+        };
+        assert!(matches!(
+            handle_message(&later, first).await,
+            MessageResult::Applied(_)
+        ));
+        assert_eq!(store.applied_pages(&t, Stream::Users, 1).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_releases_its_claim_so_the_retry_runs_at_once() {
+        let (deps, _store) = world().await;
+        let event = sample(include_str!("../../../events/reconcile/happy.json"));
+        let first = &event.records[0];
+        // A page of a run the store does not know: updating the run's counts fails.
+        let mut body: serde_json::Value =
+            serde_json::from_str(first.body.as_deref().unwrap()).unwrap();
+        body["run_id"] = "no-such-run".into();
+        let mut m = first.clone();
+        m.body = Some(body.to_string());
+        assert!(matches!(
+            handle_message(&deps, &m).await,
+            MessageResult::Failed { .. }
+        ));
+        let page: PageMessage = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+        let claim = deps.idempotency_config.claim(
+            idempotency_key(m.message_id.as_deref().unwrap()),
+            sha256_hex(m.body.as_deref().unwrap()),
+            deps.reconcile.clock.now(),
+        );
+        assert_eq!(
+            deps.idempotency
+                .begin(&page.tenant_id, &claim)
+                .await
+                .unwrap(),
+            Begin::Started,
+            "the failed attempt left no claim behind"
+        );
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use entra_sync_aws::{DynamoStore, EventBridgeSink, config, load_sdk_config};
+use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::ports::SystemClock;
+use entra_sync_core::services::ReconcileDeps;
 use entra_sync_reconcile::handler::{Deps, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -12,17 +14,29 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
     let bus = config::required("EVENT_BUS_NAME")?;
+    let idempotency_config = IdempotencyConfig {
+        expiry: chrono::Duration::from_std(config::seconds("IDEMPOTENCY_EXPIRY_SECONDS", 3600)?)?,
+        in_progress_expiry: chrono::Duration::from_std(config::seconds(
+            "IDEMPOTENCY_IN_PROGRESS_SECONDS",
+            120,
+        )?)?,
+    };
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let deps = Deps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store,
-        events: Arc::new(EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            bus,
-        )),
-        clock: Arc::new(SystemClock),
+        reconcile: ReconcileDeps {
+            cursors: store.clone(),
+            mirror: store.clone(),
+            runs: store.clone(),
+            events: Arc::new(EventBridgeSink::new(
+                aws_sdk_eventbridge::Client::new(&sdk),
+                bus,
+            )),
+            clock: Arc::new(SystemClock),
+            projection: None,
+        },
+        idempotency: store,
+        idempotency_config,
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
