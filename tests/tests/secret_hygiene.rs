@@ -5,7 +5,7 @@
 //!
 //! The flows: connect and a full sync with the secret kept in the vault, throttling and an
 //! access token that expires mid-way, an incremental sync, a wrong client secret, and revoked
-//! consent.
+//! consent, then a reconsent through the connect routes (refused by a policy, then granted).
 //!
 //! This file is its own test binary with one test, because the log capture is a process-global
 //! subscriber.
@@ -280,6 +280,81 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
     texts.push_str(&format!("{org}\n{org:?}\n"));
     texts.push_str(&sync_error_texts(&SyncError::Directory(org)));
 
+    // 6. The connect routes: a reconsent through the consent page (the response bodies and the
+    //    callback pages go into the scan), one refused by a Conditional Access policy first.
+    //    The single-use state travels in URLs by design, but never into a log or a page.
+    let mut states = Vec::new();
+    {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+        let redirect = "https://connect.example.com/connect/callback";
+        let config = entra_sync_connect::ConnectConfig {
+            login_base_url: url::Url::parse(&emulator.login_base_url()).unwrap(),
+            client_id: emulator.app().client_id.clone(),
+            redirect_uri: url::Url::parse(redirect).unwrap(),
+            scope: good.config().scope(),
+            state_ttl: chrono::Duration::minutes(10),
+            return_url: None,
+        };
+        let routes = entra_sync_local::serve::connect_router(&app, good.as_ref().clone(), config);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut pages = String::new();
+        for blocked in [true, false] {
+            handle.set_token_block(
+                blocked.then_some(entra_sync_emulator::TokenBlock::ConditionalAccess),
+            );
+            let req = Request::post(format!("/accounts/local/connections/{tenant}/reconnect"))
+                .body(Body::empty())
+                .unwrap();
+            let resp = routes.clone().oneshot(req).await.unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let start: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            texts.push_str(&format!("{start}\n"));
+            let consent_url = url::Url::parse(start["consent_url"].as_str().unwrap()).unwrap();
+            states.extend(
+                consent_url
+                    .query_pairs()
+                    .filter(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned()),
+            );
+            let back = http.get(consent_url).send().await.unwrap();
+            let location = url::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+            let req = Request::get(format!(
+                "{}?{}",
+                location.path(),
+                location.query().unwrap_or("")
+            ))
+            .body(Body::empty())
+            .unwrap();
+            let resp = routes.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            pages.push_str(&String::from_utf8_lossy(&body));
+            assert_eq!(status.is_success(), !blocked, "{pages}");
+        }
+        assert!(pages.contains("Conditional Access") && pages.contains("Directory connected"));
+        assert_eq!(states.len(), 2);
+        let page_hits = hits(&pages, &states);
+        assert!(page_hits.is_empty(), "a state in a page: {page_hits:?}");
+        texts.push_str(&pages);
+        let req = Request::get("/accounts/local/connections")
+            .body(Body::empty())
+            .unwrap();
+        let resp = routes.clone().oneshot(req).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        texts.push_str(&String::from_utf8_lossy(&body));
+    }
+
     // The activity log, as `runs` prints it.
     let runs = app.store.list_runs(&tenant, 50).await.unwrap();
     assert!(runs.len() >= 3);
@@ -328,6 +403,12 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
 
     let log_hits = hits(&log, &needles);
     assert!(log_hits.is_empty(), "secrets in the log: {log_hits:?}");
+    let state_hits = hits(&log, &states);
+    assert!(
+        state_hits.is_empty(),
+        "consent states in the log: {state_hits:?}"
+    );
+    assert!(log.contains("consent callback connected a directory"));
     let text_hits = hits(&texts, &needles);
     assert!(text_hits.is_empty(), "secrets in errors: {text_hits:?}");
     assert!(

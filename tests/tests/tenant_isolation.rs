@@ -626,3 +626,150 @@ async fn reconciling_tenant_b_never_touches_tenant_a_in_sqlite() {
 async fn reconciling_tenant_b_never_touches_tenant_a_in_dynamodb() {
     reconcile_for_b_never_touches_a(Arc::new(dynamo().await)).await;
 }
+
+/// A directory that describes any tenant it is asked about (the consent proof always works).
+struct AnyTenant;
+
+#[async_trait::async_trait]
+impl entra_sync_core::ports::TenantDirectory for AnyTenant {
+    async fn tenant_details(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<entra_sync_core::ports::TenantDetails, entra_sync_core::error::DirectoryError> {
+        Ok(entra_sync_core::ports::TenantDetails {
+            tenant_id: tenant.clone(),
+            name: Some(format!("name of {tenant}")),
+            verified_domains: vec![],
+        })
+    }
+    async fn forget_tenant(&self, _tenant: &TenantId) {}
+}
+
+#[tokio::test]
+async fn connect_routes_never_let_one_account_see_or_change_anothers_connection() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let store = Arc::new(MemoryStore::new());
+    let routes = entra_sync_connect::router(entra_sync_connect::AppState {
+        deps: entra_sync_core::services::ConnectDeps {
+            consent_states: Arc::new(entra_sync_core::memory_consent::MemoryConsentStates::new()),
+            connections: store.clone(),
+            directory: Arc::new(AnyTenant),
+            vault: Arc::new(entra_sync_core::memory::MemoryVault::default()),
+            clock: Arc::new(ManualClock::new(now())),
+        },
+        config: Arc::new(entra_sync_connect::ConnectConfig {
+            login_base_url: url::Url::parse("https://login.microsoftonline.com").unwrap(),
+            client_id: "app".into(),
+            redirect_uri: url::Url::parse("https://c.example.com/connect/callback").unwrap(),
+            scope: "https://graph.microsoft.com/.default".into(),
+            state_ttl: chrono::Duration::minutes(10),
+            return_url: None,
+        }),
+    });
+    let call = |method: &str, uri: String, body: &str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let routes = routes.clone();
+        async move {
+            let resp = routes.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    // Account ids that prefix each other; each connects its own tenant.
+    let tenants = [
+        ("acct", "11111111-1111-4111-8111-111111111111"),
+        ("acct-1", "22222222-2222-4222-8222-222222222222"),
+    ];
+    for (account, tenant) in tenants {
+        let (status, body) = call(
+            "POST",
+            format!("/accounts/{account}/connections/start"),
+            &format!(r#"{{"label":"label of {account}"}}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let url = url::Url::parse(v["consent_url"].as_str().unwrap()).unwrap();
+        let state = url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let (status, _) = call(
+            "GET",
+            format!("/connect/callback?admin_consent=True&tenant={tenant}&state={state}"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let before = store.list_connections().await.unwrap();
+    assert_eq!(before.len(), 2);
+
+    for (me, _) in tenants {
+        let (other_account, other_tenant) = tenants.iter().find(|(a, _)| *a != me).unwrap();
+        let (status, body) = call("GET", format!("/accounts/{me}/connections"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains(other_tenant) && !body.contains(&format!("label of {other_account}\""))
+        );
+        for (method, path) in [
+            ("GET", format!("/accounts/{me}/connections/{other_tenant}")),
+            (
+                "POST",
+                format!("/accounts/{me}/connections/{other_tenant}/reconnect"),
+            ),
+            (
+                "POST",
+                format!("/accounts/{me}/connections/{other_tenant}/disconnect"),
+            ),
+        ] {
+            let (status, body) = call(method, path.clone(), "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert!(!body.contains(other_account), "{body}");
+        }
+        // Taking the other's tenant through a new consent is refused without naming anyone.
+        let (_, body) = call(
+            "POST",
+            format!("/accounts/{me}/connections/start"),
+            r#"{"label":"grab"}"#,
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let url = url::Url::parse(v["consent_url"].as_str().unwrap()).unwrap();
+        let state = url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let (status, body) = call(
+            "GET",
+            format!("/connect/callback?admin_consent=True&tenant={other_tenant}&state={state}"),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(!body.contains(&format!("label of {other_account}")));
+    }
+    // Account ids that try to escape their path segment are refused.
+    let (status, _) = call("GET", "/accounts/acct%2F..%2Facct-1/connections".into(), "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        store.list_connections().await.unwrap(),
+        before,
+        "nothing changed"
+    );
+}
