@@ -302,6 +302,17 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
+        let call = |req: Request<Body>| {
+            let routes = routes.clone();
+            async move {
+                let resp = routes.oneshot(req).await.unwrap();
+                let status = resp.status();
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
         let mut pages = String::new();
         for blocked in [true, false] {
             handle.set_token_block(
@@ -310,11 +321,8 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
             let req = Request::post(format!("/accounts/local/connections/{tenant}/reconnect"))
                 .body(Body::empty())
                 .unwrap();
-            let resp = routes.clone().oneshot(req).await.unwrap();
-            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-                .await
-                .unwrap();
-            let start: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let (_, body) = call(req).await;
+            let start: serde_json::Value = serde_json::from_str(&body).unwrap();
             texts.push_str(&format!("{start}\n"));
             let consent_url = url::Url::parse(start["consent_url"].as_str().unwrap()).unwrap();
             states.extend(
@@ -332,12 +340,8 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
             ))
             .body(Body::empty())
             .unwrap();
-            let resp = routes.clone().oneshot(req).await.unwrap();
-            let status = resp.status();
-            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-                .await
-                .unwrap();
-            pages.push_str(&String::from_utf8_lossy(&body));
+            let (status, body) = call(req).await;
+            pages.push_str(&body);
             assert_eq!(status.is_success(), !blocked, "{pages}");
         }
         assert!(pages.contains("Conditional Access") && pages.contains("Directory connected"));
@@ -348,11 +352,7 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
         let req = Request::get("/accounts/local/connections")
             .body(Body::empty())
             .unwrap();
-        let resp = routes.clone().oneshot(req).await.unwrap();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        texts.push_str(&String::from_utf8_lossy(&body));
+        texts.push_str(&call(req).await.1);
     }
 
     // The activity log, as `runs` prints it.

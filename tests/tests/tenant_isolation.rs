@@ -645,6 +645,14 @@ impl entra_sync_core::ports::TenantDirectory for AnyTenant {
     async fn forget_tenant(&self, _tenant: &TenantId) {}
 }
 
+/// The single-use state in the consent URL of a start answer.
+fn state_of(start_answer: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(start_answer).unwrap();
+    let url = url::Url::parse(v["consent_url"].as_str().unwrap()).unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1;
+    state.into_owned()
+}
+
 #[tokio::test]
 async fn connect_routes_never_let_one_account_see_or_change_anothers_connection() {
     use axum::body::Body;
@@ -699,14 +707,7 @@ async fn connect_routes_never_let_one_account_see_or_change_anothers_connection(
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let url = url::Url::parse(v["consent_url"].as_str().unwrap()).unwrap();
-        let state = url
-            .query_pairs()
-            .find(|(k, _)| k == "state")
-            .unwrap()
-            .1
-            .into_owned();
+        let state = state_of(&body);
         let (status, _) = call(
             "GET",
             format!("/connect/callback?admin_consent=True&tenant={tenant}&state={state}"),
@@ -747,14 +748,7 @@ async fn connect_routes_never_let_one_account_see_or_change_anothers_connection(
             r#"{"label":"grab"}"#,
         )
         .await;
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let url = url::Url::parse(v["consent_url"].as_str().unwrap()).unwrap();
-        let state = url
-            .query_pairs()
-            .find(|(k, _)| k == "state")
-            .unwrap()
-            .1
-            .into_owned();
+        let state = state_of(&body);
         let (status, body) = call(
             "GET",
             format!("/connect/callback?admin_consent=True&tenant={other_tenant}&state={state}"),
