@@ -14,8 +14,8 @@ use chrono::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::commit::{CommitDeps, try_commit};
-use super::project::ProjectionPorts;
 use super::connect::mark_needs_reauthorization;
+use super::project::ProjectionPorts;
 use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
