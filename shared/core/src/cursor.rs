@@ -365,17 +365,27 @@ mod tests {
         let rec = rec.reserve(3).unwrap();
         assert!(matches!(
             rec.state,
-            CursorState::InRound { next_page: 0, reserved: 3, .. }
+            CursorState::InRound {
+                next_page: 0,
+                reserved: 3,
+                ..
+            }
         ));
         // Resumed after a crash: the re-read page used the 3 reserved numbers and 2 more.
         let rec = rec.checkpoint_next_by("n1".into(), 5).unwrap();
         assert!(matches!(
             rec.state,
-            CursorState::InRound { next_page: 5, reserved: 0, .. }
+            CursorState::InRound {
+                next_page: 5,
+                reserved: 0,
+                ..
+            }
         ));
         assert!(CursorRecord::default().reserve(2).is_none());
         // Records written before the field existed read as "nothing reserved".
-        let json = serde_json::to_string(&rec).unwrap().replace(",\"reserved\":0", "");
+        let json = serde_json::to_string(&rec)
+            .unwrap()
+            .replace(",\"reserved\":0", "");
         let back: CursorRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, rec);
     }
