@@ -1,22 +1,14 @@
 //! The store contract (tests/src/contract.rs, the suite the in-memory and SQLite stores pass)
-//! against the DynamoDB store on moto's server mode, plus the SQS, Secrets Manager and
-//! EventBridge adapters. A fresh table (queue, secret prefix, bus) per test.
+//! against the DynamoDB store on moto's server mode, plus the EventBridge sink. A fresh table
+//! (queue, bus) per test. The SQS and Secrets Manager adapters pass the queue and vault contracts
+//! (tests/tests/contract_queue.rs, contract_vault.rs), the idempotency records theirs
+//! (contract_idempotency.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
-use entra_sync_aws::{
-    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue,
-    sdk_config_for_endpoint,
-};
-use entra_sync_core::error::VaultError;
+use entra_sync_aws::{DynamoStore, EventBridgeSink, sdk_config_for_endpoint};
 use entra_sync_core::events::{ChangeEvent, ChangeKind};
-use entra_sync_core::model::{DirectoryUser, TenantId};
-use entra_sync_core::page::{ManagerChange, PageItems, PageMessage, RoundMode, UserDelta};
-use entra_sync_core::ports::{
-    EventSink, FetchRequest, FetchRequests, Secret, SecretVault, WorkQueue,
-};
-use entra_sync_core::run::Trigger;
+use entra_sync_core::model::TenantId;
+use entra_sync_core::ports::EventSink;
 use entra_sync_tests::{contract, moto};
 
 async fn store() -> DynamoStore {
@@ -94,170 +86,6 @@ async fn receive_all(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs
         out.extend(got);
     }
     out
-}
-
-fn page(seq: u32, users: usize, name_len: usize) -> PageMessage {
-    PageMessage {
-        tenant_id: TenantId::new("tenant-a"),
-        run_id: "run-1".into(),
-        cycle: 1,
-        page_seq: seq,
-        mode: RoundMode::Full,
-        items: PageItems::Users(
-            (0..users)
-                .map(|i| UserDelta::Upsert {
-                    user: DirectoryUser {
-                        id: format!("u{seq}-{i}"),
-                        display_name: Some("n".repeat(name_len)),
-                        ..Default::default()
-                    },
-                    manager: ManagerChange::NotReported,
-                })
-                .collect(),
-        ),
-    }
-}
-
-#[tokio::test]
-async fn sqs_queue_sends_pages_in_batches_with_their_stable_ids() {
-    let (client, url) = sqs().await;
-    let queue = SqsPageQueue::new(client.clone(), &url);
-    // 23 pages: three batches of at most ten.
-    let pages: Vec<PageMessage> = (0..23).map(|i| page(i, 3, 10)).collect();
-    queue.enqueue(pages.clone()).await.unwrap();
-    let got = receive_all(&client, &url).await;
-    assert_eq!(got.len(), 23);
-    for m in &got {
-        let body: PageMessage = serde_json::from_str(m.body().unwrap()).unwrap();
-        let id = m
-            .message_attributes()
-            .and_then(|a| a.get("page_id"))
-            .and_then(|v| v.string_value())
-            .unwrap();
-        assert_eq!(id, body.message_id());
-        assert!(pages.contains(&body));
-    }
-}
-
-#[tokio::test]
-async fn sqs_queue_refuses_a_message_over_its_limit_and_fetch_can_split_to_fit() {
-    let (client, url) = sqs().await;
-    let queue = SqsPageQueue::new(client.clone(), &url);
-    let max = queue.max_message_bytes().unwrap();
-    assert!(max < 256 * 1024);
-    // ~400 KiB of users: too large as one message...
-    let big = page(0, 400, 1000);
-    assert!(queue.enqueue(vec![big.clone()]).await.is_err());
-    // ...and fine once split the way fetch splits it.
-    let parts = big.clone().split_to_fit(max);
-    assert!(parts.len() >= 2);
-    queue.enqueue(parts.clone()).await.unwrap();
-    let got = receive_all(&client, &url).await;
-    assert_eq!(got.len(), parts.len());
-    assert!(got.iter().all(|m| m.body().unwrap().len() <= max));
-}
-
-#[tokio::test]
-async fn sqs_fetch_requests_are_delivered_with_their_delay() {
-    let (client, url) = sqs().await;
-    let requests = SqsFetchRequests::new(client.clone(), &url);
-    let now = FetchRequest {
-        tenant_id: TenantId::new("tenant-a"),
-        trigger: Trigger::Scheduled,
-        force_full: false,
-    };
-    let later = FetchRequest {
-        tenant_id: TenantId::new("tenant-b"),
-        ..now.clone()
-    };
-    requests
-        .request_fetches(vec![
-            (now.clone(), Duration::ZERO),
-            (later, Duration::from_secs(600)),
-        ])
-        .await
-        .unwrap();
-    let got = receive_all(&client, &url).await;
-    assert_eq!(got.len(), 1, "the delayed request is not visible yet");
-    let body: FetchRequest = serde_json::from_str(got[0].body().unwrap()).unwrap();
-    assert_eq!(body, now);
-}
-
-#[tokio::test]
-async fn secrets_manager_vault_round_trips_caches_and_never_prints_a_value() {
-    let config = sdk_config_for_endpoint(&moto::endpoint()).await;
-    let client = aws_sdk_secretsmanager::Client::new(&config);
-    let prefix = format!("{}/", moto::unique_name("vault"));
-    let vault = SecretsManagerVault::new(client.clone(), &prefix, Duration::from_secs(300));
-    assert!(matches!(
-        vault.get_secret("app/client-secret").await,
-        Err(VaultError::NotFound(_))
-    ));
-    vault
-        .put_secret("app/client-secret", &Secret::new("s3cr3t-value"))
-        .await
-        .unwrap();
-    assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
-        "s3cr3t-value"
-    );
-    // A second put updates the existing secret.
-    vault
-        .put_secret("app/client-secret", &Secret::new("rotated"))
-        .await
-        .unwrap();
-    assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
-        "rotated"
-    );
-    // Changed behind the vault's back: the cached value is served until the TTL passes.
-    client
-        .put_secret_value()
-        .secret_id(format!("{prefix}app/client-secret"))
-        .secret_string("changed-elsewhere")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
-        "rotated"
-    );
-    let fresh = SecretsManagerVault::new(client.clone(), &prefix, Duration::ZERO);
-    assert_eq!(
-        fresh
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
-        "changed-elsewhere"
-    );
-    let shown = format!(
-        "{vault:?} {:?}",
-        vault.get_secret("app/client-secret").await.unwrap()
-    );
-    assert!(
-        !shown.contains("rotated") && !shown.contains("changed"),
-        "{shown}"
-    );
-    vault.delete_secret("app/client-secret").await.unwrap();
-    assert!(matches!(
-        vault.get_secret("app/client-secret").await,
-        Err(VaultError::NotFound(_))
-    ));
-    // Deleting what is not there is fine.
-    vault.delete_secret("app/client-secret").await.unwrap();
 }
 
 #[tokio::test]

@@ -49,6 +49,15 @@ async fn secrets_manager_vault_keeps_the_vault_contract() {
     assert!(!shown.contains("secret-value"), "{shown}");
 }
 
+async fn read(vault: &SecretsManagerVault) -> String {
+    vault
+        .get_secret("app/client-secret")
+        .await
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn secrets_manager_cache_serves_a_value_until_its_ttl_then_reads_again() {
     let (client, prefix, vault) = secrets_manager(Duration::from_millis(1500)).await;
@@ -56,14 +65,7 @@ async fn secrets_manager_cache_serves_a_value_until_its_ttl_then_reads_again() {
         .put_secret("app/client-secret", &Secret::new("first"))
         .await
         .unwrap();
-    assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
-        "first"
-    );
+    assert_eq!(read(&vault).await, "first");
     // Rotated behind this container's back.
     client
         .put_secret_value()
@@ -73,21 +75,13 @@ async fn secrets_manager_cache_serves_a_value_until_its_ttl_then_reads_again() {
         .await
         .unwrap();
     assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
+        read(&vault).await,
         "first",
         "served from the cache within the TTL"
     );
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
+        read(&vault).await,
         "rotated",
         "read again once the TTL passed"
     );
@@ -96,12 +90,5 @@ async fn secrets_manager_cache_serves_a_value_until_its_ttl_then_reads_again() {
         .put_secret("app/client-secret", &Secret::new("third"))
         .await
         .unwrap();
-    assert_eq!(
-        vault
-            .get_secret("app/client-secret")
-            .await
-            .unwrap()
-            .expose(),
-        "third"
-    );
+    assert_eq!(read(&vault).await, "third");
 }

@@ -215,6 +215,21 @@ mod tests {
         (deps, store)
     }
 
+    /// Claim `m` as another worker would, now.
+    async fn claim_now(deps: &Deps, m: &SqsMessage) -> Begin {
+        let body = m.body.as_deref().unwrap();
+        let page: PageMessage = serde_json::from_str(body).unwrap();
+        let claim = deps.idempotency_config.claim(
+            idempotency_key(m.message_id.as_deref().unwrap()),
+            sha256_hex(body),
+            deps.reconcile.clock.now(),
+        );
+        deps.idempotency
+            .begin(&page.tenant_id, &claim)
+            .await
+            .unwrap()
+    }
+
     fn sample(text: &str) -> SqsEvent {
         serde_json::from_str(text).unwrap()
     }
@@ -316,21 +331,8 @@ mod tests {
         let (deps, store) = world().await;
         let event = sample(include_str!("../../../events/reconcile/happy.json"));
         let first = &event.records[0];
-        let page: PageMessage = serde_json::from_str(first.body.as_deref().unwrap()).unwrap();
         // Another worker claimed the first message a moment ago and is still at it.
-        let key = idempotency_key(first.message_id.as_deref().unwrap());
-        let claim = deps.idempotency_config.claim(
-            &key,
-            sha256_hex(first.body.as_deref().unwrap()),
-            deps.reconcile.clock.now(),
-        );
-        assert_eq!(
-            deps.idempotency
-                .begin(&page.tenant_id, &claim)
-                .await
-                .unwrap(),
-            Begin::Started
-        );
+        assert_eq!(claim_now(&deps, first).await, Begin::Started);
         let r = handle(&deps, event.clone()).await;
         assert_eq!(failures(&r), vec!["3f1c7b1e-0000-4000-8000-000000000000"]);
         let t = TenantId::new("tenant-a");
@@ -367,17 +369,8 @@ mod tests {
             handle_message(&deps, &m).await,
             MessageResult::Failed { .. }
         ));
-        let page: PageMessage = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
-        let claim = deps.idempotency_config.claim(
-            idempotency_key(m.message_id.as_deref().unwrap()),
-            sha256_hex(m.body.as_deref().unwrap()),
-            deps.reconcile.clock.now(),
-        );
         assert_eq!(
-            deps.idempotency
-                .begin(&page.tenant_id, &claim)
-                .await
-                .unwrap(),
+            claim_now(&deps, &m).await,
             Begin::Started,
             "the failed attempt left no claim behind"
         );
