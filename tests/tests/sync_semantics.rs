@@ -78,7 +78,9 @@ impl World {
         let queue = Arc::new(CollectingQueue::new());
         let events = Arc::new(CollectingEvents::new());
         let clock = Arc::new(ManualClock::new(
-            chrono::Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+                .unwrap(),
         ));
         let ports = ProjectionPorts {
             connections: store.clone(),
@@ -202,7 +204,9 @@ impl World {
     }
 
     async fn settings(&self) -> ConnectionSettings {
-        load_settings(self.store.as_ref(), &self.tenant).await.unwrap()
+        load_settings(self.store.as_ref(), &self.tenant)
+            .await
+            .unwrap()
     }
 
     /// Save settings edited by `f` and return the re-projection run.
@@ -227,6 +231,9 @@ impl NowUtc for ManualClock {
     }
 }
 
+/// A settings edit in a table of cases.
+type Edit = Box<dyn Fn(&mut ConnectionSettings)>;
+
 fn any<T>(values: Vec<T>) -> Section<T> {
     Section::AnyOf { values }
 }
@@ -243,8 +250,16 @@ async fn provisioning_rules_table() {
     let run = w.sync().await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     let cases: Vec<(&str, &str, Option<LocalStatus>)> = vec![
-        ("enabled, verified domain, auto-activate on", &verified, Some(LocalStatus::Active)),
-        ("enabled, unverified domain", &unverified, Some(LocalStatus::Pending)),
+        (
+            "enabled, verified domain, auto-activate on",
+            &verified,
+            Some(LocalStatus::Active),
+        ),
+        (
+            "enabled, unverified domain",
+            &unverified,
+            Some(LocalStatus::Pending),
+        ),
         ("guest excluded by default", &guest, None),
         ("disabled account not imported by default", &disabled, None),
     ];
@@ -272,15 +287,25 @@ async fn provisioning_rules_table() {
     w.dir().delete_user(&unverified).unwrap();
     let run = w.sync().await;
     assert_eq!(run.provisioning.disabled_in_directory, 1);
-    assert_eq!(w.status(&unverified).await, Some(LocalStatus::DisabledInDirectory));
+    assert_eq!(
+        w.status(&unverified).await,
+        Some(LocalStatus::DisabledInDirectory)
+    );
     w.dir().restore_user(&unverified).unwrap();
     w.sync().await;
     assert_eq!(w.status(&unverified).await, Some(LocalStatus::Pending));
     w.dir().delete_user(&verified).unwrap();
     w.dir().purge_user(&verified).unwrap();
     w.sync().await;
-    assert_eq!(w.status(&verified).await, Some(LocalStatus::DisabledInDirectory));
-    assert_eq!(w.all_local().await.len(), 2, "no local user is ever removed");
+    assert_eq!(
+        w.status(&verified).await,
+        Some(LocalStatus::DisabledInDirectory)
+    );
+    assert_eq!(
+        w.all_local().await.len(),
+        2,
+        "no local user is ever removed"
+    );
 }
 
 #[tokio::test]
@@ -321,7 +346,13 @@ async fn filter_edits_reproject_from_the_mirror_freeze_and_never_delete() {
     assert!(frozen.frozen);
     assert_eq!(frozen.status, LocalStatus::Pending);
     w.dir()
-        .update_user(&hr, json!({"displayName": "Harriet"}).as_object().unwrap().clone())
+        .update_user(
+            &hr,
+            json!({"displayName": "Harriet"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
         .unwrap();
     w.sync().await;
     assert_eq!(w.local(&hr).await.unwrap().fields["name"], "Har", "frozen");
@@ -352,9 +383,10 @@ async fn every_filter_section_and_their_combination() {
         json!({"department": "HR", "officeLocation": "Paris", "userType": "Guest"}),
     );
     // Mirror only: the table previews what each filter would create.
-    w.edit(|s| s.provisioning.automatic = Automatic::Nothing).await;
+    w.edit(|s| s.provisioning.automatic = Automatic::Nothing)
+        .await;
     w.sync().await;
-    let table: Vec<(&str, Box<dyn Fn(&mut ConnectionSettings)>, Vec<&str>)> = vec![
+    let table: Vec<(&str, Edit, Vec<&str>)> = vec![
         ("defaults: members", Box::new(|_| {}), vec![&a, &b]),
         (
             "email domain",
@@ -393,9 +425,13 @@ async fn every_filter_section_and_their_combination() {
         let mut s = ConnectionSettings::default();
         s.provisioning.automatic = Automatic::Nothing;
         edit(&mut s);
-        let p = preview(&w.deps_with_settings(s).await, &w.tenant, ImportMode::NewAndUpdated)
-            .await
-            .unwrap();
+        let p = preview(
+            &w.deps_with_settings(s).await,
+            &w.tenant,
+            ImportMode::NewAndUpdated,
+        )
+        .await
+        .unwrap();
         let created: BTreeSet<&str> = p
             .items
             .iter()
@@ -427,8 +463,12 @@ impl World {
 #[tokio::test]
 async fn nested_groups_count_for_the_group_filter_and_for_roles() {
     let w = World::new().await;
-    let outer = w.dir().create_group(NewGroup::new("Outer", GroupKind::Security));
-    let inner = w.dir().create_group(NewGroup::new("Inner", GroupKind::Security));
+    let outer = w
+        .dir()
+        .create_group(NewGroup::new("Outer", GroupKind::Security));
+    let inner = w
+        .dir()
+        .create_group(NewGroup::new("Inner", GroupKind::Security));
     let direct = w.user("Direct", "direct@contoso.com", json!({}));
     let nested = w.user("Nested", "nested@contoso.com", json!({}));
     let outside = w.user("Outside", "outside@contoso.com", json!({}));
@@ -439,14 +479,23 @@ async fn nested_groups_count_for_the_group_filter_and_for_roles() {
     w.edit(move |s| {
         s.filters.groups = any(vec![o.clone()]);
         s.group_roles = vec![
-            GroupRole { group_id: o, role: "staff".into() },
-            GroupRole { group_id: i, role: "engineer".into() },
+            GroupRole {
+                group_id: o,
+                role: "staff".into(),
+            },
+            GroupRole {
+                group_id: i,
+                role: "engineer".into(),
+            },
         ];
     })
     .await;
     w.sync().await;
     assert!(w.status(&direct).await.is_some());
-    assert!(w.status(&nested).await.is_some(), "nested member is in scope");
+    assert!(
+        w.status(&nested).await.is_some(),
+        "nested member is in scope"
+    );
     assert_eq!(w.status(&outside).await, None);
     assert_eq!(w.local(&direct).await.unwrap().roles, vec!["staff"]);
     assert_eq!(
@@ -482,7 +531,10 @@ async fn all_admits_values_that_appear_later_a_list_does_not() {
     w.sync().await;
     let newcomer = w.user("Q", "q@contoso.com", json!({"department": "Quantum"}));
     w.sync().await;
-    assert!(w.status(&newcomer).await.is_some(), "all admits a new department");
+    assert!(
+        w.status(&newcomer).await.is_some(),
+        "all admits a new department"
+    );
 
     let w = World::new().await;
     w.user("S", "s@contoso.com", json!({"department": "Sales"}));
@@ -557,7 +609,10 @@ async fn matching_links_existing_local_users_by_email_and_renames_keep_the_link(
 
     // A second sync with nothing new changes nothing.
     let idle = w.sync().await;
-    assert_eq!(idle.provisioning.created + idle.provisioning.linked + idle.provisioning.updated, 0);
+    assert_eq!(
+        idle.provisioning.created + idle.provisioning.linked + idle.provisioning.updated,
+        0
+    );
 }
 
 #[tokio::test]
@@ -589,8 +644,14 @@ async fn attribute_mapping_custom_fields_and_invalid_mappings_rejected() {
         json!({"jobTitle": "Engineer", "employeeId": "E-42", "businessPhones": ["+1 555"], "department": "R&D"}),
     );
     w.edit(|s| {
-        s.mapping.fields.push(FieldMapping { target: "title".into(), source: "jobTitle".into() });
-        s.mapping.fields.push(FieldMapping { target: "badge".into(), source: "employeeId".into() });
+        s.mapping.fields.push(FieldMapping {
+            target: "title".into(),
+            source: "jobTitle".into(),
+        });
+        s.mapping.fields.push(FieldMapping {
+            target: "badge".into(),
+            source: "employeeId".into(),
+        });
     })
     .await;
     w.sync().await;
@@ -611,19 +672,28 @@ async fn attribute_mapping_custom_fields_and_invalid_mappings_rejected() {
     // Invalid mapping: rejected with a clear error, nothing saved.
     let before = w.settings().await;
     let mut bad = before.clone();
-    bad.mapping.fields.push(FieldMapping { target: "x".into(), source: "jobtitle".into() });
+    bad.mapping.fields.push(FieldMapping {
+        target: "x".into(),
+        source: "jobtitle".into(),
+    });
     let err = save_settings(&w.deps(), &w.tenant, bad, before.version)
         .await
         .unwrap_err();
     assert!(matches!(err, ProjectError::Settings(_)));
-    assert!(err.to_string().contains("did you mean \"jobTitle\""), "{err}");
+    assert!(
+        err.to_string().contains("did you mean \"jobTitle\""),
+        "{err}"
+    );
     assert_eq!(w.settings().await, before);
 
     // A stale editor cannot overwrite a newer version.
     let stale = save_settings(&w.deps(), &w.tenant, before.clone(), before.version - 1)
         .await
         .unwrap_err();
-    assert!(matches!(stale, ProjectError::SettingsConflict { .. }), "{stale}");
+    assert!(
+        matches!(stale, ProjectError::SettingsConflict { .. }),
+        "{stale}"
+    );
 }
 
 #[tokio::test]
@@ -632,12 +702,21 @@ async fn locally_deleted_users_are_recreated_only_when_configured() {
     let u = w.user("Ada", "ada@contoso.com", json!({}));
     w.sync().await;
     let local = w.local(&u).await.unwrap();
-    set_local_status(w.store.as_ref(), w.clock.as_ref(), &w.account, &local.local_id, LocalStatus::DeletedLocally)
-        .await
-        .unwrap();
-    w.edit(|s| s.provisioning.recreate_deleted_locally = false).await;
+    set_local_status(
+        w.store.as_ref(),
+        w.clock.as_ref(),
+        &w.account,
+        &local.local_id,
+        LocalStatus::DeletedLocally,
+    )
+    .await
+    .unwrap();
+    w.edit(|s| s.provisioning.recreate_deleted_locally = false)
+        .await;
     assert_eq!(w.status(&u).await, Some(LocalStatus::DeletedLocally));
-    let run = w.edit(|s| s.provisioning.recreate_deleted_locally = true).await;
+    let run = w
+        .edit(|s| s.provisioning.recreate_deleted_locally = true)
+        .await;
     assert_eq!(run.provisioning.created, 1);
     assert_eq!(w.status(&u).await, Some(LocalStatus::Pending));
 }
@@ -651,7 +730,11 @@ async fn nightly_deprovisioning_waits_for_the_night() {
     w.sync().await;
     w.dir().set_account_enabled(&u, false).unwrap();
     w.sync().await;
-    assert_eq!(w.status(&u).await, Some(LocalStatus::Pending), "10:00, not the night");
+    assert_eq!(
+        w.status(&u).await,
+        Some(LocalStatus::Pending),
+        "10:00, not the night"
+    );
     w.clock.advance(chrono::Duration::hours(16)); // 02:00 the next day
     let run = w.sync().await;
     assert_eq!(run.provisioning.deactivated, 1);
@@ -664,19 +747,25 @@ async fn preview_and_import_agree_exactly_in_every_mode() {
         ImportMode::NewAndUpdated,
         ImportMode::OnlyUpdated,
         ImportMode::OnlyNew,
-        ImportMode::SelectedNew { object_ids: BTreeSet::new() },
+        ImportMode::SelectedNew {
+            object_ids: BTreeSet::new(),
+        },
     ] {
         let w = World::new().await;
         let known = w.user("Known", "known@contoso.com", json!({"department": "Ops"}));
         let leaver = w.user("Leaver", "leaver@contoso.com", json!({}));
         w.sync().await;
         // From now on runs keep the mirror current and apply nothing by themselves.
-        w.edit(|s| s.provisioning.automatic = Automatic::Nothing).await;
+        w.edit(|s| s.provisioning.automatic = Automatic::Nothing)
+            .await;
         let new_ids: Vec<String> = (0..4)
             .map(|i| w.user(&format!("N{i}"), &format!("n{i}@contoso.com"), json!({})))
             .collect();
         w.dir()
-            .update_user(&known, json!({"department": "Sales"}).as_object().unwrap().clone())
+            .update_user(
+                &known,
+                json!({"department": "Sales"}).as_object().unwrap().clone(),
+            )
             .unwrap();
         w.dir().set_account_enabled(&leaver, false).unwrap();
         let run = w.sync().await;
@@ -697,7 +786,10 @@ async fn preview_and_import_agree_exactly_in_every_mode() {
         let p = preview(&w.deps(), &w.tenant, mode.clone()).await.unwrap();
         let expected: Vec<_> = p.applied().cloned().collect();
         let report = import(&w.deps(), &w.tenant, mode.clone()).await.unwrap();
-        assert_eq!(report.items, p.items, "{mode:?}: same decisions, same reasons");
+        assert_eq!(
+            report.items, p.items,
+            "{mode:?}: same decisions, same reasons"
+        );
         assert_eq!(report.run.trigger, Trigger::Import);
         assert_eq!(report.run.provisioning, p.counts);
         let actions: Vec<(Action, &str)> = expected
@@ -765,7 +857,12 @@ async fn breaker_holds_a_mass_deactivation_and_confirm_applies_it() {
     for id in &ids[..8] {
         assert_eq!(w.status(id).await, Some(LocalStatus::Deactivated));
     }
-    let done = w.store.get_run(&w.tenant, &run.run_id).await.unwrap().unwrap();
+    let done = w
+        .store
+        .get_run(&w.tenant, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(done.status, RunStatus::Succeeded);
     assert_eq!(done.provisioning.deactivated, 8);
     // Confirming twice is refused: the run is no longer held.
@@ -790,8 +887,16 @@ async fn rejecting_a_hold_changes_nothing_and_forces_a_full_read() {
         assert_eq!(w.status(id).await, Some(LocalStatus::Pending));
     }
     for stream in Stream::ALL {
-        let (c, _) = w.store.load_cursor(&w.tenant, stream).await.unwrap().unwrap();
-        assert!(matches!(c.state, CursorState::NeedsFull { .. }), "{stream}: {c:?}");
+        let (c, _) = w
+            .store
+            .load_cursor(&w.tenant, stream)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(c.state, CursorState::NeedsFull { .. }),
+            "{stream}: {c:?}"
+        );
     }
     // The full re-read still lacks them: the breaker asks again.
     let next = w.sync().await;
@@ -828,18 +933,16 @@ async fn a_failed_read_deactivates_nobody() {
     }
     w.clock.advance(chrono::Duration::minutes(1));
     // Every users delta request fails from now on: the round cannot complete.
-    w.emulator
-        .faults()
-        .inject(
-            Fault::new(
-                RouteMatch::UsersDelta,
-                FaultKind::Unavailable {
-                    status: 503,
-                    retry_after_secs: None,
-                },
-            )
-            .times(1000),
-        );
+    w.emulator.faults().inject(
+        Fault::new(
+            RouteMatch::UsersDelta,
+            FaultKind::Unavailable {
+                status: 503,
+                retry_after_secs: None,
+            },
+        )
+        .times(1000),
+    );
     let opts = FetchOptions {
         trigger: Trigger::Scheduled,
         force_full: true,
@@ -850,10 +953,17 @@ async fn a_failed_read_deactivates_nobody() {
         let _ = reconcile_page(&w.reconcile, &m).await;
     }
     for id in &ids {
-        assert_eq!(w.status(id).await, Some(LocalStatus::Pending), "nobody deactivated");
+        assert_eq!(
+            w.status(id).await,
+            Some(LocalStatus::Pending),
+            "nobody deactivated"
+        );
     }
     let runs = w.store.list_runs(&w.tenant, 1).await.unwrap();
-    assert!(matches!(&runs[0].status, RunStatus::Failed { error } if !error.is_empty()), "{runs:?}");
+    assert!(
+        matches!(&runs[0].status, RunStatus::Failed { error } if !error.is_empty()),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test]
@@ -862,7 +972,10 @@ async fn activity_log_records_every_run_with_trigger_and_counts() {
     w.user("Ada", "ada@contoso.com", json!({}));
     let sync = w.sync().await;
     let edit = w.edit(|s| s.filters.include_disabled = true).await;
-    let imp = import(&w.deps(), &w.tenant, ImportMode::OnlyNew).await.unwrap().run;
+    let imp = import(&w.deps(), &w.tenant, ImportMode::OnlyNew)
+        .await
+        .unwrap()
+        .run;
     let runs = w.store.list_runs(&w.tenant, 10).await.unwrap();
     let ids: BTreeSet<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
     for r in [&sync, &edit, &imp] {

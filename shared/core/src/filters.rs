@@ -15,20 +15,16 @@ use serde::{Deserialize, Serialize};
 use crate::model::DirectoryUser;
 
 /// One filter section.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Section<T> {
     /// No restriction; values that appear later are admitted too.
+    #[default]
     All,
     /// The user must have at least one of these values.
     AnyOf { values: Vec<T> },
 }
 
-impl<T> Default for Section<T> {
-    fn default() -> Self {
-        Section::All
-    }
-}
 
 impl<T: fmt::Display> Section<T> {
     fn describe(&self) -> String {

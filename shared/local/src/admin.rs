@@ -160,7 +160,9 @@ async fn open(t: &Target) -> Result<Opened> {
         Some(id) => connections
             .into_iter()
             .find(|c| c.tenant_id.as_str() == id)
-            .with_context(|| format!("no connection for tenant {id} in {}", t.data_dir.display()))?,
+            .with_context(|| {
+                format!("no connection for tenant {id} in {}", t.data_dir.display())
+            })?,
         None => {
             let mut all = connections.into_iter();
             match (all.next(), all.next()) {
@@ -169,7 +171,9 @@ async fn open(t: &Target) -> Result<Opened> {
                     "no directory is connected in {} (run the demo, or `entra-sync serve`)",
                     t.data_dir.display()
                 ),
-                (Some(_), Some(_)) => bail!("several directories are connected; name one with --tenant-id"),
+                (Some(_), Some(_)) => {
+                    bail!("several directories are connected; name one with --tenant-id")
+                }
             }
         }
     };
@@ -200,7 +204,9 @@ fn mode_of(args: &ImportArgs) -> Result<ImportMode> {
         ModeArg::OnlyNew => ImportMode::OnlyNew,
         ModeArg::Selected => {
             if args.users.is_empty() {
-                bail!("--mode selected needs the users to import: --user <object id>[,<object id>...]");
+                bail!(
+                    "--mode selected needs the users to import: --user <object id>[,<object id>...]"
+                );
             }
             ImportMode::SelectedNew {
                 object_ids: args.users.iter().cloned().collect::<BTreeSet<_>>(),
@@ -260,8 +266,8 @@ fn json<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 fn read_settings(file: &PathBuf) -> Result<ConnectionSettings> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     Ok(ConnectionSettings::from_json(&text)?)
 }
 
@@ -322,7 +328,8 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Confirm(args) => {
             let o = open(&args.target).await?;
-            let out = confirm_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
+            let out =
+                confirm_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
             println!("{out:?}");
         }
         AdminCommand::Reject(args) => {

@@ -138,8 +138,11 @@ impl LocalUserStore for SqliteStore {
         self.with(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT body FROM local_users WHERE account_id = ?1 AND email = ?2
-                     ORDER BY local_id",
+                    // No ORDER BY: with one, SQLite's planner walks the primary key of the
+                    // whole account to skip a sort (a full scan per email; 27 s for a
+                    // 10,000-user projection). The email index finds the few rows directly.
+                    "SELECT body FROM local_users INDEXED BY local_users_email
+                     WHERE account_id = ?1 AND email = ?2",
                 )
                 .map_err(internal)?;
             let mut out = Vec::new();

@@ -210,8 +210,27 @@ impl Pick {
     }
 }
 
+/// What a scan does with the users it decides to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Write {
+    /// Nothing (a preview, or the counting pass before the breaker).
+    No,
+    /// As it goes, batch by batch.
+    Now,
+    /// Keep them in memory for after the breaker's check, up to [`BUFFER_LIMIT`]; beyond it
+    /// the buffer is dropped and the caller scans a second time to write.
+    Buffer,
+}
+
+/// Most users a run keeps in memory between its scan and the breaker's check. Incremental
+/// runs change far fewer, so they scan the mirror once; a first import of a large directory
+/// scans twice instead of holding every new user in memory.
+const BUFFER_LIMIT: usize = 5_000;
+
 #[derive(Default)]
 struct ScanOutput {
+    /// The writes of a `Write::Buffer` scan, unless there were more than the limit.
+    buffered: Option<Vec<LocalUser>>,
     counts: ProvisioningCounts,
     deactivations: u64,
     active_before: u64,
@@ -344,7 +363,7 @@ async fn scan(
     deps: &ProjectDeps,
     ctx: &Context,
     pick: &Pick,
-    write: bool,
+    write: Write,
     collect: bool,
 ) -> Result<ScanOutput, SyncError> {
     let tenant = &ctx.connection.tenant_id;
@@ -362,7 +381,10 @@ async fn scan(
             .allows_deactivation_at(now),
         now,
     };
-    let mut out = ScanOutput::default();
+    let mut out = ScanOutput {
+        buffered: (write == Write::Buffer).then(Vec::new),
+        ..ScanOutput::default()
+    };
     // Emails linked or created in this pass: two directory users with one email never both
     // land on the same local user, nor create two.
     let mut claimed: HashSet<String> = HashSet::new();
@@ -466,8 +488,17 @@ async fn scan(
                 writes.push(w);
             }
         }
-        if write && !writes.is_empty() {
-            deps.local_users.put_local_users(&writes).await?;
+        match write {
+            Write::Now if !writes.is_empty() => deps.local_users.put_local_users(&writes).await?,
+            Write::Buffer => {
+                if let Some(buf) = &mut out.buffered {
+                    buf.extend(writes);
+                    if buf.len() > BUFFER_LIMIT {
+                        out.buffered = None;
+                    }
+                }
+            }
+            _ => {}
         }
         match page.next {
             Some(n) => after = Some(n),
@@ -475,6 +506,25 @@ async fn scan(
         }
     }
     Ok(out)
+}
+
+/// Write what a `Write::Buffer` scan decided, or scan again writing as it goes when the
+/// buffer overflowed. The decisions are the same either way (the mirror is the input).
+async fn write_scanned(
+    deps: &ProjectDeps,
+    ctx: &Context,
+    pick: &Pick,
+    mut scanned: ScanOutput,
+) -> Result<ScanOutput, SyncError> {
+    match scanned.buffered.take() {
+        Some(writes) => {
+            for chunk in writes.chunks(BATCH) {
+                deps.local_users.put_local_users(chunk).await?;
+            }
+            Ok(scanned)
+        }
+        None => scan(deps, ctx, pick, Write::Now, false).await,
+    }
 }
 
 /// What the breaker says about a scan.
@@ -508,7 +558,7 @@ pub async fn preview(
     mode: ImportMode,
 ) -> Result<Preview, ProjectError> {
     let ctx = load_context(deps, tenant).await?;
-    let out = scan(deps, &ctx, &Pick::Import(mode.clone()), false, true).await?;
+    let out = scan(deps, &ctx, &Pick::Import(mode.clone()), Write::No, true).await?;
     Ok(Preview {
         tenant_id: tenant.clone(),
         settings_version: ctx.settings.version,
@@ -535,7 +585,7 @@ pub async fn import(
 ) -> Result<ImportReport, ProjectError> {
     let ctx = load_context(deps, tenant).await?;
     let run = new_run(deps, tenant, Trigger::Import).await?;
-    let out = scan(deps, &ctx, &Pick::Import(mode), true, true).await?;
+    let out = scan(deps, &ctx, &Pick::Import(mode), Write::Now, true).await?;
     let run = finish(deps, tenant, &run.run_id, out.counts, ctx.settings.version).await?;
     info!(tenant = %tenant, run_id = %run.run_id, created = out.counts.created, updated = out.counts.updated, "import applied");
     Ok(ImportReport {
@@ -650,7 +700,7 @@ pub async fn project_run(
         Err(e) => return Err(e),
     };
     let pick = Pick::Sync(ctx.settings.provisioning.automatic);
-    let dry = scan(deps, &ctx, &pick, false, false).await?;
+    let dry = scan(deps, &ctx, &pick, Write::Buffer, false).await?;
     if let Some(hold) = breaker(&ctx, &dry, deps.clock.now()) {
         warn!(
             tenant = %tenant,
@@ -666,7 +716,7 @@ pub async fn project_run(
         supersede_older_holds(deps, tenant, run_id).await?;
         return Ok(ProjectOutcome::Held(hold));
     }
-    let out = scan(deps, &ctx, &pick, true, false).await?;
+    let out = write_scanned(deps, &ctx, &pick, dry).await?;
     finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
     supersede_older_holds(deps, tenant, run_id).await?;
     info!(
@@ -744,7 +794,7 @@ pub async fn confirm_held(
     let (_, hold) = held_run(deps, tenant, run_id).await?;
     let ctx = load_context(deps, tenant).await?;
     let pick = Pick::Sync(ctx.settings.provisioning.automatic);
-    let dry = scan(deps, &ctx, &pick, false, false).await?;
+    let dry = scan(deps, &ctx, &pick, Write::Buffer, false).await?;
     if dry.deactivations > hold.deactivations {
         let again = BreakerHold {
             deactivations: dry.deactivations,
@@ -761,7 +811,7 @@ pub async fn confirm_held(
             .await?;
         return Ok(ProjectOutcome::Held(again));
     }
-    let out = scan(deps, &ctx, &pick, true, false).await?;
+    let out = write_scanned(deps, &ctx, &pick, dry).await?;
     finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
     info!(tenant = %tenant, run_id, by, deactivated = out.counts.deactivated, "held run confirmed");
     Ok(ProjectOutcome::Applied(out.counts))
