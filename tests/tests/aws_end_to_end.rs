@@ -190,6 +190,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
     let scheduled = entra_sync_scheduler::handler::handle(
         &ScheduleDeps {
             connections: store.clone(),
+            settings: store.clone(),
             requests: fetch_requests.clone(),
             runs: store.clone(),
             clock: Arc::new(SystemClock),

@@ -192,6 +192,7 @@ impl World {
         let report = schedule_fetches(
             &ScheduleDeps {
                 connections: self.app.store.clone(),
+                settings: self.app.store.clone(),
                 requests: requests.clone(),
                 runs: self.app.store.clone(),
                 clock: self.clock.clone(),

@@ -1004,3 +1004,29 @@ async fn disconnected_connections_are_not_projected() {
     assert!(err.to_string().contains("disconnected"), "{err}");
     assert_eq!(w.all_local().await.len(), 1, "synced users are kept");
 }
+
+#[tokio::test]
+async fn a_daily_schedule_syncs_once_a_day_hourly_every_tick() {
+    use entra_sync_core::memory::CollectingFetchRequests;
+    use entra_sync_core::services::{ScheduleDeps, schedule_fetches};
+    use entra_sync_core::settings::Schedule;
+    let w = World::new().await;
+    let requests = Arc::new(CollectingFetchRequests::new());
+    let deps = ScheduleDeps {
+        connections: w.store.clone(),
+        settings: w.store.clone(),
+        requests: requests.clone(),
+        runs: w.store.clone(),
+        clock: w.clock.clone(),
+    };
+    let tick =
+        |deps: ScheduleDeps| async move { schedule_fetches(&deps, Duration::ZERO).await.unwrap() };
+    assert_eq!(tick(deps.clone()).await.requested, 1, "hourly by default");
+    w.edit(|s| s.schedule = Schedule::Daily { hour_utc: 3 })
+        .await;
+    let r = tick(deps.clone()).await;
+    assert_eq!((r.requested, r.not_due), (0, 1), "10:00 is not 03:00");
+    w.clock.advance(chrono::Duration::hours(17)); // 03:00 the next day
+    assert_eq!(tick(deps.clone()).await.requested, 1);
+    assert_eq!(requests.take().len(), 2);
+}

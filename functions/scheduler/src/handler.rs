@@ -64,10 +64,11 @@ pub async fn handle(
         HandlerError::Malformed(e)
     })?;
     tracing::debug!(source = %event.source, detail_type = %event.detail_type, "schedule fired");
-    let ScheduleReport { requested, skipped } =
-        schedule_fetches(deps, settings.max_jitter)
-            .await
-            .inspect_err(|e| error!(error = %e, class = e.class().as_str(), "scheduling failed"))?;
+    let ScheduleReport {
+        requested, skipped, ..
+    } = schedule_fetches(deps, settings.max_jitter)
+        .await
+        .inspect_err(|e| error!(error = %e, class = e.class().as_str(), "scheduling failed"))?;
     Ok(Response { requested, skipped })
 }
 
@@ -120,6 +121,7 @@ mod tests {
         (
             Deps {
                 connections: store.clone(),
+                settings: store.clone(),
                 requests: requests.clone(),
                 runs: store.clone(),
                 clock: Arc::new(ManualClock::new(
@@ -199,6 +201,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let deps = Deps {
             connections: store.clone(),
+            settings: store.clone(),
             requests: requests.clone(),
             runs: store,
             clock: Arc::new(ManualClock::new(DateTime::from_timestamp(0, 0).unwrap())),

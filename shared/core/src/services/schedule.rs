@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::connect::skip_reason;
 use crate::error::SyncError;
 use crate::model::{ConnectionStatus, TenantId};
-use crate::ports::{Clock, ConnectionStore, FetchRequest, FetchRequests, RunStore};
+use crate::ports::{Clock, ConnectionStore, FetchRequest, FetchRequests, RunStore, SettingsStore};
 use crate::run::{RunStatus, SyncRun, Trigger};
 
 /// The ports scheduling uses: list connections, send fetch requests, and write the activity
@@ -18,6 +18,8 @@ use crate::run::{RunStatus, SyncRun, Trigger};
 #[derive(Clone)]
 pub struct ScheduleDeps {
     pub connections: Arc<dyn ConnectionStore>,
+    /// Each connection's schedule (hourly, or daily at an hour).
+    pub settings: Arc<dyn SettingsStore>,
     pub requests: Arc<dyn FetchRequests>,
     pub runs: Arc<dyn RunStore>,
     pub clock: Arc<dyn Clock>,
@@ -29,6 +31,8 @@ pub struct ScheduleReport {
     pub requested: usize,
     /// Connections that cannot sync (needs reauthorization, disconnected).
     pub skipped: usize,
+    /// Connections whose schedule is daily and not due in this tick.
+    pub not_due: usize,
 }
 
 /// A stable delay in `[0, max_jitter)` for `tenant` (FNV-1a of the id; no randomness, so the
@@ -56,6 +60,7 @@ pub async fn schedule_fetches(
     let connections = deps.connections.list_connections().await?;
     let mut requests = Vec::new();
     let mut skipped = 0;
+    let mut not_due = 0;
     let now = deps.clock.now();
     for c in connections {
         if !c.can_sync() {
@@ -79,6 +84,18 @@ pub async fn schedule_fetches(
             }
             continue;
         }
+        // A failed settings read must not stop the other tenants: sync on the default schedule.
+        let schedule = match deps.settings.get_settings(&c.tenant_id).await {
+            Ok(s) => s.map(|s| s.schedule).unwrap_or_default(),
+            Err(e) => {
+                warn!(tenant = %c.tenant_id, error = %e, "could not read the settings; syncing on the default schedule");
+                Default::default()
+            }
+        };
+        if !schedule.is_due(now) {
+            not_due += 1;
+            continue;
+        }
         let delay = jitter_for(&c.tenant_id, max_jitter);
         requests.push((
             FetchRequest {
@@ -93,8 +110,12 @@ pub async fn schedule_fetches(
     if !requests.is_empty() {
         deps.requests.request_fetches(requests).await?;
     }
-    info!(requested, skipped, "fetches scheduled");
-    Ok(ScheduleReport { requested, skipped })
+    info!(requested, skipped, not_due, "fetches scheduled");
+    Ok(ScheduleReport {
+        requested,
+        skipped,
+        not_due,
+    })
 }
 
 #[cfg(test)]
