@@ -14,7 +14,7 @@ use entra_sync_aws::{
     DynamoStore, EventBridgeSink, SqsFetchRequests, SqsPageQueue, sdk_config_for_endpoint,
 };
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
-use entra_sync_core::ports::{ConnectionStore, RunStore, Secret, SystemClock};
+use entra_sync_core::ports::{ConnectionStore, LocalUserStore, RunStore, Secret, SystemClock};
 use entra_sync_core::run::RunStatus;
 use entra_sync_core::services::{FetchDeps, ReconcileDeps, ScheduleDeps};
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
@@ -216,7 +216,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
             mirror: store.clone(),
             events: events.clone(),
             clock: Arc::new(SystemClock),
-            projection: None,
+            projection: Some(entra_sync_aws::projection_ports(&store)),
         },
         requests: fetch_requests.clone(),
     };
@@ -260,7 +260,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
             runs: store.clone(),
             events: events.clone(),
             clock: Arc::new(SystemClock),
-            projection: None,
+            projection: Some(entra_sync_aws::projection_ports(&store)),
         },
         // The message idempotency records on the same table, as in the deployed function.
         idempotency: store.clone(),
@@ -283,6 +283,39 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
     assert!(v.users_expected == 120 && v.memberships_expected > 0);
     let runs = store.list_runs(&tenant, 5).await.unwrap();
     assert_eq!(runs[0].status, RunStatus::Succeeded);
+    // The run's projection wrote the host product's users to DynamoDB: one per directory user
+    // the default filters admit (enabled members), each linked to its directory user.
+    let admitted = directory
+        .users
+        .iter()
+        .filter(|u| {
+            u["accountEnabled"] == serde_json::json!(true)
+                && u["userType"] != serde_json::json!("Guest")
+        })
+        .count() as u64;
+    assert!(admitted > 0);
+    assert_eq!(
+        runs[0].provisioning.created, admitted,
+        "{:?}",
+        runs[0].provisioning
+    );
+    let account = store
+        .get_connection(&tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let locals = store
+        .list_local_users(&account, None, 1000)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(locals.len() as u64, admitted);
+    assert!(
+        locals
+            .iter()
+            .all(|u| u.link.as_ref().is_some_and(|l| l.tenant_id == tenant))
+    );
 
     // 4. Every page again, twice, in another order: nothing changes (each message id is
     //    acknowledged from its idempotency record).

@@ -58,13 +58,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             leases: store.clone(),
             runs: store.clone(),
             queue: Arc::new(SqsPageQueue::new(sqs.clone(), page_queue)),
-            mirror: store,
+            mirror: store.clone(),
             events: Arc::new(EventBridgeSink::new(
                 aws_sdk_eventbridge::Client::new(&sdk),
                 bus,
             )),
             clock: Arc::new(SystemClock),
-            projection: None,
+            projection: Some(entra_sync_aws::projection_ports(&store)),
         },
         requests: Arc::new(SqsFetchRequests::new(sqs, fetch_queue)),
     };

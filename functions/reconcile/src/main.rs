@@ -33,7 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 bus,
             )),
             clock: Arc::new(SystemClock),
-            projection: None,
+            projection: Some(entra_sync_aws::projection_ports(&store)),
         },
         idempotency: store,
         idempotency_config,

@@ -267,7 +267,11 @@ impl DynamoStore {
         }
     }
 
-    pub(crate) async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_item(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -284,7 +288,10 @@ impl DynamoStore {
 
     /// Strongly consistent BatchGetItem of many keys (chunks of 100, unprocessed keys retried
     /// with backoff). Missing items are simply absent; order is not kept.
-    pub(crate) async fn batch_get(&self, keys: Vec<(String, String)>) -> Result<Vec<Item>, StoreError> {
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         let mut unique = keys;
         unique.sort();

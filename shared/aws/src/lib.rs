@@ -17,6 +17,18 @@ pub mod secrets;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
+
+/// The projection's stores (connections, settings, local users) on one DynamoDB table: what
+/// fetch and reconcile pass to the commit that projects a finished run.
+pub fn projection_ports(
+    store: &std::sync::Arc<DynamoStore>,
+) -> entra_sync_core::services::ProjectionPorts {
+    entra_sync_core::services::ProjectionPorts {
+        connections: store.clone(),
+        settings: store.clone(),
+        local_users: store.clone(),
+    }
+}
 pub use error::AwsCallError;
 pub use eventbridge::EventBridgeSink;
 pub use secrets::SecretsManagerVault;

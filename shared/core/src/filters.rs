@@ -25,7 +25,6 @@ pub enum Section<T> {
     AnyOf { values: Vec<T> },
 }
 
-
 impl<T: fmt::Display> Section<T> {
     fn describe(&self) -> String {
         match self {
