@@ -1,8 +1,6 @@
 //! The admin side of the local program: settings, import preview and import, held runs
 //! (confirm / reject), the host product's users and the sign-in lookup. Each command is a thin
 //! call into `entra_sync_core::services`; the admin HTTP API will call the same services.
-// A command-line program talks to its user on stdout.
-#![allow(clippy::print_stdout)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -20,6 +18,21 @@ use entra_sync_core::services::{
 use entra_sync_core::settings::ConnectionSettings;
 
 use crate::runtime::{DataDir, LocalApp, SyncSettings};
+
+/// One line on stdout. A closed pipe (`entra-sync users list | head`) ends the program quietly,
+/// as `head` expects, instead of panicking.
+fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{args}").is_err() {
+        std::process::exit(0);
+    }
+}
+
+macro_rules! out {
+    ($($t:tt)*) => {
+        write_line(format_args!($($t)*))
+    };
+}
 
 /// Where the data lives and which directory a command is about.
 #[derive(Args, Clone)]
@@ -217,7 +230,7 @@ fn mode_of(args: &ImportArgs) -> Result<ImportMode> {
 
 fn print_items(items: &[PreviewItem]) {
     for i in items {
-        println!(
+        out!(
             "{:<20} {:<38} {:<32} {}",
             format!("{:?}", i.action).to_lowercase(),
             i.object_id,
@@ -230,7 +243,7 @@ fn print_items(items: &[PreviewItem]) {
 fn print_preview(p: &Preview) {
     print_items(&p.items);
     let c = &p.counts;
-    println!(
+    out!(
         "would create {}, link {}, update {}, deactivate {}, reactivate {}, mark disabled in directory {}, freeze {}; skip {}; unchanged {}",
         c.created,
         c.linked,
@@ -249,7 +262,7 @@ fn print_user(u: &LocalUser) {
         .link
         .as_ref()
         .map_or_else(|| "-".to_owned(), |l| l.object_id.clone());
-    println!(
+    out!(
         "{:<38} {:<32} {:<22} {:<38} {}{}",
         u.local_id,
         u.email,
@@ -261,7 +274,7 @@ fn print_user(u: &LocalUser) {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -281,9 +294,9 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         AdminCommand::Settings(SettingsCommand::Validate { file }) => {
             let s = read_settings(&file)?;
             for line in s.describe() {
-                println!("{line}");
+                out!("{line}");
             }
-            println!("valid");
+            out!("valid");
         }
         AdminCommand::Settings(SettingsCommand::Set { file, target }) => {
             let new = read_settings(&file)?;
@@ -298,7 +311,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             }
             let (saved, run) =
                 save_settings(&project_deps(&o.app), &o.tenant, new, current.version).await?;
-            println!("saved settings version {}", saved.version);
+            out!("saved settings version {}", saved.version);
             crate::print_run_line(&run);
         }
         AdminCommand::Preview(args) => {
@@ -330,7 +343,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             let o = open(&args.target).await?;
             let out =
                 confirm_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
-            println!("{out:?}");
+            out!("{out:?}");
         }
         AdminCommand::Reject(args) => {
             let o = open(&args.target).await?;
@@ -402,7 +415,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             match sign_in_lookup(o.app.store.as_ref(), &o.account, &args.email).await? {
                 Some(found) => json(&found)?,
                 None => {
-                    println!("no user with that email in this account");
+                    out!("no user with that email in this account");
                     return Ok(ExitCode::FAILURE);
                 }
             }
