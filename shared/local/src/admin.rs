@@ -284,6 +284,20 @@ fn read_settings(file: &PathBuf) -> Result<ConnectionSettings> {
     Ok(ConnectionSettings::from_json(&text)?)
 }
 
+async fn set_status(target: &Target, local_id: &str, status: LocalStatus) -> Result<()> {
+    let o = open(target).await?;
+    let u = set_local_status(
+        o.app.store.as_ref(),
+        o.app.clock.as_ref(),
+        &o.account,
+        local_id,
+        status,
+    )
+    .await?;
+    print_user(&u);
+    Ok(())
+}
+
 /// Run one admin command.
 pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
     match cmd {
@@ -387,28 +401,10 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             print_user(&u);
         }
         AdminCommand::Users(UsersCommand::Activate { local_id, target }) => {
-            let o = open(&target).await?;
-            let u = set_local_status(
-                o.app.store.as_ref(),
-                o.app.clock.as_ref(),
-                &o.account,
-                &local_id,
-                LocalStatus::Active,
-            )
-            .await?;
-            print_user(&u);
+            set_status(&target, &local_id, LocalStatus::Active).await?;
         }
         AdminCommand::Users(UsersCommand::Delete { local_id, target }) => {
-            let o = open(&target).await?;
-            let u = set_local_status(
-                o.app.store.as_ref(),
-                o.app.clock.as_ref(),
-                &o.account,
-                &local_id,
-                LocalStatus::DeletedLocally,
-            )
-            .await?;
-            print_user(&u);
+            set_status(&target, &local_id, LocalStatus::DeletedLocally).await?;
         }
         AdminCommand::Lookup(args) => {
             let o = open(&args.target).await?;

@@ -233,40 +233,14 @@ impl LocalUserStore for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Listing<LocalUser>, StoreError> {
-        let a = account.0.clone();
-        let after = after.map(str::to_owned);
-        self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT local_id, body FROM local_users
-                     WHERE account_id = ?1 AND (?2 IS NULL OR local_id > ?2)
-                     ORDER BY local_id LIMIT ?3",
-                )
-                .map_err(internal)?;
-            // One more than asked: whether another page follows.
-            let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-            let rows = stmt
-                .query_map(params![a, after, fetch], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(internal)?;
-            let mut items = Vec::new();
-            let mut last = None;
-            let mut more = false;
-            for row in rows {
-                let (id, body) = row.map_err(internal)?;
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(from_json(&body)?);
-                last = Some(id);
-            }
-            Ok(Listing {
-                items,
-                next: if more { last } else { None },
-            })
-        })
+        self.list_rows_in(
+            "local_users",
+            "account_id",
+            account.0.clone(),
+            "local_id",
+            after,
+            limit,
+        )
         .await
     }
 }

@@ -312,18 +312,31 @@ impl SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Listing<T>, StoreError> {
-        let tenant = tenant.0.clone();
+        self.list_rows_in(table, "tenant_id", tenant.0.clone(), key_col, after, limit)
+            .await
+    }
+
+    /// One page of `table` rows whose `part_col` is `part`, in `key_col` order after `after`.
+    pub(crate) async fn list_rows_in<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+        part_col: &'static str,
+        part: String,
+        key_col: &'static str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<T>, StoreError> {
         let after = after.unwrap_or("").to_owned();
         self.with(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {key_col}, body FROM {table}
-                     WHERE tenant_id = ?1 AND {key_col} > ?2 ORDER BY {key_col} LIMIT ?3"
+                     WHERE {part_col} = ?1 AND {key_col} > ?2 ORDER BY {key_col} LIMIT ?3"
                 ))
                 .map_err(internal)?;
             let fetch = to_i64(limit as u64 + 1);
             let rows = stmt
-                .query_map(params![tenant, after, fetch], |r| {
+                .query_map(params![part, after, fetch], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })
                 .map_err(internal)?;

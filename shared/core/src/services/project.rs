@@ -318,15 +318,24 @@ pub async fn load_settings(
     Ok(settings.get_settings(tenant).await?.unwrap_or_default())
 }
 
-async fn load_context(deps: &ProjectDeps, tenant: &TenantId) -> Result<Context, ProjectError> {
+/// The connection of `tenant`, if it may sync (connected).
+async fn usable_connection(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+) -> Result<Connection, ProjectError> {
     let connection = deps
         .connections
         .get_connection(tenant)
         .await?
         .ok_or_else(|| ProjectError::NotConnected(tenant.clone()))?;
-    if let Some(e) = unavailable(&connection) {
-        return Err(e);
+    match unavailable(&connection) {
+        Some(e) => Err(e),
+        None => Ok(connection),
     }
+}
+
+async fn load_context(deps: &ProjectDeps, tenant: &TenantId) -> Result<Context, ProjectError> {
+    let connection = usable_connection(deps, tenant).await?;
     let settings = load_settings(deps.settings.as_ref(), tenant).await?;
     let scope_members = match settings.filters.selected_groups() {
         Some(groups) => Some(transitive_members(deps.mirror.as_ref(), tenant, groups).await?),
@@ -872,14 +881,7 @@ pub async fn save_settings(
     expected: u64,
 ) -> Result<(ConnectionSettings, SyncRun), ProjectError> {
     settings.validate()?;
-    let connection = deps
-        .connections
-        .get_connection(tenant)
-        .await?
-        .ok_or_else(|| ProjectError::NotConnected(tenant.clone()))?;
-    if let Some(e) = unavailable(&connection) {
-        return Err(e);
-    }
+    usable_connection(deps, tenant).await?;
     settings.version = expected + 1;
     match deps
         .settings
