@@ -49,6 +49,11 @@ impl World {
     /// An empty tenant (users are created by each test), connected to account `acct-1` with
     /// `contoso.com` verified. The clock reads 10:00 UTC.
     async fn new() -> Self {
+        Self::with_local_users(None).await
+    }
+
+    /// As `new`, with the projection writing through `local_users` (a fault injector).
+    async fn with_local_users(local_users: Option<Arc<dyn LocalUserStore>>) -> Self {
         let config = EmulatorConfig {
             user_page_size: 7,
             group_page_size: 3,
@@ -85,7 +90,7 @@ impl World {
         let ports = ProjectionPorts {
             connections: store.clone(),
             settings: store.clone(),
-            local_users: store.clone(),
+            local_users: local_users.unwrap_or_else(|| store.clone()),
         };
         let fetch = FetchDeps {
             directory: client,
@@ -1029,4 +1034,105 @@ async fn a_daily_schedule_syncs_once_a_day_hourly_every_tick() {
     w.clock.advance(chrono::Duration::hours(17)); // 03:00 the next day
     assert_eq!(tick(deps.clone()).await.requested, 1);
     assert_eq!(requests.take().len(), 2);
+}
+
+/// Local users whose writes fail while `failing` is set.
+struct FlakyLocalUsers {
+    inner: Arc<MemoryStore>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl LocalUserStore for FlakyLocalUsers {
+    async fn get_local_user(
+        &self,
+        account: &AccountId,
+        local_id: &str,
+    ) -> Result<Option<LocalUser>, entra_sync_core::error::StoreError> {
+        self.inner.get_local_user(account, local_id).await
+    }
+    async fn find_by_emails(
+        &self,
+        account: &AccountId,
+        emails: &[String],
+    ) -> Result<Vec<LocalUser>, entra_sync_core::error::StoreError> {
+        self.inner.find_by_emails(account, emails).await
+    }
+    async fn find_linked(
+        &self,
+        tenant: &TenantId,
+        object_ids: &[String],
+    ) -> Result<Vec<LocalUser>, entra_sync_core::error::StoreError> {
+        self.inner.find_linked(tenant, object_ids).await
+    }
+    async fn put_local_users(
+        &self,
+        users: &[LocalUser],
+    ) -> Result<(), entra_sync_core::error::StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(entra_sync_core::error::StoreError::Unavailable(
+                "local user table unavailable".into(),
+            ));
+        }
+        self.inner.put_local_users(users).await
+    }
+    async fn list_local_users(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<entra_sync_core::ports::Listing<LocalUser>, entra_sync_core::error::StoreError>
+    {
+        self.inner.list_local_users(account, after, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_projection_closes_its_run_and_the_next_run_catches_up() {
+    // The World's own store is a different one; the flaky wrapper writes into its own.
+    let inner = Arc::new(MemoryStore::new());
+    let flaky = Arc::new(FlakyLocalUsers {
+        inner: inner.clone(),
+        failing: std::sync::atomic::AtomicBool::new(true),
+    });
+    let w = World::with_local_users(Some(flaky.clone())).await;
+    let u = w.user("Ada", "ada@contoso.com", json!({}));
+    let opts = FetchOptions {
+        trigger: Trigger::Scheduled,
+        ..FetchOptions::default()
+    };
+    let report = run_fetch(&w.fetch, &w.tenant, &opts).await.unwrap();
+    let mut failures = 0;
+    for m in w.queue.drain() {
+        failures += usize::from(reconcile_page(&w.reconcile, &m).await.is_err());
+    }
+    assert!(
+        failures > 0,
+        "the page that committed the run reports the failure"
+    );
+    let run = w
+        .store
+        .get_run(&w.tenant, &report.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let RunStatus::Failed { error } = &run.status else {
+        panic!("a failed projection must not leave the run running: {run:?}");
+    };
+    assert!(error.contains("updating users failed"), "{error}");
+    assert!(
+        inner
+            .find_linked(&w.tenant, &[u.clone()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    flaky
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let next = w.sync().await;
+    assert_eq!(next.status, RunStatus::Succeeded);
+    assert_eq!(next.provisioning.created, 1);
+    assert_eq!(inner.find_linked(&w.tenant, &[u]).await.unwrap().len(), 1);
 }

@@ -115,7 +115,25 @@ async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Resul
             match project_run(&project, tenant, run_id).await {
                 Ok(ProjectOutcome::Applied(_)) => true,
                 Ok(ProjectOutcome::Held(_) | ProjectOutcome::ClaimedElsewhere) => false,
-                Err(ProjectError::Sync(e)) => return Err(e),
+                Err(ProjectError::Sync(e)) => {
+                    // The rounds are committed, so a redelivered page will not come back here:
+                    // close the run with the reason. The next run projects everything again.
+                    let error = format!(
+                        "the directory was read, but updating users failed: {}; the next run updates them",
+                        super::plain_words(&e)
+                    );
+                    deps.runs
+                        .update_run(
+                            tenant,
+                            run_id,
+                            &RunUpdate::Finish {
+                                status: RunStatus::Failed { error },
+                                at: deps.clock.now(),
+                            },
+                        )
+                        .await?;
+                    return Err(e);
+                }
                 Err(e) => {
                     // The run is finished as failed with the reason; the mirror is up to date.
                     warn!(tenant = %tenant, run_id, error = %e, "users not projected");
