@@ -1122,7 +1122,7 @@ async fn a_failed_projection_closes_its_run_and_the_next_run_catches_up() {
     assert!(error.contains("updating users failed"), "{error}");
     assert!(
         inner
-            .find_linked(&w.tenant, &[u.clone()])
+            .find_linked(&w.tenant, std::slice::from_ref(&u))
             .await
             .unwrap()
             .is_empty()
