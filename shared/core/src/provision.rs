@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::filters::{OutOfScope, email_domain};
+use crate::mapping::EMAIL_TARGET;
 use crate::model::{AccountId, StoredUser, TenantId};
 use crate::settings::ConnectionSettings;
 
@@ -201,7 +202,9 @@ pub struct RuleContext<'a> {
 pub struct Found<'a> {
     /// Linked to this directory user.
     pub linked: Option<&'a LocalUser>,
-    /// Same email in the same account, not linked to this directory user.
+    /// Same email in the same account, not linked to this directory user. For a linked user
+    /// whose email changed: another local user that holds the new email (the rename then
+    /// keeps the old email, so no two local users share one).
     pub by_email: Option<&'a LocalUser>,
 }
 
@@ -311,17 +314,39 @@ pub fn decide(
             after.email = email.clone();
             after.frozen = false;
             after.updated_at = ctx.now;
-            if after.status == LocalStatus::DeletedLocally {
-                after.status = initial_status(stored, ctx);
+            // The local user keeps its status, except where the account's state decides it
+            // for a linked user (the rules below): linking applies them at once, so the next
+            // run has nothing left to change.
+            let mut deactivates = false;
+            match after.status {
+                LocalStatus::DeletedLocally => after.status = initial_status(stored, ctx),
+                s if !enabled && s.is_active_or_pending() && ctx.deactivation_allowed => {
+                    after.status = LocalStatus::Deactivated;
+                    deactivates = true;
+                }
+                LocalStatus::DisabledInDirectory if !enabled => {
+                    after.status = LocalStatus::Deactivated;
+                }
+                LocalStatus::Deactivated | LocalStatus::DisabledInDirectory if enabled => {
+                    after.status = match after.activated {
+                        true => LocalStatus::Active,
+                        false => LocalStatus::Pending,
+                    };
+                }
+                _ => {}
             }
             after.activated |= after.status == LocalStatus::Active;
+            let mut changed = changed_fields(other, &after);
+            if after.status != other.status {
+                changed.push("status".to_owned());
+            }
             return Decision {
                 object_id: id.to_owned(),
                 action: Action::Link,
                 reason: format!("matched existing local user {} by email", other.local_id),
-                changed: changed_fields(other, &after),
+                changed,
                 write: Some(after),
-                deactivates: false,
+                deactivates,
             };
         }
         let status = initial_status(stored, ctx);
@@ -348,6 +373,19 @@ pub fn decide(
     };
 
     let before = existing;
+    // Renamed to an email another local user holds: keep the old one (never a duplicate).
+    let email_taken = found.by_email.filter(|o| o.local_id != before.local_id);
+    let email = match email_taken {
+        Some(_) => None,
+        None => email,
+    };
+    let mut fields = fields;
+    if email_taken.is_some() {
+        match before.fields.get(EMAIL_TARGET) {
+            Some(v) => fields.insert(EMAIL_TARGET.to_owned(), v.clone()),
+            None => fields.remove(EMAIL_TARGET),
+        };
+    }
     if removed {
         if matches!(
             before.status,
@@ -450,6 +488,14 @@ pub fn decide(
     }
     if before.frozen && action == Action::Update {
         reason = "matches the filters again".to_owned();
+    }
+    if let Some(o) = email_taken
+        && action == Action::Update
+    {
+        reason = format!(
+            "{reason}; the new email belongs to local user {}, so the email is kept",
+            o.local_id
+        );
     }
     let mut changed = changed_fields(before, &after);
     if before.status != after.status {

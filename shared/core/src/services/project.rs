@@ -394,9 +394,10 @@ async fn scan(
         buffered: (write == Write::Buffer).then(Vec::new),
         ..ScanOutput::default()
     };
-    // Emails linked or created in this pass: two directory users with one email never both
-    // land on the same local user, nor create two.
-    let mut claimed: HashSet<String> = HashSet::new();
+    // Emails linked, created or renamed to in this pass (and the user written with each): two
+    // directory users with one email never both land on the same local user, nor create two,
+    // nor does a rename take an email another user got in this pass.
+    let mut claimed: HashMap<String, LocalUser> = HashMap::new();
     let mut after: Option<String> = None;
     loop {
         let page = deps
@@ -417,8 +418,14 @@ async fn scan(
         let emails: Vec<String> = page
             .items
             .iter()
-            .filter(|s| !linked.contains_key(&s.user.id))
-            .filter_map(|s| s.user.canonical_email().map(|e| e.trim().to_owned()))
+            .filter_map(|s| {
+                let e = s.user.canonical_email().map(|e| e.trim().to_owned())?;
+                // Unlinked users (matching), and linked ones renamed (is the email taken?).
+                match linked.get(&s.user.id) {
+                    Some(l) if l.email == e => None,
+                    _ => Some(e),
+                }
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -447,10 +454,21 @@ async fn scan(
                 out.active_before += 1;
             }
             let email = u.canonical_email().map(|e| e.trim().to_owned());
+            let taken = match found_linked {
+                // Renamed: another local user that already holds (or got in this pass) the
+                // new email.
+                Some(l) => email
+                    .as_ref()
+                    .filter(|e| **e != l.email)
+                    .and_then(|e| claimed.get(e).or_else(|| by_email.get(e)))
+                    .filter(|o| o.local_id != l.local_id)
+                    .cloned(),
+                None => None,
+            };
             let found = Found {
                 linked: found_linked,
                 by_email: match found_linked {
-                    Some(_) => None,
+                    Some(_) => taken.as_ref(),
                     None => email.as_ref().and_then(|e| by_email.get(e)),
                 },
             };
@@ -461,9 +479,13 @@ async fn scan(
                     .is_some_and(|members| members.contains(&u.id))
             });
             let mut d = pick.apply(decide(stored, found, scope, roles, &rules));
+            let renamed = d
+                .write
+                .as_ref()
+                .is_some_and(|w| found.linked.is_some_and(|l| l.email != w.email));
             if matches!(d.action, Action::Create | Action::Link)
                 && let Some(e) = &email
-                && !claimed.insert(e.clone())
+                && claimed.contains_key(e)
             {
                 d = Decision {
                     action: Action::Skip,
@@ -472,6 +494,11 @@ async fn scan(
                     deactivates: false,
                     ..d
                 };
+            }
+            if let Some(w) = &d.write
+                && (matches!(d.action, Action::Create | Action::Link) || renamed)
+            {
+                claimed.insert(w.email.clone(), w.clone());
             }
             count(&mut out.counts, d.action);
             if d.deactivates {
