@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::ports::{ConsentStateStore, PendingConsent};
 
-use crate::dynamo::{DynamoStore, body, key_item, n, s, to_json};
+use crate::dynamo::{DynamoStore, body, conditional, key_item, n, s, to_json};
 use crate::error::{AwsCallError, Class};
 
 const SERVICE: &str = "dynamodb";
@@ -59,19 +59,7 @@ impl ConsentStateStore for DynamoStore {
         match result {
             Ok(out) => out.attributes.map(|item| body(&item)).transpose(),
             Err(e) => {
-                let err = AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| {
-                    if e.is_conditional_check_failed_exception() {
-                        Class::ConditionFailed
-                    } else if e.is_provisioned_throughput_exceeded_exception()
-                        || e.is_request_limit_exceeded()
-                        || e.is_throttling_exception()
-                        || e.is_internal_server_error()
-                    {
-                        Class::Retryable
-                    } else {
-                        Class::Permanent
-                    }
-                });
+                let err = AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| conditional!(e));
                 match err.class {
                     // Absent: never stored, already taken, or removed by TTL.
                     Class::ConditionFailed => Ok(None),

@@ -54,13 +54,15 @@ const PUT_CONCURRENCY: usize = 16;
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_MAX: usize = 100;
 /// Attempts for unprocessed batch keys and contended run updates.
-const MAX_ATTEMPTS: u32 = 8;
+pub(crate) const MAX_ATTEMPTS: u32 = 8;
 /// Applied-page markers outlive any round by far; TTL removes them afterwards.
 const MARKER_TTL: chrono::Duration = chrono::Duration::days(30);
 /// The lease item is removed by TTL a day after it expired (TTL deletes are lazy anyway; the
 /// condition on `until_ms` is what decides).
 const LEASE_TTL_SLACK: chrono::Duration = chrono::Duration::days(1);
 
+/// Throttling and server errors are worth another try; anything else is not. Shared by every
+/// DynamoDB adapter module of this crate.
 macro_rules! retryable {
     ($e:expr) => {
         if $e.is_provisioned_throughput_exceeded_exception()
@@ -75,15 +77,18 @@ macro_rules! retryable {
     };
 }
 
+/// As [`retryable`], with a failed condition classified apart.
 macro_rules! conditional {
     ($e:expr) => {
         if $e.is_conditional_check_failed_exception() {
             Class::ConditionFailed
         } else {
-            retryable!($e)
+            $crate::dynamo::retryable!($e)
         }
     };
 }
+
+pub(crate) use {conditional, retryable};
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -297,23 +302,13 @@ impl DynamoStore {
         unique.sort();
         unique.dedup();
         for chunk in unique.chunks(BATCH_GET_MAX) {
-            let mut pending: Vec<Item> = chunk
+            let keys: Vec<Item> = chunk
                 .iter()
                 .map(|(pk, sk)| key_item(pk.clone(), sk.clone()))
                 .collect();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                if attempt >= MAX_ATTEMPTS {
-                    return Err(StoreError::Unavailable(
-                        "BatchGetItem kept returning unprocessed keys".into(),
-                    ));
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                attempt += 1;
+            let items = retry_unprocessed("BatchGetItem", keys, |pending| async move {
                 let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .set_keys(Some(pending))
                     .consistent_read(true)
                     .build()
                     .map_err(|e| StoreError::Internal(Box::new(e)))?;
@@ -327,17 +322,19 @@ impl DynamoStore {
                         AwsCallError::from_sdk(SERVICE, "BatchGetItem", e, |e| retryable!(e))
                             .into_store()
                     })?;
-                if let Some(mut r) = res.responses
-                    && let Some(items) = r.remove(&self.table)
-                {
-                    out.extend(items);
-                }
-                if let Some(mut u) = res.unprocessed_keys
-                    && let Some(ka) = u.remove(&self.table)
-                {
-                    pending = ka.keys;
-                }
-            }
+                let items = res
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default();
+                let unprocessed = res
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+                Ok((items, unprocessed))
+            })
+            .await?;
+            out.extend(items);
         }
         Ok(out)
     }
@@ -500,7 +497,38 @@ impl DynamoStore {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
+/// Send a batch call until DynamoDB has processed every element: `send` returns what it got
+/// back and what came back unprocessed, which is sent again after a backoff (at most
+/// [`MAX_ATTEMPTS`] calls).
+pub(crate) async fn retry_unprocessed<T, R, F, Fut>(
+    call: &str,
+    mut pending: Vec<T>,
+    mut send: F,
+) -> Result<Vec<R>, StoreError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<R>, Vec<T>), StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        if attempt >= MAX_ATTEMPTS {
+            return Err(StoreError::Unavailable(
+                format!("{call} kept returning unprocessed items").into(),
+            ));
+        }
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        attempt += 1;
+        let (got, rest) = send(std::mem::take(&mut pending)).await?;
+        out.extend(got);
+        pending = rest;
+    }
+    Ok(out)
+}
+
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(25u64.saturating_mul(1 << attempt.min(6)))
 }
 

@@ -20,7 +20,9 @@ use entra_sync_core::idempotency::{Begin, Claim, IdempotencyRecord, RecordStatus
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::IdempotencyStore;
 
-use crate::dynamo::{DynamoStore, epoch_secs, get_n, get_s, key_item, n, s, tenant_pk};
+use crate::dynamo::{
+    DynamoStore, conditional, epoch_secs, get_n, get_s, key_item, n, s, tenant_pk,
+};
 use crate::error::{AwsCallError, Class};
 
 const SERVICE: &str = "dynamodb";
@@ -31,24 +33,6 @@ const MAX_ATTEMPTS: u32 = 3;
 
 fn pk(tenant: &TenantId, key: &str) -> String {
     format!("{}#IDEM#{key}", tenant_pk(tenant))
-}
-
-/// Classify a failed conditional call from the SDK's typed error (the same rules as the store's
-/// other calls in dynamo.rs).
-macro_rules! classify {
-    ($e:expr) => {
-        if $e.is_conditional_check_failed_exception() {
-            Class::ConditionFailed
-        } else if $e.is_provisioned_throughput_exceeded_exception()
-            || $e.is_request_limit_exceeded()
-            || $e.is_throttling_exception()
-            || $e.is_internal_server_error()
-        {
-            Class::Retryable
-        } else {
-            Class::Permanent
-        }
-    };
 }
 
 fn from_ms(ms: u64) -> Result<DateTime<Utc>, StoreError> {
@@ -116,7 +100,7 @@ impl IdempotencyStore for DynamoStore {
             match put {
                 Ok(_) => return Ok(Begin::Started),
                 Err(e) => {
-                    let err = AwsCallError::from_sdk(SERVICE, "PutItem", e, |e| classify!(e));
+                    let err = AwsCallError::from_sdk(SERVICE, "PutItem", e, |e| conditional!(e));
                     if err.class != Class::ConditionFailed {
                         return Err(err.into_store());
                     }
@@ -162,9 +146,9 @@ impl IdempotencyStore for DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) => {
-                Err(AwsCallError::from_sdk(SERVICE, "UpdateItem", e, |e| classify!(e)).into_store())
-            }
+            Err(e) => Err(
+                AwsCallError::from_sdk(SERVICE, "UpdateItem", e, |e| conditional!(e)).into_store(),
+            ),
         }
     }
 
@@ -181,7 +165,7 @@ impl IdempotencyStore for DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) => match AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| classify!(e)) {
+            Err(e) => match AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| conditional!(e)) {
                 // Completed (or gone): nothing to release.
                 err if err.class == Class::ConditionFailed => Ok(()),
                 err => Err(err.into_store()),

@@ -21,7 +21,6 @@
 //!   BatchGetItem and keep only those whose stored email or link still matches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -33,8 +32,8 @@ use entra_sync_core::settings::ConnectionSettings;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::dynamo::{
-    DEFAULT_LISTING_SHARDS, DynamoStore, body, get_n, get_s, key_item, n, s, shard_of, tenant_pk,
-    to_json,
+    DEFAULT_LISTING_SHARDS, DynamoStore, MAX_ATTEMPTS, backoff, body, conditional, get_n, get_s,
+    key_item, n, retry_unprocessed, retryable, s, shard_of, tenant_pk, to_json,
 };
 use crate::error::{AwsCallError, Class};
 
@@ -45,8 +44,6 @@ const SETTINGS_SK: &str = "SETTINGS";
 const USER_SK: &str = "LOCALUSER";
 /// Users written (or index partitions queried) in parallel per call.
 const CONCURRENCY: usize = 16;
-/// Attempts per user when concurrent writers keep changing it under us.
-const MAX_ATTEMPTS: u32 = 8;
 /// BatchWriteItem takes at most 25 items.
 const BATCH_WRITE_MAX: usize = 25;
 
@@ -87,25 +84,6 @@ fn distinct(keys: &[String]) -> Vec<String> {
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Internal(Box::new(e))
-}
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(20u64.saturating_mul(1 << attempt.min(6)))
-}
-
-/// Throttling and server errors are worth another try; anything else is not.
-macro_rules! retryable {
-    ($e:expr) => {
-        if $e.is_provisioned_throughput_exceeded_exception()
-            || $e.is_request_limit_exceeded()
-            || $e.is_throttling_exception()
-            || $e.is_internal_server_error()
-        {
-            Class::Retryable
-        } else {
-            Class::Permanent
-        }
-    };
 }
 
 /// An index item: its key, which user it points at, and the user's revision that wrote it.
@@ -241,13 +219,7 @@ impl DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) => match AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| {
-                if e.is_conditional_check_failed_exception() {
-                    Class::ConditionFailed
-                } else {
-                    retryable!(e)
-                }
-            }) {
+            Err(e) => match AwsCallError::from_sdk(SERVICE, "DeleteItem", e, |e| conditional!(e)) {
                 // Already gone, or written again by a later revision: leave it.
                 err if err.class == Class::ConditionFailed => Ok(()),
                 err => Err(err.into_store()),
@@ -271,7 +243,7 @@ impl DynamoStore {
     }
 
     async fn batch_put_chunk(&self, chunk: Vec<Item>) -> Result<(), StoreError> {
-        let mut pending = chunk
+        let requests = chunk
             .into_iter()
             .map(|item| {
                 let put = PutRequest::builder()
@@ -281,33 +253,24 @@ impl DynamoStore {
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut attempt = 0;
-        while !pending.is_empty() {
-            if attempt >= MAX_ATTEMPTS {
-                return Err(StoreError::Unavailable(
-                    "BatchWriteItem kept returning unprocessed items".into(),
-                ));
-            }
-            if attempt > 0 {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
-            attempt += 1;
+        retry_unprocessed::<_, (), _, _>("BatchWriteItem", requests, |pending| async move {
             let res = self
                 .client
                 .batch_write_item()
-                .request_items(&self.table, std::mem::take(&mut pending))
+                .request_items(&self.table, pending)
                 .send()
                 .await
                 .map_err(|e| {
                     AwsCallError::from_sdk(SERVICE, "BatchWriteItem", e, |e| retryable!(e))
                         .into_store()
                 })?;
-            if let Some(mut u) = res.unprocessed_items
-                && let Some(rest) = u.remove(&self.table)
-            {
-                pending = rest;
-            }
-        }
+            let unprocessed = res
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            Ok((Vec::new(), unprocessed))
+        })
+        .await?;
         Ok(())
     }
 
