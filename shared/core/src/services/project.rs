@@ -238,6 +238,13 @@ struct ScanOutput {
     items: Vec<PreviewItem>,
 }
 
+impl ScanOutput {
+    /// The directory returned no users at all although we manage some.
+    fn empty_read(&self) -> bool {
+        self.present_users == 0 && self.active_before > 0
+    }
+}
+
 const BATCH: usize = 500;
 
 fn count(c: &mut ProvisioningCounts, a: Action) {
@@ -569,7 +576,7 @@ fn breaker(
     out: &ScanOutput,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<BreakerHold> {
-    let empty_read = out.present_users == 0 && out.active_before > 0;
+    let empty_read = out.empty_read();
     let threshold = match empty_read {
         true => Some("the directory returned no users at all".to_owned()),
         false => ctx
@@ -735,38 +742,54 @@ pub async fn project_run(
         }
         Err(e) => return Err(e),
     };
-    let pick = Pick::Sync(ctx.settings.provisioning.automatic);
-    let dry = scan(deps, &ctx, &pick, Write::Buffer, false).await?;
-    if let Some(hold) = breaker(&ctx, &dry, deps.clock.now()) {
-        warn!(
+    let now = deps.clock.now();
+    let outcome = apply_unless_held(deps, &ctx, run_id, |dry| breaker(&ctx, dry, now)).await?;
+    supersede_older_holds(deps, tenant, run_id).await?;
+    match &outcome {
+        ProjectOutcome::Held(hold) => warn!(
             tenant = %tenant,
             run_id,
             deactivations = hold.deactivations,
             active_before = hold.active_before,
             empty_read = hold.empty_read,
             "circuit breaker held the run"
-        );
+        ),
+        ProjectOutcome::Applied(c) => info!(
+            tenant = %tenant,
+            run_id,
+            created = c.created,
+            linked = c.linked,
+            updated = c.updated,
+            deactivated = c.deactivated,
+            disabled_in_directory = c.disabled_in_directory,
+            frozen = c.frozen,
+            skipped = c.skipped,
+            "users projected"
+        ),
+        ProjectOutcome::ClaimedElsewhere => {}
+    }
+    Ok(outcome)
+}
+
+/// The projection of a run as the sync rules pick it: scan once, and if `hold_if` says so,
+/// hold the run without writing; otherwise write what the scan decided and finish the run.
+async fn apply_unless_held(
+    deps: &ProjectDeps,
+    ctx: &Context,
+    run_id: &str,
+    hold_if: impl FnOnce(&ScanOutput) -> Option<BreakerHold>,
+) -> Result<ProjectOutcome, ProjectError> {
+    let tenant = &ctx.connection.tenant_id;
+    let pick = Pick::Sync(ctx.settings.provisioning.automatic);
+    let dry = scan(deps, ctx, &pick, Write::Buffer, false).await?;
+    if let Some(hold) = hold_if(&dry) {
         deps.runs
             .update_run(tenant, run_id, &RunUpdate::Hold(hold.clone()))
             .await?;
-        supersede_older_holds(deps, tenant, run_id).await?;
         return Ok(ProjectOutcome::Held(hold));
     }
-    let out = write_scanned(deps, &ctx, &pick, dry).await?;
+    let out = write_scanned(deps, ctx, &pick, dry).await?;
     finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
-    supersede_older_holds(deps, tenant, run_id).await?;
-    info!(
-        tenant = %tenant,
-        run_id,
-        created = out.counts.created,
-        linked = out.counts.linked,
-        updated = out.counts.updated,
-        deactivated = out.counts.deactivated,
-        disabled_in_directory = out.counts.disabled_in_directory,
-        frozen = out.counts.frozen,
-        skipped = out.counts.skipped,
-        "users projected"
-    );
     Ok(ProjectOutcome::Applied(out.counts))
 }
 
@@ -801,17 +824,14 @@ async fn held_run(
     deps: &ProjectDeps,
     tenant: &TenantId,
     run_id: &str,
-) -> Result<(SyncRun, BreakerHold), ProjectError> {
+) -> Result<BreakerHold, ProjectError> {
     let run = deps
         .runs
         .get_run(tenant, run_id)
         .await?
         .ok_or_else(|| ProjectError::RunNotFound(run_id.to_owned()))?;
-    match &run.status {
-        RunStatus::Held { hold } => {
-            let hold = hold.clone();
-            Ok((run, hold))
-        }
+    match run.status {
+        RunStatus::Held { hold } => Ok(hold),
         other => Err(ProjectError::NotHeld {
             run_id: run_id.to_owned(),
             status: format!("{other:?}"),
@@ -827,30 +847,26 @@ pub async fn confirm_held(
     run_id: &str,
     by: &str,
 ) -> Result<ProjectOutcome, ProjectError> {
-    let (_, hold) = held_run(deps, tenant, run_id).await?;
+    let hold = held_run(deps, tenant, run_id).await?;
     let ctx = load_context(deps, tenant).await?;
-    let pick = Pick::Sync(ctx.settings.provisioning.automatic);
-    let dry = scan(deps, &ctx, &pick, Write::Buffer, false).await?;
-    if dry.deactivations > hold.deactivations {
-        let again = BreakerHold {
+    let now = deps.clock.now();
+    let outcome = apply_unless_held(deps, &ctx, run_id, |dry| {
+        (dry.deactivations > hold.deactivations).then(|| BreakerHold {
             deactivations: dry.deactivations,
             active_before: dry.active_before,
             threshold: format!(
                 "{} confirmed {} deactivations, the directory now gives {}",
                 by, hold.deactivations, dry.deactivations
             ),
-            empty_read: dry.present_users == 0 && dry.active_before > 0,
-            held_at: deps.clock.now(),
-        };
-        deps.runs
-            .update_run(tenant, run_id, &RunUpdate::Hold(again.clone()))
-            .await?;
-        return Ok(ProjectOutcome::Held(again));
+            empty_read: dry.empty_read(),
+            held_at: now,
+        })
+    })
+    .await?;
+    if let ProjectOutcome::Applied(c) = &outcome {
+        info!(tenant = %tenant, run_id, by, deactivated = c.deactivated, "held run confirmed");
     }
-    let out = write_scanned(deps, &ctx, &pick, dry).await?;
-    finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
-    info!(tenant = %tenant, run_id, by, deactivated = out.counts.deactivated, "held run confirmed");
-    Ok(ProjectOutcome::Applied(out.counts))
+    Ok(outcome)
 }
 
 /// Reject a held run: nothing is applied, and the next run reads the whole directory again (the
