@@ -125,7 +125,7 @@ impl World {
                     is_initial: false,
                 }],
                 status: ConnectionStatus::Connected,
-                connected_at: clock.now_utc(),
+                connected_at: entra_sync_core::ports::Clock::now(clock.as_ref()),
             })
             .await
             .unwrap();
@@ -223,16 +223,6 @@ impl World {
             .await
             .unwrap()
             .1
-    }
-}
-
-trait NowUtc {
-    fn now_utc(&self) -> chrono::DateTime<chrono::Utc>;
-}
-
-impl NowUtc for ManualClock {
-    fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
-        entra_sync_core::ports::Clock::now(self)
     }
 }
 

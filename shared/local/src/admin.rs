@@ -12,8 +12,8 @@ use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::{ConnectionStore, LocalUserStore};
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
-    ImportMode, Preview, PreviewItem, ProjectDeps, add_local_user, confirm_held, import,
-    load_settings, preview, reject_held, save_settings, set_local_status, sign_in_lookup,
+    ImportMode, Preview, PreviewItem, add_local_user, confirm_held, import, load_settings, preview,
+    reject_held, save_settings, set_local_status, sign_in_lookup,
 };
 use entra_sync_core::settings::ConnectionSettings;
 
@@ -197,19 +197,6 @@ async fn open(t: &Target) -> Result<Opened> {
     })
 }
 
-/// The projection services' ports on the local stores.
-pub fn project_deps(app: &LocalApp) -> ProjectDeps {
-    ProjectDeps {
-        connections: app.store.clone(),
-        settings: app.store.clone(),
-        local_users: app.store.clone(),
-        mirror: app.store.clone(),
-        runs: app.store.clone(),
-        cursors: app.store.clone(),
-        clock: app.clock.clone(),
-    }
-}
-
 fn mode_of(args: &ImportArgs) -> Result<ImportMode> {
     Ok(match args.mode {
         ModeArg::NewAndUpdated => ImportMode::NewAndUpdated,
@@ -324,13 +311,13 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
                 );
             }
             let (saved, run) =
-                save_settings(&project_deps(&o.app), &o.tenant, new, current.version).await?;
+                save_settings(&o.app.project_deps(), &o.tenant, new, current.version).await?;
             out!("saved settings version {}", saved.version);
             crate::print_run_line(&run);
         }
         AdminCommand::Preview(args) => {
             let o = open(&args.target).await?;
-            let p = preview(&project_deps(&o.app), &o.tenant, mode_of(&args)?).await?;
+            let p = preview(&o.app.project_deps(), &o.tenant, mode_of(&args)?).await?;
             match args.json {
                 true => json(&p)?,
                 false => print_preview(&p),
@@ -338,7 +325,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Import(args) => {
             let o = open(&args.target).await?;
-            let report = import(&project_deps(&o.app), &o.tenant, mode_of(&args)?).await?;
+            let report = import(&o.app.project_deps(), &o.tenant, mode_of(&args)?).await?;
             match args.json {
                 true => json(&report)?,
                 false => {
@@ -356,12 +343,12 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         AdminCommand::Confirm(args) => {
             let o = open(&args.target).await?;
             let out =
-                confirm_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
+                confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
             out!("{out:?}");
         }
         AdminCommand::Reject(args) => {
             let o = open(&args.target).await?;
-            let run = reject_held(&project_deps(&o.app), &o.tenant, &args.run_id, &args.by).await?;
+            let run = reject_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
             crate::print_run_line(&run);
         }
         AdminCommand::Users(UsersCommand::List(t)) => {

@@ -219,7 +219,7 @@ pub async fn run_demo(
 /// activation for verified domains, and a breaker sized for the demo's churn (the default, 50
 /// users, would hold the second sync of a 10,000-user tenant with 2 % churn for confirmation).
 async fn demo_settings(app: &LocalApp, tenant: &TenantId) -> Result<Vec<String>, LocalError> {
-    let deps = crate::admin::project_deps(app);
+    let deps = app.project_deps();
     let current = load_settings(app.store.as_ref(), tenant).await?;
     let settings = match current.version {
         0 => {

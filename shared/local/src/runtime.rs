@@ -11,7 +11,8 @@ use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{Clock, DirectoryReader, MirrorStore, RunStore, SystemClock};
 use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
 use entra_sync_core::services::{
-    FetchDeps, FetchOptions, ProjectionPorts, ReconcileDeps, plain_words, reconcile_page, run_fetch,
+    FetchDeps, FetchOptions, ProjectDeps, ProjectionPorts, ReconcileDeps, plain_words,
+    reconcile_page, run_fetch,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -125,6 +126,17 @@ impl LocalApp {
             settings: self.store.clone(),
             local_users: self.store.clone(),
         }
+    }
+
+    /// Every port the projection services (settings, preview, import, confirm, reject) use.
+    pub fn project_deps(&self) -> ProjectDeps {
+        ProjectDeps::new(
+            &self.projection_ports(),
+            self.store.clone(),
+            self.store.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        )
     }
 
     pub fn fetch_deps(&self, directory: Arc<dyn DirectoryReader>) -> FetchDeps {
