@@ -32,7 +32,7 @@ use entra_sync_core::error::DirectoryError;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::Secret;
 use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -388,8 +388,13 @@ impl GraphClient {
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .body(bytes.to_vec());
             }
-            // Graph wants a Content-Length on every POST, even without a body.
-            None if !is_get => request = request.body(Vec::new()),
+            // Graph answers 411 to a POST without Content-Length, even with no body (and
+            // hyper leaves the header out for an empty body).
+            None if !is_get => {
+                request = request
+                    .header(CONTENT_LENGTH, HeaderValue::from_static("0"))
+                    .body(Vec::new());
+            }
             None => {}
         }
         let response = request.send().await?;

@@ -180,6 +180,20 @@ fn classify(method: &Method, s: &[&str], body: &[u8]) -> (WriteOp, Vec<WriteOp>)
 /// POST / PATCH / DELETE under `/v1.0`.
 pub(crate) fn handle(cx: &Cx<'_>, method: &Method, s: &[&str], body: &[u8]) -> Response {
     let (op, needs) = classify(method, s, body);
+    let framed = cx.headers.contains_key(axum::http::header::CONTENT_LENGTH)
+        || cx
+            .headers
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
+    if *method == Method::POST && !framed {
+        // Graph refuses a POST without a length, even one that needs no body.
+        let mut resp = cx.err(
+            StatusCode::LENGTH_REQUIRED,
+            "LengthRequired",
+            "The request must be chunked or have a content length.",
+        );
+        resp.extensions_mut().insert(WriteTag(op));
+        return resp;
+    }
     let mut resp = match cx.charge(1, true) {
         Err(r) => r,
         Ok(usage) => {
