@@ -637,6 +637,11 @@ impl TenantHandle {
             .store(held, Ordering::SeqCst);
     }
 
+    /// Whether the app's service principal holds the User Administrator role.
+    pub fn has_user_admin_role(&self) -> bool {
+        self.tenant.password_reset_allowed.load(Ordering::SeqCst)
+    }
+
     /// The application permissions the tenant granted (sorted): what tokens issued from now
     /// on carry in their `roles` claim, and what Graph writes are checked against.
     pub fn granted_permissions(&self) -> Vec<String> {
