@@ -7,9 +7,22 @@
 //!   `microsoft.graph.delta` spellings), `/v1.0/users`, `/v1.0/groups`, `/v1.0/users/{id}`,
 //!   `/v1.0/users/{id}/manager`, `/v1.0/groups/{id}`, `/v1.0/groups/{id}/members`,
 //!   `/v1.0/groups/{id}/transitiveMembers`, `/v1.0/subscribedSkus`,
-//!   `/v1.0/directory/deletedItems/microsoft.graph.user`, and the writes of GRAPH.md section 8
+//!   `/v1.0/directory/deletedItems/microsoft.graph.user`, `/v1.0/directory/deletedItems/{id}`,
+//!   `/v1.0/servicePrincipals/{id}`, `/v1.0/users/{id}/appRoleAssignments`, and the writes
 //!   (PATCH/DELETE users, member `$ref` add/remove, `members@odata.bind`,
-//!   `revokeSignInSessions`, deleted-items restore/purge).
+//!   `revokeSignInSessions`, app role assignments POST/DELETE, deleted-items
+//!   restore/purge).
+//!
+//! # Writes
+//! Access tokens are JWT-shaped; their `roles` claim lists the application permissions the
+//! tenant granted (`EmulatorConfig::app_permissions`, the v2 admin consent's `scope`, or
+//! `TenantHandle::set_granted_permissions`). Each write is charged to the tenant's write
+//! budget (429 with `Retry-After` and `x-ms-throttle-*` headers when spent), checked against
+//! the caller's token (403 `Authorization_RequestDenied`; password resets also need
+//! `TenantHandle::set_user_admin_role`), refused for groups Graph will not change
+//! (distribution lists and mail-enabled security groups 400, dynamic groups 403,
+//! on-premises synced groups 400), and counted per kind and tenant
+//! (`RequestCounters::writes_by_op`, `TenantCounters::writes`).
 //!
 //! Tenants are synthetic and seeded (`TenantSpec`); `TenantHandle` mutates them so delta
 //! rounds have something to report; `FaultHandle` injects throttling, outages, dropped
