@@ -1,6 +1,9 @@
 //! moto's server mode, which scripts/test.sh installs (in .venv), starts on a free loopback port
 //! and stops again; it passes the address in `ENTRA_SYNC_MOTO_URL`. A test that needs moto and
 //! runs without it fails, saying how to get it: nothing is skipped.
+//!
+//! [`EnforcingMoto`] is a server of one test's own, started from .venv with IAM enforcement
+//! (the IAM policy test).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
