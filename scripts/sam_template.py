@@ -10,6 +10,8 @@ uses) over infra/template.yaml, then answers one question about the result.
                                           the pseudo parameters (AWS::Region=...,
                                           AWS::AccountId=...) and the names and ARNs of the
                                           template's resources
+    sam_template.py all [K=V ...]         the three at once: {"transformed", "cycles",
+                                          "functions"} (one transform for the tests)
 
 Offline: the translator gets no AWS session, and managed policies are named by ARN.
 The tests in tests/tests/iam_policies.rs and tests/tests/template.rs call this script.
@@ -157,6 +159,8 @@ class Resolver:
     def attribute(self, name, attr):
         resource = self.resources.get(name)
         if resource is None:
+            if name in self.template.get("Parameters", {}):
+                raise Unresolvable(f"parameter {name} has no default: pass {name}=...")
             raise Unresolvable(f"no resource {name}")
         kind, props = resource["Type"], resource.get("Properties", {})
         region, account, partition = self.p("AWS::Region"), self.p("AWS::AccountId"), self.p("AWS::Partition")
@@ -259,7 +263,7 @@ def functions(template, transformed, overrides):
 
 
 def main(argv):
-    if not argv or argv[0] not in ("transform", "cycles", "functions"):
+    if not argv or argv[0] not in ("transform", "cycles", "functions", "all"):
         print(__doc__, file=sys.stderr)
         return 2
     overrides = dict(a.split("=", 1) for a in argv[1:])
@@ -268,6 +272,17 @@ def main(argv):
     transformed = transform(template, region)
     if argv[0] == "transform":
         json.dump(transformed, sys.stdout, indent=1, sort_keys=True)
+        return 0
+    if argv[0] == "all":
+        json.dump(
+            {
+                "transformed": transformed,
+                "cycles": cycles(transformed),
+                "functions": functions(template, transformed, overrides),
+            },
+            sys.stdout,
+            sort_keys=True,
+        )
         return 0
     if argv[0] == "cycles":
         found = cycles(transformed)

@@ -46,30 +46,66 @@ pub fn venv_program(name: &str) -> PathBuf {
     program
 }
 
-/// Run `scripts/sam_template.py` with `args`: (exit success, stdout, stderr).
-pub fn run_script(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(venv_program("python"))
-        .arg(workspace().join("scripts").join("sam_template.py"))
-        .args(args)
-        .output()
-        .expect("running scripts/sam_template.py");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// The arguments the tests resolve the template with.
+fn arguments() -> Vec<String> {
+    vec![
+        "all".to_owned(),
+        format!("Stage={STAGE}"),
+        "GraphClientId=00000000-0000-0000-0000-000000000000".to_owned(),
+        format!("AWS::Region={REGION}"),
+        format!("AWS::AccountId={ACCOUNT}"),
+    ]
 }
 
-fn json_of(args: &[&str]) -> Value {
-    let (ok, stdout, stderr) = run_script(args);
-    assert!(ok, "scripts/sam_template.py {args:?} failed:\n{stderr}");
-    serde_json::from_str(&stdout).expect("the script prints JSON")
+/// What `scripts/sam_template.py all` prints for the current template: `transformed`,
+/// `cycles`, `functions`. The transform takes a couple of seconds and every test process
+/// needs it, so the answer is kept in the temporary directory, under a name derived from the
+/// template, the script and the arguments (any change to them runs the script again).
+fn answer() -> &'static Value {
+    static A: OnceLock<Value> = OnceLock::new();
+    A.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let script = workspace().join("scripts").join("sam_template.py");
+        let template = workspace().join("infra").join("template.yaml");
+        let args = arguments();
+        let mut key = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&script)
+            .expect("reading scripts/sam_template.py")
+            .hash(&mut key);
+        std::fs::read(&template)
+            .expect("reading infra/template.yaml")
+            .hash(&mut key);
+        args.hash(&mut key);
+        let cache = std::env::temp_dir().join(format!("entra-sync-sam-{:016x}.json", key.finish()));
+        if let Some(v) = std::fs::read(&cache)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            return v;
+        }
+        let out = Command::new(venv_program("python"))
+            .arg(&script)
+            .args(&args)
+            .output()
+            .expect("running scripts/sam_template.py");
+        assert!(
+            out.status.success(),
+            "scripts/sam_template.py {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+        // Written aside, then renamed: test processes running at once never read half a file.
+        let part = cache.with_extension(format!("{}.part", std::process::id()));
+        if std::fs::write(&part, &out.stdout).is_ok() {
+            let _ = std::fs::rename(&part, &cache);
+        }
+        v
+    })
 }
 
 /// The transformed template (CloudFormation JSON; intrinsic functions left as they are).
 pub fn transformed() -> &'static Value {
-    static T: OnceLock<Value> = OnceLock::new();
-    T.get_or_init(|| json_of(&["transform"]))
+    &answer()["transformed"]
 }
 
 /// One resource of the transformed template, or a panic naming it.
@@ -85,9 +121,7 @@ pub fn resource(name: &str) -> &'static Value {
 /// Every dependency cycle between the transformed template's resources (Ref, Fn::GetAtt,
 /// Fn::Sub, DependsOn), as sorted lists of logical ids.
 pub fn cycles() -> Vec<Vec<String>> {
-    let (_, stdout, stderr) = run_script(&["cycles"]);
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("scripts/sam_template.py cycles: {e}\n{stderr}"))
+    serde_json::from_value(answer()["cycles"].clone()).expect("cycles are lists of names")
 }
 
 /// One statement of an identity policy.
@@ -134,13 +168,7 @@ fn documents(v: &Value) -> Vec<Value> {
 pub fn functions() -> &'static BTreeMap<String, Function> {
     static F: OnceLock<BTreeMap<String, Function>> = OnceLock::new();
     F.get_or_init(|| {
-        let v = json_of(&[
-            "functions",
-            &format!("Stage={STAGE}"),
-            "GraphClientId=00000000-0000-0000-0000-000000000000",
-            &format!("AWS::Region={REGION}"),
-            &format!("AWS::AccountId={ACCOUNT}"),
-        ]);
+        let v = &answer()["functions"];
         v.as_object()
             .expect("an object")
             .iter()
