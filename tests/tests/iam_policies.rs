@@ -2,8 +2,10 @@
 //! infra/template.yaml after the SAM transform (scripts/sam_template.py), every reference
 //! resolved to the names used here. Each function gets an IAM user on a moto server of this
 //! test's own that enforces IAM, and its handler runs with SDK clients signed by that user's
-//! keys: connect (consent, list, show, reconnect, disconnect), the scheduler, fetch and
-//! reconcile, over two sync rounds of an emulated directory.
+//! keys: connect (consent, list, show, reconnect, disconnect), then the scheduler, fetch and
+//! reconcile over three sync rounds of an emulated directory (a full read, changes committed by
+//! fetch when reconcile was faster, changes committed by reconcile), with a daily-scheduled and
+//! a reauthorization-needing connection beside the hourly one.
 //!
 //! Every AWS call each function makes is recorded (an SDK interceptor), including the calls
 //! whose errors a handler logs and swallows. Then, per function:
