@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use entra_sync_core::model::{AccountId, TenantId};
-use entra_sync_core::ports::{ConnectionStore, LocalUserStore};
+use entra_sync_core::ports::{ConnectionStore, LocalUserStore, RunStore};
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
     ImportMode, LocalUserError, Preview, PreviewItem, ProjectError, activate_local_user,
@@ -398,9 +398,12 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Confirm(args) => {
             let o = open(&args.target).await?;
-            let out =
-                confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
-            out!("{out:?}");
+            confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
+            // Applied, or held again with the new numbers: the run says which.
+            match o.app.store.get_run(&o.tenant, &args.run_id).await? {
+                Some(run) => crate::print_run_line(&run),
+                None => bail!("run {} not found", args.run_id),
+            }
         }
         AdminCommand::Reject(args) => {
             let o = open(&args.target).await?;

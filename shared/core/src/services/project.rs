@@ -381,7 +381,15 @@ async fn load_context(deps: &ProjectDeps, tenant: &TenantId) -> Result<Context, 
     let connection = usable_connection(deps, tenant).await?;
     let settings = load_settings(deps.settings.as_ref(), tenant).await?;
     let scope_members = match settings.filters.selected_groups() {
-        Some(groups) => Some(transitive_members(deps.mirror.as_ref(), tenant, groups).await?),
+        Some(groups) => {
+            let members = transitive_members(deps.mirror.as_ref(), tenant, groups).await?;
+            if members.is_empty() {
+                // Saving refuses unknown groups, but a group can be deleted or emptied later:
+                // then the filter freezes everyone, which someone should hear about.
+                warn!(tenant = %tenant, groups = groups.len(), "the group filter matches no user");
+            }
+            Some(members)
+        }
         None => None,
     };
     let mut role_members = HashMap::new();
@@ -995,7 +1003,15 @@ async fn held_run(
         RunStatus::Held { hold } => Ok(hold),
         other => Err(ProjectError::NotHeld {
             run_id: run_id.to_owned(),
-            status: format!("{other:?}"),
+            status: match other {
+                RunStatus::Running => "running",
+                RunStatus::Succeeded => "succeeded",
+                RunStatus::Failed { .. } => "failed",
+                RunStatus::Held { .. } => "held",
+                RunStatus::Rejected { .. } => "rejected",
+                RunStatus::Skipped { .. } => "skipped",
+            }
+            .to_owned(),
         }),
     }
 }
