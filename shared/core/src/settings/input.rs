@@ -525,8 +525,10 @@ mod tests {
 
     #[test]
     fn an_edit_keeps_every_field_it_leaves_out() {
-        let mut stored = ConnectionSettings::default();
-        stored.version = 4;
+        let mut stored = ConnectionSettings {
+            version: 4,
+            ..ConnectionSettings::default()
+        };
         stored.breaker.max_percent = 20;
         stored.filters.departments = Section::AnyOf {
             values: vec!["Sales".into()],
