@@ -34,6 +34,7 @@ pub fn detail_type(kind: &ChangeKind) -> &'static str {
         ChangeKind::MemberRemoved { .. } => "MemberRemoved",
         ChangeKind::SyncCompleted { .. } => "SyncCompleted",
         ChangeKind::SyncFailed { .. } => "SyncFailed",
+        ChangeKind::SyncHeld { .. } => "SyncHeld",
     }
 }
 

@@ -31,6 +31,18 @@ pub enum ChangeKind {
         run_id: String,
         error: String,
     },
+    /// The circuit breaker holds deactivations of this run until an admin confirms or rejects
+    /// them; the rest of the run was applied. Sent by every run that is held, so a question
+    /// left open shows its age: `held_since` is when it was first asked.
+    SyncHeld {
+        run_id: String,
+        /// Deactivations waiting for a confirm.
+        deactivations_held: u64,
+        /// Deactivations the directory reported for each user, applied despite the hold.
+        deactivations_applied: u64,
+        held_since: chrono::DateTime<chrono::Utc>,
+        held_for_seconds: i64,
+    },
 }
 
 /// One event: ids only, never personal data or secrets.

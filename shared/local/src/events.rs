@@ -30,6 +30,7 @@ fn kind_name(k: &ChangeKind) -> &'static str {
         ChangeKind::MemberRemoved { .. } => "member_removed",
         ChangeKind::SyncCompleted { .. } => "sync_completed",
         ChangeKind::SyncFailed { .. } => "sync_failed",
+        ChangeKind::SyncHeld { .. } => "sync_held",
     }
 }
 
