@@ -80,8 +80,7 @@ pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
             _ => JsonError::whole(syntax_problem(&inner)),
         }
     })?;
-    de.end()
-        .map_err(|e| JsonError::whole(syntax_problem(&e)))?;
+    de.end().map_err(|e| JsonError::whole(syntax_problem(&e)))?;
     Ok(value)
 }
 
@@ -241,7 +240,10 @@ mod tests {
         );
         let long = format!(r#"{{"label": "x", "{}\n": 1}}"#, "k".repeat(500));
         let e = err(&long);
-        assert!(e.starts_with(&format!("{}…: unknown field", "k".repeat(120))), "{e}");
+        assert!(
+            e.starts_with(&format!("{}…: unknown field", "k".repeat(120))),
+            "{e}"
+        );
         for body in [
             r#"{"label": 5, "x": "s3cret"}"#,
             r#"{"label": "s3cret"#,
@@ -257,11 +259,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_say_where_and_arrays_are_not_bodies() {
-        assert_eq!(err(r#"{"label": "#), "the JSON ends early (line 1 column 10)");
+        assert_eq!(
+            err(r#"{"label": "#),
+            "the JSON ends early (line 1 column 10)"
+        );
         assert_eq!(err(r#"{"label" "x"}"#), "not valid JSON (line 1 column 10)");
         assert_eq!(err(r#"["x"]"#), "expected a JSON object");
         assert_eq!(err(""), "expected a JSON object");
-        assert_eq!(err(r#"{"label": "x"} {}"#), "not valid JSON (line 1 column 16)");
+        assert_eq!(
+            err(r#"{"label": "x"} {}"#),
+            "not valid JSON (line 1 column 16)"
+        );
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub(crate) async fn assign(mut req: Request) -> Request {
                 .and_then(RequestId::new)
         })
         .unwrap_or_else(RequestId::random);
-    req.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
+    req.headers_mut()
+        .insert(REQUEST_ID_HEADER, id.header_value());
     req.extensions_mut().insert(id);
     req
 }
@@ -107,7 +108,9 @@ impl RequestDomain {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         ok.then(|| RequestDomain(raw.to_ascii_lowercase()))
     }

@@ -137,13 +137,22 @@ async fn answer(req: Request, next: Next) -> Response {
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (method, route, request_id) = (method.as_str(), route.as_str(), id.as_str());
     match response.extensions().get::<HttpError>() {
-        None => info!(method, route, status, latency_ms, request_id, "request served"),
+        None => info!(
+            method,
+            route, status, latency_ms, request_id, "request served"
+        ),
         Some(e) => {
             let (code, error) = (e.code, e.detail.as_deref().unwrap_or(&e.message));
             if level_of(e) == Level::ERROR {
-                error!(method, route, status, latency_ms, request_id, code, error, "request failed");
+                error!(
+                    method,
+                    route, status, latency_ms, request_id, code, error, "request failed"
+                );
             } else {
-                warn!(method, route, status, latency_ms, request_id, code, error, "request refused");
+                warn!(
+                    method,
+                    route, status, latency_ms, request_id, code, error, "request refused"
+                );
             }
         }
     }

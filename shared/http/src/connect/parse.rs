@@ -175,9 +175,15 @@ mod tests {
     #[test]
     fn body_errors_name_the_field_without_its_value() {
         let e = parse_start_body(br#"{"label": 5}"#).unwrap_err();
-        assert_eq!(e.to_string(), "label: invalid type: integer, expected a string");
+        assert_eq!(
+            e.to_string(),
+            "label: invalid type: integer, expected a string"
+        );
         let e = parse_reconnect_body(br#"{"label": ["secret-ish"]}"#).unwrap_err();
-        assert_eq!(e.to_string(), "label: invalid type: sequence, expected a string");
+        assert_eq!(
+            e.to_string(),
+            "label: invalid type: sequence, expected a string"
+        );
         let e = parse_start_body(br#"{"label": "x", "expected_tenant_id": 7}"#).unwrap_err();
         assert!(e.to_string().starts_with("expected_tenant_id: "), "{e}");
     }

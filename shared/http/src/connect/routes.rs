@@ -304,4 +304,3 @@ async fn callback_route(
         }
     }
 }
-
