@@ -899,8 +899,8 @@ fn arb_callback_query() -> impl Strategy<Value = String> {
 
 #[test]
 fn the_consent_callback_parser_never_panics_and_refuses_with_typed_errors() {
-    use entra_sync_http::connect::parse::{CallbackError, MAX_QUERY_BYTES, parse_callback_query};
     use entra_sync_core::services::connect::ConsentCallback;
+    use entra_sync_http::connect::parse::{CallbackError, MAX_QUERY_BYTES, parse_callback_query};
     let strategy = prop_oneof![
         4 => arb_callback_query(),
         1 => proptest::collection::vec(any::<char>(), 0..300).prop_map(|c| c.into_iter().collect::<String>()),

@@ -103,7 +103,10 @@ struct Answer {
 async fn send(app: &axum::Router, req: Request<Body>) -> Answer {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    let request_id = resp.headers()[REQUEST_ID_HEADER].to_str().unwrap().to_owned();
+    let request_id = resp.headers()[REQUEST_ID_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap();

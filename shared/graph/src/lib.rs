@@ -19,8 +19,8 @@ mod retry;
 mod token;
 
 pub use client::GraphClient;
-pub use directory::GraphTenantDirectory;
 pub use config::{Cloud, DEFAULT_GROUP_SELECT, DEFAULT_USER_SELECT, GraphConfig, RetryPolicy};
+pub use directory::GraphTenantDirectory;
 pub use error::ConfigError;
 pub use parse::{
     Organization, group_from_graph_json, parse_groups_page, parse_organization, parse_users_page,
