@@ -10,7 +10,7 @@
 //!    `Referrer-Policy: no-referrer`, `Cache-Control: no-store` (the pages and answers show
 //!    consent links and connection state).
 //! 3. **The answer and its log line** (`answer`): refuses a too long address (414) or too large
-//!    headers (431) before routing; renders every [`HttpError`] and every error status the
+//!    headers (431) before the route runs; renders every [`HttpError`] and every error status the
 //!    framework produced on its own into the one error body; writes one log line per request
 //!    (method, route template, status, latency, request id; for an error its code and detail, at
 //!    warn when refused and error when failed). Never the body, the query string or a header: the
@@ -93,7 +93,7 @@ fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-/// Requests larger than the stack accepts, refused before routing.
+/// Requests larger than the stack accepts, refused before the route runs.
 fn oversized(req: &Request) -> Option<HttpError> {
     let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri > MAX_URI_BYTES {
