@@ -12,7 +12,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
-use entra_sync_connect::ConnectConfig;
 use entra_sync_core::memory::{CollectingFetchRequests, ManualClock};
 use entra_sync_core::model::{AccountId, ConnectionStatus, TenantId};
 use entra_sync_core::ports::{ConnectionStore, MirrorStore, RunStore, Secret, SecretVault};
@@ -21,6 +20,7 @@ use entra_sync_core::services::connect::tenant_secret_names;
 use entra_sync_core::services::{FetchOptions, ScheduleDeps, schedule_fetches};
 use entra_sync_emulator::{ConsentOutcome, Emulator, EmulatorConfig, TenantSpec, TokenBlock};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
+use entra_sync_http::connect::ConnectConfig;
 use entra_sync_local::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
 use entra_sync_local::serve::connect_router;
 use tower::ServiceExt;
@@ -68,7 +68,7 @@ async fn world(tenants: usize) -> World {
     let config = ConnectConfig {
         login_base_url: gc.login_base_url.clone(),
         client_id: creds.client_id,
-        redirect_uri: Url::parse(REDIRECT).unwrap(),
+        redirect_uri: Some(Url::parse(REDIRECT).unwrap()),
         scope: gc.scope(),
         state_ttl: chrono::Duration::minutes(10),
         return_url: None,

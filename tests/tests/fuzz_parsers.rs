@@ -899,8 +899,8 @@ fn arb_callback_query() -> impl Strategy<Value = String> {
 
 #[test]
 fn the_consent_callback_parser_never_panics_and_refuses_with_typed_errors() {
-    use entra_sync_connect::parse::{CallbackError, MAX_QUERY_BYTES, parse_callback_query};
     use entra_sync_core::services::connect::ConsentCallback;
+    use entra_sync_http::connect::parse::{CallbackError, MAX_QUERY_BYTES, parse_callback_query};
     let strategy = prop_oneof![
         4 => arb_callback_query(),
         1 => proptest::collection::vec(any::<char>(), 0..300).prop_map(|c| c.into_iter().collect::<String>()),
@@ -934,7 +934,7 @@ fn the_consent_callback_parser_never_panics_and_refuses_with_typed_errors() {
 
 #[test]
 fn the_connect_body_parsers_never_panic_and_never_quote_the_body() {
-    use entra_sync_connect::parse::{parse_reconnect_body, parse_start_body};
+    use entra_sync_http::connect::parse::{parse_reconnect_body, parse_start_body};
     let seed = json!({"label": format!("Contoso {CANARY}"), "expected_tenant_id": "6e9f0c7a-3b8d-4d2e-9a6f-0c4b7d21e9a3"});
     let strategy = prop_oneof![
         1 => proptest::collection::vec(any::<u8>(), 0..300),

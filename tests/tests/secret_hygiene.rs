@@ -289,10 +289,10 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
         use axum::http::Request;
         use tower::ServiceExt;
         let redirect = "https://connect.example.com/connect/callback";
-        let config = entra_sync_connect::ConnectConfig {
+        let config = entra_sync_http::connect::ConnectConfig {
             login_base_url: url::Url::parse(&emulator.login_base_url()).unwrap(),
             client_id: emulator.app().client_id.clone(),
-            redirect_uri: url::Url::parse(redirect).unwrap(),
+            redirect_uri: Some(url::Url::parse(redirect).unwrap()),
             scope: good.config().scope(),
             state_ttl: chrono::Duration::minutes(10),
             return_url: None,
@@ -319,6 +319,7 @@ async fn no_secret_or_access_token_reaches_logs_errors_or_files() {
                 blocked.then_some(entra_sync_emulator::TokenBlock::ConditionalAccess),
             );
             let req = Request::post(format!("/accounts/local/connections/{tenant}/reconnect"))
+                .header("content-type", "application/json")
                 .body(Body::empty())
                 .unwrap();
             let (_, body) = call(req).await;

@@ -660,7 +660,7 @@ async fn connect_routes_never_let_one_account_see_or_change_anothers_connection(
     use tower::ServiceExt;
 
     let store = Arc::new(MemoryStore::new());
-    let routes = entra_sync_connect::router(entra_sync_connect::AppState {
+    let routes = entra_sync_http::connect::router(entra_sync_http::connect::ConnectState {
         deps: entra_sync_core::services::ConnectDeps {
             consent_states: Arc::new(entra_sync_core::memory_consent::MemoryConsentStates::new()),
             connections: store.clone(),
@@ -668,10 +668,10 @@ async fn connect_routes_never_let_one_account_see_or_change_anothers_connection(
             vault: Arc::new(entra_sync_core::memory::MemoryVault::default()),
             clock: Arc::new(ManualClock::new(now())),
         },
-        config: Arc::new(entra_sync_connect::ConnectConfig {
+        config: Arc::new(entra_sync_http::connect::ConnectConfig {
             login_base_url: url::Url::parse("https://login.microsoftonline.com").unwrap(),
             client_id: "app".into(),
-            redirect_uri: url::Url::parse("https://c.example.com/connect/callback").unwrap(),
+            redirect_uri: Some(url::Url::parse("https://c.example.com/connect/callback").unwrap()),
             scope: "https://graph.microsoft.com/.default".into(),
             state_ttl: chrono::Duration::minutes(10),
             return_url: None,

@@ -1,19 +1,45 @@
-//! The connect function: the host product asks for an admin-consent URL for one of its
-//! accounts, the admin consents, Microsoft calls back, and the directory is stored as
-//! Connected. Also lists, reconnects and disconnects an account's connections.
+//! The connect function: the connect router of `entra-sync-http`, served by `lambda_http`.
 //!
-//! [`handler::router`] is the whole HTTP surface; `main.rs` serves it with `lambda_http`, the
-//! local program (`entra-sync serve`) with `axum::serve`, tests with `tower::ServiceExt::oneshot`.
+//! `main.rs` wires the adapters (DynamoDB, Secrets Manager, Graph) into the router; this library
+//! holds the one thing only Lambda knows: what API Gateway says about a request. [`app`] puts
+//! API Gateway's request id and domain name into the request as the router crate's
+//! [`RequestId`] and [`RequestDomain`], so the router stays free of the Lambda crates.
 
-pub mod config;
-pub mod directory;
-pub mod handler;
-pub mod page;
-pub mod parse;
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware;
+use entra_sync_http::{RequestDomain, RequestId};
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
 
-pub use config::ConnectConfig;
-pub use directory::GraphTenantDirectory;
-pub use handler::{AppState, router};
+/// The router as the function serves it: the platform's facts copied in first.
+pub fn app(router: Router) -> Router {
+    router.layer(middleware::map_request(from_lambda_context))
+}
 
-#[cfg(all(test, feature = "lambda"))]
+/// API Gateway's `requestContext.requestId` (what API Gateway answers as `apigw-requestid` and
+/// logs in its access log), else the Lambda invocation's request id; and
+/// `requestContext.domainName`, the domain the API was called on (never the `Host` header).
+pub async fn from_lambda_context(mut req: Request) -> Request {
+    let (request_id, domain) = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => (
+            ctx.request_id.as_deref().and_then(RequestId::new),
+            ctx.domain_name.as_deref().and_then(RequestDomain::new),
+        ),
+        _ => (None, None),
+    };
+    let request_id = request_id.or_else(|| {
+        req.lambda_context_ref()
+            .and_then(|c| RequestId::new(&c.request_id))
+    });
+    if let Some(id) = request_id {
+        req.extensions_mut().insert(id);
+    }
+    if let Some(domain) = domain {
+        req.extensions_mut().insert(domain);
+    }
+    req
+}
+
+#[cfg(test)]
 mod tests;

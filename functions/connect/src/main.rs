@@ -1,13 +1,14 @@
 //! Wiring only: configuration, the adapters and the Graph client (built once per cold start,
-//! the app's client secret read from Secrets Manager), the router served by `lambda_http`.
+//! the app's client secret read from Secrets Manager), the connect router served by
+//! `lambda_http`.
 
 use std::sync::Arc;
 
 use entra_sync_aws::{DynamoStore, SecretsManagerVault, config, load_sdk_config, secrets};
-use entra_sync_connect::{AppState, ConnectConfig, GraphTenantDirectory, router};
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::ConnectDeps;
-use entra_sync_graph::{GraphClient, GraphConfig};
+use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory};
+use entra_sync_http::connect::{ConnectConfig, ConnectState, router};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -15,7 +16,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let table = config::required("TABLE_NAME")?;
     let secret_prefix = config::required("SECRET_PREFIX")?;
     let client_id = config::required("GRAPH_CLIENT_ID")?;
-    let redirect_uri = url::Url::parse(&config::required("REDIRECT_URI")?)?;
+    // Empty: the callback URL is derived per request from API Gateway's domain name.
+    let redirect_uri = match config::optional("REDIRECT_URI", "") {
+        s if s.is_empty() => None,
+        s => Some(url::Url::parse(&s)?),
+    };
     let graph_url = url::Url::parse(&config::optional(
         "GRAPH_BASE_URL",
         "https://graph.microsoft.com",
@@ -46,7 +51,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let scope = graph_config.scope();
     let graph = GraphClient::new(graph_config)?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-    let app = router(AppState {
+    let routes = router(ConnectState {
         deps: ConnectDeps {
             consent_states: store.clone(),
             connections: store,
@@ -63,5 +68,5 @@ async fn main() -> Result<(), lambda_http::Error> {
             return_url,
         }),
     });
-    lambda_http::run(app).await
+    lambda_http::run(entra_sync_connect::app(routes)).await
 }

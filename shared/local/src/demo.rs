@@ -275,10 +275,10 @@ pub async fn connect_with_consent(
 
     let failed = |what: &str, e: &dyn std::fmt::Display| LocalError::Failed(format!("{what}: {e}"));
     let redirect_uri = url(DEMO_REDIRECT_URI)?;
-    let config = entra_sync_connect::ConnectConfig {
+    let config = entra_sync_http::connect::ConnectConfig {
         login_base_url: url(&emulator.login_base_url())?,
         client_id: client.config().client_id.clone(),
-        redirect_uri: redirect_uri.clone(),
+        redirect_uri: Some(redirect_uri.clone()),
         scope: client.config().scope(),
         state_ttl: chrono::Duration::minutes(10),
         return_url: None,

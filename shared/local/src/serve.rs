@@ -1,9 +1,11 @@
-//! `entra-sync serve`: the connect routes (the same router the Lambda function serves) on the
-//! embedded adapters, with `axum::serve`. With `--emulator` it starts an emulated tenant first,
-//! so a person can click through admin consent in a browser without a Microsoft tenant.
+//! `entra-sync serve`: the connect routes of `entra-sync-http` (the routes the connect Lambda
+//! serves) on the embedded adapters, with `axum::serve`. With `--emulator` it starts an emulated
+//! tenant first, so a person can click through admin consent in a browser without a Microsoft
+//! tenant.
 //!
 //! Besides the connect routes, `GET /` shows a small form (local only) that starts a consent for
-//! an account and sends the browser to the consent page.
+//! an account and sends the browser to the consent page. Both go through the same stack
+//! ([`entra_sync_http::app`]): error format, request ids, log line, security headers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,18 +13,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Form, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Duration;
-use entra_sync_connect::page::escape;
-use entra_sync_connect::{AppState, ConnectConfig, GraphTenantDirectory, router};
 use entra_sync_core::model::AccountId;
 use entra_sync_core::ports::{Secret, SecretVault};
 use entra_sync_core::services::ConnectDeps;
 use entra_sync_core::services::connect::{start_consent, validate_account_id};
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
-use entra_sync_graph::{GraphClient, GraphConfig};
+use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory};
+use entra_sync_http::HttpError;
+use entra_sync_http::connect::{self, ConnectConfig, ConnectState};
+use entra_sync_http::html::escape;
 use serde::Deserialize;
 use tracing::{info, warn};
 use url::Url;
@@ -41,12 +44,31 @@ pub fn connect_deps(app: &LocalApp, graph: GraphClient) -> ConnectDeps {
     }
 }
 
-/// The connect router on a local data directory.
+/// The connect router (through the stack) on a local data directory.
 pub fn connect_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig) -> Router {
-    router(AppState {
+    connect::router(ConnectState {
         deps: connect_deps(app, graph),
         config: Arc::new(config),
     })
+}
+
+/// What `serve` serves: the connect routes and the local start page, through the stack.
+pub fn serve_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig) -> Router {
+    let local_state = LocalPage {
+        deps: connect_deps(app, graph.clone()),
+        config: Arc::new(config.clone()),
+    };
+    let local = Router::new()
+        .route("/", get(index))
+        .route("/local/start", post(local_start))
+        .with_state(local_state);
+    entra_sync_http::app(
+        connect::routes(ConnectState {
+            deps: connect_deps(app, graph),
+            config: Arc::new(config),
+        })
+        .merge(local),
+    )
 }
 
 /// Where the directory is: an emulator this process starts, or Microsoft's (or another)
@@ -152,23 +174,14 @@ pub async fn run_serve(
     let config = ConnectConfig {
         login_base_url: graph_config.login_base_url.clone(),
         client_id: graph_config.client_id.clone(),
-        redirect_uri: redirect_uri.clone(),
+        redirect_uri: Some(redirect_uri.clone()),
         scope: graph_config.scope(),
         state_ttl: Duration::minutes(10),
         return_url: Some(url(&format!("{base_url}/"))?),
     };
     let graph = GraphClient::new(graph_config)
         .map_err(|e| LocalError::Failed(format!("graph client: {e}")))?;
-    let local_state = LocalPage {
-        deps: connect_deps(&app, graph.clone()),
-        config: Arc::new(config.clone()),
-    };
-    let routes = connect_router(&app, graph, config).merge(
-        Router::new()
-            .route("/", get(index))
-            .route("/local/start", post(local_start))
-            .with_state(local_state),
-    );
+    let routes = serve_router(&app, graph, config);
     on_ready(&ServeInfo {
         base_url,
         redirect_uri,
@@ -213,9 +226,54 @@ struct StartForm {
     label: String,
 }
 
+/// Whether the browser says the form was sent from another site (`Sec-Fetch-Site`). A page on
+/// another site can submit a form to this address; such a submission starts nothing. Browsers
+/// that do not send the header, and programs, are let through (the form starts a consent only;
+/// the admin still has to consent at Microsoft).
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.eq_ignore_ascii_case("cross-site") || v.eq_ignore_ascii_case("same-site")
+        })
+}
+
+/// An error of the local page, as a page (with the error attached for the log line).
+fn local_error_page(error: HttpError) -> Response {
+    let page = (
+        error.status(),
+        Html(format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not started</title></head>\
+             <body><p>{}</p><p><a href=\"/\">Back</a></p></body></html>\n",
+            escape(error.message())
+        )),
+    )
+        .into_response();
+    error.on_page(page)
+}
+
 /// Start a consent and send the browser to the consent page (the URL comes from the
 /// configuration, never from the form).
-async fn local_start(State(s): State<LocalPage>, Form(form): Form<StartForm>) -> Response {
+async fn local_start(
+    State(s): State<LocalPage>,
+    headers: HeaderMap,
+    Form(form): Form<StartForm>,
+) -> Response {
+    if cross_site(&headers) {
+        return local_error_page(
+            HttpError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "This form only works from this page. Open it and start again.",
+            )
+            .with_detail("local start form sent from another site"),
+        );
+    }
+    let redirect_uri = match s.config.redirect_uri_for(None) {
+        Ok(u) => u,
+        Err(e) => return HttpError::from(e).into_response(),
+    };
     let result = async {
         let account: AccountId = validate_account_id(form.account.trim())?;
         let pending =
@@ -224,24 +282,111 @@ async fn local_start(State(s): State<LocalPage>, Form(form): Form<StartForm>) ->
     }
     .await;
     match result {
-        Ok(pending) => match s.config.consent_url(&pending) {
+        Ok(pending) => match s.config.consent_url(&pending, &redirect_uri) {
             Ok(u) => (StatusCode::SEE_OTHER, [(header::LOCATION, u.to_string())]).into_response(),
-            Err(e) => {
-                warn!(error = %e, "consent URL could not be built");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "bad login URL configuration",
-                )
-                    .into_response()
-            }
+            Err(e) => HttpError::from_status(StatusCode::INTERNAL_SERVER_ERROR)
+                .with_detail(format_args!("consent URL could not be built: {e}"))
+                .into_response(),
         },
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Html(format!(
-                "<p>{}</p><p><a href=\"/\">Back</a></p>",
-                escape(&e.message())
-            )),
-        )
-            .into_response(),
+        Err(e) => local_error_page(HttpError::from(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn served(dir: &std::path::Path) -> (Router, LocalApp) {
+        let app = LocalApp::open(&DataDir::new(dir), &SyncSettings::default()).unwrap();
+        let login = url("https://login.microsoftonline.com").unwrap();
+        let graph_config = GraphConfig::new(
+            url("https://graph.microsoft.com").unwrap(),
+            login.clone(),
+            "app".to_owned(),
+            Secret::new("not used"),
+        );
+        let config = ConnectConfig {
+            login_base_url: login,
+            client_id: "app".into(),
+            redirect_uri: Some(url("http://127.0.0.1:8080/connect/callback").unwrap()),
+            scope: graph_config.scope(),
+            state_ttl: Duration::minutes(10),
+            return_url: None,
+        };
+        let graph = GraphClient::new(graph_config).unwrap();
+        (serve_router(&app, graph, config), app)
+    }
+
+    fn form(sec_fetch_site: Option<&str>) -> Request<Body> {
+        let mut req = Request::post("/local/start")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(site) = sec_fetch_site {
+            req = req.header("sec-fetch-site", site);
+        }
+        req.body(Body::from("account=local&label=Mine")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_start_page_carries_the_security_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (routes, _app) = served(dir.path());
+        let resp = routes
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let h = resp.headers();
+        assert!(
+            h[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && !csp.contains("script"),
+            "{csp}"
+        );
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn the_start_form_sends_the_browser_to_consent_unless_sent_from_another_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let (routes, _app) = served(dir.path());
+        for site in [None, Some("same-origin"), Some("none")] {
+            let resp = routes.clone().oneshot(form(site)).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{site:?}");
+            let to = resp.headers()[header::LOCATION].to_str().unwrap();
+            assert!(
+                to.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fconnect%2Fcallback"),
+                "{to}"
+            );
+        }
+        for site in ["cross-site", "same-site"] {
+            let resp = routes.clone().oneshot(form(Some(site))).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{site}");
+            assert!(resp.headers().get(header::LOCATION).is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_connect_api_refuses_a_text_plain_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (routes, _app) = served(dir.path());
+        let req = Request::post("/accounts/local/connections/start")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(r#"{"label":"from another site"}"#))
+            .unwrap();
+        let resp = routes.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }

@@ -1,6 +1,6 @@
-//! The connect routes: translate HTTP into the core's connect services and their errors into
-//! responses, in exactly one place per kind of response (JSON for the host product's API, an
-//! HTML page for the admin's browser). Errors are logged once, here, with ids only.
+//! The connect routes: translate HTTP into the core's connect services, and their errors into
+//! [`HttpError`]s (JSON for the host product's API; an HTML page for the admin's browser, with
+//! the error attached for the log line).
 //!
 //! | Route | What |
 //! |---|---|
@@ -9,20 +9,21 @@
 //! | `GET /accounts/{account}/connections/{tenant}` | one connection |
 //! | `POST /accounts/{account}/connections/{tenant}/reconnect` | `{"label"?}` -> consent URL for that tenant |
 //! | `POST /accounts/{account}/connections/{tenant}/disconnect` | disconnect (users are kept) |
-//! | `GET {redirect_uri path}` | the consent callback (HTML) |
+//! | `GET {callback path}` | the consent callback (HTML) |
 //!
 //! The account routes are for the host product's backend (API Gateway authorizes the caller);
 //! the account in the path scopes every read and write, and another account's connection is
-//! answered as 404. The callback is public; its `state` is the proof.
+//! answered as 404. Their POSTs need `Content-Type: application/json` (even without a body) and
+//! take at most [`MAX_BODY_BYTES`]. The callback is public; its `state` is the proof.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
 use chrono::{DateTime, Utc};
 use entra_sync_core::error::DirectoryError;
 use entra_sync_core::model::{AccountId, Connection, TenantId};
@@ -31,26 +32,30 @@ use entra_sync_core::services::connect::{
     self, ConnectDeps, ConnectError, parse_tenant_id, validate_account_id,
 };
 use serde::Serialize;
-use serde_json::json;
-use tracing::{error, info, warn};
+use tower_http::limit::RequestBodyLimitLayer;
+use tracing::info;
+use url::Url;
 
-use crate::config::ConnectConfig;
-use crate::page::page;
-use crate::parse::{
-    BodyError, CallbackError, parse_callback_query, parse_reconnect_body, parse_start_body,
+use super::config::{ConnectConfig, RedirectError};
+use super::parse::{
+    BodyError, CallbackError, MAX_BODY_BYTES, parse_callback_query, parse_reconnect_body,
+    parse_start_body,
 };
+use crate::html::page;
+use crate::json::require_json;
+use crate::{HttpError, RequestDomain, RequestId};
 
 /// What every route shares: the ports and the configuration.
 #[derive(Clone)]
-pub struct AppState {
+pub struct ConnectState {
     pub deps: ConnectDeps,
     pub config: Arc<ConnectConfig>,
 }
 
-/// The connect router.
-pub fn router(state: AppState) -> Router {
+/// The connect routes, to merge with other routers before [`crate::app`].
+pub fn routes(state: ConnectState) -> Router {
     let callback = state.config.callback_path().to_owned();
-    Router::new()
+    let api = Router::new()
         .route("/accounts/{account}/connections/start", post(start))
         .route("/accounts/{account}/connections", get(list))
         .route("/accounts/{account}/connections/{tenant}", get(show))
@@ -62,30 +67,15 @@ pub fn router(state: AppState) -> Router {
             "/accounts/{account}/connections/{tenant}/disconnect",
             post(disconnect),
         )
-        .route(&callback, get(callback_route))
-        .with_state(state)
+        .route_layer(middleware::from_fn(require_json))
+        .route_layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+    api.route(&callback, get(callback_route)).with_state(state)
 }
 
-/// An error of an API route. The one conversion into an HTTP response: a stable code, the plain
-/// message and a request id; the details are logged once, here.
-#[derive(Debug)]
-pub enum ApiError {
-    Connect(ConnectError),
-    Body(BodyError),
-    /// A consent URL could not be built from the configuration.
-    Config(url::ParseError),
-}
-
-impl From<ConnectError> for ApiError {
-    fn from(e: ConnectError) -> Self {
-        ApiError::Connect(e)
-    }
-}
-
-impl From<BodyError> for ApiError {
-    fn from(e: BodyError) -> Self {
-        ApiError::Body(e)
-    }
+/// The connect routes served through the stack ([`crate::app`]): what the connect function
+/// serves.
+pub fn router(state: ConnectState) -> Router {
+    crate::app(routes(state))
 }
 
 /// The HTTP status of a connect error.
@@ -111,60 +101,39 @@ pub fn status_of(e: &ConnectError) -> StatusCode {
     }
 }
 
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// Log a connect error once, at the level its status deserves.
-fn log_connect_error(e: &ConnectError, status: StatusCode, request_id: &str, route: &str) {
-    if status.is_server_error() {
-        error!(route, request_id, code = e.code(), error = %e, "connect request failed");
-    } else {
-        warn!(route, request_id, code = e.code(), error = %e, "connect request refused");
+impl From<ConnectError> for HttpError {
+    fn from(e: ConnectError) -> Self {
+        HttpError::new(status_of(&e), e.code(), e.message()).with_detail(&e)
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let request_id = request_id();
-        let (status, code, message) = match &self {
-            ApiError::Connect(e) => {
-                let status = status_of(e);
-                log_connect_error(e, status, &request_id, "api");
-                (status, e.code(), e.message())
-            }
-            ApiError::Body(e) => {
-                warn!(request_id, error = %e, "connect request body refused");
-                (
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("The request body is not valid: {e}."),
-                )
-            }
-            ApiError::Config(e) => {
-                error!(request_id, error = %e, "consent URL could not be built");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Something went wrong on our side. Try again later.".to_owned(),
-                )
-            }
+impl From<BodyError> for HttpError {
+    fn from(e: BodyError) -> Self {
+        let error = match &e {
+            BodyError::TooLarge => HttpError::from_status(StatusCode::PAYLOAD_TOO_LARGE),
+            e => HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("The request body is not valid: {e}."),
+            ),
         };
-        (
-            status,
-            axum::Json(json!({"error": code, "message": message, "request_id": request_id})),
-        )
-            .into_response()
+        error.with_detail(e)
     }
 }
 
-fn account(raw: &str) -> Result<AccountId, ApiError> {
+impl From<RedirectError> for HttpError {
+    fn from(e: RedirectError) -> Self {
+        HttpError::from_status(StatusCode::INTERNAL_SERVER_ERROR).with_detail(e)
+    }
+}
+
+fn account(raw: &str) -> Result<AccountId, HttpError> {
     Ok(validate_account_id(raw)?)
 }
 
-fn tenant(raw: &str) -> Result<TenantId, ApiError> {
+fn tenant(raw: &str) -> Result<TenantId, HttpError> {
     // Not a tenant id: nobody can have such a connection.
-    parse_tenant_id(raw).ok_or(ApiError::Connect(ConnectError::NotFound))
+    parse_tenant_id(raw).ok_or_else(|| ConnectError::NotFound.into())
 }
 
 /// The answer to a start or reconnect: where to send the admin, and until when it works.
@@ -174,8 +143,15 @@ pub struct ConsentLink {
     pub expires_at: DateTime<Utc>,
 }
 
-fn link(config: &ConnectConfig, pending: &PendingConsent) -> Result<ConsentLink, ApiError> {
-    let url = config.consent_url(pending).map_err(ApiError::Config)?;
+fn link(
+    config: &ConnectConfig,
+    pending: &PendingConsent,
+    redirect_uri: &Url,
+) -> Result<ConsentLink, HttpError> {
+    let url = config.consent_url(pending, redirect_uri).map_err(|e| {
+        HttpError::from_status(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail(format_args!("consent URL could not be built: {e}"))
+    })?;
     Ok(ConsentLink {
         consent_url: url.to_string(),
         expires_at: pending.expires_at,
@@ -183,12 +159,15 @@ fn link(config: &ConnectConfig, pending: &PendingConsent) -> Result<ConsentLink,
 }
 
 async fn start(
-    State(app): State<AppState>,
+    State(app): State<ConnectState>,
+    domain: Option<Extension<RequestDomain>>,
     Path(raw_account): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, axum::Json<ConsentLink>), ApiError> {
+) -> Result<(StatusCode, axum::Json<ConsentLink>), HttpError> {
     let account = account(&raw_account)?;
     let body = parse_start_body(&body)?;
+    // Before a state is stored: a request without a callback URL changes nothing.
+    let redirect_uri = app.config.redirect_uri_for(domain.as_deref())?;
     let pending = connect::start_consent(
         &app.deps,
         &account,
@@ -199,18 +178,20 @@ async fn start(
     .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(link(&app.config, &pending)?),
+        axum::Json(link(&app.config, &pending, &redirect_uri)?),
     ))
 }
 
 async fn reconnect(
-    State(app): State<AppState>,
+    State(app): State<ConnectState>,
+    domain: Option<Extension<RequestDomain>>,
     Path((raw_account, raw_tenant)): Path<(String, String)>,
     body: Bytes,
-) -> Result<(StatusCode, axum::Json<ConsentLink>), ApiError> {
+) -> Result<(StatusCode, axum::Json<ConsentLink>), HttpError> {
     let account = account(&raw_account)?;
     let tenant = tenant(&raw_tenant)?;
     let body = parse_reconnect_body(&body)?;
+    let redirect_uri = app.config.redirect_uri_for(domain.as_deref())?;
     let pending = connect::start_reconnect(
         &app.deps,
         &account,
@@ -221,7 +202,7 @@ async fn reconnect(
     .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(link(&app.config, &pending)?),
+        axum::Json(link(&app.config, &pending, &redirect_uri)?),
     ))
 }
 
@@ -232,9 +213,9 @@ pub struct ConnectionList {
 }
 
 async fn list(
-    State(app): State<AppState>,
+    State(app): State<ConnectState>,
     Path(raw_account): Path<String>,
-) -> Result<axum::Json<ConnectionList>, ApiError> {
+) -> Result<axum::Json<ConnectionList>, HttpError> {
     let account = account(&raw_account)?;
     let connections =
         connect::list_account_connections(app.deps.connections.as_ref(), &account).await?;
@@ -242,9 +223,9 @@ async fn list(
 }
 
 async fn show(
-    State(app): State<AppState>,
+    State(app): State<ConnectState>,
     Path((raw_account, raw_tenant)): Path<(String, String)>,
-) -> Result<axum::Json<Connection>, ApiError> {
+) -> Result<axum::Json<Connection>, HttpError> {
     let account = account(&raw_account)?;
     let tenant = tenant(&raw_tenant)?;
     let c = connect::account_connection(app.deps.connections.as_ref(), &account, &tenant).await?;
@@ -252,23 +233,26 @@ async fn show(
 }
 
 async fn disconnect(
-    State(app): State<AppState>,
+    State(app): State<ConnectState>,
     Path((raw_account, raw_tenant)): Path<(String, String)>,
-) -> Result<axum::Json<Connection>, ApiError> {
+) -> Result<axum::Json<Connection>, HttpError> {
     let account = account(&raw_account)?;
     let tenant = tenant(&raw_tenant)?;
     let c = connect::disconnect(&app.deps, &account, &tenant).await?;
     Ok(axum::Json(c))
 }
 
-/// The consent callback: always an HTML page for the admin's browser.
-async fn callback_route(State(app): State<AppState>, uri: Uri) -> Response {
+/// The consent callback: always an HTML page for the admin's browser; a failure is attached to
+/// the page for the request's log line.
+async fn callback_route(
+    State(app): State<ConnectState>,
+    request_id: RequestId,
+    uri: Uri,
+) -> Response {
     let return_url = app.config.return_url.as_ref();
     let callback = match parse_callback_query(uri.query()) {
         Ok(c) => c,
         Err(e) => {
-            let request_id = request_id();
-            warn!(request_id, error = %e, "consent callback not understood");
             let message = match e {
                 CallbackError::Unrecognized => {
                     "This page expects the answer of Microsoft's consent page, and this is not one. Start the connection again from the app."
@@ -277,13 +261,16 @@ async fn callback_route(State(app): State<AppState>, uri: Uri) -> Response {
                     "The answer of Microsoft's consent page could not be read, so nothing was connected. Start the connection again from the app."
                 }
             };
-            return page(
+            let shown = page(
                 StatusCode::BAD_REQUEST,
                 "Not connected",
                 message,
                 Some(&format!("Request id: {request_id}")),
                 return_url,
             );
+            return HttpError::new(StatusCode::BAD_REQUEST, "invalid_callback", message)
+                .with_detail(format_args!("consent callback not understood: {e}"))
+                .on_page(shown);
         }
     };
     match connect::complete_consent(&app.deps, callback).await {
@@ -302,16 +289,18 @@ async fn callback_route(State(app): State<AppState>, uri: Uri) -> Response {
             )
         }
         Err(e) => {
-            let request_id = request_id();
-            let status = status_of(&e);
-            log_connect_error(&e, status, &request_id, "callback");
-            page(
-                status,
+            let error = HttpError::from(e);
+            let shown = page(
+                error.status(),
                 "Not connected",
-                &e.message(),
-                Some(&format!("Error: {} · Request id: {request_id}", e.code())),
+                error.message(),
+                Some(&format!(
+                    "Error: {} · Request id: {request_id}",
+                    error.code()
+                )),
                 return_url,
-            )
+            );
+            error.on_page(shown)
         }
     }
 }

@@ -1,11 +1,13 @@
-//! The Graph client as the connect flow's [`TenantDirectory`].
+//! The Graph client as the connect flow's [`TenantDirectory`]: the directory's id, name and
+//! verified domains, read with an app token of that tenant.
 
 use async_trait::async_trait;
 use entra_sync_core::error::DirectoryError;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::{TenantDetails, TenantDirectory};
 use entra_sync_core::services::connect::parse_tenant_id;
-use entra_sync_graph::GraphClient;
+
+use crate::GraphClient;
 
 /// Gets an app token for the tenant and reads `/organization` with it.
 #[derive(Clone, Debug)]

@@ -1,5 +1,8 @@
-//! The result pages the admin sees after consenting. Everything inserted is HTML-escaped; the
-//! only link is the configured return URL.
+//! Pages for browsers (the consent result pages, the local start form). Everything inserted is
+//! HTML-escaped; the only link is the configured return URL. The security headers every page
+//! needs (Content-Security-Policy without inline script, `frame-ancestors 'none'`,
+//! `X-Frame-Options`, `nosniff`, `no-referrer`, `no-store`) are set by the stack on every answer
+//! ([`crate::stack`]), so no page can be served without them.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +24,8 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A complete page with the headers that keep the callback URL (it carries the state) out of
-/// referrers, caches and frames.
+/// A complete page. The stack adds the headers that keep the callback URL (it carries the
+/// state) out of referrers, caches and frames.
 pub fn page(
     status: StatusCode,
     title: &str,
@@ -45,20 +48,9 @@ pub fn page(
         m = escape(message),
     );
     let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
     );
     resp
 }
