@@ -37,7 +37,6 @@ use chrono::{DateTime, Utc};
 use entra_sync_aws::{
     DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, secrets,
 };
-use entra_sync_http::connect::{ConnectConfig, ConnectState, router};
 use entra_sync_core::memory::ManualClock;
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::ports::{
@@ -48,6 +47,7 @@ use entra_sync_core::services::{ConnectDeps, FetchDeps, ReconcileDeps, ScheduleD
 use entra_sync_core::settings::{ConnectionSettings, Schedule};
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory, RetryPolicy};
+use entra_sync_http::connect::{ConnectConfig, ConnectState, router};
 use entra_sync_tests::moto::EnforcingMoto;
 use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
 use serde_json::{Value, json};
@@ -731,7 +731,9 @@ async fn connect(w: &World) -> Connect {
         config: Arc::new(ConnectConfig {
             login_base_url: gc.login_base_url.clone(),
             client_id: gc.client_id.clone(),
-            redirect_uri: Some(url::Url::parse("https://connect.example.com/connect/callback").unwrap()),
+            redirect_uri: Some(
+                url::Url::parse("https://connect.example.com/connect/callback").unwrap(),
+            ),
             scope: gc.scope(),
             state_ttl: chrono::Duration::minutes(10),
             return_url: None,
