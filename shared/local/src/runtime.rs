@@ -37,6 +37,23 @@ pub enum LocalError {
     #[error(transparent)]
     Vault(#[from] entra_sync_core::error::VaultError),
     #[error(transparent)]
+    VaultOpen(#[from] crate::vault::OpenError),
+    /// Another process holds the data directory's lock.
+    #[error("{}", busy_message(path, holder.as_ref()))]
+    Busy {
+        path: PathBuf,
+        holder: Option<LockHolder>,
+    },
+    /// A read-only command named a directory (tenant) the data directory does not hold.
+    #[error("no directory {tenant} in {}", path.display())]
+    NoDirectory { tenant: String, path: PathBuf },
+    /// A read-only command on a data directory that holds no store.
+    #[error(
+        "no directory is connected in {} (there is no store there; run `entra-sync sync` or `entra-sync serve` first)",
+        path.display()
+    )]
+    NoData { path: PathBuf },
+    #[error(transparent)]
     Sync(#[from] SyncError),
     #[error("{0}")]
     Failed(String),
@@ -66,6 +83,227 @@ impl DataDir {
     pub fn events(&self) -> PathBuf {
         self.root.join("events.jsonl")
     }
+    /// The file every command that writes the directory locks (see [`DirLock`]).
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    fn full_read_file(&self, tenant: &TenantId) -> PathBuf {
+        self.root.join(format!("full-read-requested.{tenant}"))
+    }
+
+    /// Keep a request for a full read of `tenant` for the next sync (a `sync --full` that
+    /// found the directory busy). Written without the lock, atomically (temporary file, then
+    /// a rename); each request has its own token.
+    pub fn request_full_read(&self, tenant: &TenantId) -> Result<(), LocalError> {
+        let path = self.full_read_file(tenant);
+        let token = format!(
+            "{} {}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let data_dir = |source| LocalError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        std::fs::write(&tmp, token).map_err(data_dir)?;
+        std::fs::rename(&tmp, &path).map_err(data_dir)
+    }
+
+    /// The token of a kept full-read request of `tenant`, if there is one.
+    pub fn full_read_request(&self, tenant: &TenantId) -> Result<Option<String>, LocalError> {
+        let path = self.full_read_file(tenant);
+        match std::fs::read_to_string(&path) {
+            Ok(token) => Ok(Some(token)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(LocalError::DataDir { path, source }),
+        }
+    }
+
+    /// The request with this token was served; a newer request (another token) stays.
+    pub fn clear_full_read_request(
+        &self,
+        tenant: &TenantId,
+        token: &str,
+    ) -> Result<(), LocalError> {
+        if self.full_read_request(tenant)?.as_deref() != Some(token) {
+            return Ok(());
+        }
+        let path = self.full_read_file(tenant);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(LocalError::DataDir { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a store exists here (read-only commands never create one).
+    pub fn has_store(&self) -> bool {
+        self.store().is_file()
+    }
+}
+
+/// Who holds a data directory's lock, as its lock file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: u32,
+    /// The `entra-sync` command (`sync`, `demo`, `serve`, ...).
+    pub command: String,
+}
+
+fn busy_message(path: &Path, holder: Option<&LockHolder>) -> String {
+    let pid = holder.map_or_else(|| "pid unknown".to_owned(), |h| format!("pid {}", h.pid));
+    match holder.map(|h| h.command.as_str()) {
+        Some("sync") | None => format!(
+            "another sync of this directory ({}) is running ({pid}); run it again when that one has finished",
+            path.display()
+        ),
+        Some(command) => format!(
+            "another entra-sync command (`entra-sync {command}`, {pid}) is using this directory ({}); run it again when that one has finished",
+            path.display()
+        ),
+    }
+}
+
+/// The exclusive lock of one data directory, held by every command that writes it (sync,
+/// demo, serve, import, settings set, confirm, reject, users add/activate/delete) for as long
+/// as it runs. An advisory lock on the file `lock` (std's `File::try_lock`): the operating
+/// system releases it when the process ends, however it ends, so a killed process never leaves
+/// the directory locked. The file names the holder (pid and command) for the refusal message.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Take the lock of `dir` (creating the directory), or fail with [`LocalError::Busy`].
+    pub fn acquire(dir: &DataDir, command: &str) -> Result<Self, LocalError> {
+        use std::io::{Read, Write};
+        std::fs::create_dir_all(&dir.root).map_err(|source| LocalError::DataDir {
+            path: dir.root.clone(),
+            source,
+        })?;
+        let path = dir.lock_file();
+        let data_dir = |source| LocalError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(data_dir)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0).map_err(data_dir)?;
+                file.write_all(format!("{}\n{command}\n", std::process::id()).as_bytes())
+                    .map_err(data_dir)?;
+                Ok(Self { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let mut lines = text.lines();
+                let holder = match (lines.next().map(str::parse::<u32>), lines.next()) {
+                    (Some(Ok(pid)), Some(command)) => Some(LockHolder {
+                        pid,
+                        command: command.to_owned(),
+                    }),
+                    _ => None,
+                };
+                Err(LocalError::Busy {
+                    path: dir.root.clone(),
+                    holder,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(data_dir(e)),
+        }
+    }
+}
+
+/// A `--tenant-id` value: the directory (tenant) id, a GUID, checked before it goes into any
+/// URL or path. Returns it in lower case.
+pub fn parse_tenant_id(s: &str) -> Result<TenantId, LocalError> {
+    let t = s.trim();
+    match uuid::Uuid::try_parse(t) {
+        Ok(u) if t.len() == 36 => Ok(TenantId::new(u.hyphenated().to_string())),
+        _ => {
+            let shown: String = t.chars().take(60).collect();
+            Err(LocalError::Failed(format!(
+                "the directory (tenant) id must be a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47, not \"{}\" (find it in the Entra admin center, Overview)",
+                shown.escape_default()
+            )))
+        }
+    }
+}
+
+/// [`parse_tenant_id`] for clap's `value_parser`.
+pub fn tenant_id_arg(s: &str) -> Result<String, String> {
+    parse_tenant_id(s)
+        .map(|t| t.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// What a command does with a data directory it opens with [`open_directory`].
+#[derive(Clone, Copy, Debug)]
+pub enum Access {
+    /// Reads only: needs no lock.
+    Read,
+    /// Writes the store: takes the directory's lock for this command.
+    Write(&'static str),
+}
+
+/// Open an existing data directory and find the directory (tenant) a command is about: the
+/// one named, or the only one connected. Never creates the data directory or a store: a
+/// missing one, or an unknown tenant, is "no directory T in D".
+pub async fn open_directory(
+    data_dir: &Path,
+    tenant: Option<&str>,
+    access: Access,
+) -> Result<(LocalApp, entra_sync_core::model::Connection), LocalError> {
+    use entra_sync_core::ports::ConnectionStore;
+    let dir = DataDir::new(data_dir);
+    let tenant = tenant.map(parse_tenant_id).transpose()?;
+    if !dir.has_store() {
+        return Err(match tenant {
+            Some(t) => LocalError::NoDirectory {
+                tenant: t.to_string(),
+                path: dir.root,
+            },
+            None => LocalError::NoData { path: dir.root },
+        });
+    }
+    let app = match access {
+        Access::Read => LocalApp::open(&dir, &SyncSettings::default())?,
+        Access::Write(command) => LocalApp::open_for_writing(&dir, &SyncSettings::default(), command)?,
+    };
+    let connections = app.store.list_connections().await?;
+    let connection = match tenant {
+        Some(t) => connections
+            .into_iter()
+            .find(|c| c.tenant_id == t)
+            .ok_or_else(|| LocalError::NoDirectory {
+                tenant: t.to_string(),
+                path: dir.root.clone(),
+            })?,
+        None => {
+            let mut all = connections.into_iter();
+            match (all.next(), all.next()) {
+                (Some(c), None) => c,
+                (None, _) => return Err(LocalError::NoData { path: dir.root }),
+                (Some(_), Some(_)) => {
+                    return Err(LocalError::Failed(format!(
+                        "several directories are connected in {}; name one with --tenant-id",
+                        dir.root.display()
+                    )));
+                }
+            }
+        }
+    };
+    Ok((app, connection))
 }
 
 /// Tuning of a local sync.
@@ -96,19 +334,24 @@ pub struct LocalApp {
     pub vault: Arc<FileVault>,
     pub events: Arc<EventLog>,
     pub clock: Arc<dyn Clock>,
+    /// The data directory's lock, when opened for writing (released with the last clone).
+    lock: Option<Arc<DirLock>>,
 }
 
 impl LocalApp {
-    /// Open (creating if needed) the data directory.
+    /// Open (creating if needed) the data directory, without its lock (tests, and commands
+    /// that only read). Commands that write use [`LocalApp::open_for_writing`].
     pub fn open(dir: &DataDir, settings: &SyncSettings) -> Result<Self, LocalError> {
         std::fs::create_dir_all(&dir.root).map_err(|source| LocalError::DataDir {
             path: dir.root.clone(),
             source,
         })?;
+        // The vault first: a key mistake fails before any other file is touched.
+        let vault = Arc::new(FileVault::open(&dir.vault(), &dir.vault_key())?);
         Ok(Self {
             store: Arc::new(SqliteStore::open(&dir.store())?),
             queue: LocalQueue::open(&dir.queue(), settings.queue.clone())?,
-            vault: Arc::new(FileVault::open(&dir.vault(), &dir.vault_key())?),
+            vault,
             events: Arc::new(EventLog::open(Some(&dir.events())).map_err(|source| {
                 LocalError::DataDir {
                     path: dir.events(),
@@ -116,7 +359,27 @@ impl LocalApp {
                 }
             })?),
             clock: Arc::new(SystemClock),
+            lock: None,
         })
+    }
+
+    /// Take the data directory's lock for `command`, then open it. The returned app (and
+    /// every clone) holds the lock; a second writer of the directory gets
+    /// [`LocalError::Busy`] instead of racing this one on the cursors.
+    pub fn open_for_writing(
+        dir: &DataDir,
+        settings: &SyncSettings,
+        command: &str,
+    ) -> Result<Self, LocalError> {
+        let lock = DirLock::acquire(dir, command)?;
+        let mut app = Self::open(dir, settings)?;
+        app.lock = Some(Arc::new(lock));
+        Ok(app)
+    }
+
+    /// Whether this app holds its data directory's lock.
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
     }
 
     /// The stores the projection of the host product's users needs.

@@ -294,6 +294,7 @@ pub(crate) async fn admin_consent(
     match outcome {
         ConsentOutcome::Approve => {
             tenant.consent.store(true, Ordering::SeqCst);
+            inner.changed();
             params.append_pair("admin_consent", "True");
             params.append_pair("tenant", &tenant.id);
             params.append_pair("state", state);
@@ -357,6 +358,7 @@ pub(crate) async fn admin_consent(
         }
         ConsentOutcome::MissingTenant => {
             tenant.consent.store(true, Ordering::SeqCst);
+            inner.changed();
             params.append_pair("admin_consent", "True");
             params.append_pair("state", state);
         }
