@@ -57,7 +57,33 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
 }
 
 /// Print [`run_line`] on stdout.
-#[allow(clippy::print_stdout)]
 pub fn print_run_line(run: &entra_sync_core::run::SyncRun) {
-    println!("{}", run_line(run));
+    stdout_line(format_args!("{}", run_line(run)));
+}
+
+/// Write one line on stdout. A closed pipe (`entra-sync runs | head -1`) ends the program
+/// quietly and successfully, as `head` expects, where `println!` would panic; any other
+/// write error (a full disk) ends it with a message and a failure.
+#[allow(clippy::print_stderr)]
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{args}") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `println!` through [`stdout_line`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::stdout_line(format_args!(""))
+    };
+    ($($t:tt)*) => {
+        $crate::stdout_line(format_args!($($t)*))
+    };
 }

@@ -16,7 +16,7 @@ use entra_sync_core::services::{
 };
 use serde::Serialize;
 use tokio::sync::watch;
-use tracing::error;
+use tracing::{error, info};
 
 use crate::events::EventLog;
 use crate::queue::{Delivery, HandlerResult, LocalQueue, QueueConfig};
@@ -53,6 +53,9 @@ pub enum LocalError {
         path.display()
     )]
     NoData { path: PathBuf },
+    /// The demo only uses a directory it created.
+    #[error("{}", not_a_demo_directory(path, *holds_store))]
+    NotADemoDirectory { path: PathBuf, holds_store: bool },
     #[error(transparent)]
     Sync(#[from] SyncError),
     #[error("{0}")]
@@ -142,6 +145,19 @@ impl DataDir {
     pub fn has_store(&self) -> bool {
         self.store().is_file()
     }
+}
+
+fn not_a_demo_directory(path: &Path, holds_store: bool) -> String {
+    let what = if holds_store {
+        "holds an entra-sync store that the demo did not create"
+    } else {
+        "is not empty and was not created by the demo"
+    };
+    format!(
+        "{} {what} (it has no {} file), so the demo neither uses it nor deletes anything in it; nothing was changed. Give the demo a new or empty directory with --data-dir or ENTRA_SYNC_DEMO_DIR (default .entra-sync/demo).",
+        path.display(),
+        crate::demo::DEMO_MARKER
+    )
 }
 
 /// Who holds a data directory's lock, as its lock file says.
@@ -336,6 +352,8 @@ pub struct LocalApp {
     pub clock: Arc<dyn Clock>,
     /// The data directory's lock, when opened for writing (released with the last clone).
     lock: Option<Arc<DirLock>>,
+    /// The data directory (named in messages about its files).
+    root: Arc<PathBuf>,
 }
 
 impl LocalApp {
@@ -360,6 +378,7 @@ impl LocalApp {
             })?),
             clock: Arc::new(SystemClock),
             lock: None,
+            root: Arc::new(dir.root.clone()),
         })
     }
 
@@ -372,6 +391,15 @@ impl LocalApp {
         command: &str,
     ) -> Result<Self, LocalError> {
         let lock = DirLock::acquire(dir, command)?;
+        Self::open_locked(dir, settings, lock)
+    }
+
+    /// Open the data directory whose lock the caller took.
+    pub fn open_locked(
+        dir: &DataDir,
+        settings: &SyncSettings,
+        lock: DirLock,
+    ) -> Result<Self, LocalError> {
         let mut app = Self::open(dir, settings)?;
         app.lock = Some(Arc::new(lock));
         Ok(app)
@@ -380,6 +408,11 @@ impl LocalApp {
     /// Whether this app holds its data directory's lock.
     pub fn holds_lock(&self) -> bool {
         self.lock.is_some()
+    }
+
+    /// The files of this app's data directory.
+    pub fn data_dir(&self) -> DataDir {
+        DataDir::new(self.root.as_ref())
     }
 
     /// The stores the projection of the host product's users needs.
@@ -441,12 +474,21 @@ impl LocalApp {
     ) -> Result<SyncRun, LocalError> {
         // Claims of a previous process that died are void.
         self.queue.release_claims().await?;
+        // A full read replaces every page set aside before: they would fail this run too.
+        if options.force_full {
+            let purged = self.queue.purge_dead_letters().await?;
+            if purged > 0 {
+                info!(tenant = %tenant, purged, "pages set aside by earlier runs dropped for a full read");
+            }
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let deps = self.reconcile_deps();
+        let store_file = Arc::new(self.data_dir().store());
         let handler = move |d: Delivery| {
             let deps = deps.clone();
+            let store_file = store_file.clone();
             async move {
-                let result = handle_delivery(&deps, &d).await;
+                let result = handle_delivery(&deps, &d, &store_file).await;
                 (d, result)
             }
         };
@@ -497,9 +539,11 @@ impl LocalApp {
                 let dead = self.queue.dead_letters().await?;
                 if !dead.is_empty() {
                     let error = format!(
-                        "{} page(s) could not be applied and were set aside (first: {}); nothing was deactivated.",
+                        "{} page(s) of this sync could not be applied and were set aside in {} (first: {}). Nothing was deactivated. Run `entra-sync sync --full` to read the directory again; if it fails the same way, the data directory {} is damaged: restore it from a backup, or sync into a new --data-dir.",
                         dead.len(),
-                        dead[0].last_error.as_deref().unwrap_or("unknown error")
+                        self.queue.path().display(),
+                        dead[0].last_error.as_deref().unwrap_or("unknown error"),
+                        self.root.display()
                     );
                     let run = self
                         .store
@@ -518,6 +562,24 @@ impl LocalApp {
             }
             tokio::time::sleep(settings.progress_every).await;
         }
+    }
+
+    /// The ids among `object_ids` that name no user present in `tenant`'s mirror, in order.
+    pub async fn unknown_users(
+        &self,
+        tenant: &TenantId,
+        object_ids: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<String>, LocalError> {
+        let ids: Vec<String> = object_ids.iter().cloned().collect();
+        let found: std::collections::BTreeSet<String> = self
+            .store
+            .get_users(tenant, &ids)
+            .await?
+            .into_iter()
+            .filter(|u| u.presence.is_present())
+            .map(|u| u.user.id)
+            .collect();
+        Ok(ids.into_iter().filter(|id| !found.contains(id)).collect())
     }
 
     /// The mirror of one tenant as JSON: users, groups and memberships (present and removed).
@@ -574,16 +636,27 @@ pub struct Export {
     pub memberships: Vec<entra_sync_core::model::StoredMembership>,
 }
 
-/// The one place a queue delivery's failure is classified (and logged, by the queue).
-async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery) -> HandlerResult {
+/// The one place a queue delivery's failure is classified (and logged, by the queue). A
+/// permanent failure says what is wrong, and where, for the run's failure text, which adds
+/// what to do.
+async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery, store_file: &Path) -> HandlerResult {
     let msg: PageMessage = match serde_json::from_str(&d.body) {
         Ok(m) => m,
-        Err(e) => return HandlerResult::Poison(format!("malformed page message: {e}")),
+        Err(e) => {
+            return HandlerResult::Poison(format!(
+                "the queued page message {} cannot be read ({e}): the queue file was damaged or written by another program",
+                d.message_id
+            ));
+        }
     };
     match reconcile_page(deps, &msg).await {
         Ok(_) => HandlerResult::Done,
         Err(e) if e.is_retryable() => HandlerResult::Retry(plain_words(&e)),
-        Err(e) => HandlerResult::Poison(plain_words(&e)),
+        Err(SyncError::Store(StoreError::Corrupt(what))) => HandlerResult::Poison(format!(
+            "the store {} holds an item it cannot read ({what})",
+            store_file.display()
+        )),
+        Err(e) => HandlerResult::Poison(e.to_string()),
     }
 }
 
