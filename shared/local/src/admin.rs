@@ -12,8 +12,8 @@ use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::LocalUserStore;
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
-    ImportMode, Preview, PreviewItem, ProjectOutcome, add_local_user, confirm_held, import, load_settings, preview,
-    reject_held, save_settings, set_local_status, sign_in_lookup,
+    ImportMode, Preview, PreviewItem, ProjectOutcome, add_local_user, confirm_held, import,
+    load_settings, preview, reject_held, save_settings, set_local_status, sign_in_lookup,
 };
 use entra_sync_core::settings::ConnectionSettings;
 

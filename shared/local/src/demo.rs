@@ -196,9 +196,12 @@ pub async fn run_demo(
     // From here on the emulator saves itself after every change (consent, the directory
     // changes), so a demo killed at any moment (even with SIGKILL) continues on its next run
     // from a state at least as new as anything the store has read.
-    emulator
-        .persist_to(&state_file)
-        .map_err(|e| LocalError::Failed(format!("cannot save the emulator state in {}: {e}", state_file.display())))?;
+    emulator.persist_to(&state_file).map_err(|e| {
+        LocalError::Failed(format!(
+            "cannot save the emulator state in {}: {e}",
+            state_file.display()
+        ))
+    })?;
     let tenant = TenantId::new(tenant_info.tenant_id.clone());
     let handle = emulator
         .tenant(&tenant_info.tenant_id)

@@ -481,7 +481,9 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         );
     }
     if full_request.is_some() && !args.full {
-        outln!("A full read was asked for while another sync ran: this sync reads everything again.");
+        outln!(
+            "A full read was asked for while another sync ran: this sync reads everything again."
+        );
     }
     let options = FetchOptions {
         force_full: args.full || full_request.is_some(),

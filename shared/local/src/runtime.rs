@@ -294,7 +294,9 @@ pub async fn open_directory(
     }
     let app = match access {
         Access::Read => LocalApp::open(&dir, &SyncSettings::default())?,
-        Access::Write(command) => LocalApp::open_for_writing(&dir, &SyncSettings::default(), command)?,
+        Access::Write(command) => {
+            LocalApp::open_for_writing(&dir, &SyncSettings::default(), command)?
+        }
     };
     let connections = app.store.list_connections().await?;
     let connection = match tenant {

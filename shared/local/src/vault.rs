@@ -322,18 +322,28 @@ mod tests {
         vault_with_a_secret(dir.path()).await;
         let before = files(dir.path());
         let other = B64.encode([7u8; 32]);
-        let err = FileVault::open_with(&dir.path().join("v.json"), &dir.path().join("k"), Some(other))
-            .err()
-            .expect("a key that does not open the vault is refused");
+        let err = FileVault::open_with(
+            &dir.path().join("v.json"),
+            &dir.path().join("k"),
+            Some(other),
+        )
+        .err()
+        .expect("a key that does not open the vault is refused");
         assert!(matches!(err, OpenError::WrongKey { .. }), "{err}");
         let text = err.to_string();
-        assert!(text.contains(VAULT_KEY_ENV) && text.contains("v.json"), "{text}");
+        assert!(
+            text.contains(VAULT_KEY_ENV) && text.contains("v.json"),
+            "{text}"
+        );
         assert_eq!(files(dir.path()), before, "vault and key file unchanged");
         // And the right key still opens it.
         let right = B64.encode(decode_key(&String::from_utf8(before.1.unwrap()).unwrap()).unwrap());
-        let vault =
-            FileVault::open_with(&dir.path().join("v.json"), &dir.path().join("k"), Some(right))
-                .unwrap();
+        let vault = FileVault::open_with(
+            &dir.path().join("v.json"),
+            &dir.path().join("k"),
+            Some(right),
+        )
+        .unwrap();
         assert_eq!(
             vault.get_secret("app/client-secret").await.unwrap(),
             Secret::new("s3cret")
@@ -351,7 +361,10 @@ mod tests {
             .expect("no new key for a vault that holds secrets");
         assert!(matches!(err, OpenError::MissingKeyFile { .. }), "{err}");
         let text = err.to_string();
-        assert!(text.contains("k is missing") && text.contains("v.json"), "{text}");
+        assert!(
+            text.contains("k is missing") && text.contains("v.json"),
+            "{text}"
+        );
         assert_eq!(files(dir.path()), before, "no key file was created");
     }
 
