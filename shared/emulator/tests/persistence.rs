@@ -68,6 +68,7 @@ async fn restored_emulator_continues_the_same_tenant_and_links() {
 }
 
 /// An emulator started from `path` (on another port: the first one still runs).
+#[allow(clippy::unwrap_used)]
 async fn restored(path: &std::path::Path) -> Emulator {
     Emulator::start_from_state(EmulatorConfig::default(), path)
         .await

@@ -250,7 +250,7 @@ fn print_items(items: &[PreviewItem]) {
     for i in items {
         out!(
             "{:<20} {:<38} {:<32} {}",
-            format!("{:?}", i.action).to_lowercase(),
+            crate::words(&i.action),
             i.object_id,
             i.email.as_deref().unwrap_or("-"),
             i.reason

@@ -327,10 +327,10 @@ async fn demo_settings(app: &LocalApp, tenant: &TenantId) -> Result<Vec<String>,
     };
     let mut lines = settings.describe();
     lines.push(format!(
-        "rules: automatic {:?}, auto-activate verified domains {}, deprovisioning {:?}, breaker: more than {} users or {} %",
-        settings.provisioning.automatic,
+        "rules: automatic {}, auto-activate verified domains {}, deprovisioning {}, breaker: more than {} users or {} %",
+        crate::words(&settings.provisioning.automatic),
         settings.provisioning.auto_activate_verified_domains,
-        settings.provisioning.deprovisioning,
+        crate::words(&settings.provisioning.deprovisioning),
         settings.breaker.max_count,
         settings.breaker.max_percent
     ));

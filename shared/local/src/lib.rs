@@ -16,6 +16,26 @@ pub mod sqlite;
 pub mod vault;
 pub mod verify;
 
+/// A value's serialised name in words, for people (`settings_changed` -> "settings changed",
+/// `{"when": "nightly", "hour_utc": 2}` -> "nightly, hour utc 2"), never Rust `Debug` text.
+pub fn words<T: serde::Serialize>(value: &T) -> String {
+    fn render(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.replace('_', " "),
+            serde_json::Value::Object(fields) => fields
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(_) => render(v),
+                    _ => format!("{} {}", k.replace('_', " "), render(v)),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        }
+    }
+    serde_json::to_value(value).map_or_else(|_| String::new(), |v| render(&v))
+}
+
 /// One line per run for people: status (held runs say what to do), trigger, directory reads
 /// and what happened to the host product's users.
 pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
@@ -34,10 +54,10 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
     let c = &run.counts;
     let p = &run.provisioning;
     format!(
-        "{} {} ({:?}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed",
+        "{} {} ({}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed",
         run.run_id,
         status,
-        run.trigger,
+        words(&run.trigger),
         run.started_at.format("%Y-%m-%d %H:%M:%S"),
         c.pages_applied,
         run.graph_requests,
@@ -86,4 +106,19 @@ macro_rules! outln {
     ($($t:tt)*) => {
         $crate::stdout_line(format_args!($($t)*))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_are_the_serialised_names_without_debug_text() {
+        use entra_sync_core::run::Trigger;
+        use entra_sync_core::settings::Deprovisioning;
+        assert_eq!(super::words(&Trigger::SettingsChanged), "settings changed");
+        assert_eq!(super::words(&Deprovisioning::EveryRun), "every run");
+        assert_eq!(
+            super::words(&Deprovisioning::Nightly { hour_utc: 2 }),
+            "nightly, hour utc 2"
+        );
+    }
 }

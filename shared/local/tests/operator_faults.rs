@@ -547,6 +547,13 @@ fn printing_commands_end_quietly_on_a_closed_pipe() {
     assert!(run(&mut demo(&d)).status.success());
     let tenant = tenant_of(&d);
     let dd = d.to_str().unwrap();
+    // The activity log is words, not Rust debug text.
+    let runs = run(program().args(["runs", "--tenant-id", &tenant, "--data-dir", dd]));
+    let text = stdout(&runs);
+    assert!(
+        text.contains("(manual, started") && !text.contains("Manual"),
+        "{text}"
+    );
     for args in [
         vec!["runs", "--tenant-id", &tenant, "--data-dir", dd],
         vec!["export", "--tenant-id", &tenant, "--data-dir", dd],
