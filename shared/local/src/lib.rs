@@ -22,14 +22,19 @@ pub fn words<T: serde::Serialize>(value: &T) -> String {
     fn render(v: &serde_json::Value) -> String {
         match v {
             serde_json::Value::String(s) => s.replace('_', " "),
-            serde_json::Value::Object(fields) => fields
-                .iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(_) => render(v),
-                    _ => format!("{} {}", k.replace('_', " "), render(v)),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+            // The tag (a string) first, then the other fields by name.
+            serde_json::Value::Object(fields) => {
+                let (tags, rest): (Vec<_>, Vec<_>) =
+                    fields.iter().partition(|(_, v)| v.is_string());
+                tags.into_iter()
+                    .map(|(_, v)| render(v))
+                    .chain(
+                        rest.into_iter()
+                            .map(|(k, v)| format!("{} {}", k.replace('_', " "), render(v))),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
             other => other.to_string(),
         }
     }
