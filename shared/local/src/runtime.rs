@@ -646,7 +646,7 @@ async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery, store_file: &Path) 
         Ok(m) => m,
         Err(e) => {
             return HandlerResult::Poison(format!(
-                "the queued page message {} cannot be read ({e}): the queue file was damaged or written by another program",
+                "the queued page message {} is malformed and cannot be read ({e}): the queue file was damaged or written by another program",
                 d.message_id
             ));
         }

@@ -725,3 +725,40 @@ async fn a_damaged_queue_message_names_the_file_and_the_way_out() {
     let stored = app.export(&tenant).await.unwrap();
     assert!(compare(&stored, &t.emulator.tenant(&t.id).unwrap().snapshot()).matches());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confirm_of_a_held_run_prints_the_run_in_words() {
+    let t = emulated(80).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let out = output(sync_cmd(&t, &d)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Most users vanish from the directory: the full read's deactivations are held.
+    let h = t.emulator.tenant(&t.id).unwrap();
+    for id in h.user_ids().into_iter().take(70) {
+        h.purge_user(&id).unwrap();
+    }
+    let mut full = sync_cmd(&t, &d);
+    full.arg("--full");
+    let out = output(full).await;
+    assert!(!out.status.success(), "a held run is not a success");
+    let held = last_run(&d, &t.id).await;
+    assert!(
+        matches!(held.status, RunStatus::Held { .. }),
+        "{:?}",
+        held.status
+    );
+    let out = run(program()
+        .args(["confirm", &held.run_id, "--data-dir"])
+        .arg(&d));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&held.run_id) && text.contains("succeeded"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Applied(") && !text.contains("ProvisioningCounts"),
+        "{text}"
+    );
+}
