@@ -166,9 +166,15 @@ struct Opened {
     account: AccountId,
 }
 
-/// Open the data directory for a command that writes it (holding its lock).
+/// Open the data directory for a command that writes it (holding its lock, which names the
+/// command: `settings set`, `users add`, ...).
 async fn open(t: &Target) -> Result<Opened> {
-    open_as(t, Access::Write("admin")).await
+    let command: Vec<String> = std::env::args()
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    open_as(t, Access::Write(&command.join(" "))).await
 }
 
 /// Open the data directory for a command that only reads: no lock, and nothing is created.
@@ -176,7 +182,7 @@ async fn open_read(t: &Target) -> Result<Opened> {
     open_as(t, Access::Read).await
 }
 
-async fn open_as(t: &Target, access: Access) -> Result<Opened> {
+async fn open_as(t: &Target, access: Access<'_>) -> Result<Opened> {
     let (app, connection) = open_directory(&t.data_dir, t.tenant_id.as_deref(), access).await?;
     Ok(Opened {
         tenant: connection.tenant_id,

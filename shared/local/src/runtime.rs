@@ -265,11 +265,12 @@ pub fn tenant_id_arg(s: &str) -> Result<String, String> {
 
 /// What a command does with a data directory it opens with [`open_directory`].
 #[derive(Clone, Copy, Debug)]
-pub enum Access {
+pub enum Access<'a> {
     /// Reads only: needs no lock.
     Read,
-    /// Writes the store: takes the directory's lock for this command.
-    Write(&'static str),
+    /// Writes the store: takes the directory's lock for this command (named in the refusal
+    /// another writer gets).
+    Write(&'a str),
 }
 
 /// Open an existing data directory and find the directory (tenant) a command is about: the
@@ -278,7 +279,7 @@ pub enum Access {
 pub async fn open_directory(
     data_dir: &Path,
     tenant: Option<&str>,
-    access: Access,
+    access: Access<'_>,
 ) -> Result<(LocalApp, entra_sync_core::model::Connection), LocalError> {
     use entra_sync_core::ports::ConnectionStore;
     let dir = DataDir::new(data_dir);
