@@ -13,6 +13,7 @@ async fn demo_converges_and_a_second_run_is_incremental() {
     let dir = tempfile::tempdir().unwrap();
     let opts = DemoOptions {
         data_dir: dir.path().to_owned(),
+        fresh: false,
         users: 600,
         groups: 40,
         seed: 3,

@@ -164,6 +164,15 @@ impl Emulator {
         persist::write(&state, path)
     }
 
+    /// Saves the state to `path` now (as `save_state`) and again after every change: tenant
+    /// added, directory mutation (through a `TenantHandle` or Graph's write routes), consent
+    /// granted or revoked, clock moved. Each save is atomic (temporary file, then a rename), so
+    /// a process killed at any moment, even with SIGKILL, leaves the last change on disk and
+    /// `start_from_state` continues from it. A save that fails later is logged.
+    pub fn persist_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        persist::persist_to(&self.inner, path)
+    }
+
     async fn serve(
         config: EmulatorConfig,
         listener: TcpListener,
@@ -277,6 +286,8 @@ impl Emulator {
         }
         tenants.by_id.insert(tenant_id.clone(), state);
         tenants.order.push(tenant_id);
+        drop(tenants);
+        self.inner.changed();
         info
     }
 
@@ -316,6 +327,7 @@ impl Emulator {
     /// (default: the last tenant added).
     pub fn set_sign_in_tenant(&self, tenant_id: &str) {
         self.inner.tenants_write().sign_in_tenant = Some(tenant_id.to_string());
+        self.inner.changed();
     }
 
     /// Request totals since start or the last reset.
@@ -373,6 +385,7 @@ impl Emulator {
     /// throttle buckets) without sleeping.
     pub fn advance_clock(&self, d: Duration) {
         self.inner.clock.advance(d);
+        self.inner.changed();
     }
 
     /// Stops the server (waits up to 5 s for open requests, then aborts).
@@ -433,6 +446,12 @@ impl TenantHandle {
         self.tenant.write()
     }
 
+    /// After a mutation (its write lock released): saves the emulator if it persists itself.
+    fn changed<T>(&self, result: T) -> T {
+        self.inner.changed();
+        result
+    }
+
     /// The tenant's id.
     pub fn id(&self) -> &str {
         &self.tenant.id
@@ -448,7 +467,7 @@ impl TenantHandle {
     pub fn create_user(&self, user: NewUser) -> String {
         let now = self.now();
         let mut dir = self.dir();
-        match dir.create_user(&user, &now) {
+        let id = match dir.create_user(&user, &now) {
             Ok(id) => id,
             Err(_) => {
                 let mut clean = user;
@@ -460,83 +479,98 @@ impl TenantHandle {
                 });
                 dir.create_user(&clean, &now).unwrap_or_default()
             }
-        }
+        };
+        drop(dir);
+        self.changed(id)
     }
 
     /// Creates a user; fails on an invalid `properties` entry.
     pub fn try_create_user(&self, user: NewUser) -> Result<String, MutationError> {
         let now = self.now();
-        self.dir().create_user(&user, &now)
+        let r = self.dir().create_user(&user, &now);
+        self.changed(r)
     }
 
     /// Patches a live user (Graph property names; `null` clears). Read-only properties
     /// (`id`, `createdDateTime`) and unknown names are refused.
     pub fn update_user(&self, id: &str, patch: UserPatch) -> Result<(), MutationError> {
-        self.dir().update_user(id, &patch)
+        let r = self.dir().update_user(id, &patch);
+        self.changed(r)
     }
 
     /// Enables or disables a user (delta: an ordinary update of `accountEnabled`).
     pub fn set_account_enabled(&self, id: &str, enabled: bool) -> Result<(), MutationError> {
         let mut p = Patch::new();
         p.insert("accountEnabled".into(), serde_json::Value::Bool(enabled));
-        self.dir().update_user(id, &p)
+        let r = self.dir().update_user(id, &p);
+        self.changed(r)
     }
 
     /// Sets or clears a user's manager (delta: `manager@delta`).
     pub fn set_manager(&self, id: &str, manager_id: Option<&str>) -> Result<(), MutationError> {
-        self.dir().set_manager(id, manager_id)
+        let r = self.dir().set_manager(id, manager_id);
+        self.changed(r)
     }
 
     /// Soft delete: the user goes to deleted items, leaves every group (removals show in
     /// group deltas), loses its manager and its reports lose it; user delta shows
     /// `@removed: {reason: "changed"}`.
     pub fn delete_user(&self, id: &str) -> Result<(), MutationError> {
-        self.dir().delete_user(id)
+        let r = self.dir().delete_user(id);
+        self.changed(r)
     }
 
     /// Restores a soft-deleted user; delta shows the plain object. Memberships are not
     /// restored.
     pub fn restore_user(&self, id: &str) -> Result<(), MutationError> {
-        self.dir().restore_user(id)
+        let r = self.dir().restore_user(id);
+        self.changed(r)
     }
 
     /// Hard delete (of a live or soft-deleted user); delta shows `reason: "deleted"`.
     pub fn purge_user(&self, id: &str) -> Result<(), MutationError> {
-        self.dir().purge_user(id)
+        let r = self.dir().purge_user(id);
+        self.changed(r)
     }
 
     /// Creates a group; returns its id.
     pub fn create_group(&self, group: NewGroup) -> String {
         let now = self.now();
-        self.dir().create_group(&group, &now)
+        let r = self.dir().create_group(&group, &now);
+        self.changed(r)
     }
 
     /// Patches a live group.
     pub fn update_group(&self, id: &str, patch: GroupPatch) -> Result<(), MutationError> {
-        self.dir().update_group(id, &patch)
+        let r = self.dir().update_group(id, &patch);
+        self.changed(r)
     }
 
     /// Deletes a group permanently (delta: `reason: "deleted"`); it leaves its parent groups.
     pub fn delete_group(&self, id: &str) -> Result<(), MutationError> {
-        self.dir().delete_group(id)
+        let r = self.dir().delete_group(id);
+        self.changed(r)
     }
 
     /// Adds a direct member (user, or group for nesting). Works on every group kind (the
     /// HTTP API refuses distribution, mail-enabled security, dynamic and on-premises synced
     /// groups).
     pub fn add_member(&self, group_id: &str, member_id: &str) -> Result<(), MutationError> {
-        self.dir().add_member(group_id, member_id)
+        let r = self.dir().add_member(group_id, member_id);
+        self.changed(r)
     }
 
     /// Removes a direct member.
     pub fn remove_member(&self, group_id: &str, member_id: &str) -> Result<(), MutationError> {
-        self.dir().remove_member(group_id, member_id)
+        let r = self.dir().remove_member(group_id, member_id);
+        self.changed(r)
     }
 
     /// Applies `n` seeded random changes (see `ChurnSummary` for the kinds).
     pub fn random_churn(&self, seed: u64, n: usize) -> ChurnSummary {
         let now = self.now();
-        churn::random_churn(&mut self.dir(), seed, n, &now)
+        let r = churn::random_churn(&mut self.dir(), seed, n, &now);
+        self.changed(r)
     }
 
     /// The live directory. Users: the JSON a delta page returns with every property
@@ -617,11 +651,13 @@ impl TenantHandle {
     pub fn revoke_consent(&self) {
         self.tenant.consent.store(false, Ordering::SeqCst);
         self.inner.revoke_tokens(&self.tenant.id);
+        self.inner.changed();
     }
 
     /// Grants consent again.
     pub fn grant_consent(&self) {
         self.tenant.consent.store(true, Ordering::SeqCst);
+        self.inner.changed();
     }
 
     /// Whether consent is currently granted.
@@ -633,11 +669,13 @@ impl TenantHandle {
     /// `Authorization_RequestDenied` while `false`.
     pub fn set_app_roles_granted(&self, granted: bool) {
         self.tenant.roles.store(granted, Ordering::SeqCst);
+        self.inner.changed();
     }
 
     /// Entra ID P1/P2: without it, `signInActivity` requests fail with 403.
     pub fn set_premium(&self, premium: bool) {
         self.tenant.premium.store(premium, Ordering::SeqCst);
+        self.inner.changed();
     }
 
     /// Whether the app's service principal holds the User Administrator directory role.
@@ -648,6 +686,7 @@ impl TenantHandle {
         self.tenant
             .password_reset_allowed
             .store(held, Ordering::SeqCst);
+        self.inner.changed();
     }
 
     /// Whether the app's service principal holds the User Administrator role.
@@ -671,6 +710,7 @@ impl TenantHandle {
     {
         self.tenant
             .set_granted(permissions.into_iter().map(Into::into));
+        self.inner.changed();
     }
 
     /// Makes every access token already issued for this tenant invalid (401), so clients

@@ -231,7 +231,8 @@ pub(crate) fn capture(inner: &Inner) -> SavedState {
     }
 }
 
-/// Writes `state` to `path` (through a temporary file, then a rename).
+/// Writes `state` to `path` atomically: a temporary file, flushed to disk, then a rename, so
+/// a process killed at any moment leaves either the previous state or this one.
 pub(crate) fn write(state: &SavedState, path: &Path) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
@@ -239,8 +240,35 @@ pub(crate) fn write(state: &SavedState, path: &Path) -> io::Result<()> {
         let mut w = BufWriter::new(file);
         serde_json::to_writer(&mut w, state).map_err(io::Error::other)?;
         w.flush()?;
+        w.get_ref().sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Saves the emulator to its autosave path, if it has one. The path's lock is held from the
+/// capture to the rename, so concurrent changes are saved one after the other and the file
+/// ends with the latest state.
+pub(crate) fn autosave(inner: &Inner) {
+    let path = inner
+        .autosave
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(path) = path.as_ref()
+        && let Err(e) = write(&capture(inner), path)
+    {
+        tracing::warn!(path = %path.display(), error = %e, "emulator state could not be saved");
+    }
+}
+
+/// Saves now and after every later change to `path`.
+pub(crate) fn persist_to(inner: &Inner, path: &Path) -> io::Result<()> {
+    let mut slot = inner
+        .autosave
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    write(&capture(inner), path)?;
+    *slot = Some(path.to_owned());
+    Ok(())
 }
 
 /// Reads a saved state.

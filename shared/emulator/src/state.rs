@@ -259,6 +259,8 @@ pub(crate) struct Inner {
     pub(crate) log: Mutex<RequestLog>,
     pub(crate) codec: TokenCodec,
     pub(crate) addr: SocketAddr,
+    /// Where the emulator saves itself after every change (`Emulator::persist_to`).
+    pub(crate) autosave: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -294,7 +296,14 @@ impl Inner {
             log: Mutex::new(log),
             codec,
             addr,
+            autosave: Mutex::new(None),
         }
+    }
+
+    /// Something a saved state holds changed: save it now when `Emulator::persist_to` asked
+    /// for it. Called after the change, with no tenant lock held.
+    pub(crate) fn changed(&self) {
+        crate::persist::autosave(self);
     }
 
     pub(crate) fn latency(&self) -> Duration {

@@ -66,3 +66,58 @@ async fn restored_emulator_continues_the_same_tenant_and_links() {
     emu.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An emulator started from `path` (on another port: the first one still runs).
+#[allow(clippy::unwrap_used)]
+async fn restored(path: &std::path::Path) -> Emulator {
+    Emulator::start_from_state(EmulatorConfig::default(), path)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_persisting_emulator_has_every_change_on_disk_without_a_final_save() {
+    let fx = Fx::new(EmulatorConfig::default(), TenantSpec::new(72, 60, 6)).await;
+    let t = fx.handle();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("emulator.json");
+    fx.emu.persist_to(&path).unwrap();
+    let id = fx.tenant.tenant_id.clone();
+
+    // A TenantHandle mutation (the demo's churn) is on disk as soon as it returns.
+    t.random_churn(5, 15);
+    let emu = restored(&path).await;
+    assert!(
+        emu.tenant(&id).unwrap().snapshot() == t.snapshot(),
+        "the churn is on disk"
+    );
+    emu.shutdown().await;
+
+    // So is a consent change, and a write through Graph's routes.
+    t.revoke_consent();
+    let emu = restored(&path).await;
+    assert!(!emu.tenant(&id).unwrap().has_consent());
+    emu.shutdown().await;
+    t.grant_consent();
+    let token = fx.token().await;
+    let user = t.user_ids()[0].clone();
+    let resp = fx
+        .http
+        .patch(fx.graph(&format!("users/{user}")))
+        .bearer_auth(&token)
+        .json(&json!({"displayName": "Saved At Once"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let emu = restored(&path).await;
+    let t2 = emu.tenant(&id).unwrap();
+    assert!(t2.has_consent());
+    assert_eq!(t2.user(&user).unwrap()["displayName"], "Saved At Once");
+    assert!(t2.snapshot() == t.snapshot(), "the write is on disk");
+    emu.shutdown().await;
+
+    // A save is atomic: no temporary file is left beside the state.
+    assert!(!path.with_extension("tmp").exists());
+    fx.emu.clone().shutdown().await;
+}

@@ -9,16 +9,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use entra_sync_core::model::{AccountId, TenantId};
-use entra_sync_core::ports::{ConnectionStore, LocalUserStore, RunStore};
+use entra_sync_core::ports::LocalUserStore;
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
-    ImportMode, LocalUserError, Preview, PreviewItem, ProjectError, activate_local_user,
-    add_local_user, check_settings_edit, confirm_held, import, load_settings, preview, reject_held,
-    save_settings, set_local_status, sign_in_lookup,
+    ImportMode, LocalUserError, Preview, PreviewItem, ProjectError, ProjectOutcome,
+    activate_local_user, add_local_user, check_settings_edit, confirm_held, import,
+    load_settings, preview, reject_held, save_settings, set_local_status, sign_in_lookup,
 };
 use entra_sync_core::settings::{ConnectionSettings, SettingsChange, SettingsError, parse_edit};
 
-use crate::runtime::{DataDir, LocalApp, SyncSettings};
+use crate::runtime::{Access, LocalApp, open_directory, tenant_id_arg};
 
 /// One line on stdout. A closed pipe (`entra-sync users list | head`) ends the program quietly,
 /// as `head` expects, instead of panicking.
@@ -40,8 +40,8 @@ macro_rules! out {
 pub struct Target {
     #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// The directory (tenant) id; may be left out when only one directory is connected.
-    #[arg(long, env = "ENTRA_SYNC_TENANT_ID")]
+    /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
     pub tenant_id: Option<String>,
 }
 
@@ -177,30 +177,24 @@ struct Opened {
     account: AccountId,
 }
 
+/// Open the data directory for a command that writes it (holding its lock, which names the
+/// command: `settings set`, `users add`, ...).
 async fn open(t: &Target) -> Result<Opened> {
-    let app = LocalApp::open(&DataDir::new(&t.data_dir), &SyncSettings::default())?;
-    let connections = app.store.list_connections().await?;
-    let connection = match &t.tenant_id {
-        Some(id) => connections
-            .into_iter()
-            .find(|c| c.tenant_id.as_str() == id)
-            .with_context(|| {
-                format!("no connection for tenant {id} in {}", t.data_dir.display())
-            })?,
-        None => {
-            let mut all = connections.into_iter();
-            match (all.next(), all.next()) {
-                (Some(c), None) => c,
-                (None, _) => bail!(
-                    "no directory is connected in {} (run the demo, or `entra-sync serve`)",
-                    t.data_dir.display()
-                ),
-                (Some(_), Some(_)) => {
-                    bail!("several directories are connected; name one with --tenant-id")
-                }
-            }
-        }
-    };
+    let command: Vec<String> = std::env::args()
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    open_as(t, Access::Write(&command.join(" "))).await
+}
+
+/// Open the data directory for a command that only reads: no lock, and nothing is created.
+async fn open_read(t: &Target) -> Result<Opened> {
+    open_as(t, Access::Read).await
+}
+
+async fn open_as(t: &Target, access: Access<'_>) -> Result<Opened> {
+    let (app, connection) = open_directory(&t.data_dir, t.tenant_id.as_deref(), access).await?;
     Ok(Opened {
         tenant: connection.tenant_id,
         account: connection.account_id,
@@ -226,11 +220,54 @@ fn mode_of(args: &ImportArgs) -> Result<ImportMode> {
     })
 }
 
+/// With `--mode selected`: refuse ids that name no user of the directory (naming them), so a
+/// typo is not silently "nothing to import".
+async fn check_selected(o: &Opened, mode: &ImportMode) -> Result<()> {
+    let ImportMode::SelectedNew { object_ids } = mode else {
+        return Ok(());
+    };
+    let unknown = o.app.unknown_users(&o.tenant, object_ids).await?;
+    if !unknown.is_empty() {
+        bail!(
+            "no user {} in directory {}; give the object ids of users the directory holds (see `entra-sync export`)",
+            unknown.join(", "),
+            o.tenant
+        );
+    }
+    Ok(())
+}
+
+/// With `--mode selected`, the preview of the selected users only. Every other user's
+/// decision is a skip ("not part of this import"), and unchanged users are not listed, so the
+/// counts are narrowed the same way.
+fn narrow_to_selected(p: &mut Preview, mode: &ImportMode) {
+    let ImportMode::SelectedNew { object_ids } = mode else {
+        return;
+    };
+    let before = p.items.len();
+    p.items.retain(|i| object_ids.contains(&i.object_id));
+    let dropped = (before - p.items.len()) as u64;
+    p.counts.skipped = p.counts.skipped.saturating_sub(dropped);
+    p.counts.unchanged = object_ids.len().saturating_sub(p.items.len()) as u64;
+}
+
+async fn print_confirmed(o: &Opened, run_id: &str, outcome: &ProjectOutcome) -> Result<()> {
+    use entra_sync_core::ports::RunStore;
+    match (outcome, o.app.store.get_run(&o.tenant, run_id).await?) {
+        (ProjectOutcome::ClaimedElsewhere, _) => {
+            out!("run {run_id} is being applied by another process; see `entra-sync runs`")
+        }
+        (_, Some(run)) => crate::print_run_line(&run),
+        (_, None) => out!("run {run_id} was applied"),
+    }
+    Ok(())
+}
+
 fn print_items(items: &[PreviewItem]) {
     for i in items {
         out!(
             "{:<20} {:<38} {:<32} {}",
-            format!("{:?}", i.action).to_lowercase(),
+            crate::words(&i.action),
             i.object_id,
             i.email.as_deref().unwrap_or("-"),
             i.reason
@@ -324,7 +361,7 @@ async fn set_status(target: &Target, local_id: &str, status: LocalStatus) -> Res
 pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
     match cmd {
         AdminCommand::Settings(SettingsCommand::Show(t)) => {
-            let o = open(&t).await?;
+            let o = open_read(&t).await?;
             json(&load_settings(o.app.store.as_ref(), &o.tenant).await?)?;
         }
         AdminCommand::Settings(SettingsCommand::Validate { file, target }) => {
@@ -372,8 +409,11 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             crate::print_run_line(&run);
         }
         AdminCommand::Preview(args) => {
-            let o = open(&args.target).await?;
-            let p = preview(&o.app.project_deps(), &o.tenant, mode_of(&args)?).await?;
+            let o = open_read(&args.target).await?;
+            let mode = mode_of(&args)?;
+            check_selected(&o, &mode).await?;
+            let mut p = preview(&o.app.project_deps(), &o.tenant, mode.clone()).await?;
+            narrow_to_selected(&mut p, &mode);
             match args.json {
                 true => json(&p)?,
                 false => print_preview(&p),
@@ -381,7 +421,9 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Import(args) => {
             let o = open(&args.target).await?;
-            let report = import(&o.app.project_deps(), &o.tenant, mode_of(&args)?).await?;
+            let mode = mode_of(&args)?;
+            check_selected(&o, &mode).await?;
+            let report = import(&o.app.project_deps(), &o.tenant, mode).await?;
             match args.json {
                 true => json(&report)?,
                 false => {
@@ -398,12 +440,9 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Confirm(args) => {
             let o = open(&args.target).await?;
-            confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
-            // Applied, or held again with the new numbers: the run says which.
-            match o.app.store.get_run(&o.tenant, &args.run_id).await? {
-                Some(run) => crate::print_run_line(&run),
-                None => bail!("run {} not found", args.run_id),
-            }
+            let outcome =
+                confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
+            print_confirmed(&o, &args.run_id, &outcome).await?;
         }
         AdminCommand::Reject(args) => {
             let o = open(&args.target).await?;
@@ -411,7 +450,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             crate::print_run_line(&run);
         }
         AdminCommand::Users(UsersCommand::List(t)) => {
-            let o = open(&t).await?;
+            let o = open_read(&t).await?;
             let mut after: Option<String> = None;
             loop {
                 let page = o
@@ -477,7 +516,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             set_status(&target, &local_id, LocalStatus::DeletedLocally).await?;
         }
         AdminCommand::Lookup(args) => {
-            let o = open(&args.target).await?;
+            let o = open_read(&args.target).await?;
             let found = sign_in_lookup(
                 o.app.store.as_ref(),
                 o.app.store.as_ref(),

@@ -293,8 +293,8 @@ async fn child_sync(
         .map_err(|e| LocalError::Failed(format!("bad sync report: {e}")))?;
     if report.run.status != RunStatus::Succeeded {
         return Err(LocalError::Failed(format!(
-            "the sync did not succeed: {:?}",
-            report.run.status
+            "the sync did not succeed: {}",
+            crate::run_line(&report.run)
         )));
     }
     let after = emulator.counters();

@@ -1,7 +1,7 @@
 //! The one-command demo: an emulated tenant, connect, full sync, directory changes, incremental
 //! sync, and a check that the stored state equals the directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,41 @@ use entra_sync_core::mapping::FieldMapping;
 use entra_sync_core::services::{load_settings, save_settings};
 use entra_sync_core::settings::ConnectionSettings;
 
-use crate::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
+use crate::runtime::{DataDir, DirLock, LocalApp, LocalError, SyncSettings};
 use crate::verify::{Verification, compare};
 
 /// Vault name of the app's client secret.
 pub const CLIENT_SECRET_NAME: &str = "app/client-secret";
 
+/// The file that marks a directory as the demo's own. The demo writes it in a directory it
+/// creates (or finds empty), and uses no other directory: a directory that is not empty and
+/// has no marker may be a real store, or anything else, and is refused.
+pub const DEMO_MARKER: &str = "entra-sync-demo";
+
+/// Every file the demo makes in its directory besides the marker and the lock file. `--fresh`
+/// deletes these and nothing else.
+pub const DEMO_FILES: &[&str] = &[
+    "store.sqlite",
+    "store.sqlite-wal",
+    "store.sqlite-shm",
+    "store.sqlite-journal",
+    "queue.sqlite",
+    "queue.sqlite-wal",
+    "queue.sqlite-shm",
+    "queue.sqlite-journal",
+    "vault.json",
+    "vault.tmp",
+    "vault.key",
+    "events.jsonl",
+    "emulator.json",
+    "emulator.tmp",
+];
+
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub data_dir: PathBuf,
+    /// Start over: delete the demo's own files in `data_dir` first (never anything else).
+    pub fresh: bool,
     pub users: usize,
     pub groups: usize,
     pub seed: u64,
@@ -80,6 +106,53 @@ fn emulator_state(dir: &DataDir) -> PathBuf {
     dir.root.join("emulator.json")
 }
 
+/// Make sure `root` is the demo's own directory: create it with the marker when it does not
+/// exist (or is empty); refuse any other directory, naming what it holds. Nothing is written
+/// or deleted in a refused directory.
+pub fn claim_demo_dir(root: &Path) -> Result<(), LocalError> {
+    let data_dir = |source| LocalError::DataDir {
+        path: root.to_owned(),
+        source,
+    };
+    let marker = root.join(DEMO_MARKER);
+    let empty = match std::fs::read_dir(root) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(root).map_err(data_dir)?;
+            true
+        }
+        Err(e) => return Err(data_dir(e)),
+    };
+    if marker.is_file() {
+        return Ok(());
+    }
+    if !empty {
+        return Err(LocalError::NotADemoDirectory {
+            path: root.to_owned(),
+            holds_store: DataDir::new(root).has_store(),
+        });
+    }
+    std::fs::write(
+        &marker,
+        "This directory belongs to `entra-sync demo`; `demo --fresh` deletes the demo's files in it.\n",
+    )
+    .map_err(data_dir)
+}
+
+/// Delete the demo's own files in its directory (the caller holds the directory's lock).
+fn remove_demo_files(root: &Path) -> Result<(), LocalError> {
+    for name in DEMO_FILES {
+        let path = root.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LocalError::DataDir { path, source: e });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Run the demo. A second run on the same data directory continues the same emulated tenant
 /// (its state is saved beside the store), so its first sync is incremental.
 pub async fn run_demo(
@@ -87,7 +160,12 @@ pub async fn run_demo(
     mut on_step: impl FnMut(DemoStep<'_>),
 ) -> Result<DemoSummary, LocalError> {
     let dir = DataDir::new(&opts.data_dir);
-    let app = LocalApp::open(&dir, &opts.settings)?;
+    claim_demo_dir(&dir.root)?;
+    let lock = DirLock::acquire(&dir, "demo")?;
+    if opts.fresh {
+        remove_demo_files(&dir.root)?;
+    }
+    let app = LocalApp::open_locked(&dir, &opts.settings, lock)?;
     let config = EmulatorConfig {
         latency: opts.latency,
         ..EmulatorConfig::default()
@@ -115,6 +193,15 @@ pub async fn run_demo(
             info
         }
     };
+    // From here on the emulator saves itself after every change (consent, the directory
+    // changes), so a demo killed at any moment (even with SIGKILL) continues on its next run
+    // from a state at least as new as anything the store has read.
+    emulator.persist_to(&state_file).map_err(|e| {
+        LocalError::Failed(format!(
+            "cannot save the emulator state in {}: {e}",
+            state_file.display()
+        ))
+    })?;
     let tenant = TenantId::new(tenant_info.tenant_id.clone());
     let handle = emulator
         .tenant(&tenant_info.tenant_id)
@@ -240,10 +327,10 @@ async fn demo_settings(app: &LocalApp, tenant: &TenantId) -> Result<Vec<String>,
     };
     let mut lines = settings.describe();
     lines.push(format!(
-        "rules: automatic {:?}, auto-activate verified domains {}, deprovisioning {:?}, breaker: more than {} users or {} %",
-        settings.provisioning.automatic,
+        "rules: automatic {}, auto-activate verified domains {}, deprovisioning {}, breaker: more than {} users or {} %",
+        crate::words(&settings.provisioning.automatic),
         settings.provisioning.auto_activate_verified_domains,
-        settings.provisioning.deprovisioning,
+        crate::words(&settings.provisioning.deprovisioning),
         settings.breaker.max_count,
         settings.breaker.max_percent
     ));

@@ -16,6 +16,31 @@ pub mod sqlite;
 pub mod vault;
 pub mod verify;
 
+/// A value's serialised name in words, for people (`settings_changed` -> "settings changed",
+/// `{"when": "nightly", "hour_utc": 2}` -> "nightly, hour utc 2"), never Rust `Debug` text.
+pub fn words<T: serde::Serialize>(value: &T) -> String {
+    fn render(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.replace('_', " "),
+            // The tag (a string) first, then the other fields by name.
+            serde_json::Value::Object(fields) => {
+                let (tags, rest): (Vec<_>, Vec<_>) =
+                    fields.iter().partition(|(_, v)| v.is_string());
+                tags.into_iter()
+                    .map(|(_, v)| render(v))
+                    .chain(
+                        rest.into_iter()
+                            .map(|(k, v)| format!("{} {}", k.replace('_', " "), render(v))),
+                    )
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+            other => other.to_string(),
+        }
+    }
+    serde_json::to_value(value).map_or_else(|_| String::new(), |v| render(&v))
+}
+
 /// One line per run for people: status (held runs say what to do), trigger, directory reads
 /// and what happened to the host product's users.
 pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
@@ -40,10 +65,10 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
     let c = &run.counts;
     let p = &run.provisioning;
     format!(
-        "{} {} ({:?}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed",
+        "{} {} ({}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed",
         run.run_id,
         status,
-        run.trigger,
+        words(&run.trigger),
         run.started_at.format("%Y-%m-%d %H:%M:%S"),
         c.pages_applied,
         run.graph_requests,
@@ -63,7 +88,48 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
 }
 
 /// Print [`run_line`] on stdout.
-#[allow(clippy::print_stdout)]
 pub fn print_run_line(run: &entra_sync_core::run::SyncRun) {
-    println!("{}", run_line(run));
+    stdout_line(format_args!("{}", run_line(run)));
+}
+
+/// Write one line on stdout. A closed pipe (`entra-sync runs | head -1`) ends the program
+/// quietly and successfully, as `head` expects, where `println!` would panic; any other
+/// write error (a full disk) ends it with a message and a failure.
+#[allow(clippy::print_stderr)]
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{args}") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `println!` through [`stdout_line`].
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::stdout_line(format_args!(""))
+    };
+    ($($t:tt)*) => {
+        $crate::stdout_line(format_args!($($t)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_are_the_serialised_names_without_debug_text() {
+        use entra_sync_core::run::Trigger;
+        use entra_sync_core::settings::Deprovisioning;
+        assert_eq!(super::words(&Trigger::SettingsChanged), "settings changed");
+        assert_eq!(super::words(&Deprovisioning::EveryRun), "every run");
+        assert_eq!(
+            super::words(&Deprovisioning::Nightly { hour_utc: 2 }),
+            "nightly, hour utc 2"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! `entra-sync`: the whole product on one machine. Wires the embedded adapters; the logic lives
 //! in the library and in `entra-sync-core`.
-// A command-line program talks to its user on stdout/stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+// A command-line program talks to its user on stderr; stdout goes through `outln!`, which
+// survives a closed pipe.
+#![allow(clippy::print_stderr)]
+#![deny(clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,10 @@ use entra_sync_core::services::FetchOptions;
 use entra_sync_graph::{GraphClient, GraphConfig};
 use entra_sync_local::bench::{BenchOptions, SyncReport, render_markdown, run_bench};
 use entra_sync_local::demo::{DemoOptions, DemoStep, DemoSummary, connect, run_demo};
-use entra_sync_local::runtime::{DataDir, LocalApp, SyncSettings};
+use entra_sync_local::outln;
+use entra_sync_local::runtime::{
+    Access, DataDir, LocalApp, LocalError, SyncSettings, open_directory, tenant_id_arg,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -90,7 +95,9 @@ struct BenchArgs {
 #[derive(Args)]
 struct DemoArgs {
     /// Where the store, queue, vault and emulator state live. A second run continues there.
-    #[arg(long, default_value = ".entra-sync/demo", env = "ENTRA_SYNC_DATA_DIR")]
+    /// The demo only uses a directory it created (never a real store), and has its own
+    /// variable: it never reads ENTRA_SYNC_DATA_DIR.
+    #[arg(long, default_value = ".entra-sync/demo", env = "ENTRA_SYNC_DEMO_DIR")]
     data_dir: PathBuf,
     /// Users in the emulated tenant.
     #[arg(long, default_value_t = 10_000)]
@@ -107,7 +114,8 @@ struct DemoArgs {
     /// Latency the emulator adds to every Graph request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Start from scratch: delete the data directory first.
+    /// Start from scratch: delete the demo's own files in its data directory first (a
+    /// directory the demo did not create is refused, and nothing else is ever deleted).
     #[arg(long)]
     fresh: bool,
     #[command(flatten)]
@@ -127,7 +135,7 @@ struct Tuning {
 #[derive(Args)]
 struct SyncArgs {
     /// The directory (tenant) id, a GUID.
-    #[arg(long, env = "ENTRA_SYNC_TENANT_ID")]
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
     tenant_id: String,
     /// The app registration's client (application) id.
     #[arg(long, env = "ENTRA_SYNC_CLIENT_ID")]
@@ -171,7 +179,8 @@ struct SyncArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    #[arg(long, env = "ENTRA_SYNC_TENANT_ID")]
+    /// The directory (tenant) id, a GUID.
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
     tenant_id: String,
     #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
     data_dir: PathBuf,
@@ -265,12 +274,9 @@ impl Progress {
 }
 
 async fn demo(args: DemoArgs) -> Result<ExitCode> {
-    if args.fresh && args.data_dir.exists() {
-        std::fs::remove_dir_all(&args.data_dir)
-            .with_context(|| format!("removing {}", args.data_dir.display()))?;
-    }
     let opts = DemoOptions {
         data_dir: args.data_dir.clone(),
+        fresh: args.fresh,
         users: args.users,
         groups: args.groups,
         seed: args.seed,
@@ -286,13 +292,13 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
             users,
             groups,
         } => {
-            println!("Emulated tenant {tenant}: {users} users, {groups} groups");
+            outln!("Emulated tenant {tenant}: {users} users, {groups} groups");
         }
         DemoStep::Connected {
             tenant_name,
             domains,
         } => {
-            println!("Connected to \"{tenant_name}\" ({domains} verified domains)");
+            outln!("Connected to \"{tenant_name}\" ({domains} verified domains)");
         }
         DemoStep::SyncProgress { label, run } => {
             progress
@@ -303,7 +309,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
             if let Some(p) = progress.take() {
                 p.finish();
             }
-            println!(
+            outln!(
                 "{}: {} sync, {} pages in {:.2?}",
                 s.label,
                 mode_name(s),
@@ -312,7 +318,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
             );
         }
         DemoStep::Changed(c) => {
-            println!("Changed the directory: {c}");
+            outln!("Changed the directory: {c}");
         }
     })
     .await?;
@@ -333,13 +339,13 @@ fn mode_name(s: &entra_sync_local::demo::SyncSummary) -> &'static str {
 }
 
 fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
-    println!();
-    println!("Summary for \"{}\" ({})", s.tenant_name, s.tenant_id);
-    println!("Settings used:");
+    outln!();
+    outln!("Summary for \"{}\" ({})", s.tenant_name, s.tenant_id);
+    outln!("Settings used:");
     for line in &s.settings {
-        println!("  {line}");
+        outln!("  {line}");
     }
-    println!(
+    outln!(
         "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
         "sync",
         "mode",
@@ -355,7 +361,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     );
     for x in &s.syncs {
         let c = &x.run.counts;
-        println!(
+        outln!(
             "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
             x.label,
             mode_name(x),
@@ -370,8 +376,8 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
             format!("{:.2?}", x.wall),
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
         "host users",
         "created",
@@ -384,7 +390,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     );
     for x in &s.syncs {
         let p = &x.run.provisioning;
-        println!(
+        outln!(
             "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
             x.label,
             p.created,
@@ -402,8 +408,8 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
         );
     }
     let v = &s.verification;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "stored: {} users, {} groups, {} memberships (directory: {}, {}, {})",
         v.users_stored,
         v.groups_stored,
@@ -412,14 +418,14 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
         v.groups_expected,
         v.memberships_expected
     );
-    println!(
+    outln!(
         "state matches directory: {}",
         if v.matches() { "yes" } else { "no" }
     );
     for d in &v.differences {
-        println!("  - {d}");
+        outln!("  - {d}");
     }
-    println!(
+    outln!(
         "(data in {}; run again to continue incrementally, --fresh to start over)",
         data_dir.display()
     );
@@ -446,7 +452,20 @@ fn read_secret(args: &SyncArgs) -> Result<Secret> {
 async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let secret = read_secret(&args)?;
     let tuning = settings(&args.tuning);
-    let app = LocalApp::open(&DataDir::new(&args.data_dir), &tuning)?;
+    let tenant = TenantId::new(args.tenant_id.clone());
+    let dir = DataDir::new(&args.data_dir);
+    let app = match LocalApp::open_for_writing(&dir, &tuning, "sync") {
+        Ok(app) => app,
+        // The other sync goes on; a full read asked for now is kept for the next run.
+        Err(busy @ LocalError::Busy { .. }) if args.full => {
+            dir.request_full_read(&tenant)?;
+            bail!(
+                "{busy}. The full read you asked for (--full) is kept: the next sync of this directory reads everything again."
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let full_request = dir.full_read_request(&tenant)?;
     let config = GraphConfig::new(
         args.graph_url.clone(),
         args.login_url.clone(),
@@ -454,16 +473,20 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         secret,
     );
     let client = Arc::new(GraphClient::new(config).context("building the Graph client")?);
-    let tenant = TenantId::new(args.tenant_id.clone());
     if app.store.get_connection(&tenant).await?.is_none() {
         let c = connect(&app, &client, &tenant).await?;
-        println!(
+        outln!(
             "Connected to \"{}\"",
             c.tenant_name.as_deref().unwrap_or(&args.tenant_id)
         );
     }
+    if full_request.is_some() && !args.full {
+        outln!(
+            "A full read was asked for while another sync ran: this sync reads everything again."
+        );
+    }
     let options = FetchOptions {
-        force_full: args.full,
+        force_full: args.full || full_request.is_some(),
         ..FetchOptions::default()
     };
     let progress = Progress::new(!args.tuning.no_progress);
@@ -475,6 +498,11 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         .await?;
     let wall = started.elapsed();
     progress.finish();
+    // The fetch started its full round (a crash from here on resumes that round), so a kept
+    // request is served.
+    if let Some(token) = &full_request {
+        dir.clear_full_read_request(&tenant, token)?;
+    }
     print_run(&run);
     if let Some(path) = &args.report_json {
         let report = SyncReport {
@@ -496,20 +524,17 @@ fn print_run(run: &SyncRun) {
 }
 
 async fn export(args: ExportArgs) -> Result<ExitCode> {
-    let app = LocalApp::open(&DataDir::new(&args.data_dir), &SyncSettings::default())?;
-    let tenant = TenantId::new(args.tenant_id);
-    let data = app.export(&tenant).await?;
-    let stdout = std::io::stdout();
-    let mut lock = stdout.lock();
-    serde_json::to_writer_pretty(&mut lock, &data)?;
-    println!();
+    let (app, connection) =
+        open_directory(&args.data_dir, Some(&args.tenant_id), Access::Read).await?;
+    let data = app.export(&connection.tenant_id).await?;
+    outln!("{}", serde_json::to_string_pretty(&data)?);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn runs(args: ExportArgs) -> Result<ExitCode> {
-    let app = LocalApp::open(&DataDir::new(&args.data_dir), &SyncSettings::default())?;
-    let tenant = TenantId::new(args.tenant_id);
-    for run in app.store.list_runs(&tenant, 50).await? {
+    let (app, connection) =
+        open_directory(&args.data_dir, Some(&args.tenant_id), Access::Read).await?;
+    for run in app.store.list_runs(&connection.tenant_id, 50).await? {
         print_run(&run);
     }
     Ok(ExitCode::SUCCESS)
@@ -533,7 +558,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;
     let results = run_bench(&opts, |line| eprintln!("{line}")).await?;
     let table = render_markdown(&results, &opts);
-    println!("{table}");
+    outln!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
     }
@@ -618,13 +643,13 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         directory,
     };
     run_serve(&opts, |info| {
-        println!("Serving the connect routes on {}", info.base_url);
-        println!("  open {}/ to connect a directory", info.base_url);
-        println!("  consent callback: {}", info.redirect_uri);
+        outln!("Serving the connect routes on {}", info.base_url);
+        outln!("  open {}/ to connect a directory", info.base_url);
+        outln!("  consent callback: {}", info.redirect_uri);
         if let Some(t) = &info.emulated_tenant {
-            println!("  emulated tenant: {t} (not consented yet)");
+            outln!("  emulated tenant: {t} (not consented yet)");
         }
-        println!("Press Ctrl-C to stop.");
+        outln!("Press Ctrl-C to stop.");
     })
     .await?;
     Ok(ExitCode::SUCCESS)

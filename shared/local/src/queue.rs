@@ -6,7 +6,7 @@
 //! runs far ahead of reconcile: memory and disk stay flat as the tenant grows.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ pub enum HandlerResult {
 #[derive(Clone)]
 pub struct LocalQueue {
     conn: Arc<Mutex<rusqlite::Connection>>,
+    /// The queue's file, named in logs about messages set aside.
+    path: Arc<PathBuf>,
     config: QueueConfig,
     changed: Arc<Notify>,
 }
@@ -106,9 +108,15 @@ impl LocalQueue {
         migrate_with(&mut conn, MIGRATIONS)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
             config,
             changed: Arc::new(Notify::new()),
         })
+    }
+
+    /// The queue's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -229,6 +237,17 @@ impl LocalQueue {
         .await
     }
 
+    /// Delete every dead letter (a full read replaces the pages they held); returns how many.
+    pub async fn purge_dead_letters(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let n = c
+                .execute("DELETE FROM queue WHERE dead = 1", [])
+                .map_err(internal)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     /// Put every dead letter back on the queue (after the cause is fixed).
     pub async fn redrive(&self) -> Result<u64, StoreError> {
         let n = self
@@ -305,13 +324,13 @@ impl LocalQueue {
                         HandlerResult::Done => q.ack(&d.message_id).await.map(|_| ()),
                         HandlerResult::Retry(why) => q.nack(&d, &why, false).await.map(|dead| {
                             if dead {
-                                error!(message_id = %d.message_id, attempts = d.attempt, error = %why, "message dead-lettered");
+                                error!(queue = %q.path.display(), message_id = %d.message_id, attempts = d.attempt, error = %why, "page message set aside after its last retry");
                             } else {
                                 warn!(message_id = %d.message_id, attempt = d.attempt, error = %why, "message will be retried");
                             }
                         }),
                         HandlerResult::Poison(why) => q.nack(&d, &why, true).await.map(|_| {
-                            error!(message_id = %d.message_id, error = %why, "malformed message dead-lettered");
+                            error!(queue = %q.path.display(), message_id = %d.message_id, error = %why, "page message set aside: it cannot be applied");
                         }),
                     };
                     if let Err(e) = outcome {

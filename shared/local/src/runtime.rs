@@ -16,7 +16,7 @@ use entra_sync_core::services::{
 };
 use serde::Serialize;
 use tokio::sync::watch;
-use tracing::error;
+use tracing::{error, info};
 
 use crate::events::EventLog;
 use crate::queue::{Delivery, HandlerResult, LocalQueue, QueueConfig};
@@ -36,6 +36,26 @@ pub enum LocalError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vault(#[from] entra_sync_core::error::VaultError),
+    #[error(transparent)]
+    VaultOpen(#[from] crate::vault::OpenError),
+    /// Another process holds the data directory's lock.
+    #[error("{}", busy_message(path, holder.as_ref()))]
+    Busy {
+        path: PathBuf,
+        holder: Option<LockHolder>,
+    },
+    /// A read-only command named a directory (tenant) the data directory does not hold.
+    #[error("no directory {tenant} in {}", path.display())]
+    NoDirectory { tenant: String, path: PathBuf },
+    /// A read-only command on a data directory that holds no store.
+    #[error(
+        "no directory is connected in {} (there is no store there; run `entra-sync sync` or `entra-sync serve` first)",
+        path.display()
+    )]
+    NoData { path: PathBuf },
+    /// The demo only uses a directory it created.
+    #[error("{}", not_a_demo_directory(path, *holds_store))]
+    NotADemoDirectory { path: PathBuf, holds_store: bool },
     #[error(transparent)]
     Sync(#[from] SyncError),
     #[error("{0}")]
@@ -66,6 +86,243 @@ impl DataDir {
     pub fn events(&self) -> PathBuf {
         self.root.join("events.jsonl")
     }
+    /// The file every command that writes the directory locks (see [`DirLock`]).
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    fn full_read_file(&self, tenant: &TenantId) -> PathBuf {
+        self.root.join(format!("full-read-requested.{tenant}"))
+    }
+
+    /// Keep a request for a full read of `tenant` for the next sync (a `sync --full` that
+    /// found the directory busy). Written without the lock, atomically (temporary file, then
+    /// a rename); each request has its own token.
+    pub fn request_full_read(&self, tenant: &TenantId) -> Result<(), LocalError> {
+        let path = self.full_read_file(tenant);
+        let token = format!(
+            "{} {}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let data_dir = |source| LocalError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        std::fs::write(&tmp, token).map_err(data_dir)?;
+        std::fs::rename(&tmp, &path).map_err(data_dir)
+    }
+
+    /// The token of a kept full-read request of `tenant`, if there is one.
+    pub fn full_read_request(&self, tenant: &TenantId) -> Result<Option<String>, LocalError> {
+        let path = self.full_read_file(tenant);
+        match std::fs::read_to_string(&path) {
+            Ok(token) => Ok(Some(token)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(LocalError::DataDir { path, source }),
+        }
+    }
+
+    /// The request with this token was served; a newer request (another token) stays.
+    pub fn clear_full_read_request(
+        &self,
+        tenant: &TenantId,
+        token: &str,
+    ) -> Result<(), LocalError> {
+        if self.full_read_request(tenant)?.as_deref() != Some(token) {
+            return Ok(());
+        }
+        let path = self.full_read_file(tenant);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(LocalError::DataDir { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a store exists here (read-only commands never create one).
+    pub fn has_store(&self) -> bool {
+        self.store().is_file()
+    }
+}
+
+fn not_a_demo_directory(path: &Path, holds_store: bool) -> String {
+    let what = if holds_store {
+        "holds an entra-sync store that the demo did not create"
+    } else {
+        "is not empty and was not created by the demo"
+    };
+    format!(
+        "{} {what} (it has no {} file), so the demo neither uses it nor deletes anything in it; nothing was changed. Give the demo a new or empty directory with --data-dir or ENTRA_SYNC_DEMO_DIR (default .entra-sync/demo).",
+        path.display(),
+        crate::demo::DEMO_MARKER
+    )
+}
+
+/// Who holds a data directory's lock, as its lock file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: u32,
+    /// The `entra-sync` command (`sync`, `demo`, `serve`, ...).
+    pub command: String,
+}
+
+fn busy_message(path: &Path, holder: Option<&LockHolder>) -> String {
+    let pid = holder.map_or_else(|| "pid unknown".to_owned(), |h| format!("pid {}", h.pid));
+    match holder.map(|h| h.command.as_str()) {
+        Some("sync") | None => format!(
+            "another sync of this directory ({}) is running ({pid}); run it again when that one has finished",
+            path.display()
+        ),
+        Some(command) => format!(
+            "another entra-sync command (`entra-sync {command}`, {pid}) is using this directory ({}); run it again when that one has finished",
+            path.display()
+        ),
+    }
+}
+
+/// The exclusive lock of one data directory, held by every command that writes it (sync,
+/// demo, serve, import, settings set, confirm, reject, users add/activate/delete) for as long
+/// as it runs. An advisory lock on the file `lock` (std's `File::try_lock`): the operating
+/// system releases it when the process ends, however it ends, so a killed process never leaves
+/// the directory locked. The file names the holder (pid and command) for the refusal message.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Take the lock of `dir` (creating the directory), or fail with [`LocalError::Busy`].
+    pub fn acquire(dir: &DataDir, command: &str) -> Result<Self, LocalError> {
+        use std::io::{Read, Write};
+        std::fs::create_dir_all(&dir.root).map_err(|source| LocalError::DataDir {
+            path: dir.root.clone(),
+            source,
+        })?;
+        let path = dir.lock_file();
+        let data_dir = |source| LocalError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(data_dir)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0).map_err(data_dir)?;
+                file.write_all(format!("{}\n{command}\n", std::process::id()).as_bytes())
+                    .map_err(data_dir)?;
+                Ok(Self { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let mut lines = text.lines();
+                let holder = match (lines.next().map(str::parse::<u32>), lines.next()) {
+                    (Some(Ok(pid)), Some(command)) => Some(LockHolder {
+                        pid,
+                        command: command.to_owned(),
+                    }),
+                    _ => None,
+                };
+                Err(LocalError::Busy {
+                    path: dir.root.clone(),
+                    holder,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(data_dir(e)),
+        }
+    }
+}
+
+/// A `--tenant-id` value: the directory (tenant) id, a GUID, checked before it goes into any
+/// URL or path. Returns it in lower case.
+pub fn parse_tenant_id(s: &str) -> Result<TenantId, LocalError> {
+    let t = s.trim();
+    match uuid::Uuid::try_parse(t) {
+        Ok(u) if t.len() == 36 => Ok(TenantId::new(u.hyphenated().to_string())),
+        _ => {
+            let shown: String = t.chars().take(60).collect();
+            Err(LocalError::Failed(format!(
+                "the directory (tenant) id must be a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47, not \"{}\" (find it in the Entra admin center, Overview)",
+                shown.escape_default()
+            )))
+        }
+    }
+}
+
+/// [`parse_tenant_id`] for clap's `value_parser`.
+pub fn tenant_id_arg(s: &str) -> Result<String, String> {
+    parse_tenant_id(s)
+        .map(|t| t.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// What a command does with a data directory it opens with [`open_directory`].
+#[derive(Clone, Copy, Debug)]
+pub enum Access<'a> {
+    /// Reads only: needs no lock.
+    Read,
+    /// Writes the store: takes the directory's lock for this command (named in the refusal
+    /// another writer gets).
+    Write(&'a str),
+}
+
+/// Open an existing data directory and find the directory (tenant) a command is about: the
+/// one named, or the only one connected. Never creates the data directory or a store: a
+/// missing one, or an unknown tenant, is "no directory T in D".
+pub async fn open_directory(
+    data_dir: &Path,
+    tenant: Option<&str>,
+    access: Access<'_>,
+) -> Result<(LocalApp, entra_sync_core::model::Connection), LocalError> {
+    use entra_sync_core::ports::ConnectionStore;
+    let dir = DataDir::new(data_dir);
+    let tenant = tenant.map(parse_tenant_id).transpose()?;
+    if !dir.has_store() {
+        return Err(match tenant {
+            Some(t) => LocalError::NoDirectory {
+                tenant: t.to_string(),
+                path: dir.root,
+            },
+            None => LocalError::NoData { path: dir.root },
+        });
+    }
+    let app = match access {
+        Access::Read => LocalApp::open(&dir, &SyncSettings::default())?,
+        Access::Write(command) => {
+            LocalApp::open_for_writing(&dir, &SyncSettings::default(), command)?
+        }
+    };
+    let connections = app.store.list_connections().await?;
+    let connection = match tenant {
+        Some(t) => connections
+            .into_iter()
+            .find(|c| c.tenant_id == t)
+            .ok_or_else(|| LocalError::NoDirectory {
+                tenant: t.to_string(),
+                path: dir.root.clone(),
+            })?,
+        None => {
+            let mut all = connections.into_iter();
+            match (all.next(), all.next()) {
+                (Some(c), None) => c,
+                (None, _) => return Err(LocalError::NoData { path: dir.root }),
+                (Some(_), Some(_)) => {
+                    return Err(LocalError::Failed(format!(
+                        "several directories are connected in {}; name one with --tenant-id",
+                        dir.root.display()
+                    )));
+                }
+            }
+        }
+    };
+    Ok((app, connection))
 }
 
 /// Tuning of a local sync.
@@ -96,19 +353,26 @@ pub struct LocalApp {
     pub vault: Arc<FileVault>,
     pub events: Arc<EventLog>,
     pub clock: Arc<dyn Clock>,
+    /// The data directory's lock, when opened for writing (released with the last clone).
+    lock: Option<Arc<DirLock>>,
+    /// The data directory (named in messages about its files).
+    root: Arc<PathBuf>,
 }
 
 impl LocalApp {
-    /// Open (creating if needed) the data directory.
+    /// Open (creating if needed) the data directory, without its lock (tests, and commands
+    /// that only read). Commands that write use [`LocalApp::open_for_writing`].
     pub fn open(dir: &DataDir, settings: &SyncSettings) -> Result<Self, LocalError> {
         std::fs::create_dir_all(&dir.root).map_err(|source| LocalError::DataDir {
             path: dir.root.clone(),
             source,
         })?;
+        // The vault first: a key mistake fails before any other file is touched.
+        let vault = Arc::new(FileVault::open(&dir.vault(), &dir.vault_key())?);
         Ok(Self {
             store: Arc::new(SqliteStore::open(&dir.store())?),
             queue: LocalQueue::open(&dir.queue(), settings.queue.clone())?,
-            vault: Arc::new(FileVault::open(&dir.vault(), &dir.vault_key())?),
+            vault,
             events: Arc::new(EventLog::open(Some(&dir.events())).map_err(|source| {
                 LocalError::DataDir {
                     path: dir.events(),
@@ -116,7 +380,42 @@ impl LocalApp {
                 }
             })?),
             clock: Arc::new(SystemClock),
+            lock: None,
+            root: Arc::new(dir.root.clone()),
         })
+    }
+
+    /// Take the data directory's lock for `command`, then open it. The returned app (and
+    /// every clone) holds the lock; a second writer of the directory gets
+    /// [`LocalError::Busy`] instead of racing this one on the cursors.
+    pub fn open_for_writing(
+        dir: &DataDir,
+        settings: &SyncSettings,
+        command: &str,
+    ) -> Result<Self, LocalError> {
+        let lock = DirLock::acquire(dir, command)?;
+        Self::open_locked(dir, settings, lock)
+    }
+
+    /// Open the data directory whose lock the caller took.
+    pub fn open_locked(
+        dir: &DataDir,
+        settings: &SyncSettings,
+        lock: DirLock,
+    ) -> Result<Self, LocalError> {
+        let mut app = Self::open(dir, settings)?;
+        app.lock = Some(Arc::new(lock));
+        Ok(app)
+    }
+
+    /// Whether this app holds its data directory's lock.
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// The files of this app's data directory.
+    pub fn data_dir(&self) -> DataDir {
+        DataDir::new(self.root.as_ref())
     }
 
     /// The stores the projection of the host product's users needs.
@@ -178,12 +477,21 @@ impl LocalApp {
     ) -> Result<SyncRun, LocalError> {
         // Claims of a previous process that died are void.
         self.queue.release_claims().await?;
+        // A full read replaces every page set aside before: they would fail this run too.
+        if options.force_full {
+            let purged = self.queue.purge_dead_letters().await?;
+            if purged > 0 {
+                info!(tenant = %tenant, purged, "pages set aside by earlier runs dropped for a full read");
+            }
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let deps = self.reconcile_deps();
+        let store_file = Arc::new(self.data_dir().store());
         let handler = move |d: Delivery| {
             let deps = deps.clone();
+            let store_file = store_file.clone();
             async move {
-                let result = handle_delivery(&deps, &d).await;
+                let result = handle_delivery(&deps, &d, &store_file).await;
                 (d, result)
             }
         };
@@ -234,9 +542,11 @@ impl LocalApp {
                 let dead = self.queue.dead_letters().await?;
                 if !dead.is_empty() {
                     let error = format!(
-                        "{} page(s) could not be applied and were set aside (first: {}); nothing was deactivated.",
+                        "{} page(s) of this sync could not be applied and were set aside in {} (first: {}). Nothing was deactivated. Run `entra-sync sync --full` to read the directory again; if it fails the same way, the data directory {} is damaged: restore it from a backup, or sync into a new --data-dir.",
                         dead.len(),
-                        dead[0].last_error.as_deref().unwrap_or("unknown error")
+                        self.queue.path().display(),
+                        dead[0].last_error.as_deref().unwrap_or("unknown error"),
+                        self.root.display()
                     );
                     let run = self
                         .store
@@ -255,6 +565,24 @@ impl LocalApp {
             }
             tokio::time::sleep(settings.progress_every).await;
         }
+    }
+
+    /// The ids among `object_ids` that name no user present in `tenant`'s mirror, in order.
+    pub async fn unknown_users(
+        &self,
+        tenant: &TenantId,
+        object_ids: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<String>, LocalError> {
+        let ids: Vec<String> = object_ids.iter().cloned().collect();
+        let found: std::collections::BTreeSet<String> = self
+            .store
+            .get_users(tenant, &ids)
+            .await?
+            .into_iter()
+            .filter(|u| u.presence.is_present())
+            .map(|u| u.user.id)
+            .collect();
+        Ok(ids.into_iter().filter(|id| !found.contains(id)).collect())
     }
 
     /// The mirror of one tenant as JSON: users, groups and memberships (present and removed).
@@ -311,16 +639,27 @@ pub struct Export {
     pub memberships: Vec<entra_sync_core::model::StoredMembership>,
 }
 
-/// The one place a queue delivery's failure is classified (and logged, by the queue).
-async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery) -> HandlerResult {
+/// The one place a queue delivery's failure is classified (and logged, by the queue). A
+/// permanent failure says what is wrong, and where, for the run's failure text, which adds
+/// what to do.
+async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery, store_file: &Path) -> HandlerResult {
     let msg: PageMessage = match serde_json::from_str(&d.body) {
         Ok(m) => m,
-        Err(e) => return HandlerResult::Poison(format!("malformed page message: {e}")),
+        Err(e) => {
+            return HandlerResult::Poison(format!(
+                "the queued page message {} is malformed and cannot be read ({e}): the queue file was damaged or written by another program",
+                d.message_id
+            ));
+        }
     };
     match reconcile_page(deps, &msg).await {
         Ok(_) => HandlerResult::Done,
         Err(e) if e.is_retryable() => HandlerResult::Retry(plain_words(&e)),
-        Err(e) => HandlerResult::Poison(plain_words(&e)),
+        Err(SyncError::Store(StoreError::Corrupt(what))) => HandlerResult::Poison(format!(
+            "the store {} holds an item it cannot read ({what})",
+            store_file.display()
+        )),
+        Err(e) => HandlerResult::Poison(e.to_string()),
     }
 }
 

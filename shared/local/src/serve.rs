@@ -116,7 +116,7 @@ pub async fn run_serve(
     on_ready: impl FnOnce(&ServeInfo),
 ) -> Result<(), LocalError> {
     let dir = DataDir::new(&opts.data_dir);
-    let app = LocalApp::open(&dir, &SyncSettings::default())?;
+    let app = LocalApp::open_for_writing(&dir, &SyncSettings::default(), "serve")?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| LocalError::Failed(format!("cannot listen on {}: {e}", opts.listen)))?;

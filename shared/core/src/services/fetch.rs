@@ -364,7 +364,9 @@ async fn fetch_stream(
         Some((r, rev)) => (r, Some(rev)),
         None => (CursorRecord::default(), None),
     };
-    if opts.force_full && matches!(record.state, CursorState::Idle { .. }) {
+    // A requested full read always starts one, abandoning a round in progress (whatever
+    // wedged it): its pages are ignored from the new cycle on.
+    if opts.force_full && !matches!(record.state, CursorState::NeedsFull { .. }) {
         record = record.require_full(FullReason::Requested);
     }
     let mut resynced = false;

@@ -262,7 +262,11 @@ pub(crate) async fn dispatch(
 fn route(cx: &Cx<'_>, method: &Method, segs: &[String], body: &[u8]) -> Response {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     if *method != Method::GET {
-        return writes::handle(cx, method, &s, body);
+        let resp = writes::handle(cx, method, &s, body);
+        if resp.status().is_success() {
+            cx.inner.changed();
+        }
+        return resp;
     }
     match s.as_slice() {
         ["organization"] => organization(cx),

@@ -303,6 +303,7 @@ pub(crate) async fn admin_consent(
                 None => inner.config.app_permissions.iter().cloned().collect(),
             };
             tenant.set_granted(granted);
+            inner.changed();
             params.append_pair("admin_consent", "True");
             params.append_pair("tenant", &tenant.id);
             params.append_pair("state", state);
@@ -366,6 +367,7 @@ pub(crate) async fn admin_consent(
         }
         ConsentOutcome::MissingTenant => {
             tenant.consent.store(true, Ordering::SeqCst);
+            inner.changed();
             params.append_pair("admin_consent", "True");
             params.append_pair("state", state);
         }
