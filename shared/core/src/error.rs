@@ -246,3 +246,68 @@ impl SyncError {
         self.class() != ErrorClass::Permanent
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_errors_read_as_plain_words() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let cases = [
+            DirectoryError::Throttled {
+                retry_after: Some(Duration::from_secs(30)),
+            },
+            DirectoryError::Throttled { retry_after: None },
+            DirectoryError::Transient {
+                status: None,
+                url: Some("http://127.0.0.1:9/t/oauth2/v2.0/token".into()),
+                source: Some(Box::new(refused)),
+            },
+            DirectoryError::Transient {
+                status: Some(503),
+                url: None,
+                source: None,
+            },
+            DirectoryError::UnusableLink {
+                link_host: Some("http://127.0.0.1:8080".into()),
+                graph_host: "http://localhost:8080".into(),
+            },
+            DirectoryError::UnusableLink {
+                link_host: None,
+                graph_host: "https://graph.microsoft.com".into(),
+            },
+            DirectoryError::Misconfigured {
+                code: "AADSTS700016".into(),
+            },
+            DirectoryError::Misconfigured {
+                code: "AADSTS90002".into(),
+            },
+            DirectoryError::InsufficientPrivileges { permission: None },
+        ];
+        for e in &cases {
+            let text = e.to_string();
+            for debug in ["None", "Some(", "{", "}"] {
+                assert!(!text.contains(debug), "{text}");
+            }
+        }
+        assert!(cases[0].to_string().contains("30 s"));
+        assert!(cases[2].to_string().contains("http://127.0.0.1:9/t/oauth2/v2.0/token"));
+        assert_eq!(
+            cases[2].root_cause().as_deref(),
+            Some("Connection refused (os error 111)")
+        );
+        let link = cases[4].to_string();
+        assert!(link.contains("127.0.0.1:8080") && link.contains("localhost:8080"), "{link}");
+        assert!(cases[6].to_string().contains("client id"));
+        assert!(cases[7].to_string().contains("tenant"));
+        let not_syncable = SyncError::ConnectionNotSyncable {
+            tenant: "t".into(),
+            why: "the directory is disconnected".into(),
+        };
+        assert_eq!(
+            not_syncable.to_string(),
+            "directory t cannot sync: the directory is disconnected"
+        );
+    }
+}

@@ -375,3 +375,75 @@ pub struct StoredMembership {
     pub present: bool,
     pub version: Version,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+    }
+
+    fn conn(status: ConnectionStatus) -> Connection {
+        Connection {
+            tenant_id: TenantId::new("t"),
+            account_id: AccountId("a".into()),
+            label: "L".into(),
+            tenant_name: None,
+            verified_domains: vec![],
+            status,
+            connected_at: t0(),
+        }
+    }
+
+    #[test]
+    fn reauthorization_retries_wait_one_hour_then_twice_as_long_up_to_a_day() {
+        let hours: Vec<i64> = (1..=8)
+            .map(|n| ReauthRetry::interval_after(n).num_hours())
+            .collect();
+        assert_eq!(hours, vec![1, 2, 4, 8, 16, 24, 24, 24]);
+        assert_eq!(ReauthRetry::interval_after(u32::MAX).num_hours(), 24);
+
+        let first = ReauthRetry::default().after_failure(t0());
+        assert_eq!(first.attempts, 1);
+        assert_eq!(first.since, Some(t0()));
+        assert_eq!(first.next_attempt_at, Some(t0() + chrono::Duration::hours(1)));
+        let later = t0() + chrono::Duration::hours(1);
+        let second = first.after_failure(later);
+        assert_eq!(second.attempts, 2);
+        assert_eq!(second.since, Some(t0()), "the first failure is kept");
+        assert_eq!(second.next_attempt_at, Some(later + chrono::Duration::hours(2)));
+        assert!(!second.is_due(later + chrono::Duration::minutes(119)));
+        assert!(second.is_due(later + chrono::Duration::hours(2)));
+        assert!(ReauthRetry::default().is_due(t0()), "no schedule: due at once");
+    }
+
+    #[test]
+    fn a_connection_that_needs_reauthorization_is_tried_by_hand_always_and_by_schedule_when_due() {
+        let retry = ReauthRetry::default().after_failure(t0());
+        let c = conn(ConnectionStatus::NeedsReauthorization {
+            reason: "the app's consent was revoked (AADSTS7000229)".into(),
+            retry,
+        });
+        for trigger in [Trigger::Manual, Trigger::Resync] {
+            assert_eq!(c.fetch_refusal(trigger, t0()), None, "{trigger:?}");
+        }
+        let why = c.fetch_refusal(Trigger::Scheduled, t0()).unwrap_or_default();
+        assert!(
+            why.contains("needs reauthorization")
+                && why.contains("AADSTS7000229")
+                && why.contains("next automatic attempt at 2026-01-01 01:00 UTC")
+                && why.contains("manual sync"),
+            "{why}"
+        );
+        assert!(!why.contains('{') && !why.contains("Some("), "{why}");
+        assert_eq!(
+            c.fetch_refusal(Trigger::Scheduled, t0() + chrono::Duration::hours(1)),
+            None
+        );
+        assert!(!c.can_sync(), "features stay off while flagged");
+        assert_eq!(conn(ConnectionStatus::Connected).fetch_refusal(Trigger::Scheduled, t0()), None);
+        let gone = conn(ConnectionStatus::Disconnected);
+        assert!(gone.fetch_refusal(Trigger::Manual, t0()).is_some());
+    }
+}

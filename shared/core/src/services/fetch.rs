@@ -420,7 +420,7 @@ pub fn plain_words(e: &SyncError) -> String {
             "Microsoft Graph is throttling requests for this directory; the sync will resume from where it stopped on the next run.".to_owned()
         }
         SyncError::Directory(de @ DirectoryError::Transient { .. }) => format!(
-            "Microsoft Graph was not available ({de}{}); nothing was deactivated and the sync will resume from where it stopped.",
+            "The directory did not answer ({de}{}); nothing was deactivated and the sync will resume from where it stopped.",
             de.root_cause().map(|c| format!(": {c}")).unwrap_or_default()
         ),
         SyncError::Directory(DirectoryError::NeedsReauthorization { code }) => format!(
