@@ -72,7 +72,7 @@ pub async fn connections(store: &dyn ConnectionStore) {
 
     // Conditional writes: a create lands only where nothing is stored, a replace only over
     // the connection the writer read.
-    let b = TenantId::new("tenant-b");
+    let b = TenantId::new("tenant-x");
     let for_b = |account: &str| Connection {
         tenant_id: b.clone(),
         account_id: AccountId(account.into()),

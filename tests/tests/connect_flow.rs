@@ -467,10 +467,15 @@ async fn revoked_consent_needs_reauthorization_schedules_skip_it_and_reconsent_r
     assert_eq!(w.stored_users(a).await, users, "nothing was deleted");
     // The failed run is the activity entry: what happened, what to do, when it is retried.
     let runs = w.app.store.list_runs(a, 10).await.unwrap();
+    let failed: Vec<_> = runs
+        .iter()
+        .filter(|r| matches!(r.status, RunStatus::Failed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1);
     assert!(
-        matches!(&runs[0].status, RunStatus::Failed { error } if error.contains("consent again") && error.contains("next automatic attempt")),
+        matches!(&failed[0].status, RunStatus::Failed { error } if error.contains("consent again") && error.contains("next automatic attempt")),
         "{:?}",
-        runs[0].status
+        failed[0].status
     );
 
     // The next scheduled tick skips it until the retry is due, without another entry; the

@@ -96,6 +96,9 @@ impl World {
         trigger: Trigger,
         force_full: bool,
     ) -> Result<SyncRun, LocalError> {
+        // Run ids start with their start time: one second apart, the activity log (newest
+        // first) lists them in order.
+        self.clock.advance(chrono::Duration::seconds(1));
         self.app
             .sync(
                 directory,
@@ -140,7 +143,11 @@ impl World {
         let stored = self.app.export(&self.tenant).await.unwrap();
         let v = compare(
             &stored,
-            &self.emulator.tenant(self.tenant.as_str()).unwrap().snapshot(),
+            &self
+                .emulator
+                .tenant(self.tenant.as_str())
+                .unwrap()
+                .snapshot(),
         );
         assert!(v.matches(), "store differs: {:?}", v.differences);
     }
@@ -206,8 +213,14 @@ async fn revoked_then_restored_consent_recovers_with_a_manual_full_sync() {
     // without a request.
     let before = w.emulator.counters().requests;
     let why = not_syncable(w.scheduled().await.unwrap_err());
-    assert!(why.contains("needs reauthorization") && why.contains("manual sync"), "{why}");
-    assert!(!why.contains('{') && !why.contains("NeedsReauthorization"), "{why}");
+    assert!(
+        why.contains("needs reauthorization") && why.contains("manual sync"),
+        "{why}"
+    );
+    assert!(
+        !why.contains('{') && !why.contains("NeedsReauthorization"),
+        "{why}"
+    );
     assert_eq!(w.emulator.counters().requests, before);
 
     // Consent is restored in the directory (no reconnect through the app): a manual
@@ -277,7 +290,11 @@ async fn scheduled_retries_back_off_and_the_first_due_success_clears_the_flag() 
     let run = w.scheduled().await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(w.connection().await.status, ConnectionStatus::Connected);
-    assert!(run.notes.iter().any(|n| n.contains("3 failed attempt")), "{:?}", run.notes);
+    assert!(
+        run.notes.iter().any(|n| n.contains("3 failed attempt")),
+        "{:?}",
+        run.notes
+    );
     w.assert_store_matches_directory().await;
 }
 
@@ -370,12 +387,16 @@ async fn a_delta_link_on_another_host_form_starts_a_full_round_naming_both_hosts
     assert!(numeric.starts_with("http://127.0.0.1:"), "{numeric}");
     assert_eq!(w.manual().await.unwrap().status, RunStatus::Succeeded);
 
-    // The same Graph, configured by name: the stored links point to 127.0.0.1.
+    // The same Graph (and login), configured by name: the stored links point to 127.0.0.1.
     let named = numeric.replace("127.0.0.1", "localhost");
-    let by_name = Arc::new(
-        GraphClient::new(graph_config(&w.emulator, &named, &w.emulator.app().client_id))
-            .unwrap(),
-    );
+    let mut gc = graph_config(&w.emulator, &named, &w.emulator.app().client_id);
+    gc.login_base_url = Url::parse(
+        &w.emulator
+            .login_base_url()
+            .replace("127.0.0.1", "localhost"),
+    )
+    .unwrap();
+    let by_name = Arc::new(GraphClient::new(gc).unwrap());
     w.emulator
         .tenant(w.tenant.as_str())
         .unwrap()
@@ -388,13 +409,18 @@ async fn a_delta_link_on_another_host_form_starts_a_full_round_naming_both_hosts
     assert_eq!(run.users.mode, Some(RoundMode::Full));
     assert_eq!(run.groups.mode, Some(RoundMode::Full));
     assert!(
-        run.notes.iter().any(|n| n.contains(&numeric) && n.contains(&named)),
+        run.notes
+            .iter()
+            .any(|n| n.contains(&numeric) && n.contains(&named)),
         "the note names both hosts: {:?}",
         run.notes
     );
     w.assert_store_matches_directory().await;
     // From then on the links are on the configured host: incremental again.
-    let run = w.sync_with(by_name, Trigger::Scheduled, false).await.unwrap();
+    let run = w
+        .sync_with(by_name, Trigger::Scheduled, false)
+        .await
+        .unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.users.mode, Some(RoundMode::Incremental));
 }
@@ -484,16 +510,28 @@ async fn a_failed_run_keeps_its_own_id_and_the_next_run_continues_its_round() {
     assert!(w.manual().await.is_err());
     let first = w.runs().await.remove(0);
     let text = failed_error(&first).to_owned();
-    assert!(text.contains("HTTP 500") && text.contains("/v1.0/users/delta"), "{text}");
-    assert!(!text.contains("skiptoken") && !text.contains("None"), "{text}");
+    assert!(
+        text.contains("HTTP 500") && text.contains("/v1.0/users/delta"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("skiptoken") && !text.contains("None"),
+        "{text}"
+    );
 
     let second = w.manual().await.unwrap();
     assert_eq!(second.status, RunStatus::Succeeded);
-    assert_ne!(second.run_id, first.run_id, "a new run, not the failed one again");
+    assert_ne!(
+        second.run_id, first.run_id,
+        "a new run, not the failed one again"
+    );
     assert_eq!(second.continues.as_deref(), Some(first.run_id.as_str()));
     let runs = w.runs().await;
     let kept = runs.iter().find(|r| r.run_id == first.run_id).unwrap();
-    assert_eq!(kept.status, first.status, "the failed run is kept as it was");
+    assert_eq!(
+        kept.status, first.status,
+        "the failed run is kept as it was"
+    );
     assert_eq!(kept.finished_at, first.finished_at);
     w.assert_store_matches_directory().await;
 }

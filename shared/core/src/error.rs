@@ -253,7 +253,10 @@ mod tests {
 
     #[test]
     fn directory_errors_read_as_plain_words() {
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
         let cases = [
             DirectoryError::Throttled {
                 retry_after: Some(Duration::from_secs(30)),
@@ -292,13 +295,20 @@ mod tests {
             }
         }
         assert!(cases[0].to_string().contains("30 s"));
-        assert!(cases[2].to_string().contains("http://127.0.0.1:9/t/oauth2/v2.0/token"));
+        assert!(
+            cases[2]
+                .to_string()
+                .contains("http://127.0.0.1:9/t/oauth2/v2.0/token")
+        );
         assert_eq!(
             cases[2].root_cause().as_deref(),
             Some("Connection refused (os error 111)")
         );
         let link = cases[4].to_string();
-        assert!(link.contains("127.0.0.1:8080") && link.contains("localhost:8080"), "{link}");
+        assert!(
+            link.contains("127.0.0.1:8080") && link.contains("localhost:8080"),
+            "{link}"
+        );
         assert!(cases[6].to_string().contains("client id"));
         assert!(cases[7].to_string().contains("tenant"));
         let not_syncable = SyncError::ConnectionNotSyncable {

@@ -407,15 +407,24 @@ mod tests {
         let first = ReauthRetry::default().after_failure(t0());
         assert_eq!(first.attempts, 1);
         assert_eq!(first.since, Some(t0()));
-        assert_eq!(first.next_attempt_at, Some(t0() + chrono::Duration::hours(1)));
+        assert_eq!(
+            first.next_attempt_at,
+            Some(t0() + chrono::Duration::hours(1))
+        );
         let later = t0() + chrono::Duration::hours(1);
         let second = first.after_failure(later);
         assert_eq!(second.attempts, 2);
         assert_eq!(second.since, Some(t0()), "the first failure is kept");
-        assert_eq!(second.next_attempt_at, Some(later + chrono::Duration::hours(2)));
+        assert_eq!(
+            second.next_attempt_at,
+            Some(later + chrono::Duration::hours(2))
+        );
         assert!(!second.is_due(later + chrono::Duration::minutes(119)));
         assert!(second.is_due(later + chrono::Duration::hours(2)));
-        assert!(ReauthRetry::default().is_due(t0()), "no schedule: due at once");
+        assert!(
+            ReauthRetry::default().is_due(t0()),
+            "no schedule: due at once"
+        );
     }
 
     #[test]
@@ -428,7 +437,9 @@ mod tests {
         for trigger in [Trigger::Manual, Trigger::Resync] {
             assert_eq!(c.fetch_refusal(trigger, t0()), None, "{trigger:?}");
         }
-        let why = c.fetch_refusal(Trigger::Scheduled, t0()).unwrap_or_default();
+        let why = c
+            .fetch_refusal(Trigger::Scheduled, t0())
+            .unwrap_or_default();
         assert!(
             why.contains("needs reauthorization")
                 && why.contains("AADSTS7000229")
@@ -442,7 +453,10 @@ mod tests {
             None
         );
         assert!(!c.can_sync(), "features stay off while flagged");
-        assert_eq!(conn(ConnectionStatus::Connected).fetch_refusal(Trigger::Scheduled, t0()), None);
+        assert_eq!(
+            conn(ConnectionStatus::Connected).fetch_refusal(Trigger::Scheduled, t0()),
+            None
+        );
         let gone = conn(ConnectionStatus::Disconnected);
         assert!(gone.fetch_refusal(Trigger::Manual, t0()).is_some());
     }

@@ -15,6 +15,7 @@
 //! attempt that reads a page clears the flag and says so in the run's notes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Duration;
 use tracing::{Instrument, info, info_span, warn};
@@ -148,7 +149,11 @@ pub async fn run_fetch(
     {
         return Err(SyncError::Busy(tenant.to_string()));
     }
-    let result = fetch_locked(deps, tenant, opts)
+    let access = AccessCheck {
+        flagged: matches!(conn.status, ConnectionStatus::NeedsReauthorization { .. }),
+        done: AtomicBool::new(false),
+    };
+    let result = fetch_locked(deps, tenant, opts, &access)
         .instrument(info_span!("fetch", tenant = %tenant))
         .await;
     if let Err(e) = deps.leases.release_lease(tenant, &opts.holder).await {
@@ -158,10 +163,27 @@ pub async fn run_fetch(
     result
 }
 
+/// A fetch of a connection that needs reauthorization: the first page read proves the token
+/// works, and clears the flag before that page is enqueued (so the projection at the end of
+/// the run finds the connection usable).
+struct AccessCheck {
+    flagged: bool,
+    done: AtomicBool,
+}
+
+impl AccessCheck {
+    async fn page_read(&self, deps: &FetchDeps, tenant: &TenantId, run_id: &str) {
+        if self.flagged && !self.done.swap(true, Ordering::SeqCst) {
+            note_access_restored(deps, tenant, run_id).await;
+        }
+    }
+}
+
 async fn fetch_locked(
     deps: &FetchDeps,
     tenant: &TenantId,
     opts: &FetchOptions,
+    access: &AccessCheck,
 ) -> Result<FetchReport, SyncError> {
     // Resume the run of a round in progress, or start a new one.
     let mut cursors = Vec::with_capacity(Stream::ALL.len());
@@ -251,6 +273,7 @@ async fn fetch_locked(
                     loaded,
                     &run_id,
                     opts,
+                    access,
                     &mut budget,
                     &mut own,
                 )
@@ -278,6 +301,7 @@ async fn fetch_locked(
                 loaded,
                 &run_id,
                 opts,
+                access,
                 &mut budget,
                 &mut report,
             )
@@ -296,9 +320,6 @@ async fn fetch_locked(
     deps.runs
         .update_run(tenant, &run_id, &RunUpdate::AddGraphRequests(spent))
         .await?;
-    if report.pages_read > 0 {
-        note_access_restored(deps, tenant, &run_id).await;
-    }
     if let Err(e) = result {
         record_failure(deps, tenant, &run_id, &e).await;
         return Err(e);
@@ -463,6 +484,7 @@ async fn fetch_stream(
     loaded: Option<(CursorRecord, Revision)>,
     run_id: &str,
     opts: &FetchOptions,
+    access: &AccessCheck,
     budget: &mut Option<u32>,
     report: &mut FetchReport,
 ) -> Result<(), SyncError> {
@@ -540,6 +562,7 @@ async fn fetch_stream(
             Err(e) => return Err(e.into()),
         };
         report.pages_read += 1;
+        access.page_read(deps, tenant, &run_id).await;
         let last = matches!(page.link, PageLink::Delta(_));
         // Numbers a crashed earlier attempt at this page reserved come first, as empty pages
         // (an old part still queued under the same number is applied or deduplicated beside
