@@ -113,6 +113,44 @@ pub async fn connections(store: &dyn ConnectionStore) {
         store.get_connection(&b).await.unwrap(),
         Some(for_b("acct-2"))
     );
+    // Racing writers that all read the same record: exactly one lands, for a create as for a
+    // replace (the check and the write are one step in the store).
+    let racing = |n: usize| {
+        (0..n)
+            .map(|i| Connection {
+                label: format!("writer {i}"),
+                ..for_b(&format!("acct-{i}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let current = store.get_connection(&b).await.unwrap().unwrap();
+    let writers = racing(8);
+    let landed = futures::future::join_all(
+        writers
+            .iter()
+            .map(|c| store.replace_connection(c, Some(&current))),
+    )
+    .await;
+    assert_eq!(landed.iter().filter(|r| r.is_ok()).count(), 1, "{landed:?}");
+    assert!(
+        landed
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::Conflict(_))))
+    );
+    let fresh = TenantId::new("tenant-y");
+    let creators: Vec<Connection> = racing(8)
+        .into_iter()
+        .map(|c| Connection {
+            tenant_id: fresh.clone(),
+            ..c
+        })
+        .collect();
+    let landed =
+        futures::future::join_all(creators.iter().map(|c| store.replace_connection(c, None))).await;
+    assert_eq!(landed.iter().filter(|r| r.is_ok()).count(), 1, "{landed:?}");
+    let winner = store.get_connection(&fresh).await.unwrap().unwrap();
+    assert!(creators.contains(&winner));
+
     store.put_connection(&changed).await.unwrap();
     assert_eq!(store.get_connection(&a).await.unwrap(), Some(changed));
     store.put_connection(&conn).await.unwrap();
@@ -149,7 +187,7 @@ pub async fn connections(store: &dyn ConnectionStore) {
             .unwrap(),
         None
     );
-    assert_eq!(store.list_connections().await.unwrap().len(), 3);
+    assert_eq!(store.list_connections().await.unwrap().len(), 4);
 }
 
 /// Cursors: optimistic concurrency, and applied-page markers counted once.
