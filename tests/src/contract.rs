@@ -7,7 +7,8 @@ use entra_sync_core::cursor::{CursorRecord, FullReason};
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{
     AccountId, Connection, ConnectionStatus, DirectoryGroup, DirectoryUser, MemberRef, MemberType,
-    Presence, RemovalReason, StoredGroup, StoredMembership, StoredUser, Stream, TenantId, Version,
+    Presence, ReauthRetry, RemovalReason, StoredGroup, StoredMembership, StoredUser, Stream,
+    TenantId, Version,
 };
 use entra_sync_core::ports::{ConnectionStore, CursorStore, LeaseStore, MirrorStore, RunStore};
 use entra_sync_core::run::{Counts, RunStatus, RunUpdate, SyncRun, Trigger};
@@ -59,11 +60,126 @@ pub async fn connections(store: &dyn ConnectionStore) {
     let changed = Connection {
         status: ConnectionStatus::NeedsReauthorization {
             reason: "AADSTS7000229".into(),
+            retry: ReauthRetry::default().after_failure(t0()),
         },
         ..conn.clone()
     };
     store.put_connection(&changed).await.unwrap();
+    assert_eq!(
+        store.get_connection(&a).await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // Conditional writes: a create lands only where nothing is stored, a replace only over
+    // the connection the writer read.
+    let b = TenantId::new("tenant-x");
+    let for_b = |account: &str| Connection {
+        tenant_id: b.clone(),
+        account_id: AccountId(account.into()),
+        ..conn.clone()
+    };
+    store
+        .replace_connection(&for_b("acct-1"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.replace_connection(&for_b("acct-2"), None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_connection(&b).await.unwrap(),
+        Some(for_b("acct-1"))
+    );
+    let disconnected = Connection {
+        status: ConnectionStatus::Disconnected,
+        ..for_b("acct-1")
+    };
+    store
+        .replace_connection(&disconnected, Some(&for_b("acct-1")))
+        .await
+        .unwrap();
+    // A writer still holding the connected record loses against the disconnect.
+    assert!(matches!(
+        store
+            .replace_connection(&changed, Some(&for_b("acct-1")))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .replace_connection(&for_b("acct-2"), Some(&disconnected))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_connection(&b).await.unwrap(),
+        Some(for_b("acct-2"))
+    );
+    // Racing writers that all read the same record: exactly one lands, for a create as for a
+    // replace (the check and the write are one step in the store).
+    let racing = |n: usize| {
+        (0..n)
+            .map(|i| Connection {
+                label: format!("writer {i}"),
+                ..for_b(&format!("acct-{i}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let current = store.get_connection(&b).await.unwrap().unwrap();
+    let writers = racing(8);
+    let landed = futures::future::join_all(
+        writers
+            .iter()
+            .map(|c| store.replace_connection(c, Some(&current))),
+    )
+    .await;
+    assert_eq!(landed.iter().filter(|r| r.is_ok()).count(), 1, "{landed:?}");
+    assert!(
+        landed
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::Conflict(_))))
+    );
+    let fresh = TenantId::new("tenant-y");
+    let creators: Vec<Connection> = racing(8)
+        .into_iter()
+        .map(|c| Connection {
+            tenant_id: fresh.clone(),
+            ..c
+        })
+        .collect();
+    let landed =
+        futures::future::join_all(creators.iter().map(|c| store.replace_connection(c, None))).await;
+    assert_eq!(landed.iter().filter(|r| r.is_ok()).count(), 1, "{landed:?}");
+    let winner = store.get_connection(&fresh).await.unwrap().unwrap();
+    assert!(creators.contains(&winner));
+
+    store.put_connection(&changed).await.unwrap();
     assert_eq!(store.get_connection(&a).await.unwrap(), Some(changed));
+    store.put_connection(&conn).await.unwrap();
+    // Records written before the retry schedule existed still read, as due at once.
+    let old = serde_json::json!({
+        "tenant_id": "tenant-c", "account_id": "acct-1", "label": "C", "tenant_name": null,
+        "verified_domains": [], "connected_at": "2026-01-01T00:00:00Z",
+        "status": {"status": "needs_reauthorization", "reason": "AADSTS7000229"}
+    });
+    let old: Connection = serde_json::from_value(old).unwrap();
+    assert!(
+        matches!(&old.status, ConnectionStatus::NeedsReauthorization { retry, .. }
+        if retry.attempts == 0 && retry.is_due(t0()))
+    );
+    store.put_connection(&old).await.unwrap();
+    assert_eq!(
+        store.get_connection(&old.tenant_id).await.unwrap(),
+        Some(old.clone())
+    );
+    store
+        .replace_connection(
+            &Connection {
+                status: ConnectionStatus::Connected,
+                ..old.clone()
+            },
+            Some(&old),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         store
             .get_connection(&TenantId::new("tenant-b"))
@@ -71,7 +187,7 @@ pub async fn connections(store: &dyn ConnectionStore) {
             .unwrap(),
         None
     );
-    assert_eq!(store.list_connections().await.unwrap().len(), 1);
+    assert_eq!(store.list_connections().await.unwrap().len(), 4);
 }
 
 /// Cursors: optimistic concurrency, and applied-page markers counted once.

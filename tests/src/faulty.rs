@@ -287,6 +287,16 @@ impl<S: StorePorts + ?Sized> ConnectionStore for FaultyStore<S> {
             .check_tenant("put_connection", &connection.tenant_id);
         self.guarded(self.inner.put_connection(connection)).await
     }
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected: Option<&Connection>,
+    ) -> Result<(), StoreError> {
+        self.audit
+            .check_tenant("replace_connection", &connection.tenant_id);
+        self.guarded(self.inner.replace_connection(connection, expected))
+            .await
+    }
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         self.guarded(self.inner.list_connections()).await
     }

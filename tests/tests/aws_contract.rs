@@ -26,6 +26,60 @@ async fn dynamodb_store_keeps_the_connection_contract() {
     contract::connections(&store().await).await;
 }
 
+/// A connection stored by an older version (no retry schedule in its body) is replaced by value:
+/// the conditional write compares what it decodes, then holds on to the raw body it read.
+#[tokio::test]
+async fn dynamodb_replaces_a_connection_stored_by_an_older_version() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use entra_sync_core::model::{Connection, ConnectionStatus};
+    use entra_sync_core::ports::ConnectionStore;
+
+    let config = sdk_config_for_endpoint(&moto::endpoint()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = moto::unique_name("store");
+    let store = DynamoStore::new(client.clone(), table.clone());
+    store.create_table().await.unwrap();
+    let tenant = "tenant-old";
+    let old_body = serde_json::json!({
+        "tenant_id": tenant, "account_id": "acct-1", "label": "Old", "tenant_name": null,
+        "verified_domains": [], "connected_at": "2026-01-01T00:00:00Z",
+        "status": {"status": "needs_reauthorization", "reason": "AADSTS7000229"}
+    })
+    .to_string();
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", s(&format!("T#{tenant}")))
+        .item("sk", s("CONNECTION"))
+        .item("tenant", s(tenant))
+        .item("body", s(&old_body))
+        .item("gsi1pk", s("CONNECTIONS"))
+        .item("gsi1sk", s(tenant))
+        .send()
+        .await
+        .unwrap();
+    let read = store
+        .get_connection(&TenantId::new(tenant))
+        .await
+        .unwrap()
+        .unwrap();
+    let connected = Connection {
+        status: ConnectionStatus::Connected,
+        ..read.clone()
+    };
+    store
+        .replace_connection(&connected, Some(&read))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_connection(&TenantId::new(tenant)).await.unwrap(),
+        Some(connected)
+    );
+    // The record read before is gone: a second writer holding it loses.
+    assert!(store.replace_connection(&read, Some(&read)).await.is_err());
+}
+
 #[tokio::test]
 async fn dynamodb_store_keeps_the_cursor_contract() {
     contract::cursors(&store().await).await;

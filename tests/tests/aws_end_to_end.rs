@@ -192,7 +192,6 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
             connections: store.clone(),
             settings: store.clone(),
             requests: fetch_requests.clone(),
-            runs: store.clone(),
             clock: Arc::new(SystemClock),
         },
         &entra_sync_scheduler::handler::Settings {

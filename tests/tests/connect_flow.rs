@@ -1,8 +1,9 @@
 //! Connecting a directory end to end: the connect routes on the local adapters (SQLite store,
 //! file vault), the Graph client and the emulator's admin-consent page, as a browser walks it:
 //! start -> consent page -> redirect -> callback. Then the lifecycle: revoked consent or a
-//! blocking policy -> NeedsReauthorization -> scheduled syncs skip it with an activity entry ->
-//! reconsent recovers; disconnect keeps users and stops schedules.
+//! blocking policy -> NeedsReauthorization (retried on its own clock, no activity entry between
+//! attempts) -> reconsent recovers; disconnect keeps users, stops schedules and frees the
+//! tenant for another account.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use entra_sync_core::memory::{CollectingFetchRequests, ManualClock};
 use entra_sync_core::model::{AccountId, ConnectionStatus, TenantId};
-use entra_sync_core::ports::{ConnectionStore, MirrorStore, RunStore, Secret, SecretVault};
+use entra_sync_core::ports::{
+    Clock, ConnectionStore, LocalUserStore, MirrorStore, RunStore, Secret, SecretVault,
+};
 use entra_sync_core::run::{RunStatus, Trigger};
 use entra_sync_core::services::connect::tenant_secret_names;
 use entra_sync_core::services::{FetchOptions, ScheduleDeps, schedule_fetches};
@@ -194,7 +197,6 @@ impl World {
                 connections: self.app.store.clone(),
                 settings: self.app.store.clone(),
                 requests: requests.clone(),
-                runs: self.app.store.clone(),
                 clock: self.clock.clone(),
             },
             Duration::from_secs(60),
@@ -217,6 +219,15 @@ impl World {
             .unwrap()
             .items
             .len()
+    }
+
+    async fn local_users(&self, account: &str) -> Vec<entra_sync_core::provision::LocalUser> {
+        self.app
+            .store
+            .list_local_users(&AccountId(account.into()), None, 10_000)
+            .await
+            .unwrap()
+            .items
     }
 
     fn tenant(&self, i: usize) -> entra_sync_emulator::TenantHandle {
@@ -446,22 +457,35 @@ async fn revoked_consent_needs_reauthorization_schedules_skip_it_and_reconsent_r
     assert!(err.to_string().contains("reauthorized"), "{err}");
     let c = w.connection(a).await.unwrap();
     assert!(
-        matches!(&c.status, ConnectionStatus::NeedsReauthorization { reason } if reason.contains("revoked") && reason.contains("AADSTS7000229")),
+        matches!(&c.status, ConnectionStatus::NeedsReauthorization { reason, retry }
+            if reason.contains("revoked") && reason.contains("AADSTS7000229")
+                && retry.attempts == 1
+                && retry.next_attempt_at == Some(w.clock.now() + chrono::Duration::hours(1))),
         "{:?}",
         c.status
     );
     assert_eq!(w.stored_users(a).await, users, "nothing was deleted");
+    // The failed run is the activity entry: what happened, what to do, when it is retried.
+    let runs = w.app.store.list_runs(a, 10).await.unwrap();
+    let failed: Vec<_> = runs
+        .iter()
+        .filter(|r| matches!(r.status, RunStatus::Failed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        matches!(&failed[0].status, RunStatus::Failed { error } if error.contains("consent again") && error.contains("next automatic attempt")),
+        "{:?}",
+        failed[0].status
+    );
 
-    // The next scheduled sync skips it, with an activity entry saying what to do; the other
-    // tenant of the same account is unaffected.
+    // The next scheduled tick skips it until the retry is due, without another entry; the
+    // other tenant of the same account is unaffected.
     let (requested, skipped, sent) = w.schedule().await;
     assert_eq!((requested, skipped), (1, 1));
     assert_eq!(sent, vec![b.clone()]);
-    let runs = w.app.store.list_runs(a, 1).await.unwrap();
-    assert!(
-        matches!(&runs[0].status, RunStatus::Skipped { reason } if reason.contains("reconnect") && reason.contains("revoked")),
-        "{:?}",
-        runs[0].status
+    assert_eq!(
+        w.app.store.list_runs(a, 10).await.unwrap().len(),
+        runs.len()
     );
     // Reading the API shows the state too.
     let (_, v) = w.get(&format!("/accounts/acct-1/connections/{a}")).await;
@@ -490,7 +514,7 @@ async fn a_blocking_policy_also_needs_reauthorization() {
     assert!(w.sync(t).await.is_err());
     assert!(matches!(
         w.connection(t).await.unwrap().status,
-        ConnectionStatus::NeedsReauthorization { reason } if reason.contains("disabled")
+        ConnectionStatus::NeedsReauthorization { reason, .. } if reason.contains("disabled")
     ));
 }
 
@@ -538,12 +562,76 @@ async fn disconnect_removes_credentials_and_details_keeps_users_and_stops_schedu
         "a fetch that was already queued refuses to run"
     );
 
-    // Connecting it again (same account) works; another account still may not take it.
-    assert_eq!(w.consent("acct-2", "X", None).await.0, StatusCode::CONFLICT);
+    // Connecting it again (same account) works.
     assert_eq!(w.consent("acct-1", "A again", None).await.0, StatusCode::OK);
     assert_eq!(
         w.connection(t).await.unwrap().status,
         ConnectionStatus::Connected
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_disconnected_by_one_account_is_free_for_another() {
+    let w = world(1).await;
+    let t = &w.tenants[0];
+    assert_eq!(w.consent("acct-1", "A", None).await.0, StatusCode::OK);
+    assert_eq!(w.sync(t).await.unwrap().status, RunStatus::Succeeded);
+    let a_users = w.local_users("acct-1").await;
+    assert!(!a_users.is_empty());
+
+    // While acct-1 holds it, connected or needing reauthorization, acct-2 is told to
+    // disconnect it there first, and nothing of acct-1 is named.
+    let held = |page: &str| {
+        page.contains("already connected to another account")
+            && page.contains("disconnect it there first")
+            && !page.contains("acct-1")
+    };
+    let (status, page) = w.consent("acct-2", "B", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(held(&page), "{page}");
+    w.tenant(0).revoke_consent();
+    w.graph.forget_token(t).await;
+    assert!(w.sync(t).await.is_err());
+    assert!(matches!(
+        w.connection(t).await.unwrap().status,
+        ConnectionStatus::NeedsReauthorization { .. }
+    ));
+    w.tenant(0).grant_consent();
+    let (status, page) = w.consent("acct-2", "B", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(held(&page), "{page}");
+
+    // Disconnected by acct-1: free for acct-2, which then holds it.
+    let (status, _) = w
+        .post(
+            &format!("/accounts/acct-1/connections/{t}/disconnect"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = w.consent("acct-2", "B", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let c = w.connection(t).await.unwrap();
+    assert_eq!(c.account_id, AccountId("acct-2".into()));
+    assert_eq!(c.status, ConnectionStatus::Connected);
+    assert_eq!(c.label, "B");
+    assert!(
+        c.tenant_name.is_some(),
+        "details read again for the new account"
+    );
+    let (status, _) = w.get(&format!("/accounts/acct-1/connections/{t}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "acct-1 no longer sees it");
+    assert_eq!(w.consent("acct-1", "A", None).await.0, StatusCode::CONFLICT);
+
+    // acct-2's sync provisions acct-2's own users; acct-1's stay as they were.
+    assert_eq!(w.sync(t).await.unwrap().status, RunStatus::Succeeded);
+    assert_eq!(w.local_users("acct-1").await, a_users);
+    let b_users = w.local_users("acct-2").await;
+    assert_eq!(b_users.len(), a_users.len());
+    assert!(
+        b_users
+            .iter()
+            .all(|u| u.account_id == AccountId("acct-2".into()))
     );
 }
 

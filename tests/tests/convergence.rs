@@ -109,6 +109,7 @@ fn shared() -> &'static Shared {
                     base_delay: Duration::from_millis(1),
                     max_delay: Duration::from_millis(4),
                     max_retry_after: Duration::from_millis(500),
+                    ..RetryPolicy::default()
                 };
                 gc.request_timeout = Duration::from_secs(10);
                 let client = Arc::new(GraphClient::new(gc).expect("client"));

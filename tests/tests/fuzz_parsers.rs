@@ -796,7 +796,6 @@ fn the_scheduler_refuses_what_is_not_an_eventbridge_event_and_never_panics() {
         connections: Arc::new(MemoryStore::new()),
         settings: Arc::new(MemoryStore::new()),
         requests: Arc::new(CollectingFetchRequests::new()),
-        runs: Arc::new(MemoryStore::new()),
         clock: Arc::new(ManualClock::new(now())),
     };
     let settings = Settings {

@@ -851,6 +851,12 @@ struct Pipeline {
     reconcile: Arc<ReconcileDepsOf>,
 }
 
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 async fn pipeline(world: Arc<World>) -> Pipeline {
     let w = world.as_ref();
     let scheduler = w.store("SchedulerFunction");
@@ -861,8 +867,7 @@ async fn pipeline(world: Arc<World>) -> Pipeline {
     ));
     let schedule = ScheduleDeps {
         connections: scheduler.clone(),
-        settings: scheduler.clone(),
-        runs: scheduler,
+        settings: scheduler,
         clock: clock.clone(),
         requests: Arc::new(SqsFetchRequests::new(
             w.clients("SchedulerFunction").sqs.clone(),
@@ -1022,6 +1027,12 @@ async fn every_function_runs_under_exactly_its_template_policy() {
             &revoked,
             ConnectionStatus::NeedsReauthorization {
                 reason: "consent revoked".into(),
+                // Its next automatic attempt is tomorrow: the scheduler leaves it alone.
+                retry: entra_sync_core::model::ReauthRetry {
+                    since: Some(at("2026-01-01T09:00:00Z")),
+                    attempts: 1,
+                    next_attempt_at: Some(at("2026-01-02T09:00:00Z")),
+                },
             },
         ))
         .await

@@ -216,6 +216,7 @@ impl DirectoryReader for EmptyThenFailing {
         if self.served.fetch_add(1, Ordering::SeqCst) >= self.empty_pages {
             return Err(DirectoryError::Transient {
                 status: Some(503),
+                url: None,
                 source: None,
             });
         }

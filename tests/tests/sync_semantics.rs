@@ -1028,7 +1028,6 @@ async fn a_daily_schedule_syncs_once_a_day_hourly_every_tick() {
         connections: w.store.clone(),
         settings: w.store.clone(),
         requests: requests.clone(),
-        runs: w.store.clone(),
         clock: w.clock.clone(),
     };
     let tick =

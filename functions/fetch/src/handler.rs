@@ -344,6 +344,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_directory_that_needs_reauthorization_waits_for_its_retry_but_sync_now_runs_at_once()
+    {
+        use entra_sync_core::model::ReauthRetry;
+        let w = world().await;
+        let tenant = TenantId::new("tenant-a");
+        // A scheduled request that arrives before the retry is due: acknowledged, nothing read.
+        let next = chrono::Utc::now() + chrono::Duration::hours(1);
+        let c = w.store.get_connection(&tenant).await.unwrap().unwrap();
+        w.store
+            .put_connection(&Connection {
+                status: ConnectionStatus::NeedsReauthorization {
+                    reason: "the app's consent was revoked (AADSTS7000229)".into(),
+                    retry: ReauthRetry {
+                        since: Some(next - chrono::Duration::hours(1)),
+                        attempts: 1,
+                        next_attempt_at: Some(next),
+                    },
+                },
+                ..c
+            })
+            .await
+            .unwrap();
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-1",
+            sample(include_str!("../../../events/fetch/happy.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty(), "retrying early cannot help");
+        assert!(w.pages.drain().is_empty());
+        // "Sync now" tries at once; the directory answers, so the flag is cleared.
+        let r = handle(
+            &w.deps,
+            &settings(100),
+            "req-2",
+            sample(include_str!("../../../events/fetch/sync-now.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty());
+        assert_eq!(w.pages.drain().len(), 3);
+        let c = w.store.get_connection(&tenant).await.unwrap().unwrap();
+        assert_eq!(c.status, ConnectionStatus::Connected);
+    }
+
+    #[tokio::test]
     async fn a_request_while_another_fetch_holds_the_lease_is_acknowledged_and_does_nothing() {
         let w = world().await;
         let now = chrono::Utc::now();

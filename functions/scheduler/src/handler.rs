@@ -10,7 +10,7 @@ use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use tracing::error;
 
-/// The ports the scheduler uses: list connections, send fetch requests, record skipped runs.
+/// The ports the scheduler uses: list connections, read their schedules, send fetch requests.
 pub type Deps = ScheduleDeps;
 
 #[derive(Clone, Debug)]
@@ -79,9 +79,8 @@ mod tests {
 
     use chrono::DateTime;
     use entra_sync_core::memory::{CollectingFetchRequests, ManualClock, MemoryStore};
-    use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
+    use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, ReauthRetry, TenantId};
     use entra_sync_core::ports::{ConnectionStore, RunStore};
-    use entra_sync_core::run::RunStatus;
     use entra_sync_core::run::Trigger;
 
     use super::*;
@@ -98,38 +97,49 @@ mod tests {
         }
     }
 
-    async fn world() -> (Deps, Arc<CollectingFetchRequests>, Arc<MemoryStore>) {
+    fn now() -> DateTime<chrono::Utc> {
+        DateTime::from_timestamp(1_767_229_200, 0).unwrap()
+    }
+
+    /// Two connected directories, one that needs reauthorization (its next retry half an hour
+    /// away), one disconnected.
+    async fn world() -> (
+        Deps,
+        Arc<CollectingFetchRequests>,
+        Arc<MemoryStore>,
+        Arc<ManualClock>,
+    ) {
         let store = Arc::new(MemoryStore::new());
-        store
-            .put_connection(&conn("tenant-a", ConnectionStatus::Connected))
-            .await
-            .unwrap();
-        store
-            .put_connection(&conn("tenant-b", ConnectionStatus::Connected))
-            .await
-            .unwrap();
-        store
-            .put_connection(&conn(
+        for (id, status) in [
+            ("tenant-a", ConnectionStatus::Connected),
+            ("tenant-b", ConnectionStatus::Connected),
+            (
                 "tenant-c",
                 ConnectionStatus::NeedsReauthorization {
                     reason: "consent revoked".into(),
+                    retry: ReauthRetry {
+                        since: Some(now() - chrono::Duration::minutes(30)),
+                        attempts: 1,
+                        next_attempt_at: Some(now() + chrono::Duration::minutes(30)),
+                    },
                 },
-            ))
-            .await
-            .unwrap();
+            ),
+            ("tenant-d", ConnectionStatus::Disconnected),
+        ] {
+            store.put_connection(&conn(id, status)).await.unwrap();
+        }
         let requests = Arc::new(CollectingFetchRequests::new());
+        let clock = Arc::new(ManualClock::new(now()));
         (
             Deps {
                 connections: store.clone(),
                 settings: store.clone(),
                 requests: requests.clone(),
-                runs: store.clone(),
-                clock: Arc::new(ManualClock::new(
-                    DateTime::from_timestamp(1_767_229_200, 0).unwrap(),
-                )),
+                clock: clock.clone(),
             },
             requests,
             store,
+            clock,
         )
     }
 
@@ -150,13 +160,13 @@ mod tests {
 
     #[tokio::test]
     async fn scheduled_event_requests_one_jittered_fetch_per_connected_directory() {
-        let (deps, requests, store) = world().await;
+        let (deps, requests, store, _) = world().await;
         let r = handle(&deps, &settings(), sample("happy")).await.unwrap();
         assert_eq!(
             r,
             Response {
                 requested: 2,
-                skipped: 1
+                skipped: 2
             }
         );
         let sent = requests.take();
@@ -166,19 +176,61 @@ mod tests {
             && !r.force_full
             && *d < Duration::from_secs(900)));
         assert_ne!(sent[0].1, sent[1].1, "tenants get different slots");
-        // The skipped connection's activity log says why and what to do.
-        let runs = store
-            .list_runs(&TenantId::new("tenant-c"), 10)
+        // Between its attempts a quarantined directory gets no activity entry (the fetch of
+        // each attempt is its entry), nor does a disconnected one.
+        for t in ["tenant-a", "tenant-c", "tenant-d"] {
+            assert!(
+                store
+                    .list_runs(&TenantId::new(t), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_needs_reauthorization_is_retried_once_its_retry_is_due() {
+        let (deps, requests, store, clock) = world().await;
+        handle(&deps, &settings(), sample("happy")).await.unwrap();
+        assert!(
+            requests
+                .take()
+                .iter()
+                .all(|(r, _)| r.tenant_id.as_str() != "tenant-c")
+        );
+        clock.advance(chrono::Duration::minutes(30));
+        let r = handle(&deps, &settings(), sample("happy")).await.unwrap();
+        assert_eq!(r.requested, 3);
+        let sent = requests.take();
+        let retry: Vec<_> = sent
+            .iter()
+            .filter(|(r, _)| r.tenant_id.as_str() == "tenant-c")
+            .collect();
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].0.trigger, Trigger::Scheduled);
+        // A record stored before retries existed has no schedule: it is due at once.
+        store
+            .put_connection(&conn(
+                "tenant-c",
+                ConnectionStatus::NeedsReauthorization {
+                    reason: "consent revoked".into(),
+                    retry: ReauthRetry::default(),
+                },
+            ))
             .await
             .unwrap();
-        assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].trigger, Trigger::Scheduled);
-        assert!(runs[0].is_finished());
-        assert!(matches!(&runs[0].status, RunStatus::Skipped { reason }
-            if reason.contains("consent revoked") && reason.contains("reconnect")));
+        clock.advance(chrono::Duration::minutes(1));
+        handle(&deps, &settings(), sample("happy")).await.unwrap();
+        assert!(
+            requests
+                .take()
+                .iter()
+                .any(|(r, _)| r.tenant_id.as_str() == "tenant-c")
+        );
         assert!(
             store
-                .list_runs(&TenantId::new("tenant-a"), 10)
+                .list_runs(&TenantId::new("tenant-c"), 10)
                 .await
                 .unwrap()
                 .is_empty()
@@ -187,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_event_is_a_permanent_failure_and_requests_nothing() {
-        let (deps, requests, _) = world().await;
+        let (deps, requests, _, _) = world().await;
         let err = handle(&deps, &settings(), sample("malformed"))
             .await
             .unwrap_err();
@@ -201,9 +253,8 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let deps = Deps {
             connections: store.clone(),
-            settings: store.clone(),
+            settings: store,
             requests: requests.clone(),
-            runs: store,
             clock: Arc::new(ManualClock::new(DateTime::from_timestamp(0, 0).unwrap())),
         };
         let r = handle(&deps, &settings(), sample("edge")).await.unwrap();

@@ -19,8 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let deps = Deps {
         connections: store.clone(),
-        settings: store.clone(),
-        runs: store,
+        settings: store,
         clock: Arc::new(SystemClock),
         requests: Arc::new(SqsFetchRequests::new(
             aws_sdk_sqs::Client::new(&sdk),

@@ -306,12 +306,15 @@ impl DynamoStore {
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
-        // `cycle` and `page` are DynamoDB reserved words.
+        // `cycle` and `page` are DynamoDB reserved words (`body` is named the same way).
         if condition.contains("#cycle") {
             req = req.expression_attribute_names("#cycle", "cycle");
         }
         if condition.contains("#page") {
             req = req.expression_attribute_names("#page", "page");
+        }
+        if condition.contains("#body") {
+            req = req.expression_attribute_names("#body", "body");
         }
         match req.send().await {
             Ok(_) => Ok(true),
@@ -596,15 +599,7 @@ impl ConnectionStore for DynamoStore {
     }
 
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
-        let t = &connection.tenant_id;
-        let item = HashMap::from([
-            ("pk".to_owned(), s(tenant_pk(t))),
-            ("sk".to_owned(), s("CONNECTION")),
-            ("tenant".to_owned(), s(t.as_str())),
-            ("body".to_owned(), s(to_json(connection)?)),
-            ("gsi1pk".to_owned(), s("CONNECTIONS")),
-            ("gsi1sk".to_owned(), s(t.as_str())),
-        ]);
+        let item = connection_item(connection)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -615,6 +610,38 @@ impl ConnectionStore for DynamoStore {
                 AwsCallError::from_sdk(SERVICE, "PutItem", e, |e| conditional!(e)).into_store()
             })?;
         Ok(())
+    }
+
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected: Option<&Connection>,
+    ) -> Result<(), StoreError> {
+        let conflict = || StoreError::Conflict(format!("connection {}", connection.tenant_id));
+        let item = connection_item(connection)?;
+        let landed = match expected {
+            None => {
+                self.put_if(item, "attribute_not_exists(pk)", vec![])
+                    .await?
+            }
+            Some(expected) => {
+                // Compare by value (records of older versions lack newer fields), then write
+                // on the condition that the body is still the one compared.
+                let stored = self
+                    .get_item(tenant_pk(&connection.tenant_id), "CONNECTION".to_owned())
+                    .await?;
+                let Some(stored) = stored else {
+                    return Err(conflict());
+                };
+                if body::<Connection>(&stored)? != *expected {
+                    return Err(conflict());
+                }
+                let raw = get_s(&stored, "body")?.to_owned();
+                self.put_if(item, "#body = :b", vec![(":b", s(raw))])
+                    .await?
+            }
+        };
+        if landed { Ok(()) } else { Err(conflict()) }
     }
 
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
@@ -634,6 +661,18 @@ impl ConnectionStore for DynamoStore {
             }
         }
     }
+}
+
+fn connection_item(connection: &Connection) -> Result<Item, StoreError> {
+    let t = &connection.tenant_id;
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(tenant_pk(t))),
+        ("sk".to_owned(), s("CONNECTION")),
+        ("tenant".to_owned(), s(t.as_str())),
+        ("body".to_owned(), s(to_json(connection)?)),
+        ("gsi1pk".to_owned(), s("CONNECTIONS")),
+        ("gsi1sk".to_owned(), s(t.as_str())),
+    ]))
 }
 
 fn cursor_sk(stream: Stream) -> String {

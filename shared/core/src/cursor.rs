@@ -26,6 +26,8 @@ pub enum FullReason {
     TokenExpired,
     /// An operator asked for it.
     Requested,
+    /// A stored or returned link could not be followed (not on the configured Graph host).
+    LinkUnusable,
 }
 
 /// The state of one stream's delta cursor.
@@ -254,6 +256,19 @@ impl CursorRecord {
         }
     }
 
+    /// Hand the round in progress over to run `run_id` (the run that read it failed; a new
+    /// run continues it under its own id). `None` outside a round.
+    pub fn adopt(&self, run_id: &str) -> Option<CursorRecord> {
+        let mut next = self.clone();
+        match &mut next.state {
+            CursorState::InRound { run_id: r, .. } | CursorState::Applying { run_id: r, .. } => {
+                *r = run_id.to_owned();
+                Some(next)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a page of `cycle` still counts (it is not from an abandoned round).
     pub fn accepts_cycle(&self, cycle: u64) -> bool {
         cycle >= self.min_valid_cycle && cycle <= self.last_cycle
@@ -388,6 +403,25 @@ mod tests {
             .replace(",\"reserved\":0", "");
         let back: CursorRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn a_round_in_progress_can_be_handed_to_another_run() {
+        let (rec, _) = CursorRecord::default().begin_round("r1");
+        let rec = rec.checkpoint_next("n1".into()).unwrap();
+        let adopted = rec.adopt("r2").unwrap();
+        assert_eq!(adopted.current_round().map(|(_, r, _)| r), Some("r2"));
+        assert_eq!(adopted.adopt("r1").unwrap(), rec, "only the run id changes");
+        let applying = adopted.checkpoint_last("d1".into()).unwrap();
+        assert_eq!(
+            applying
+                .adopt("r3")
+                .unwrap()
+                .current_round()
+                .map(|(_, r, _)| r),
+            Some("r3")
+        );
+        assert!(CursorRecord::default().adopt("r2").is_none());
     }
 
     #[test]

@@ -122,6 +122,22 @@ impl ConnectionStore for MemoryStore {
             .insert(connection.tenant_id.clone(), connection.clone());
         Ok(())
     }
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected: Option<&Connection>,
+    ) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        if st.connections.get(&connection.tenant_id) != expected {
+            return Err(StoreError::Conflict(format!(
+                "connection {}",
+                connection.tenant_id
+            )));
+        }
+        st.connections
+            .insert(connection.tenant_id.clone(), connection.clone());
+        Ok(())
+    }
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         Ok(lock(&self.state).connections.values().cloned().collect())
     }

@@ -8,6 +8,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::run::Trigger;
+
 /// An Entra tenant id (a GUID). A tenant can be connected at most once, so it is also the
 /// connection's key and leads every stored key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -65,18 +67,89 @@ impl fmt::Display for Stream {
     }
 }
 
-/// Lifecycle of a connection (PRODUCT.md section 1).
+/// Lifecycle of a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Connected,
-    /// Token acquisition fails because consent was revoked or a policy blocks it. Sync and
-    /// actions stop; nothing is deleted.
+    /// Token acquisition fails because consent was revoked or a policy blocks it (a
+    /// quarantine): features stop, nothing is deleted. Not final: the scheduler tries again
+    /// with growing intervals ([`ReauthRetry`]), a manual sync tries at once, and the first
+    /// attempt that reaches the directory makes the connection Connected again.
     NeedsReauthorization {
         reason: String,
+        /// The attempts so far and when the next automatic one is due. Records stored before
+        /// retries existed read as "no attempt counted, due at once".
+        #[serde(default)]
+        retry: ReauthRetry,
     },
     /// Tokens and tenant details removed; synced users are kept.
     Disconnected,
+}
+
+impl fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionStatus::Connected => f.write_str("connected"),
+            ConnectionStatus::NeedsReauthorization { reason, retry } => {
+                write!(f, "needs reauthorization: {reason}")?;
+                if let Some(next) = retry.next_attempt_at {
+                    write!(
+                        f,
+                        " (failed attempts: {}; next automatic attempt at {})",
+                        retry.attempts,
+                        next.format("%Y-%m-%d %H:%M UTC")
+                    )?;
+                }
+                Ok(())
+            }
+            ConnectionStatus::Disconnected => f.write_str("disconnected"),
+        }
+    }
+}
+
+/// The retry schedule of a connection that needs reauthorization, as the Entra provisioning
+/// service does with a quarantined job: the first retry one hour after the first failure, then
+/// each interval doubles (1 h, 2 h, 4 h, 8 h, 16 h) up to one day, and stays at one day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReauthRetry {
+    /// When the first failed attempt happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Failed token attempts so far (the first failure included).
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the scheduler tries again; `None`: at its next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl ReauthRetry {
+    /// The first retry interval.
+    pub const FIRST_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
+    /// The longest retry interval.
+    pub const MAX_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
+
+    /// The wait after the `attempts`-th failed attempt: 1 h, 2 h, 4 h ... capped at 24 h.
+    pub fn interval_after(attempts: u32) -> chrono::Duration {
+        let doublings = attempts.saturating_sub(1).min(5);
+        (Self::FIRST_INTERVAL * (1i32 << doublings)).min(Self::MAX_INTERVAL)
+    }
+
+    /// The schedule after one more failed attempt at `now`.
+    pub fn after_failure(&self, now: DateTime<Utc>) -> ReauthRetry {
+        let attempts = self.attempts.saturating_add(1);
+        ReauthRetry {
+            since: Some(self.since.unwrap_or(now)),
+            attempts,
+            next_attempt_at: Some(now + Self::interval_after(attempts)),
+        }
+    }
+
+    /// Whether the scheduler should try at `now`.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.next_attempt_at.is_none_or(|at| at <= now)
+    }
 }
 
 /// A verified domain of the tenant, as `/organization` reports it.
@@ -101,8 +174,27 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Whether every feature is on (the connection is Connected).
     pub fn can_sync(&self) -> bool {
         matches!(self.status, ConnectionStatus::Connected)
+    }
+
+    /// Why a fetch started by `trigger` at `now` must not run, or `None` when it may. A
+    /// connection that needs reauthorization may always be tried by hand (the first success
+    /// clears the flag), and by the scheduler once its retry is due; a disconnected one never.
+    pub fn fetch_refusal(&self, trigger: Trigger, now: DateTime<Utc>) -> Option<String> {
+        match &self.status {
+            ConnectionStatus::Connected => None,
+            ConnectionStatus::NeedsReauthorization { .. } if trigger.is_manual() => None,
+            ConnectionStatus::NeedsReauthorization { retry, .. } if retry.is_due(now) => None,
+            ConnectionStatus::NeedsReauthorization { .. } => Some(format!(
+                "the directory {}; a manual sync tries at once",
+                self.status
+            )),
+            ConnectionStatus::Disconnected => {
+                Some("the directory is disconnected; connect it again to resume syncing".to_owned())
+            }
+        }
     }
 }
 
@@ -282,4 +374,90 @@ pub struct StoredMembership {
     pub member: MemberRef,
     pub present: bool,
     pub version: Version,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+    }
+
+    fn conn(status: ConnectionStatus) -> Connection {
+        Connection {
+            tenant_id: TenantId::new("t"),
+            account_id: AccountId("a".into()),
+            label: "L".into(),
+            tenant_name: None,
+            verified_domains: vec![],
+            status,
+            connected_at: t0(),
+        }
+    }
+
+    #[test]
+    fn reauthorization_retries_wait_one_hour_then_twice_as_long_up_to_a_day() {
+        let hours: Vec<i64> = (1..=8)
+            .map(|n| ReauthRetry::interval_after(n).num_hours())
+            .collect();
+        assert_eq!(hours, vec![1, 2, 4, 8, 16, 24, 24, 24]);
+        assert_eq!(ReauthRetry::interval_after(u32::MAX).num_hours(), 24);
+
+        let first = ReauthRetry::default().after_failure(t0());
+        assert_eq!(first.attempts, 1);
+        assert_eq!(first.since, Some(t0()));
+        assert_eq!(
+            first.next_attempt_at,
+            Some(t0() + chrono::Duration::hours(1))
+        );
+        let later = t0() + chrono::Duration::hours(1);
+        let second = first.after_failure(later);
+        assert_eq!(second.attempts, 2);
+        assert_eq!(second.since, Some(t0()), "the first failure is kept");
+        assert_eq!(
+            second.next_attempt_at,
+            Some(later + chrono::Duration::hours(2))
+        );
+        assert!(!second.is_due(later + chrono::Duration::minutes(119)));
+        assert!(second.is_due(later + chrono::Duration::hours(2)));
+        assert!(
+            ReauthRetry::default().is_due(t0()),
+            "no schedule: due at once"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_needs_reauthorization_is_tried_by_hand_always_and_by_schedule_when_due() {
+        let retry = ReauthRetry::default().after_failure(t0());
+        let c = conn(ConnectionStatus::NeedsReauthorization {
+            reason: "the app's consent was revoked (AADSTS7000229)".into(),
+            retry,
+        });
+        for trigger in [Trigger::Manual, Trigger::Resync] {
+            assert_eq!(c.fetch_refusal(trigger, t0()), None, "{trigger:?}");
+        }
+        let why = c
+            .fetch_refusal(Trigger::Scheduled, t0())
+            .unwrap_or_default();
+        assert!(
+            why.contains("needs reauthorization")
+                && why.contains("AADSTS7000229")
+                && why.contains("next automatic attempt at 2026-01-01 01:00 UTC")
+                && why.contains("manual sync"),
+            "{why}"
+        );
+        assert!(!why.contains('{') && !why.contains("Some("), "{why}");
+        assert_eq!(
+            c.fetch_refusal(Trigger::Scheduled, t0() + chrono::Duration::hours(1)),
+            None
+        );
+        assert!(!c.can_sync(), "features stay off while flagged");
+        assert_eq!(
+            conn(ConnectionStatus::Connected).fetch_refusal(Trigger::Scheduled, t0()),
+            None
+        );
+        let gone = conn(ConnectionStatus::Disconnected);
+        assert!(gone.fetch_refusal(Trigger::Manual, t0()).is_some());
+    }
 }

@@ -43,7 +43,17 @@ pub trait DirectoryReader: Send + Sync {
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     async fn get_connection(&self, tenant: &TenantId) -> Result<Option<Connection>, StoreError>;
+    /// Unconditional write (tests and tools; the services write with [`Self::replace_connection`]).
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Conditional write: lands only if the stored connection of the tenant is still
+    /// `expected` (`None`: no connection is stored), else `StoreError::Conflict`. Of two
+    /// accounts connecting one tenant at once, exactly one creates it; a status change read
+    /// before a concurrent disconnect cannot overwrite it.
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected: Option<&Connection>,
+    ) -> Result<(), StoreError>;
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
 }
 

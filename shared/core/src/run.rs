@@ -20,6 +20,14 @@ pub enum Trigger {
     Import,
 }
 
+impl Trigger {
+    /// Started by a person ("sync now", an operator's resync, an import), not by the
+    /// schedule: such a run is tried at once even while the connection needs reauthorization.
+    pub fn is_manual(self) -> bool {
+        !matches!(self, Trigger::Scheduled)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunStatus {
@@ -209,6 +217,14 @@ pub struct SyncRun {
     /// Who is projecting this run: one projection per run at a time.
     #[serde(default)]
     pub projection_claim: Option<ProjectionClaim>,
+    /// The run that failed while reading the round this run finishes (a failed run keeps its
+    /// own id and entry; the next run continues its round under a new id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
+    /// What else the activity log tells about this run, in plain words (access restored after
+    /// a reauthorization, a delta link abandoned for a full read...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A claim on a run's projection. A claim older than the caller's patience can be taken over
@@ -235,6 +251,8 @@ impl SyncRun {
             provisioning: ProvisioningCounts::default(),
             settings_version: None,
             projection_claim: None,
+            continues: None,
+            notes: Vec::new(),
         }
     }
 
@@ -272,8 +290,8 @@ pub enum RunUpdate {
         page_seq: u32,
     },
     StreamCommitted(Stream),
-    /// A failed run whose round is picked up again by a later fetch.
-    Resumed,
+    /// Add a line to the run's notes (once: the same text is not added twice).
+    Note(String),
     /// The projection ran: set (not add) what it did to local users, so a repeated projection
     /// cannot double the counts.
     Provisioned {
@@ -318,10 +336,9 @@ impl RunUpdate {
                 }
             }
             RunUpdate::StreamCommitted(s) => run.stream_mut(*s).committed = true,
-            RunUpdate::Resumed => {
-                if matches!(run.status, RunStatus::Failed { .. }) {
-                    run.status = RunStatus::Running;
-                    run.finished_at = None;
+            RunUpdate::Note(text) => {
+                if !run.notes.contains(text) {
+                    run.notes.push(text.clone());
                 }
             }
             RunUpdate::Provisioned {

@@ -276,6 +276,7 @@ async fn a_failed_read_mid_round_deactivates_nobody_and_resumes_from_the_checkpo
     w.dir
         .fail(Stream::Users, "ud1-p2", || DirectoryError::Transient {
             status: Some(500),
+            url: None,
             source: None,
         });
     let err = run_fetch(&w.fetch, &w.tenant, &FetchOptions::default())

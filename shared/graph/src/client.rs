@@ -65,6 +65,11 @@ impl GraphClient {
     pub fn new(config: GraphConfig) -> Result<Self, ConfigError> {
         let graph_base = normalize_base(&config.graph_base_url, "Graph")?;
         let login_base = normalize_base(&config.login_base_url, "login")?;
+        // The derived scope is the Graph origin's `.default`, also when the URL was given
+        // with `/v1.0` or a trailing slash.
+        let mut config = config;
+        config.graph_base_url = graph_base.clone();
+        config.login_base_url = login_base.clone();
         let user_select = select_list(&config.user_select, None)?;
         let group_select = select_list(&config.group_select, Some("members"))?;
         let http = reqwest::Client::builder()
@@ -229,16 +234,22 @@ impl GraphClient {
     }
 
     /// A nextLink/deltaLink is replayed verbatim, but only to the configured Graph origin: our
-    /// bearer token must never go to another host.
+    /// bearer token must never go to another host. A link that fails the check is
+    /// [`DirectoryError::UnusableLink`], naming both hosts; the sync abandons its round for a
+    /// full one from the configured URL.
     fn checked_link(&self, link: &str) -> Result<Url, DirectoryError> {
-        let url = Url::parse(link).map_err(|_| {
-            DirectoryError::InvalidResponse("delta link is not an absolute URL".into())
-        })?;
+        let graph_host = origin_text(&self.inner.graph_base);
+        let Ok(url) = Url::parse(link) else {
+            return Err(DirectoryError::UnusableLink {
+                link_host: None,
+                graph_host,
+            });
+        };
         if url.origin() != self.inner.graph_base.origin() {
-            return Err(DirectoryError::InvalidResponse(format!(
-                "delta link points to {}, not the configured Graph host",
-                url.host_str().unwrap_or("an unknown host")
-            )));
+            return Err(DirectoryError::UnusableLink {
+                link_host: Some(origin_text(&url)),
+                graph_host,
+            });
         }
         Ok(url)
     }
@@ -270,6 +281,7 @@ impl GraphClient {
         let policy = &self.inner.config.retry;
         let max_attempts = policy.max_attempts.max(1);
         let mut attempt: u32 = 0;
+        let mut unreachable: u32 = 0;
         loop {
             attempt += 1;
             let failure = match self.attempt(tenant, &state, &url, endpoint, parse).await {
@@ -278,6 +290,17 @@ impl GraphClient {
             };
             match failure {
                 Failure::Fatal(error) => return Err(error),
+                Failure::Unreachable(error) => {
+                    // Nothing listens there (or the name does not resolve): a short second
+                    // chance, not the whole backoff series.
+                    unreachable += 1;
+                    if unreachable >= policy.max_connect_attempts.max(1) || attempt >= max_attempts
+                    {
+                        debug!(attempt, "no connection to the directory; giving up");
+                        return Err(error);
+                    }
+                    tokio::time::sleep(backoff(policy, 1)).await;
+                }
                 Failure::Unauthorized { code } => {
                     // `attempt` already re-sent once with a fresh token: this is the second 401.
                     return Err(DirectoryError::Permanent { status: 401, code });
@@ -360,7 +383,7 @@ impl GraphClient {
             .header("client-request-id", client_request_id.as_str())
             .send()
             .await
-            .map_err(|e| transport_failure(e, &client_request_id))?;
+            .map_err(|e| transport_failure(e, &client_request_id).at(url))?;
 
         let status = response.status().as_u16();
         let request_id = response
@@ -375,7 +398,7 @@ impl GraphClient {
         let body = response
             .bytes()
             .await
-            .map_err(|e| transport_failure(e, &client_request_id))?;
+            .map_err(|e| transport_failure(e, &client_request_id).at(url))?;
 
         if (200..300).contains(&status) {
             return parse(&body).map_err(|error| {
@@ -391,7 +414,7 @@ impl GraphClient {
             retry_after_s = retry_after.map(|d| d.as_secs()),
             "graph request failed"
         );
-        Err(classify_graph_failure(status, retry_after, &body, endpoint))
+        Err(classify_graph_failure(status, retry_after, &body, endpoint).at(url))
     }
 }
 
@@ -439,7 +462,7 @@ fn transport_failure(error: reqwest::Error, client_request_id: &str) -> Failure 
         connect = error.is_connect(),
         "graph request did not complete"
     );
-    Failure::transient(None, Some(Box::new(error.without_url())))
+    Failure::transport(error)
 }
 
 /// Tenant ids go into the login URL path: only GUIDs and domain names are accepted.
@@ -461,17 +484,31 @@ pub(crate) fn check_tenant(tenant: &TenantId) -> Result<(), DirectoryError> {
     }
 }
 
-fn normalize_base(url: &Url, which: &'static str) -> Result<Url, ConfigError> {
+/// `scheme://host[:port]` of a URL, for messages that compare hosts.
+fn origin_text(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// A base URL as configured, ready for `join`: query and fragment dropped, a trailing slash,
+/// and for Graph without a trailing API version (`https://graph.microsoft.com/v1.0` and
+/// `.../v1.0/` mean `https://graph.microsoft.com`: paths are joined with the version).
+pub(crate) fn normalize_base(url: &Url, which: &'static str) -> Result<Url, ConfigError> {
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() || url.host().is_none() {
         return Err(ConfigError::BaseUrl { which });
     }
     let mut url = url.clone();
     url.set_query(None);
     url.set_fragment(None);
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
+    let mut path = url.path().trim_end_matches('/').to_owned();
+    if which == "Graph"
+        && let Some(stripped) = path
+            .strip_suffix("/v1.0")
+            .or_else(|| path.strip_suffix("/beta"))
+    {
+        path = stripped.to_owned();
     }
+    path.push('/');
+    url.set_path(&path);
     Ok(url)
 }
 
@@ -549,10 +586,61 @@ mod tests {
             "not a url",
         ] {
             assert!(
-                matches!(c.checked_link(bad), Err(DirectoryError::InvalidResponse(_))),
+                matches!(
+                    c.checked_link(bad),
+                    Err(DirectoryError::UnusableLink { .. })
+                ),
                 "{bad}"
             );
         }
+        // The message names both hosts.
+        let e = c
+            .checked_link("http://localhost:8080/v1.0/users/delta?$deltatoken=x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("http://localhost:8080") && e.contains("https://graph.microsoft.com"),
+            "{e}"
+        );
+        assert!(!e.contains("deltatoken"), "{e}");
+    }
+
+    #[test]
+    fn graph_urls_with_the_api_version_or_a_trailing_slash_mean_the_origin() {
+        for graph in [
+            "https://graph.microsoft.com",
+            "https://graph.microsoft.com/",
+            "https://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com/v1.0/",
+            "https://graph.microsoft.com//",
+        ] {
+            let c = client(graph);
+            assert_eq!(
+                c.graph_url("v1.0/organization").unwrap().as_str(),
+                "https://graph.microsoft.com/v1.0/organization",
+                "{graph}"
+            );
+            assert_eq!(
+                c.config().scope(),
+                "https://graph.microsoft.com/.default",
+                "{graph}"
+            );
+        }
+        let prefixed = client("http://127.0.0.1:9/graph/v1.0/");
+        assert_eq!(
+            prefixed.graph_url("v1.0/organization").unwrap().as_str(),
+            "http://127.0.0.1:9/graph/v1.0/organization"
+        );
+        let login =
+            normalize_base(&Url::parse("https://login.example/").unwrap(), "login").unwrap();
+        assert_eq!(login.as_str(), "https://login.example/");
+        let login =
+            normalize_base(&Url::parse("https://login.example/v1.0").unwrap(), "login").unwrap();
+        assert_eq!(
+            login.as_str(),
+            "https://login.example/v1.0/",
+            "only Graph drops a version"
+        );
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct RetryPolicy {
     /// A `Retry-After` longer than this is not slept through: the call returns
     /// `DirectoryError::Throttled` at once and the caller reschedules.
     pub max_retry_after: Duration,
+    /// Attempts when no connection can be made at all (refused, unresolvable name, connect
+    /// timeout), the first included: a wrong URL or a stopped service fails within a second
+    /// instead of after the whole backoff series.
+    pub max_connect_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -116,6 +120,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(120),
+            max_connect_attempts: 2,
         }
     }
 }
@@ -125,7 +130,7 @@ impl Default for RetryPolicy {
 /// the public fields.
 #[derive(Clone, Debug)]
 pub struct GraphConfig {
-    /// Graph origin, e.g. `https://graph.microsoft.com` (no `/v1.0`).
+    /// Graph origin, e.g. `https://graph.microsoft.com` (a trailing `/v1.0` is ignored).
     pub graph_base_url: Url,
     /// Login authority, e.g. `https://login.microsoftonline.com`.
     pub login_base_url: Url,

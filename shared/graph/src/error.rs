@@ -47,6 +47,10 @@ pub(crate) enum Failure {
         error: DirectoryError,
         wait: Option<Duration>,
     },
+    /// No connection could be made (refused, no route, name not resolved, connect timeout):
+    /// retried only [`crate::RetryPolicy::max_connect_attempts`] times, since a closed port
+    /// or a wrong host rarely opens within seconds.
+    Unreachable(DirectoryError),
     /// Graph rejected our bearer token: drop it and retry once with a fresh one.
     Unauthorized { code: String },
     /// Final.
@@ -56,10 +60,53 @@ pub(crate) enum Failure {
 impl Failure {
     pub(crate) fn transient(status: Option<u16>, source: Option<BoxError>) -> Self {
         Failure::Retry {
-            error: DirectoryError::Transient { status, source },
+            error: DirectoryError::Transient {
+                status,
+                url: None,
+                source,
+            },
             wait: None,
         }
     }
+
+    /// A request that did not complete: `Unreachable` when no connection was made.
+    pub(crate) fn transport(error: reqwest::Error) -> Self {
+        let connect = error.is_connect();
+        let error = DirectoryError::Transient {
+            status: None,
+            url: None,
+            source: Some(Box::new(error.without_url())),
+        };
+        if connect {
+            Failure::Unreachable(error)
+        } else {
+            Failure::Retry { error, wait: None }
+        }
+    }
+
+    /// Name the request's URL (without its query: delta tokens stay out of messages) in a
+    /// transient error.
+    pub(crate) fn at(mut self, url: &url::Url) -> Self {
+        if let Failure::Retry {
+            error: DirectoryError::Transient { url: u @ None, .. },
+            ..
+        }
+        | Failure::Unreachable(DirectoryError::Transient { url: u @ None, .. }) = &mut self
+        {
+            *u = Some(display_url(url));
+        }
+        self
+    }
+}
+
+/// A URL for messages: scheme, host, port and path, no query or fragment.
+pub(crate) fn display_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.to_string()
 }
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -99,6 +146,7 @@ pub(crate) fn classify_graph_failure(
         408 | 500..=599 => Failure::Retry {
             error: DirectoryError::Transient {
                 status: Some(status),
+                url: None,
                 source: None,
             },
             wait: retry_after,
@@ -202,15 +250,19 @@ impl AadErrorResponse {
     }
 }
 
-/// Consent revoked or never given, app or tenant gone, or a tenant policy blocking the app:
-/// the customer's admin has to act.
-const REAUTHORIZE: [u64; 6] = [
+/// Consent revoked or never given, or a tenant policy blocking the app: the customer's admin
+/// has to act.
+const REAUTHORIZE: [u64; 4] = [
     7000229, // no service principal in the tenant (never consented / enterprise app deleted)
-    700016,  // app not found in the directory
-    90002,   // tenant not found
     65001,   // no consent
     7000112, // the app is disabled in the tenant
     53003,   // blocked by Conditional Access
+];
+
+/// Our configuration does not match the directory: an operator has to act, not the customer.
+const MISCONFIGURED: [u64; 2] = [
+    90002,  // tenant not found (a wrong tenant id, or the login URL of another cloud)
+    700016, // application id not found in the directory (a wrong client id)
 ];
 
 /// Our own credential is bad: an operator problem, global to the app.
@@ -224,6 +276,11 @@ pub(crate) fn classify_token_error(status: u16, error: &AadErrorResponse) -> Dir
     let codes = error.aadsts_codes();
     if let Some(code) = codes.iter().find(|c| REAUTHORIZE.contains(c)) {
         return DirectoryError::NeedsReauthorization {
+            code: format!("AADSTS{code}"),
+        };
+    }
+    if let Some(code) = codes.iter().find(|c| MISCONFIGURED.contains(c)) {
+        return DirectoryError::Misconfigured {
             code: format!("AADSTS{code}"),
         };
     }
@@ -349,7 +406,12 @@ mod tests {
             "error_description": "AADSTS700016: Application not found"}));
         assert!(matches!(
             classify_token_error(400, &from_description),
-            DirectoryError::NeedsReauthorization { code } if code == "AADSTS700016"
+            DirectoryError::Misconfigured { code } if code == "AADSTS700016"
+        ));
+        let unknown_tenant = e(json!({"error": "invalid_request", "error_codes": [90002]}));
+        assert!(matches!(
+            classify_token_error(400, &unknown_tenant),
+            DirectoryError::Misconfigured { code } if code == "AADSTS90002"
         ));
         let bad_secret = e(json!({"error": "invalid_client", "error_codes": [7000215]}));
         assert!(matches!(

@@ -111,7 +111,7 @@ impl GraphClient {
                 debug!(lifetime_s = lifetime.as_secs(), "access token acquired");
                 Ok(Bearer { value, generation })
             }
-            Err(Failure::Retry { .. })
+            Err(Failure::Retry { .. } | Failure::Unreachable(_))
                 if cached
                     .as_ref()
                     .is_some_and(|t| Instant::now() < t.expires_at) =>
@@ -152,6 +152,7 @@ impl GraphClient {
                     "cannot build the token URL".into(),
                 ))
             })?;
+        let token_url_for_messages = token_url.clone();
         let client: AadClient =
             AadClient::<oauth2::EndpointNotSet>::new(ClientId::new(inner.config.client_id.clone()))
                 .set_client_secret(ClientSecret::new(
@@ -191,6 +192,7 @@ impl GraphClient {
                     .unwrap_or(DEFAULT_LIFETIME);
                 return Ok((Secret::new(response.access_token().secret()), lifetime));
             }
+            Err(RequestTokenError::Request(TokenTransportError::Send(e))) => Failure::transport(e),
             Err(RequestTokenError::Request(e)) => {
                 Failure::transient(None, Some(Box::new(e) as crate::error::BoxError))
             }
@@ -204,6 +206,7 @@ impl GraphClient {
                 408 | 500..=599 => Failure::Retry {
                     error: DirectoryError::Transient {
                         status: Some(meta.status),
+                        url: None,
                         source: None,
                     },
                     wait: meta.retry_after,
@@ -222,7 +225,7 @@ impl GraphClient {
                 },
             },
         };
-        Err(failure)
+        Err(failure.at(&token_url_for_messages))
     }
 }
 

@@ -166,12 +166,20 @@ fn from_directory(error: DirectoryError) -> WriteError {
             retry_after,
             request_id: None,
         },
-        DirectoryError::Transient { status, source } => WriteError::Transient {
-            status,
-            maybe_applied: false,
-            request_id: None,
-            source,
-        },
+        error @ DirectoryError::Transient { .. } => {
+            let status = match &error {
+                DirectoryError::Transient { status, .. } => *status,
+                _ => None,
+            };
+            // The directory error names the URL and the operating system's words; keep it
+            // whole as the cause.
+            WriteError::Transient {
+                status,
+                maybe_applied: false,
+                request_id: None,
+                source: Some(Box::new(error)),
+            }
+        }
         DirectoryError::NeedsReauthorization { code } => WriteError::NeedsReauthorization { code },
         DirectoryError::InsufficientPrivileges { permission } => WriteError::MissingPermission {
             permission: permission.unwrap_or_else(|| "an application permission".into()),
@@ -199,6 +207,24 @@ fn from_directory(error: DirectoryError) -> WriteError {
             message: reason,
             request_id: None,
         },
+        error @ DirectoryError::UnusableLink { .. } => WriteError::Permanent {
+            status: 0,
+            code: "UnusableLink".into(),
+            message: error.to_string(),
+            request_id: None,
+        },
+        error @ DirectoryError::Misconfigured { .. } => {
+            let code = match &error {
+                DirectoryError::Misconfigured { code } => code.clone(),
+                _ => String::new(),
+            };
+            WriteError::Permanent {
+                status: 400,
+                code,
+                message: error.to_string(),
+                request_id: None,
+            }
+        }
     }
 }
 
@@ -277,6 +303,7 @@ impl GraphClient {
         let max_attempts = policy.max_attempts.max(1);
         let resend_ok = method == Method::GET || kind.safe_to_resend();
         let mut attempt: u32 = 0;
+        let mut unreachable: u32 = 0;
         let mut refreshed = false;
         loop {
             attempt += 1;
@@ -287,6 +314,16 @@ impl GraphClient {
                         return Err(from_directory(error));
                     }
                     tokio::time::sleep(wait.unwrap_or_else(|| backoff(policy, attempt))).await;
+                    continue;
+                }
+                Err(Failure::Unreachable(error)) => {
+                    // The login endpoint does not answer: a short second chance, as for reads.
+                    unreachable += 1;
+                    if unreachable >= policy.max_connect_attempts.max(1) || attempt >= max_attempts
+                    {
+                        return Err(from_directory(error));
+                    }
+                    tokio::time::sleep(backoff(policy, 1)).await;
                     continue;
                 }
                 Err(Failure::Fatal(error)) => return Err(from_directory(error)),
@@ -978,6 +1015,7 @@ impl DirectoryWriter for GraphClient {
                 Err(Failure::Retry { error, .. } | Failure::Fatal(error)) => {
                     return Err(from_directory(error));
                 }
+                Err(Failure::Unreachable(error)) => return Err(from_directory(error)),
                 Err(Failure::Unauthorized { code }) => {
                     return Err(WriteError::NeedsReauthorization { code });
                 }

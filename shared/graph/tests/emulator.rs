@@ -596,3 +596,33 @@ async fn organization_reports_the_tenant() {
     assert_eq!(default.len(), 1);
     assert_eq!(default[0].name, info.default_domain);
 }
+
+#[tokio::test]
+async fn graph_and_login_urls_work_with_the_api_version_and_trailing_slashes() {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let info = emu.add_tenant(&TenantSpec::new(22, 5, 1));
+    let tenant = TenantId::new(info.tenant_id.clone());
+    let app = emu.app();
+    let graph = emu.graph_base_url();
+    let login = emu.login_base_url();
+    for (graph, login) in [
+        (format!("{graph}/v1.0"), login.clone()),
+        (format!("{graph}/v1.0/"), format!("{login}/")),
+        (format!("{graph}/"), format!("{login}/")),
+    ] {
+        // The derived scope (`{graph origin}/.default`), as the local program uses it.
+        let client = GraphClient::new(GraphConfig::new(
+            Url::parse(&graph).unwrap(),
+            Url::parse(&login).unwrap(),
+            app.client_id.clone(),
+            Secret::new(app.client_secret.clone()),
+        ))
+        .unwrap();
+        let org = client.organization(&tenant).await.unwrap();
+        assert_eq!(org.id, info.tenant_id, "{graph} {login}");
+        client
+            .fetch_page(&tenant, Stream::Users, &PageRequest::Initial)
+            .await
+            .unwrap();
+    }
+}

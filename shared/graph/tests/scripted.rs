@@ -275,6 +275,7 @@ async fn max_delay_caps_each_backoff_step() {
         base_delay: Duration::from_secs(10),
         max_delay: Duration::from_secs(15),
         max_retry_after: Duration::from_secs(120),
+        ..RetryPolicy::default()
     };
     let client = GraphClient::new(config).unwrap();
     for _ in 0..4 {
@@ -471,12 +472,8 @@ async fn token_errors_classified_by_aadsts_code() {
                 .unwrap_err(),
         );
     }
-    assert!(
-        matches!(&errors[0], DirectoryError::NeedsReauthorization { code } if code == "AADSTS700016")
-    );
-    assert!(
-        matches!(&errors[1], DirectoryError::NeedsReauthorization { code } if code == "AADSTS90002")
-    );
+    assert!(matches!(&errors[0], DirectoryError::Misconfigured { code } if code == "AADSTS700016"));
+    assert!(matches!(&errors[1], DirectoryError::Misconfigured { code } if code == "AADSTS90002"));
     assert!(
         matches!(&errors[2], DirectoryError::Permanent { status: 401, code } if code == "AADSTS7000215")
     );
@@ -526,7 +523,7 @@ async fn foreign_origin_links_are_refused_before_any_request() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, DirectoryError::InvalidResponse(_)),
+            matches!(err, DirectoryError::UnusableLink { .. }),
             "{link}: {err:?}"
         );
     }
@@ -549,7 +546,7 @@ async fn foreign_origin_links_are_refused_before_any_request() {
     assert!(results[0].is_ok());
     assert!(matches!(
         results[1],
-        Err(DirectoryError::InvalidResponse(_))
+        Err(DirectoryError::UnusableLink { .. })
     ));
     assert_eq!(server.graph_requests().len(), 1);
 }
@@ -796,4 +793,83 @@ async fn secret_and_token_never_appear_in_errors() {
     assert!(debug.contains("***"));
     // The secret does reach the login endpoint, in the form body.
     assert!(server.token_requests()[0].body.contains("client_secret="));
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_fast_naming_the_url_and_the_os_error() {
+    // A port nothing listens on: bind one, then close it.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let base = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let mut config = entra_sync_graph::GraphConfig::new(
+        base.clone(),
+        base,
+        CLIENT_ID,
+        entra_sync_core::ports::Secret::new(CLIENT_SECRET),
+    );
+    // Quick steps, but as many attempts as a transient failure gets.
+    config.retry = RetryPolicy {
+        base_delay: Duration::from_millis(20),
+        ..RetryPolicy::default()
+    };
+    assert!(config.retry.max_attempts > config.retry.max_connect_attempts);
+    let client = GraphClient::new(config).unwrap();
+    let err = client
+        .fetch_page(&tenant(), Stream::Users, &PageRequest::Initial)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "http://127.0.0.1:{port}/{TENANT}/oauth2/v2.0/token"
+        )),
+        "names the URL: {text}"
+    );
+    assert!(
+        !text.contains("None") && !text.contains("Some("),
+        "no debug text: {text}"
+    );
+    let cause = err.root_cause().unwrap_or_default();
+    assert!(
+        cause.to_lowercase().contains("refused"),
+        "names the OS error: {cause}"
+    );
+    // A refused connection gets one more chance, not the whole backoff series.
+    assert_eq!(client.requests_sent(&tenant()), 2);
+}
+
+#[tokio::test]
+async fn a_graph_url_with_the_api_version_is_not_doubled() {
+    let server = FakeServer::start().await;
+    for graph in [
+        format!("{}/v1.0", server.base),
+        format!("{}/v1.0/", server.base),
+        format!("{}/", server.base),
+    ] {
+        let mut config = server.config();
+        config.graph_base_url = url::Url::parse(&graph).unwrap();
+        config.login_base_url = url::Url::parse(&format!("{}/", server.base)).unwrap();
+        let client = GraphClient::new(config).unwrap();
+        server.push_graph(server.users_page(&["a"], None, Some("/d")));
+        client
+            .fetch_page(&tenant(), Stream::Users, &PageRequest::Initial)
+            .await
+            .unwrap();
+        let sent = server.graph_requests();
+        let last = sent.last().unwrap();
+        assert!(
+            last.target.starts_with("/v1.0/users/delta?"),
+            "{graph}: {}",
+            last.target
+        );
+        let token = server.token_requests();
+        assert_eq!(
+            token.last().unwrap().target,
+            format!("/{TENANT}/oauth2/v2.0/token"),
+            "{graph}"
+        );
+    }
 }

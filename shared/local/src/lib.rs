@@ -64,8 +64,16 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
     };
     let c = &run.counts;
     let p = &run.provisioning;
+    let mut notes = String::new();
+    if let Some(failed) = &run.continues {
+        notes.push_str(&format!("; continues the round of failed run {failed}"));
+    }
+    for note in &run.notes {
+        notes.push_str("; note: ");
+        notes.push_str(note);
+    }
     format!(
-        "{} {} ({}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed",
+        "{} {} ({}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed{notes}",
         run.run_id,
         status,
         words(&run.trigger),

@@ -394,6 +394,45 @@ impl ConnectionStore for SqliteStore {
         .await
     }
 
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected: Option<&Connection>,
+    ) -> Result<(), StoreError> {
+        let t = connection.tenant_id.0.clone();
+        let body = to_json(connection)?;
+        let expected = expected.cloned();
+        self.with(move |c| {
+            // Compare and write inside one immediate transaction: SQLite serialises writers,
+            // across processes too. The stored body is decoded before the comparison, so
+            // records written by older versions (without newer fields) compare by value.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM connections WHERE tenant_id = ?1",
+                    [&t],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            let stored: Option<Connection> = stored.map(|b| from_json(&b)).transpose()?;
+            if stored != expected {
+                return Err(StoreError::Conflict(format!("connection {t}")));
+            }
+            tx.execute(
+                "INSERT INTO connections (tenant_id, body) VALUES (?1, ?2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
+                params![t, body],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         self.with(|c| {
             let mut stmt = c

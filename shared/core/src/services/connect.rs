@@ -9,12 +9,12 @@
 
 use std::sync::Arc;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::error::{DirectoryError, StoreError, VaultError};
-use crate::model::{AccountId, Connection, ConnectionStatus, TenantId};
+use crate::model::{AccountId, Connection, ConnectionStatus, ReauthRetry, TenantId};
 use crate::ports::{
     Clock, ConnectionStore, ConsentStateStore, PendingConsent, Secret, SecretVault, TenantDirectory,
 };
@@ -90,6 +90,26 @@ impl ConsentDenial {
     }
 }
 
+impl ConsentDenial {
+    /// A short phrase for logs and error chains (the full text is [`ConnectError::message`]).
+    pub fn describe(&self) -> String {
+        match self {
+            ConsentDenial::ApprovalRequired => "an administrator's approval is pending".to_owned(),
+            ConsentDenial::AdminConsentRequired { code } => format!(
+                "an administrator must consent{}",
+                code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+            ConsentDenial::Cancelled => "the consent was cancelled".to_owned(),
+            ConsentDenial::Declined => "the permissions were declined".to_owned(),
+            ConsentDenial::Other { error, code } => format!(
+                "Microsoft answered {}{}",
+                sanitize_code(error),
+                code.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
+            ),
+        }
+    }
+}
+
 /// The `AADSTSnnnn` code that leads an Entra `error_description`.
 pub fn aadsts_code(description: &str) -> Option<u64> {
     let rest = description.trim_start().strip_prefix("AADSTS")?;
@@ -123,7 +143,7 @@ pub enum ConnectError {
     StateUnknown,
     #[error("the consent state expired")]
     StateExpired,
-    #[error("consent was not given: {0:?}")]
+    #[error("consent was not given: {}", .0.describe())]
     Denied(ConsentDenial),
     #[error("the consent callback did not name a valid tenant")]
     MissingTenant,
@@ -169,6 +189,7 @@ impl ConnectError {
             ConnectError::Directory(DirectoryError::NeedsReauthorization { .. }) => {
                 "consent_not_effective"
             }
+            ConnectError::Directory(DirectoryError::Misconfigured { .. }) => "app_misconfigured",
             ConnectError::Directory(e) if e.is_retryable() => "directory_unavailable",
             ConnectError::Directory(_) => "directory_error",
             ConnectError::Store(_) | ConnectError::Vault(_) => "internal",
@@ -223,6 +244,9 @@ impl ConnectError {
                 "Microsoft did not issue a token for the directory: {}. If you just consented, wait a minute and connect again; otherwise an administrator must consent again.",
                 reauthorization_reason(code)
             ),
+            ConnectError::Directory(e @ DirectoryError::Misconfigured { .. }) => format!(
+                "Microsoft did not issue a token for the directory because the app is not set up for it: {e}. Nothing was connected; this needs the app's operator, not another consent."
+            ),
             ConnectError::Directory(e) if e.is_retryable() => "Microsoft Entra ID is not answering right now. Nothing was connected; try again in a few minutes.".to_owned(),
             ConnectError::Directory(_) => "Microsoft Entra ID refused to give the directory's details, so nothing was connected. Try again; if it keeps failing, contact support.".to_owned(),
             ConnectError::Store(_) | ConnectError::Vault(_) => "Something went wrong on our side and nothing was connected. Try again in a few minutes.".to_owned(),
@@ -241,13 +265,12 @@ fn sanitize_code(s: &str) -> String {
 /// Plain words for a token failure that needs a new consent, by AADSTS code (GRAPH.md 1.2).
 pub fn reauthorization_reason(code: &str) -> String {
     let what = match code.trim_start_matches("AADSTS") {
-        "7000229" | "700016" => {
+        "7000229" => {
             "the app's consent was revoked (its enterprise application is missing from the directory)"
         }
         "65001" => "no administrator has consented to the app",
         "7000112" => "the app is disabled in the directory",
         "53003" => "a Conditional Access policy of the directory blocks the app",
-        "90002" => "the directory was not found (it may have been deleted)",
         _ => "the directory refused to issue a token to the app",
     };
     format!("{what} ({})", sanitize_code(code))
@@ -382,22 +405,8 @@ pub async fn complete_consent(
             actual: claimed,
         });
     }
-    let existing = deps.connections.get_connection(&claimed).await?;
-    let reconnect = match &existing {
-        None => false,
-        Some(c) if c.account_id != pending.account_id => {
-            return Err(ConnectError::AlreadyConnected {
-                same_account: false,
-            });
-        }
-        Some(c)
-            if pending.expected_tenant.is_none()
-                && matches!(c.status, ConnectionStatus::Connected) =>
-        {
-            return Err(ConnectError::AlreadyConnected { same_account: true });
-        }
-        Some(_) => true,
-    };
+    let mut existing = deps.connections.get_connection(&claimed).await?;
+    let mut reconnect = admit(&pending, existing.as_ref())?;
     // The proof: a token for the tenant and its own description of itself.
     let details = deps.directory.tenant_details(&claimed).await?;
     if details.tenant_id != claimed {
@@ -407,23 +416,66 @@ pub async fn complete_consent(
         });
     }
     let now = deps.clock.now();
-    let connection = Connection {
-        tenant_id: claimed,
-        account_id: pending.account_id,
-        label: pending.label,
-        tenant_name: details.name,
-        verified_domains: details.verified_domains,
-        status: ConnectionStatus::Connected,
-        connected_at: match (&existing, reconnect) {
-            (Some(c), true) if !matches!(c.status, ConnectionStatus::Disconnected) => {
-                c.connected_at
+    // The write is conditional on the record the decision was made on: of two accounts
+    // connecting the tenant at once, one creates it and the other is told it is taken.
+    for _ in 0..CONDITIONAL_ATTEMPTS {
+        let connection = Connection {
+            tenant_id: claimed.clone(),
+            account_id: pending.account_id.clone(),
+            label: pending.label.clone(),
+            tenant_name: details.name.clone(),
+            verified_domains: details.verified_domains.clone(),
+            status: ConnectionStatus::Connected,
+            connected_at: match (&existing, reconnect) {
+                (Some(c), true) if !matches!(c.status, ConnectionStatus::Disconnected) => {
+                    c.connected_at
+                }
+                _ => now,
+            },
+        };
+        match deps
+            .connections
+            .replace_connection(&connection, existing.as_ref())
+            .await
+        {
+            Ok(()) => {
+                info!(tenant = %connection.tenant_id, account = %connection.account_id, reconnect, "directory connected");
+                return Ok(connection);
             }
-            _ => now,
-        },
-    };
-    deps.connections.put_connection(&connection).await?;
-    info!(tenant = %connection.tenant_id, account = %connection.account_id, reconnect, "directory connected");
-    Ok(connection)
+            Err(StoreError::Conflict(_)) => {
+                existing = deps.connections.get_connection(&claimed).await?;
+                reconnect = admit(&pending, existing.as_ref())?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict(format!("connection {claimed}")).into())
+}
+
+/// How often a conditional connection write is decided again after losing a race.
+const CONDITIONAL_ATTEMPTS: usize = 3;
+
+/// Whether `pending` may store a connection over `existing`: `Ok(true)` for a reconnect of the
+/// same account's connection, `Ok(false)` for a new one. A tenant is held by the account whose
+/// connection is Connected or NeedsReauthorization; a disconnected tenant is free for any
+/// account (the users synced for the old account stay in that account).
+fn admit(pending: &PendingConsent, existing: Option<&Connection>) -> Result<bool, ConnectError> {
+    match existing {
+        None => Ok(false),
+        Some(c) if matches!(c.status, ConnectionStatus::Disconnected) => {
+            Ok(c.account_id == pending.account_id)
+        }
+        Some(c) if c.account_id != pending.account_id => Err(ConnectError::AlreadyConnected {
+            same_account: false,
+        }),
+        Some(c)
+            if pending.expected_tenant.is_none()
+                && matches!(c.status, ConnectionStatus::Connected) =>
+        {
+            Err(ConnectError::AlreadyConnected { same_account: true })
+        }
+        Some(_) => Ok(true),
+    }
 }
 
 /// One connection of `account`; another account's connection is reported as not found.
@@ -456,13 +508,13 @@ pub async fn list_account_connections(
 
 /// Disconnect: remove the credentials held for the tenant and its details, mark it
 /// Disconnected (every feature checks the status before it acts, so all stop at once), and keep
-/// the synced users. Idempotent.
+/// the synced users. Idempotent. From then on the tenant is free: any account may connect it.
 pub async fn disconnect(
     deps: &ConnectDeps,
     account: &AccountId,
     tenant: &TenantId,
 ) -> Result<Connection, ConnectError> {
-    let existing = account_connection(deps.connections.as_ref(), account, tenant).await?;
+    account_connection(deps.connections.as_ref(), account, tenant).await?;
     for name in tenant_secret_names(tenant) {
         match deps.vault.delete_secret(&name).await {
             Ok(()) | Err(VaultError::NotFound(_)) => {}
@@ -470,19 +522,35 @@ pub async fn disconnect(
         }
     }
     deps.directory.forget_tenant(tenant).await;
-    let connection = Connection {
-        tenant_name: None,
-        verified_domains: Vec::new(),
-        status: ConnectionStatus::Disconnected,
-        ..existing
-    };
-    deps.connections.put_connection(&connection).await?;
-    info!(tenant = %tenant, account = %account, "directory disconnected");
-    Ok(connection)
+    // A status change written meanwhile (a failed fetch flagging the connection) is read
+    // again; the disconnect wins.
+    for _ in 0..CONDITIONAL_ATTEMPTS {
+        let existing = account_connection(deps.connections.as_ref(), account, tenant).await?;
+        let connection = Connection {
+            tenant_name: None,
+            verified_domains: Vec::new(),
+            status: ConnectionStatus::Disconnected,
+            ..existing.clone()
+        };
+        match deps
+            .connections
+            .replace_connection(&connection, Some(&existing))
+            .await
+        {
+            Ok(()) => {
+                info!(tenant = %tenant, account = %account, "directory disconnected");
+                return Ok(connection);
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict(format!("connection {tenant}")).into())
 }
 
 /// When a token acquisition failed because consent was revoked or a policy blocks the app,
-/// the reason to store with NeedsReauthorization; `None` for every other error.
+/// the reason to store with NeedsReauthorization; `None` for every other error (a
+/// [`DirectoryError::Misconfigured`] is our configuration, not the customer's consent).
 pub fn needs_reauthorization(e: &DirectoryError) -> Option<String> {
     match e {
         DirectoryError::NeedsReauthorization { code } => Some(reauthorization_reason(code)),
@@ -490,44 +558,85 @@ pub fn needs_reauthorization(e: &DirectoryError) -> Option<String> {
     }
 }
 
-/// Mark a Connected connection NeedsReauthorization after `e` (a typed directory error), so the
-/// scheduler skips it and the host product is told what to do. Returns whether it changed.
-/// Only a Connected connection changes: a disconnect in the meantime wins.
+/// Read-decide-write of one connection, conditional on what was read: `decide` returns the
+/// connection to store, or `None` to leave it. A concurrent change is read and decided on
+/// again. Returns `(before, after)` when a write landed.
+pub async fn update_connection(
+    connections: &dyn ConnectionStore,
+    tenant: &TenantId,
+    decide: impl Fn(&Connection) -> Option<Connection> + Send + Sync,
+) -> Result<Option<(Connection, Connection)>, StoreError> {
+    for _ in 0..CONDITIONAL_ATTEMPTS {
+        let Some(before) = connections.get_connection(tenant).await? else {
+            return Ok(None);
+        };
+        let Some(after) = decide(&before) else {
+            return Ok(None);
+        };
+        match connections.replace_connection(&after, Some(&before)).await {
+            Ok(()) => return Ok(Some((before, after))),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(format!("connection {tenant}")))
+}
+
+/// After a failed token attempt at `now` (`e`, a typed directory error): a Connected
+/// connection becomes NeedsReauthorization with its first retry in one hour; one that already
+/// needs it counts the attempt and waits twice as long (up to a day). A disconnected one stays
+/// as it is. Returns the connection as stored, when it changed.
 pub async fn mark_needs_reauthorization(
     connections: &dyn ConnectionStore,
     tenant: &TenantId,
     e: &DirectoryError,
-) -> Result<bool, StoreError> {
+    now: DateTime<Utc>,
+) -> Result<Option<Connection>, StoreError> {
     let Some(reason) = needs_reauthorization(e) else {
-        return Ok(false);
+        return Ok(None);
     };
-    let Some(conn) = connections.get_connection(tenant).await? else {
-        return Ok(false);
-    };
-    if !matches!(conn.status, ConnectionStatus::Connected) {
-        return Ok(false);
-    }
-    warn!(tenant = %tenant, reason = %reason, "directory needs reauthorization");
-    connections
-        .put_connection(&Connection {
-            status: ConnectionStatus::NeedsReauthorization { reason },
-            ..conn
+    let changed = update_connection(connections, tenant, |c| {
+        let retry = match &c.status {
+            ConnectionStatus::Connected => ReauthRetry::default().after_failure(now),
+            ConnectionStatus::NeedsReauthorization { retry, .. } => retry.after_failure(now),
+            ConnectionStatus::Disconnected => return None,
+        };
+        Some(Connection {
+            status: ConnectionStatus::NeedsReauthorization {
+                reason: reason.clone(),
+                retry,
+            },
+            ..c.clone()
         })
-        .await?;
-    Ok(true)
+    })
+    .await?;
+    if let Some((_, after)) = &changed {
+        warn!(tenant = %tenant, status = %after.status, "directory needs reauthorization");
+    }
+    Ok(changed.map(|(_, after)| after))
 }
 
-/// The activity-log text of a scheduled sync skipped for a connection that cannot sync.
-pub fn skip_reason(status: &ConnectionStatus) -> Option<String> {
-    match status {
-        ConnectionStatus::Connected => None,
-        ConnectionStatus::NeedsReauthorization { reason } => Some(format!(
-            "Scheduled sync skipped: the directory needs to be reauthorized because {reason}. An administrator of the directory must reconnect it (consent again); nothing was deleted and syncing resumes after the consent."
-        )),
-        ConnectionStatus::Disconnected => Some(
-            "Scheduled sync skipped: the directory is disconnected. Synced users are kept; connect it again to resume syncing.".to_owned(),
-        ),
-    }
+/// A fetch reached the directory: a connection that needed reauthorization is Connected
+/// again. Returns the retry schedule it had, when it changed.
+pub async fn clear_reauthorization(
+    connections: &dyn ConnectionStore,
+    tenant: &TenantId,
+) -> Result<Option<ReauthRetry>, StoreError> {
+    let changed = update_connection(connections, tenant, |c| match &c.status {
+        ConnectionStatus::NeedsReauthorization { .. } => Some(Connection {
+            status: ConnectionStatus::Connected,
+            ..c.clone()
+        }),
+        _ => None,
+    })
+    .await?;
+    Ok(changed.and_then(|(before, _)| match before.status {
+        ConnectionStatus::NeedsReauthorization { retry, .. } => {
+            info!(tenant = %tenant, attempts = retry.attempts, "directory access restored; reauthorization flag cleared");
+            Some(retry)
+        }
+        _ => None,
+    }))
 }
 
 #[cfg(test)]

@@ -5,21 +5,28 @@
 //! 2. then advance the checkpoint (`nextLink`, page number) with a conditional write;
 //! 3. the deltaLink is only promoted once reconcile has applied every page ([`try_commit`]).
 //!
-//! A crashed or timed-out fetch resumes mid-round from the checkpoint. A token Graph rejects
-//! leads to one orderly full round; any other failure leaves the previous watermark in place.
+//! A crashed or timed-out fetch resumes mid-round from the checkpoint. A token Graph rejects, or
+//! a link that cannot be followed (another host than the configured Graph URL), leads to one
+//! orderly full round; any other failure leaves the previous watermark in place. A failed run
+//! keeps its id and entry: the next fetch continues its round under a new run.
+//!
+//! A connection that needs reauthorization is tried by hand at once and by the scheduler when
+//! its retry is due; each failed token attempt pushes the next retry further out, and the first
+//! attempt that reads a page clears the flag and says so in the run's notes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::commit::{CommitDeps, try_commit};
-use super::connect::mark_needs_reauthorization;
+use super::connect::{clear_reauthorization, mark_needs_reauthorization};
 use super::project::ProjectionPorts;
 use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
-use crate::model::{Stream, TenantId};
+use crate::model::{ConnectionStatus, Stream, TenantId};
 use crate::page::{PageItems, PageLink, PageMessage};
 use crate::ports::{
     Clock, ConnectionStore, CursorStore, DirectoryReader, EventSink, LeaseStore, MirrorStore,
@@ -98,7 +105,10 @@ pub struct FetchReport {
     pub run_id: String,
     pub outcome: FetchOutcome,
     pub pages_enqueued: u32,
-    /// Streams that fell back to a full round because Graph rejected the token.
+    /// Directory pages read (each proves the app's token works).
+    pub pages_read: u32,
+    /// Streams that fell back to a full round because Graph rejected the token or a link
+    /// could not be followed.
     pub resyncs: u32,
 }
 
@@ -108,6 +118,7 @@ impl FetchReport {
             run_id: run_id.to_owned(),
             outcome: FetchOutcome::Enqueued,
             pages_enqueued: 0,
+            pages_read: 0,
             resyncs: 0,
         }
     }
@@ -124,13 +135,13 @@ pub async fn run_fetch(
         .get_connection(tenant)
         .await?
         .ok_or_else(|| SyncError::UnknownConnection(tenant.to_string()))?;
-    if !conn.can_sync() {
+    let now = deps.clock.now();
+    if let Some(why) = conn.fetch_refusal(opts.trigger, now) {
         return Err(SyncError::ConnectionNotSyncable {
             tenant: tenant.to_string(),
-            why: format!("{:?}", conn.status),
+            why,
         });
     }
-    let now = deps.clock.now();
     if !deps
         .leases
         .acquire_lease(tenant, &opts.holder, now + opts.lease_ttl, now)
@@ -138,7 +149,11 @@ pub async fn run_fetch(
     {
         return Err(SyncError::Busy(tenant.to_string()));
     }
-    let result = fetch_locked(deps, tenant, opts)
+    let access = AccessCheck {
+        flagged: matches!(conn.status, ConnectionStatus::NeedsReauthorization { .. }),
+        done: AtomicBool::new(false),
+    };
+    let result = fetch_locked(deps, tenant, opts, &access)
         .instrument(info_span!("fetch", tenant = %tenant))
         .await;
     if let Err(e) = deps.leases.release_lease(tenant, &opts.holder).await {
@@ -148,10 +163,27 @@ pub async fn run_fetch(
     result
 }
 
+/// A fetch of a connection that needs reauthorization: the first page read proves the token
+/// works, and clears the flag before that page is enqueued (so the projection at the end of
+/// the run finds the connection usable).
+struct AccessCheck {
+    flagged: bool,
+    done: AtomicBool,
+}
+
+impl AccessCheck {
+    async fn page_read(&self, deps: &FetchDeps, tenant: &TenantId, run_id: &str) {
+        if self.flagged && !self.done.swap(true, Ordering::SeqCst) {
+            note_access_restored(deps, tenant, run_id).await;
+        }
+    }
+}
+
 async fn fetch_locked(
     deps: &FetchDeps,
     tenant: &TenantId,
     opts: &FetchOptions,
+    access: &AccessCheck,
 ) -> Result<FetchReport, SyncError> {
     // Resume the run of a round in progress, or start a new one.
     let mut cursors = Vec::with_capacity(Stream::ALL.len());
@@ -163,24 +195,51 @@ async fn fetch_locked(
         c.as_ref()
             .and_then(|(r, _)| r.current_round().map(|(_, run, _)| run.to_owned()))
     });
-    // Resume the run of the round in progress (recreating its record if it was lost), or
-    // start a new one.
-    let resumed = match &in_progress {
-        Some(id) => match deps.runs.get_run(tenant, id).await? {
-            Some(_) => Some(
-                deps.runs
-                    .update_run(tenant, id, &RunUpdate::Resumed)
-                    .await?,
-            ),
-            None => None,
+    // Continue the run of the round in progress while it is open (a crashed or paused fetch;
+    // a lost record is recreated under its id). A run that failed keeps its id and entry: a
+    // new run continues its round.
+    let run = match in_progress {
+        Some(id) => match deps.runs.get_run(tenant, &id).await? {
+            Some(run) if !run.is_finished() => run,
+            Some(_) => {
+                let mut run = SyncRun::new(
+                    new_run_id(deps.clock.now()),
+                    tenant.clone(),
+                    opts.trigger,
+                    deps.clock.now(),
+                );
+                run.continues = Some(id.clone());
+                deps.runs.create_run(&run).await?;
+                for (stream, loaded) in &mut cursors {
+                    let Some((record, rev)) = loaded.as_mut() else {
+                        continue;
+                    };
+                    if record.current_round().is_some_and(|(_, r, _)| r == id)
+                        && let Some(adopted) = record.adopt(&run.run_id)
+                    {
+                        *rev = deps
+                            .cursors
+                            .save_cursor(tenant, *stream, &adopted, Some(*rev))
+                            .await?;
+                        *record = adopted;
+                    }
+                }
+                info!(tenant = %tenant, run_id = %run.run_id, continues = %id, "continuing the round of a failed run");
+                run
+            }
+            None => {
+                let run = SyncRun::new(id, tenant.clone(), opts.trigger, deps.clock.now());
+                deps.runs.create_run(&run).await?;
+                run
+            }
         },
-        None => None,
-    };
-    let run = match resumed {
-        Some(run) => run,
         None => {
-            let id = in_progress.unwrap_or_else(|| new_run_id(deps.clock.now()));
-            let run = SyncRun::new(id, tenant.clone(), opts.trigger, deps.clock.now());
+            let run = SyncRun::new(
+                new_run_id(deps.clock.now()),
+                tenant.clone(),
+                opts.trigger,
+                deps.clock.now(),
+            );
             deps.runs.create_run(&run).await?;
             run
         }
@@ -214,6 +273,7 @@ async fn fetch_locked(
                     loaded,
                     &run_id,
                     opts,
+                    access,
                     &mut budget,
                     &mut own,
                 )
@@ -224,6 +284,7 @@ async fn fetch_locked(
         });
         for (r, own) in futures::future::join_all(per_stream).await {
             report.pages_enqueued += own.pages_enqueued;
+            report.pages_read += own.pages_read;
             report.resyncs += own.resyncs;
             if result.is_ok() {
                 result = r;
@@ -240,6 +301,7 @@ async fn fetch_locked(
                 loaded,
                 &run_id,
                 opts,
+                access,
                 &mut budget,
                 &mut report,
             )
@@ -287,11 +349,69 @@ async fn fetch_locked(
     Ok(report)
 }
 
+/// A page was read, so the app's token works: a connection that needed reauthorization is
+/// Connected again, and the run's notes say so.
+async fn note_access_restored(deps: &FetchDeps, tenant: &TenantId, run_id: &str) {
+    let retry = match clear_reauthorization(deps.connections.as_ref(), tenant).await {
+        Ok(Some(retry)) => retry,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(tenant = %tenant, error = %e, "could not clear the reauthorization flag");
+            return;
+        }
+    };
+    let since = retry
+        .since
+        .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default();
+    let note = format!(
+        "Access to the directory works again: the connection needed reauthorization{since} ({} failed attempt(s)) and is connected again; syncing continues on its schedule.",
+        retry.attempts
+    );
+    if let Err(e) = deps
+        .runs
+        .update_run(tenant, run_id, &RunUpdate::Note(note))
+        .await
+    {
+        warn!(tenant = %tenant, run_id = %run_id, error = %e, "could not note the restored access");
+    }
+}
+
 /// Write the failure into the activity log, in plain words, and tell the host product. The
-/// round stays at its checkpoint; the next fetch resumes it under the same run.
+/// round stays at its checkpoint; the next fetch continues it under a new run. A token refused
+/// because consent was revoked or a policy blocks the app quarantines the connection: the
+/// scheduler retries it with growing intervals, a manual sync tries at once.
 async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &SyncError) {
-    let error = plain_words(e);
     warn!(tenant = %tenant, run_id = %run_id, error = %e, class = e.class().as_str(), "fetch failed");
+    let flagged = match e {
+        SyncError::Directory(de) => {
+            match mark_needs_reauthorization(
+                deps.connections.as_ref(),
+                tenant,
+                de,
+                deps.clock.now(),
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(se) => {
+                    warn!(tenant = %tenant, error = %se, "could not mark the connection for reauthorization");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut error = plain_words(e);
+    if let Some(ConnectionStatus::NeedsReauthorization { retry, .. }) = flagged.map(|c| c.status)
+        && let Some(next) = retry.next_attempt_at
+    {
+        error.push_str(&format!(
+            " Syncing is paused until then: the next automatic attempt is at {} (failed attempts so far: {}), and a manual sync tries at once.",
+            next.format("%Y-%m-%d %H:%M UTC"),
+            retry.attempts
+        ));
+    }
     let finish = RunUpdate::Finish {
         status: RunStatus::Failed {
             error: error.clone(),
@@ -312,12 +432,6 @@ async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &S
     if let Err(ee) = deps.events.publish(&[event]).await {
         warn!(tenant = %tenant, error = %ee, "could not publish sync failure");
     }
-    // Consent revoked or a policy blocks the app: stop scheduling it until an admin consents.
-    if let SyncError::Directory(de) = e
-        && let Err(se) = mark_needs_reauthorization(deps.connections.as_ref(), tenant, de).await
-    {
-        warn!(tenant = %tenant, error = %se, "could not mark the connection for reauthorization");
-    }
 }
 
 /// What an administrator reads in the activity log.
@@ -326,17 +440,30 @@ pub fn plain_words(e: &SyncError) -> String {
         SyncError::Directory(DirectoryError::Throttled { .. }) => {
             "Microsoft Graph is throttling requests for this directory; the sync will resume from where it stopped on the next run.".to_owned()
         }
-        SyncError::Directory(DirectoryError::Transient { .. }) => {
-            "Microsoft Graph was temporarily unavailable; nothing was deactivated and the sync will resume from where it stopped.".to_owned()
-        }
+        SyncError::Directory(de @ DirectoryError::Transient { .. }) => format!(
+            "The directory did not answer ({de}{}); nothing was deactivated and the sync will resume from where it stopped.",
+            de.root_cause().map(|c| format!(": {c}")).unwrap_or_default()
+        ),
         SyncError::Directory(DirectoryError::NeedsReauthorization { code }) => format!(
-            "The directory no longer grants access to the app ({code}). An administrator of the tenant must consent again; no synced user was changed."
+            "The directory no longer grants access to the app: {}. An administrator of the tenant must consent again; no synced user was changed.",
+            super::connect::reauthorization_reason(code)
+        ),
+        SyncError::Directory(de @ DirectoryError::Misconfigured { .. }) => format!(
+            "The app's configuration does not match this directory: {de}. Nothing was deactivated, and the connection is not flagged for reauthorization: the next sync after the configuration is fixed works."
+        ),
+        SyncError::Directory(de @ DirectoryError::UnusableLink { .. }) => format!(
+            "Microsoft Graph returned a link that was not followed: {de} (the app's token is only sent to the configured host). Set the Graph URL to the host the directory's links use. Nothing was deactivated."
         ),
         SyncError::Directory(DirectoryError::InsufficientPrivileges { permission }) => format!(
             "The app is missing a permission{}. Grant it in the Entra admin center and consent again.",
             permission.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
         ),
-        other => format!("The sync stopped: {other}. Nothing was deactivated; it resumes on the next run."),
+        other if other.is_retryable() => format!(
+            "The sync stopped: {other}. Nothing was deactivated; it resumes on the next run."
+        ),
+        other => format!(
+            "The sync stopped: {other}. Nothing was deactivated. This does not go away by itself: the next run fails the same way until it is fixed."
+        ),
     }
 }
 
@@ -357,6 +484,7 @@ async fn fetch_stream(
     loaded: Option<(CursorRecord, Revision)>,
     run_id: &str,
     opts: &FetchOptions,
+    access: &AccessCheck,
     budget: &mut Option<u32>,
     report: &mut FetchReport,
 ) -> Result<(), SyncError> {
@@ -397,6 +525,27 @@ async fn fetch_stream(
         let request = next.request();
         let page = match deps.directory.fetch_page(tenant, stream, &request).await {
             Ok(p) => p,
+            // A link that cannot be followed (a Graph URL configured with another host form
+            // than the stored links, `localhost` for `127.0.0.1`): abandon the round for a
+            // full one from the configured host, as after an expired token.
+            Err(e @ DirectoryError::UnusableLink { .. }) if !resynced => {
+                warn!(tenant = %tenant, stream = %stream, error = %e, "delta link cannot be followed; starting a full round");
+                resynced = true;
+                report.resyncs += 1;
+                let note = format!(
+                    "The {stream} round was abandoned and the whole directory is read again: {e} (the app's token is only sent to the configured host). Nothing is deactivated before that read is complete."
+                );
+                deps.runs
+                    .update_run(tenant, &run_id, &RunUpdate::Note(note))
+                    .await?;
+                record = record.require_full(FullReason::LinkUnusable);
+                rev = Some(
+                    deps.cursors
+                        .save_cursor(tenant, stream, &record, rev)
+                        .await?,
+                );
+                continue;
+            }
             Err(DirectoryError::ResyncRequired { code }) if !resynced => {
                 warn!(tenant = %tenant, stream = %stream, code = %code, "delta token rejected; starting a full round");
                 resynced = true;
@@ -412,6 +561,8 @@ async fn fetch_stream(
             // The checkpoint stays where it is: a later call resumes, nothing is deactivated.
             Err(e) => return Err(e.into()),
         };
+        report.pages_read += 1;
+        access.page_read(deps, tenant, &run_id).await;
         let last = matches!(page.link, PageLink::Delta(_));
         // Numbers a crashed earlier attempt at this page reserved come first, as empty pages
         // (an old part still queued under the same number is applied or deduplicated beside

@@ -340,7 +340,7 @@ fn unavailable(c: &Connection) -> Option<ProjectError> {
     use crate::model::ConnectionStatus as S;
     match &c.status {
         S::Connected => None,
-        S::NeedsReauthorization { reason } => Some(ProjectError::Unavailable {
+        S::NeedsReauthorization { reason, .. } => Some(ProjectError::Unavailable {
             tenant: c.tenant_id.clone(),
             state: "waiting for reauthorization",
             what: format!("{reason}; an admin must consent again before users are synced"),
@@ -462,6 +462,9 @@ async fn scan(
             .find_linked(tenant, &ids)
             .await?
             .into_iter()
+            // Only this account's users: after a disconnect another account may connect the
+            // tenant, and the users synced for the first account stay theirs, untouched.
+            .filter(|u| u.account_id == *account)
             .filter_map(|u| {
                 let id = u.link.as_ref()?.object_id.clone();
                 Some((id, u))

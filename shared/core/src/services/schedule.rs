@@ -1,35 +1,42 @@
 //! Scheduling: one fetch request per connected directory, each delayed by a jitter derived from
 //! the tenant id, so thousands of tenants do not hit Graph (and the store) in the same second
-//! (LIMITS.md section 9) and a tenant keeps the same slot from one period to the next.
+//! and a tenant keeps the same slot from one period to the next.
+//!
+//! A connection that needs reauthorization is quarantined, not abandoned: it is requested again
+//! when its retry is due (1 h, 2 h, 4 h ... up to 24 h after each failed attempt, see
+//! [`crate::model::ReauthRetry`]), and the fetch of that attempt is its activity-log entry.
+//! Between attempts the scheduler writes nothing for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::connect::skip_reason;
 use crate::error::SyncError;
 use crate::model::{ConnectionStatus, TenantId};
-use crate::ports::{Clock, ConnectionStore, FetchRequest, FetchRequests, RunStore, SettingsStore};
-use crate::run::{RunStatus, SyncRun, Trigger};
+use crate::ports::{Clock, ConnectionStore, FetchRequest, FetchRequests, SettingsStore};
+use crate::run::Trigger;
 
-/// The ports scheduling uses: list connections, send fetch requests, and write the activity
-/// entry of a connection it skips.
+/// The ports scheduling uses: list connections, read their schedules and send fetch requests.
+/// It writes no activity entries: a quarantined connection's entries are written by the fetch
+/// of each retry attempt.
 #[derive(Clone)]
 pub struct ScheduleDeps {
     pub connections: Arc<dyn ConnectionStore>,
     /// Each connection's schedule (hourly, or daily at an hour).
     pub settings: Arc<dyn SettingsStore>,
     pub requests: Arc<dyn FetchRequests>,
-    pub runs: Arc<dyn RunStore>,
     pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduleReport {
-    /// Fetch requests sent.
+    /// Fetch requests sent (reauthorization retries included).
     pub requested: usize,
-    /// Connections that cannot sync (needs reauthorization, disconnected).
+    /// Of those, retries of connections that need reauthorization.
+    pub reauthorization_retries: usize,
+    /// Connections not requested: disconnected, or waiting for their next reauthorization
+    /// attempt.
     pub skipped: usize,
     /// Connections whose schedule is daily and not due in this tick.
     pub not_due: usize,
@@ -50,9 +57,10 @@ pub fn jitter_for(tenant: &TenantId, max_jitter: Duration) -> Duration {
     Duration::from_secs(h % secs)
 }
 
-/// Request one fetch of every directory that can sync. A connection that needs
-/// reauthorization gets a `Skipped` entry in its activity log saying what to do (one per
-/// call); a disconnected one is skipped silently (its feature set is off until it reconnects).
+/// Request one fetch of every directory that can sync, and one of every directory that needs
+/// reauthorization and whose retry is due (its own clock, not the sync schedule: access is
+/// what is being tried). Disconnected directories and quarantined ones between attempts are
+/// skipped without an activity entry.
 pub async fn schedule_fetches(
     deps: &ScheduleDeps,
     max_jitter: Duration,
@@ -61,28 +69,28 @@ pub async fn schedule_fetches(
     let mut requests = Vec::new();
     let mut skipped = 0;
     let mut not_due = 0;
+    let mut retries = 0;
     let now = deps.clock.now();
     for c in connections {
-        if !c.can_sync() {
-            skipped += 1;
-            if matches!(c.status, ConnectionStatus::NeedsReauthorization { .. })
-                && let Some(reason) = skip_reason(&c.status)
-            {
-                let id = format!(
-                    "{}-skipped-{}",
-                    now.format("%Y%m%dT%H%M%SZ"),
-                    &uuid::Uuid::new_v4().simple().to_string()[..8]
-                );
-                let mut run = SyncRun::new(id, c.tenant_id.clone(), Trigger::Scheduled, now);
-                run.status = RunStatus::Skipped { reason };
-                run.finished_at = Some(now);
-                // The skip itself is what matters; a lost activity entry must not stop the
-                // other tenants' fetches.
-                if let Err(e) = deps.runs.create_run(&run).await {
-                    warn!(tenant = %c.tenant_id, error = %e, "could not record the skipped run");
-                }
+        match &c.status {
+            ConnectionStatus::Connected => {}
+            ConnectionStatus::NeedsReauthorization { retry, .. } if retry.is_due(now) => {
+                retries += 1;
+                info!(tenant = %c.tenant_id, attempt = retry.attempts + 1, "reauthorization retry requested");
+                requests.push((
+                    FetchRequest {
+                        tenant_id: c.tenant_id.clone(),
+                        trigger: Trigger::Scheduled,
+                        force_full: false,
+                    },
+                    jitter_for(&c.tenant_id, max_jitter),
+                ));
+                continue;
             }
-            continue;
+            ConnectionStatus::NeedsReauthorization { .. } | ConnectionStatus::Disconnected => {
+                skipped += 1;
+                continue;
+            }
         }
         // A failed settings read must not stop the other tenants: sync on the default schedule.
         let schedule = match deps.settings.get_settings(&c.tenant_id).await {
@@ -110,9 +118,16 @@ pub async fn schedule_fetches(
     if !requests.is_empty() {
         deps.requests.request_fetches(requests).await?;
     }
-    info!(requested, skipped, not_due, "fetches scheduled");
+    info!(
+        requested,
+        reauthorization_retries = retries,
+        skipped,
+        not_due,
+        "fetches scheduled"
+    );
     Ok(ScheduleReport {
         requested,
+        reauthorization_retries: retries,
         skipped,
         not_due,
     })
