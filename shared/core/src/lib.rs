@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod cursor;
+pub mod directory_write;
 pub mod error;
 pub mod events;
 pub mod filters;
