@@ -4,73 +4,21 @@
 //! id or display name); [`super::resolve`] turns those names into object ids from the mirror
 //! before anything is sent to the directory.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-/// Every action the product can take on a directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    AddGroupMember,
-    RemoveGroupMember,
-    AssignApp,
-    RemoveApp,
-    RevokeSessions,
-    BlockSignIn,
-    UnblockSignIn,
-    ResetPassword,
-    DeleteUser,
-    RestoreUser,
-}
+pub use crate::directory_write::WriteKind as ActionKind;
+use crate::directory_write::required_permission;
 
+/// What the write half adds to each kind: its target shape and approval default.
 impl ActionKind {
-    pub const ALL: [ActionKind; 10] = [
-        ActionKind::AddGroupMember,
-        ActionKind::RemoveGroupMember,
-        ActionKind::AssignApp,
-        ActionKind::RemoveApp,
-        ActionKind::RevokeSessions,
-        ActionKind::BlockSignIn,
-        ActionKind::UnblockSignIn,
-        ActionKind::ResetPassword,
-        ActionKind::DeleteUser,
-        ActionKind::RestoreUser,
-    ];
-
-    /// The documented snake_case word (`add_group_member`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::AddGroupMember => "add_group_member",
-            ActionKind::RemoveGroupMember => "remove_group_member",
-            ActionKind::AssignApp => "assign_app",
-            ActionKind::RemoveApp => "remove_app",
-            ActionKind::RevokeSessions => "revoke_sessions",
-            ActionKind::BlockSignIn => "block_sign_in",
-            ActionKind::UnblockSignIn => "unblock_sign_in",
-            ActionKind::ResetPassword => "reset_password",
-            ActionKind::DeleteUser => "delete_user",
-            ActionKind::RestoreUser => "restore_user",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        Self::ALL.into_iter().find(|k| k.as_str() == norm)
+    /// Parse the documented word, forgiving case and dashes (`Block-Sign-In`).
+    pub fn parse_loose(s: &str) -> Option<Self> {
+        Self::parse(&s.trim().to_ascii_lowercase().replace('-', "_"))
     }
 
     /// The least-privileged Microsoft Graph application permission the action needs.
     pub fn permission(self) -> &'static str {
-        match self {
-            ActionKind::AddGroupMember | ActionKind::RemoveGroupMember => {
-                "GroupMember.ReadWrite.All"
-            }
-            ActionKind::AssignApp | ActionKind::RemoveApp => "AppRoleAssignment.ReadWrite.All",
-            ActionKind::RevokeSessions => "User.RevokeSessions.All",
-            ActionKind::BlockSignIn | ActionKind::UnblockSignIn => "User.EnableDisableAccount.All",
-            ActionKind::ResetPassword => "User-PasswordProfile.ReadWrite.All",
-            ActionKind::DeleteUser | ActionKind::RestoreUser => "User.DeleteRestore.All",
-        }
+        required_permission(self)
     }
 
     /// Whether the action works on a group membership (and so needs a group target).
@@ -96,18 +44,11 @@ impl ActionKind {
     }
 }
 
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The permissions a set of kinds needs, sorted and without repeats.
 pub fn permissions_for(kinds: impl IntoIterator<Item = ActionKind>) -> Vec<&'static str> {
-    let mut p: Vec<&'static str> = kinds.into_iter().map(ActionKind::permission).collect();
-    p.sort_unstable();
-    p.dedup();
-    p
+    crate::directory_write::permissions_for(kinds)
+        .into_iter()
+        .collect()
 }
 
 /// An action as a caller asks for it: the kind and its targets as names.
@@ -124,14 +65,14 @@ pub enum ActionSpec {
     },
     /// Assign an Enterprise Application: its service principal, and the app role (the default
     /// access role when none is given).
-    AssignApp {
+    AssignAppRole {
         user: String,
         service_principal_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         app_role_id: Option<String>,
     },
     /// Remove the user's assignment(s) of this service principal (only of this role when given).
-    RemoveApp {
+    RemoveAppRole {
         user: String,
         service_principal_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,16 +98,13 @@ pub enum ActionSpec {
     },
 }
 
-/// The id of the default access app role (an assignment without a specific role).
-pub const DEFAULT_APP_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
-
 impl ActionSpec {
     pub fn kind(&self) -> ActionKind {
         match self {
             ActionSpec::AddGroupMember { .. } => ActionKind::AddGroupMember,
             ActionSpec::RemoveGroupMember { .. } => ActionKind::RemoveGroupMember,
-            ActionSpec::AssignApp { .. } => ActionKind::AssignApp,
-            ActionSpec::RemoveApp { .. } => ActionKind::RemoveApp,
+            ActionSpec::AssignAppRole { .. } => ActionKind::AssignAppRole,
+            ActionSpec::RemoveAppRole { .. } => ActionKind::RemoveAppRole,
             ActionSpec::RevokeSessions { .. } => ActionKind::RevokeSessions,
             ActionSpec::BlockSignIn { .. } => ActionKind::BlockSignIn,
             ActionSpec::UnblockSignIn { .. } => ActionKind::UnblockSignIn,
@@ -181,8 +119,8 @@ impl ActionSpec {
         match self {
             ActionSpec::AddGroupMember { user, .. }
             | ActionSpec::RemoveGroupMember { user, .. }
-            | ActionSpec::AssignApp { user, .. }
-            | ActionSpec::RemoveApp { user, .. }
+            | ActionSpec::AssignAppRole { user, .. }
+            | ActionSpec::RemoveAppRole { user, .. }
             | ActionSpec::RevokeSessions { user }
             | ActionSpec::BlockSignIn { user }
             | ActionSpec::UnblockSignIn { user }
@@ -204,12 +142,12 @@ impl ActionSpec {
     /// The app (service principal id, app role id) for app assignment actions.
     pub fn app(&self) -> Option<(&str, Option<&str>)> {
         match self {
-            ActionSpec::AssignApp {
+            ActionSpec::AssignAppRole {
                 service_principal_id,
                 app_role_id,
                 ..
             }
-            | ActionSpec::RemoveApp {
+            | ActionSpec::RemoveAppRole {
                 service_principal_id,
                 app_role_id,
                 ..
@@ -288,15 +226,15 @@ mod tests {
     #[test]
     fn every_kind_round_trips_through_its_word() {
         for k in ActionKind::ALL {
-            assert_eq!(ActionKind::parse(k.as_str()), Some(k));
+            assert_eq!(ActionKind::parse_loose(k.as_str()), Some(k));
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
         assert_eq!(
-            ActionKind::parse("Block-Sign-In"),
+            ActionKind::parse_loose("Block-Sign-In"),
             Some(ActionKind::BlockSignIn)
         );
-        assert_eq!(ActionKind::parse("nuke"), None);
+        assert_eq!(ActionKind::parse_loose("nuke"), None);
     }
 
     #[test]
@@ -345,7 +283,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_each_named() {
-        let s = ActionSpec::AssignApp {
+        let s = ActionSpec::AssignAppRole {
             user: " ".into(),
             service_principal_id: "not-a-guid".into(),
             app_role_id: Some("x".into()),
@@ -354,7 +292,7 @@ mod tests {
         assert!(p.contains("user:"), "{p}");
         assert!(p.contains("service_principal_id:"), "{p}");
         assert!(p.contains("app_role_id:"), "{p}");
-        let ok = ActionSpec::AssignApp {
+        let ok = ActionSpec::AssignAppRole {
             user: "a@x.com".into(),
             service_principal_id: "0b9d3a7e-1c2f-4a5b-8c9d-0e1f2a3b4c5d".into(),
             app_role_id: None,

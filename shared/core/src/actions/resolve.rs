@@ -2,6 +2,7 @@
 //! targets the directory would refuse, before any directory call.
 
 use super::kind::{ActionKind, is_guid, truncate};
+use crate::directory_write::{GroupTraits, NotATargetReason};
 use crate::model::{DirectoryGroup, Presence, RemovalReason, StoredGroup, StoredUser};
 
 /// How a caller named a user.
@@ -229,26 +230,15 @@ pub fn pick_group(name: &str, candidates: Vec<StoredGroup>) -> Result<StoredGrou
 }
 
 /// Why Microsoft Graph would refuse membership changes of `group` by an app, if it would.
-pub fn not_a_target(g: &DirectoryGroup) -> Option<&'static str> {
-    let has_type = |t: &str| g.group_types.iter().any(|x| x.eq_ignore_ascii_case(t));
-    if g.on_premises_sync_enabled == Some(true) {
-        return Some(
-            "it is synchronised from on-premises Active Directory; change its members there",
-        );
+pub fn not_a_target(g: &DirectoryGroup) -> Option<NotATargetReason> {
+    GroupTraits {
+        group_types: g.group_types.clone(),
+        mail_enabled: g.mail_enabled,
+        security_enabled: g.security_enabled,
+        membership_rule: None,
+        on_premises_sync_enabled: g.on_premises_sync_enabled,
     }
-    if has_type("DynamicMembership") {
-        return Some("its members come from a dynamic membership rule; change the rule instead");
-    }
-    let unified = has_type("Unified");
-    match (g.mail_enabled, g.security_enabled, unified) {
-        (Some(true), Some(false) | None, false) => Some(
-            "it is a distribution list, which Microsoft Graph cannot change; use Exchange Online",
-        ),
-        (Some(true), Some(true), false) => Some(
-            "it is a mail-enabled security group, which Microsoft Graph cannot change; use Exchange Online",
-        ),
-        _ => None,
-    }
+    .membership_refusal()
 }
 
 #[cfg(test)]

@@ -312,7 +312,7 @@ pub fn steps_for(template: Template, params: &WorkflowParams) -> Result<Vec<Step
                     actions: params
                         .apps
                         .iter()
-                        .map(|a| ActionSpec::AssignApp {
+                        .map(|a| ActionSpec::AssignAppRole {
                             user: user.clone(),
                             service_principal_id: a.service_principal_id.clone(),
                             app_role_id: a.app_role_id.clone(),
