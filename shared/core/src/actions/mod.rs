@@ -3,6 +3,7 @@
 //! [`crate::services::actions`] and the directory calls behind [`crate::directory_write`].
 //! docs/actions.md describes every kind, its permission, its errors and the approval defaults.
 
+pub mod budget;
 pub mod kind;
 pub mod memory;
 pub mod password;
