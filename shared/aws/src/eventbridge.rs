@@ -34,6 +34,8 @@ pub fn detail_type(kind: &ChangeKind) -> &'static str {
         ChangeKind::MemberRemoved { .. } => "MemberRemoved",
         ChangeKind::SyncCompleted { .. } => "SyncCompleted",
         ChangeKind::SyncFailed { .. } => "SyncFailed",
+        ChangeKind::ActionUpdated { .. } => "ActionUpdated",
+        ChangeKind::WorkflowUpdated { .. } => "WorkflowUpdated",
     }
 }
 

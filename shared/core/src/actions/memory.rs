@@ -286,4 +286,29 @@ impl TargetLookup for ScanningLookup {
             }
         }
     }
+
+    async fn groups_of_user(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .mirror
+                .list_memberships(tenant, after.as_deref(), SCAN_PAGE)
+                .await?;
+            out.extend(
+                page.items
+                    .into_iter()
+                    .filter(|m| m.present && m.member.id == user_id)
+                    .map(|m| m.group_id),
+            );
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
 }

@@ -152,4 +152,10 @@ pub trait TargetLookup: Send + Sync {
         tenant: &TenantId,
         name: &str,
     ) -> Result<Vec<StoredGroup>, StoreError>;
+    /// Ids of the groups `user_id` is a direct member of (present edges only).
+    async fn groups_of_user(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Vec<String>, StoreError>;
 }
