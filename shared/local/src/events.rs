@@ -30,6 +30,8 @@ fn kind_name(k: &ChangeKind) -> &'static str {
         ChangeKind::MemberRemoved { .. } => "member_removed",
         ChangeKind::SyncCompleted { .. } => "sync_completed",
         ChangeKind::SyncFailed { .. } => "sync_failed",
+        ChangeKind::ActionUpdated { .. } => "action_updated",
+        ChangeKind::WorkflowUpdated { .. } => "workflow_updated",
     }
 }
 
