@@ -67,6 +67,31 @@ fn index_name(name: &str) -> String {
     name.trim_matches(NAME_TRIM).to_ascii_lowercase()
 }
 
+const USERS_BY_HANDLE: &str = "SELECT id, body FROM users WHERE tenant_id = ?1
+       AND lower(json_extract(body, '$.user.user_principal_name')) = ?2
+     UNION
+     SELECT id, body FROM users WHERE tenant_id = ?1
+       AND lower(json_extract(body, '$.user.mail')) = ?2";
+
+const GROUPS_BY_NAME: &str = "SELECT body FROM groups WHERE tenant_id = ?1
+       AND lower(trim(json_extract(body, '$.group.display_name'), char(32, 9, 10, 11, 12, 13))) = ?2";
+
+const GROUPS_OF_USER: &str = "SELECT json_extract(body, '$.group_id') FROM memberships
+     WHERE tenant_id = ?1 AND json_extract(body, '$.member.id') = ?2
+       AND json_extract(body, '$.present') = 1";
+
+const DUE: &str = "SELECT tenant_id, id FROM workflows
+     WHERE due_at IS NOT NULL AND due_at <= ?1
+     ORDER BY due_at, tenant_id, id LIMIT ?2";
+
+/// The query of one listing page: `clauses` joined by AND, newest first.
+fn listing_sql(table: &str, clauses: &[&str], limit: usize) -> String {
+    format!(
+        "SELECT listing_key, body FROM {table} WHERE {} ORDER BY listing_key DESC LIMIT {limit}",
+        clauses.join(" AND ")
+    )
+}
+
 /// One page of `table`, newest first: rows matching `conditions` (SQL with `?` placeholders
 /// and their values) whose listing key is below `after`.
 fn newest_first<T: DeserializeOwned>(
@@ -80,10 +105,8 @@ fn newest_first<T: DeserializeOwned>(
     if let Some(a) = after {
         conditions.push(("listing_key < ?", a));
     }
-    let mut sql = format!("SELECT listing_key, body FROM {table} WHERE ");
     let clauses: Vec<&str> = conditions.iter().map(|(sql, _)| *sql).collect();
-    sql.push_str(&clauses.join(" AND "));
-    sql.push_str(&format!(" ORDER BY listing_key DESC LIMIT {}", limit + 1));
+    let sql = listing_sql(table, &clauses, limit + 1);
     let mut stmt = c.prepare_cached(&sql).map_err(internal)?;
     let rows = stmt
         .query_map(params_from_iter(conditions.iter().map(|(_, v)| v)), |r| {
@@ -346,13 +369,7 @@ impl WorkflowStore for SqliteStore {
         let now = due_text(now);
         let limit = to_i64(limit as u64);
         self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT tenant_id, id FROM workflows
-                     WHERE due_at IS NOT NULL AND due_at <= ?1
-                     ORDER BY due_at, tenant_id, id LIMIT ?2",
-                )
-                .map_err(internal)?;
+            let mut stmt = c.prepare_cached(DUE).map_err(internal)?;
             let rows = stmt
                 .query_map(params![now, limit], |r| {
                     Ok((
@@ -368,7 +385,9 @@ impl WorkflowStore for SqliteStore {
 }
 
 /// The lookups query the mirror's tables through the expression indexes of migration 5; each
-/// query repeats its index's expression exactly, which is what lets SQLite use the index.
+/// query repeats its index's expression exactly, which is what lets SQLite use the index, and
+/// sorts its few results itself: an `ORDER BY id` would make the planner walk the tenant's
+/// rows in primary-key order instead (a test checks the query plans).
 #[async_trait]
 impl TargetLookup for SqliteStore {
     async fn users_by_handle(
@@ -379,23 +398,15 @@ impl TargetLookup for SqliteStore {
         let t = tenant.as_str().to_owned();
         let h = handle.to_ascii_lowercase();
         self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, body FROM users WHERE tenant_id = ?1
-                       AND lower(json_extract(body, '$.user.user_principal_name')) = ?2
-                     UNION
-                     SELECT id, body FROM users WHERE tenant_id = ?1
-                       AND lower(json_extract(body, '$.user.mail')) = ?2
-                     ORDER BY id",
-                )
-                .map_err(internal)?;
+            let mut stmt = c.prepare_cached(USERS_BY_HANDLE).map_err(internal)?;
             let rows = stmt
                 .query_map(params![t, h], |r| r.get::<_, String>(1))
                 .map_err(internal)?;
-            let mut out = Vec::new();
+            let mut out: Vec<StoredUser> = Vec::new();
             for body in rows {
                 out.push(from_json(&body.map_err(internal)?)?);
             }
+            out.sort_by(|a, b| a.user.id.cmp(&b.user.id));
             Ok(out)
         })
         .await
@@ -410,14 +421,7 @@ impl TargetLookup for SqliteStore {
         let wanted = name.trim().to_owned();
         let key = index_name(name);
         self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT body FROM groups WHERE tenant_id = ?1
-                       AND lower(trim(json_extract(body, '$.group.display_name'),
-                                      char(32, 9, 10, 11, 12, 13))) = ?2
-                     ORDER BY id",
-                )
-                .map_err(internal)?;
+            let mut stmt = c.prepare_cached(GROUPS_BY_NAME).map_err(internal)?;
             let rows = stmt
                 .query_map(params![t, key], |r| r.get::<_, String>(0))
                 .map_err(internal)?;
@@ -433,6 +437,7 @@ impl TargetLookup for SqliteStore {
                     out.push(g);
                 }
             }
+            out.sort_by(|a, b| a.group.id.cmp(&b.group.id));
             Ok(out)
         })
         .await
@@ -446,18 +451,13 @@ impl TargetLookup for SqliteStore {
         let t = tenant.as_str().to_owned();
         let u = user_id.to_owned();
         self.with(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT json_extract(body, '$.group_id') FROM memberships
-                     WHERE tenant_id = ?1 AND json_extract(body, '$.member.id') = ?2
-                       AND json_extract(body, '$.present') = 1
-                     ORDER BY edge",
-                )
-                .map_err(internal)?;
+            let mut stmt = c.prepare_cached(GROUPS_OF_USER).map_err(internal)?;
             let rows = stmt
                 .query_map(params![t, u], |r| r.get::<_, String>(0))
                 .map_err(internal)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+            let mut groups = rows.collect::<Result<Vec<_>, _>>().map_err(internal)?;
+            groups.sort();
+            Ok(groups)
         })
         .await
     }
@@ -469,70 +469,48 @@ mod tests {
 
     use super::*;
 
-    fn plan(store_path: &std::path::Path, sql: &str) -> String {
-        let c = crate::sqlite::open_database(store_path).unwrap();
+    /// The query plan of `sql` (parameters unbound: the plan does not depend on them).
+    fn plan(c: &rusqlite::Connection, sql: &str) -> String {
         let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(3))
+            .query_map(params_from_iter(nulls), |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         rows.join("\n")
     }
 
-    /// The lookups and listings are served by their indexes, never by a scan of the tenant's
-    /// rows (a query that stops matching its index's expression would scan silently), and the
-    /// listings and the due list read in index order instead of sorting.
+    /// The lookups and listings are served by their indexes, never by a walk over the tenant's
+    /// rows (a query that stops matching its index's expression, or asks for an order the index
+    /// does not give, would fall back silently), and the listings and the due list read in
+    /// index order instead of sorting.
     #[test]
     fn lookups_listings_and_the_due_list_use_their_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.sqlite");
         drop(SqliteStore::open(&path).unwrap());
-        let cases = [
-            (
-                "SELECT id, body FROM users WHERE tenant_id = 't'
-                   AND lower(json_extract(body, '$.user.user_principal_name')) = 'x'
-                 UNION
-                 SELECT id, body FROM users WHERE tenant_id = 't'
-                   AND lower(json_extract(body, '$.user.mail')) = 'x' ORDER BY id",
-                &["users_by_upn", "users_by_mail"][..],
-                false,
-            ),
-            (
-                "SELECT body FROM groups WHERE tenant_id = 't'
-                   AND lower(trim(json_extract(body, '$.group.display_name'),
-                                  char(32, 9, 10, 11, 12, 13))) = 'x' ORDER BY id",
-                &["groups_by_name"][..],
-                false,
-            ),
-            (
-                "SELECT json_extract(body, '$.group_id') FROM memberships
-                 WHERE tenant_id = 't' AND json_extract(body, '$.member.id') = 'u'
-                   AND json_extract(body, '$.present') = 1 ORDER BY edge",
-                &["memberships_by_member"][..],
-                false,
-            ),
-            (
-                "SELECT listing_key, body FROM actions WHERE tenant_id = 't' AND user_id = 'u'
-                 AND listing_key < 'k' ORDER BY listing_key DESC LIMIT 11",
-                &["actions_by_user"][..],
-                true,
-            ),
-            (
-                "SELECT listing_key, body FROM actions WHERE tenant_id = 't' AND status = 's'
-                 ORDER BY listing_key DESC LIMIT 11",
-                &["actions_by_status"][..],
-                true,
-            ),
-            (
-                "SELECT tenant_id, id FROM workflows WHERE due_at IS NOT NULL AND due_at <= 'n'
-                 ORDER BY due_at, tenant_id, id LIMIT 5",
-                &["workflows_due"][..],
-                true,
-            ),
+        let c = crate::sqlite::open_database(&path).unwrap();
+        let by_user = listing_sql(
+            "actions",
+            &["tenant_id = ?", "user_id = ?", "listing_key < ?"],
+            11,
+        );
+        let by_status = listing_sql("actions", &["tenant_id = ?", "status = ?"], 11);
+        let all = listing_sql("actions", &["tenant_id = ?", "listing_key < ?"], 11);
+        let workflows = listing_sql("workflows", &["tenant_id = ?"], 11);
+        let cases: [(&str, &[&str], bool); 8] = [
+            (USERS_BY_HANDLE, &["users_by_upn", "users_by_mail"], false),
+            (GROUPS_BY_NAME, &["groups_by_name"], false),
+            (GROUPS_OF_USER, &["memberships_by_member"], false),
+            (&by_user, &["actions_by_user"], true),
+            (&by_status, &["actions_by_status"], true),
+            (&all, &["actions_by_time"], true),
+            (&workflows, &["workflows_by_time"], true),
+            (DUE, &["workflows_due"], true),
         ];
         for (sql, indexes, ordered_by_index) in cases {
-            let p = plan(&path, sql);
+            let p = plan(&c, sql);
             for index in indexes {
                 assert!(p.contains(index), "{index} not used:\n{p}\n{sql}");
             }
