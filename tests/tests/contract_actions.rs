@@ -297,6 +297,16 @@ async fn dynamodb_listings_ignore_index_items_a_crashed_writer_left() {
     running.rev = 1;
     store.update_action(&running, 0).await.unwrap();
     let key = action_listing_key(&queued);
+    assert!(
+        partition(&client, &table, "T#tenant-a#AS#queued")
+            .await
+            .is_empty(),
+        "the update removed the entry of the status it left"
+    );
+    assert_eq!(
+        partition(&client, &table, "T#tenant-a#AS#running").await,
+        [key.clone()]
+    );
     let now_ms = Utc::now().timestamp_millis();
     // An update to "cancelled" that died after its entry, before the record: the entry is
     // newer than the record.
@@ -348,6 +358,36 @@ async fn dynamodb_listings_ignore_index_items_a_crashed_writer_left() {
         &ghost_key,
         "a9",
         0,
+        now_ms,
+    )
+    .await;
+    // A second create of a1 (requested later) that lost to the first and died before removing
+    // its entries: they name a1, but under another listing key.
+    let late = contract_actions::action(
+        &a,
+        "a1",
+        "u1",
+        t0() + Duration::minutes(30),
+        ActionStatus::Queued,
+    );
+    let late_key = action_listing_key(&late);
+    plant_entry(
+        &client,
+        &table,
+        "T#tenant-a#AU#u1",
+        &late_key,
+        "a1",
+        0,
+        now_ms,
+    )
+    .await;
+    plant_entry(
+        &client,
+        &table,
+        "T#tenant-a#AS#running",
+        &late_key,
+        "a1",
+        1,
         now_ms,
     )
     .await;
