@@ -719,7 +719,10 @@ pub async fn lookups(mirror: &dyn MirrorStore, lookup: &dyn TargetLookup) {
         Some("b-ann@fabrikam.com"),
         v1,
     );
-    mirror.put_users(&b, &[other_ann.clone()]).await.unwrap();
+    mirror
+        .put_users(&b, std::slice::from_ref(&other_ann))
+        .await
+        .unwrap();
 
     let find = |tenant: TenantId, handle: &'static str| async move {
         sorted_users(lookup.users_by_handle(&tenant, handle).await.unwrap())
@@ -770,7 +773,13 @@ pub async fn lookups(mirror: &dyn MirrorStore, lookup: &dyn TargetLookup) {
         Some("ann@contoso.com"),
         v2,
     );
-    assert_eq!(mirror.put_users(&a, &[renamed.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        mirror
+            .put_users(&a, std::slice::from_ref(&renamed))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(
         find(a.clone(), "ann.lee@contoso.com").await.is_empty(),
         "the old name is gone"
@@ -784,7 +793,13 @@ pub async fn lookups(mirror: &dyn MirrorStore, lookup: &dyn TargetLookup) {
         vec![renamed.clone(), u2.clone()],
         "the unchanged mail still finds the renamed user, as stored now"
     );
-    assert_eq!(mirror.put_users(&a, &[u1.clone()]).await.unwrap(), 0);
+    assert_eq!(
+        mirror
+            .put_users(&a, std::slice::from_ref(&u1))
+            .await
+            .unwrap(),
+        0
+    );
     assert!(find(a.clone(), "ann.lee@contoso.com").await.is_empty());
     assert_eq!(
         find(a.clone(), "ann.smith@contoso.com").await,
@@ -792,7 +807,13 @@ pub async fn lookups(mirror: &dyn MirrorStore, lookup: &dyn TargetLookup) {
     );
     // And back again.
     let back = user("u1", Some("Ann.Lee@Contoso.com"), None, Version::new(3, 1));
-    assert_eq!(mirror.put_users(&a, &[back.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        mirror
+            .put_users(&a, std::slice::from_ref(&back))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         find(a.clone(), "ann.lee@contoso.com").await,
         vec![back.clone()]
@@ -819,7 +840,10 @@ pub async fn lookups(mirror: &dyn MirrorStore, lookup: &dyn TargetLookup) {
         .await
         .unwrap();
     let b_sales = group("g1", Some("Sales Team"), v1);
-    mirror.put_groups(&b, &[b_sales.clone()]).await.unwrap();
+    mirror
+        .put_groups(&b, std::slice::from_ref(&b_sales))
+        .await
+        .unwrap();
     let named = |tenant: TenantId, name: &'static str| async move {
         sorted_groups(lookup.groups_by_name(&tenant, name).await.unwrap())
     };
@@ -840,7 +864,10 @@ pub async fn lookups(mirror: &dyn MirrorStore, lookup: &dyn TargetLookup) {
     assert!(named(a.clone(), "Nope").await.is_empty());
     assert_eq!(named(b.clone(), "sales team").await, vec![b_sales]);
     let g1_renamed = group("g1", Some("Marketing"), v2);
-    mirror.put_groups(&a, &[g1_renamed.clone()]).await.unwrap();
+    mirror
+        .put_groups(&a, std::slice::from_ref(&g1_renamed))
+        .await
+        .unwrap();
     assert_eq!(named(a.clone(), "sales team").await, vec![g2]);
     assert_eq!(named(a.clone(), "marketing").await, vec![g1_renamed]);
 

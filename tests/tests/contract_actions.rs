@@ -305,7 +305,7 @@ async fn dynamodb_listings_ignore_index_items_a_crashed_writer_left() {
     );
     assert_eq!(
         partition(&client, &table, "T#tenant-a#AS#running").await,
-        [key.clone()]
+        std::slice::from_ref(&key)
     );
     let now_ms = Utc::now().timestamp_millis();
     // An update to "cancelled" that died after its entry, before the record: the entry is
@@ -518,7 +518,10 @@ async fn dynamodb_handle_items_follow_renames_and_a_replayed_page_restores_a_los
         Some("ann@contoso.com"),
         Version::new(1, 1),
     );
-    store.put_users(&a, &[v1.clone()]).await.unwrap();
+    store
+        .put_users(&a, std::slice::from_ref(&v1))
+        .await
+        .unwrap();
     let handle_pk = "T#tenant-a#UH#ann@contoso.com";
     assert_eq!(
         partition(&client, &table, handle_pk).await,
@@ -543,7 +546,13 @@ async fn dynamodb_handle_items_follow_renames_and_a_replayed_page_restores_a_los
             .is_empty()
     );
     // ... until the page is redelivered: the replay does not land, and restores the item.
-    assert_eq!(store.put_users(&a, &[v1.clone()]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .put_users(&a, std::slice::from_ref(&v1))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(
         store.users_by_handle(&a, "ANN@contoso.com").await.unwrap(),
         vec![v1]
@@ -554,7 +563,13 @@ async fn dynamodb_handle_items_follow_renames_and_a_replayed_page_restores_a_los
         Some("al@contoso.com"),
         Version::new(2, 1),
     );
-    assert_eq!(store.put_users(&a, &[v2.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .put_users(&a, std::slice::from_ref(&v2))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(partition(&client, &table, handle_pk).await.is_empty());
     assert_eq!(
         partition(&client, &table, "T#tenant-a#UH#ann.lee@contoso.com").await,
