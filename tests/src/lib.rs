@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod contract;
+pub mod contract_actions;
 pub mod contract_consent;
 pub mod contract_idempotency;
 pub mod contract_projection;

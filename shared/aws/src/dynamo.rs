@@ -56,6 +56,9 @@ const PUT_CONCURRENCY: usize = 16;
 const BATCH_GET_MAX: usize = 100;
 /// Attempts for unprocessed batch keys and contended run updates.
 pub(crate) const MAX_ATTEMPTS: u32 = 8;
+/// The condition of every versioned mirror put: an older (cycle, page) never overwrites a newer.
+pub(crate) const VERSION_CONDITION: &str =
+    "attribute_not_exists(pk) OR #cycle < :c OR (#cycle = :c AND #page < :p)";
 /// Applied-page markers outlive any round by far; TTL removes them afterwards.
 const MARKER_TTL: chrono::Duration = chrono::Duration::days(30);
 /// The lease item is removed by TTL a day after it expired (TTL deletes are lazy anyway; the
@@ -438,6 +441,13 @@ impl DynamoStore {
         }
     }
 
+    /// The `gsi1` partitions that list a tenant's membership edges (one per shard).
+    pub(crate) fn edge_listing_partitions(&self, tenant: &TenantId) -> Vec<String> {
+        (0..self.shards)
+            .map(|shard| format!("T#{tenant}#{}#{shard}", Kind::Edge.listing()))
+            .collect()
+    }
+
     /// A tenant's users, groups or edges in key order: the smallest `limit` keys after
     /// `after` from every shard, merged, then the items read back consistently.
     async fn list_mirror<T: DeserializeOwned>(
@@ -521,17 +531,24 @@ impl DynamoStore {
                     "gsi1pk".to_owned(),
                     s(format!("T#{tenant}#{}#{shard}", kind.listing())),
                 ),
-                ("gsi1sk".to_owned(), s(key)),
+                ("gsi1sk".to_owned(), s(key.clone())),
             ]);
-            prepared.push((item, version));
+            prepared.push((key, item, version));
         }
         let landed: Vec<bool> = futures::stream::iter(prepared)
-            .map(|(item, v)| {
-                self.put_if(
-                    item,
-                    "attribute_not_exists(pk) OR #cycle < :c OR (#cycle = :c AND #page < :p)",
-                    vec![(":c", n(v.cycle)), (":p", n(v.page))],
-                )
+            .map(|(key, item, v)| async move {
+                match kind {
+                    // Users also keep their handle items (src/lookup.rs) in step.
+                    Kind::User => self.put_user_item(tenant, &key, item, v).await,
+                    Kind::Group | Kind::Edge => {
+                        self.put_if(
+                            item,
+                            VERSION_CONDITION,
+                            vec![(":c", n(v.cycle)), (":p", n(v.page))],
+                        )
+                        .await
+                    }
+                }
             })
             .buffer_unordered(PUT_CONCURRENCY)
             .try_collect()

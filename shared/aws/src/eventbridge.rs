@@ -35,6 +35,8 @@ pub fn detail_type(kind: &ChangeKind) -> &'static str {
         ChangeKind::SyncCompleted { .. } => "SyncCompleted",
         ChangeKind::SyncFailed { .. } => "SyncFailed",
         ChangeKind::SyncHeld { .. } => "SyncHeld",
+        ChangeKind::ActionUpdated { .. } => "ActionUpdated",
+        ChangeKind::WorkflowUpdated { .. } => "WorkflowUpdated",
     }
 }
 

@@ -6,12 +6,14 @@
 //! [`sdk_config_for_endpoint`] for moto and other emulators) and the clients from it, once, at
 //! cold start.
 
+pub mod actions;
 pub mod config;
 pub mod consent;
 pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
 pub mod idempotency;
+mod lookup;
 mod projection;
 pub mod secrets;
 pub mod sqs;
@@ -32,7 +34,7 @@ pub fn projection_ports(
 pub use error::AwsCallError;
 pub use eventbridge::EventBridgeSink;
 pub use secrets::SecretsManagerVault;
-pub use sqs::{SqsFetchRequests, SqsPageQueue};
+pub use sqs::{SqsActionQueue, SqsFetchRequests, SqsPageQueue};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};

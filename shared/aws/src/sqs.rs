@@ -1,5 +1,6 @@
-//! SQS adapters: the page queue between fetch and reconcile ([`SqsPageQueue`]) and the fetch
-//! request queue the scheduler feeds ([`SqsFetchRequests`]).
+//! SQS adapters: the page queue between fetch and reconcile ([`SqsPageQueue`]), the fetch
+//! request queue the scheduler feeds ([`SqsFetchRequests`]) and the FIFO action queue
+//! ([`SqsActionQueue`]).
 //!
 //! * Page messages stay under the queue's size limit: the queue reports its limit through
 //!   `WorkQueue::max_message_bytes`, so fetch splits a large directory page into consecutive
@@ -10,12 +11,17 @@
 //! * Every page message carries its stable id (`PageMessage::message_id`, tenant#stream#cycle#page)
 //!   as the `page_id` attribute: a redelivered or re-enqueued page has the same id and the same
 //!   version, so applying it twice changes nothing.
+//! * Action messages go to a FIFO queue: message group = tenant + target user
+//!   (`ActionMessage::group_id`), so one user's actions are delivered in order, one at a time,
+//!   while other users' proceed; deduplication id = tenant + action (`ActionMessage::dedup_id`),
+//!   so the same action sent twice within SQS's five-minute window is one message.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use entra_sync_core::actions::ports::{ActionMessage, ActionQueue};
 use entra_sync_core::error::QueueError;
 use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{FetchRequest, FetchRequests, WorkQueue};
@@ -42,17 +48,28 @@ struct Outgoing {
     body: String,
     delay: Duration,
     page_id: Option<String>,
+    /// FIFO queues: the message group and deduplication ids.
+    fifo: Option<(String, String)>,
 }
 
 async fn send_all(client: &Client, url: &str, messages: Vec<Outgoing>) -> Result<(), QueueError> {
-    // Group into batches by count and payload, keeping order.
+    // Group into batches by count and payload, keeping order. A FIFO message group appears at
+    // most once per batch: an entry that fails and is sent again can then never land behind a
+    // later message of its group (batches go one after the other, each retried to the end).
     let mut batches: Vec<Vec<Outgoing>> = Vec::new();
     let mut size = 0usize;
     for m in messages {
         let len = m.body.len() + ATTRIBUTE_ROOM;
         let start_new = match batches.last() {
             None => true,
-            Some(b) => b.len() == BATCH_ENTRIES || size + len > BATCH_BYTES,
+            Some(b) => {
+                b.len() == BATCH_ENTRIES
+                    || size + len > BATCH_BYTES
+                    || m.fifo.as_ref().is_some_and(|(group, _)| {
+                        b.iter()
+                            .any(|o| o.fifo.as_ref().is_some_and(|(g, _)| g == group))
+                    })
+            }
         };
         if start_new {
             batches.push(Vec::new());
@@ -84,8 +101,14 @@ async fn send_batch(client: &Client, url: &str, batch: Vec<Outgoing>) -> Result<
             let delay = i32::try_from(m.delay.min(MAX_DELAY).as_secs()).unwrap_or(0);
             let mut e = SendMessageBatchRequestEntry::builder()
                 .id(id)
-                .message_body(&m.body)
-                .delay_seconds(delay);
+                .message_body(&m.body);
+            // FIFO queues refuse a per-message delay, so none is sent when there is none.
+            if delay > 0 {
+                e = e.delay_seconds(delay);
+            }
+            if let Some((group, dedup)) = &m.fifo {
+                e = e.message_group_id(group).message_deduplication_id(dedup);
+            }
             if let Some(pid) = &m.page_id {
                 let attr = MessageAttributeValue::builder()
                     .data_type("String")
@@ -172,6 +195,7 @@ impl WorkQueue for SqsPageQueue {
                 body,
                 delay: Duration::ZERO,
                 page_id: Some(m.message_id()),
+                fifo: None,
             });
         }
         send_all(&self.client, &self.queue_url, out).await
@@ -210,6 +234,40 @@ impl FetchRequests for SqsFetchRequests {
                 body: serde_json::to_string(&r).map_err(|e| QueueError::Rejected(e.to_string()))?,
                 delay,
                 page_id: None,
+                fifo: None,
+            });
+        }
+        send_all(&self.client, &self.queue_url, out).await
+    }
+}
+
+/// The action queue (submit, approvals, retries and workflows -> the actions function): an SQS
+/// FIFO queue (its name ends in `.fifo`).
+#[derive(Clone, Debug)]
+pub struct SqsActionQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsActionQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ActionQueue for SqsActionQueue {
+    async fn enqueue_actions(&self, messages: Vec<ActionMessage>) -> Result<(), QueueError> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in &messages {
+            out.push(Outgoing {
+                body: serde_json::to_string(m).map_err(|e| QueueError::Rejected(e.to_string()))?,
+                delay: Duration::ZERO,
+                page_id: None,
+                fifo: Some((m.group_id(), m.dedup_id())),
             });
         }
         send_all(&self.client, &self.queue_url, out).await

@@ -43,6 +43,19 @@ pub enum ChangeKind {
         held_since: chrono::DateTime<chrono::Utc>,
         held_for_seconds: i64,
     },
+    /// An action changed status (requested, pending approval, approved, succeeded, failed, ...).
+    /// `object_id` is the target user.
+    ActionUpdated {
+        action_id: String,
+        action: String,
+        status: String,
+    },
+    /// A workflow changed status. `object_id` is the target user.
+    WorkflowUpdated {
+        workflow_id: String,
+        template: String,
+        status: String,
+    },
 }
 
 /// One event: ids only, never personal data or secrets.

@@ -1,6 +1,7 @@
 //! entra-sync core: the pure domain. No SDK, HTTP, SQLite or Lambda types here (rule of
 //! direction); adapters implement [`ports`] and functions call [`services`].
 
+pub mod actions;
 pub mod cursor;
 pub mod directory_write;
 pub mod error;

@@ -253,6 +253,10 @@ pub struct DirectoryGroup {
     pub security_enabled: Option<bool>,
     pub mail_enabled: Option<bool>,
     pub mail: Option<String>,
+    /// Synchronised from on-premises Active Directory: members are changed there, not through
+    /// Graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_premises_sync_enabled: Option<bool>,
 }
 
 /// What kind of object a group member is.

@@ -257,6 +257,8 @@ pub struct ConnectionSettings {
     pub provisioning: ProvisioningRules,
     pub group_roles: Vec<GroupRole>,
     pub breaker: BreakerThreshold,
+    /// Actions on the directory: which kinds are enabled and which wait for an approver.
+    pub actions: crate::actions::ActionSettings,
 }
 
 /// Why settings cannot be saved: every problem, each in plain words naming the field.
@@ -285,6 +287,7 @@ impl ConnectionSettings {
         }
         problems.extend(self.filters.problems());
         problems.extend(self.mapping.problems());
+        problems.extend(self.actions.problems());
         let mut seen = BTreeSet::new();
         for (i, gr) in self.group_roles.iter().enumerate() {
             if gr.group_id.trim().is_empty() {

@@ -43,6 +43,7 @@ pub const DEFAULT_GROUP_SELECT: &[&str] = &[
     "securityEnabled",
     "mailEnabled",
     "mail",
+    "onPremisesSyncEnabled",
     "members",
 ];
 

@@ -255,6 +255,7 @@ struct WireGroup<'a> {
     security_enabled: Option<bool>,
     mail_enabled: Option<bool>,
     mail: Option<String>,
+    on_premises_sync_enabled: Option<bool>,
     #[serde(rename = "members@delta", borrow)]
     members_delta: Option<Vec<WireRef<'a>>>,
 }
@@ -309,6 +310,7 @@ impl WireGroup<'_> {
             security_enabled: self.security_enabled,
             mail_enabled: self.mail_enabled,
             mail: self.mail,
+            on_premises_sync_enabled: self.on_premises_sync_enabled,
         };
         Ok((group, added, removed))
     }

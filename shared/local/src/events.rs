@@ -31,6 +31,8 @@ fn kind_name(k: &ChangeKind) -> &'static str {
         ChangeKind::SyncCompleted { .. } => "sync_completed",
         ChangeKind::SyncFailed { .. } => "sync_failed",
         ChangeKind::SyncHeld { .. } => "sync_held",
+        ChangeKind::ActionUpdated { .. } => "action_updated",
+        ChangeKind::WorkflowUpdated { .. } => "workflow_updated",
     }
 }
 

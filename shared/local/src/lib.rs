@@ -1,6 +1,8 @@
 //! Embedded adapters of the core ports (SQLite store, durable in-process queue, encrypted file
 //! vault), the wiring that runs the core services on them, and the demo.
 
+pub mod action_queue;
+mod actions_store;
 pub mod admin;
 pub mod bench;
 pub mod consent_store;

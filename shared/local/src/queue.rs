@@ -21,7 +21,8 @@ use tracing::{error, warn};
 
 use crate::sqlite::{internal, migrate_with, on_connection, open_database};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE queue (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id    TEXT NOT NULL UNIQUE,
@@ -32,7 +33,15 @@ CREATE TABLE queue (
     last_error    TEXT
 );
 CREATE INDEX queue_ready ON queue (dead, visible_at_ms);
-"#];
+"#,
+    // 2: message groups (the action queue, src/action_queue.rs): a message with a group waits
+    // while an older live message of its group is queued, claimed or waiting for a retry, as in
+    // an SQS FIFO queue. Page messages have no group.
+    r#"
+ALTER TABLE queue ADD COLUMN group_id TEXT;
+CREATE INDEX queue_group ON queue (group_id, seq) WHERE group_id IS NOT NULL;
+"#,
+];
 
 /// Tuning of the local queue.
 #[derive(Clone, Debug)]
@@ -81,6 +90,8 @@ pub enum HandlerResult {
     Done,
     /// Try again later (counts toward `max_attempts`).
     Retry(String),
+    /// Try again after this delay (counts toward `max_attempts`), instead of the backoff.
+    RetryAfter(String, Duration),
     /// Will never succeed: dead-letter at once.
     Poison(String),
 }
@@ -148,7 +159,10 @@ impl LocalQueue {
         .await
     }
 
-    /// Claim the oldest visible message, hiding it for the visibility timeout.
+    /// Claim the oldest visible message, hiding it for the visibility timeout. A message of a
+    /// group is only claimed when no older live message of its group is left (claimed, waiting
+    /// for a retry, or not yet delivered): one group's messages are handled one at a time, in
+    /// order, while other groups proceed.
     pub async fn claim(&self) -> Result<Option<Delivery>, StoreError> {
         let vis = millis(self.config.visibility);
         self.with(move |c| {
@@ -158,8 +172,12 @@ impl LocalQueue {
             let now = now_ms();
             let row: Option<(i64, String, String, u32)> = tx
                 .query_row(
-                    "SELECT seq, message_id, body, attempts FROM queue
-                     WHERE dead = 0 AND visible_at_ms <= ?1 ORDER BY seq LIMIT 1",
+                    "SELECT seq, message_id, body, attempts FROM queue AS q
+                     WHERE dead = 0 AND visible_at_ms <= ?1
+                       AND (group_id IS NULL OR NOT EXISTS (
+                             SELECT 1 FROM queue AS e
+                             WHERE e.group_id = q.group_id AND e.dead = 0 AND e.seq < q.seq))
+                     ORDER BY seq LIMIT 1",
                     [now],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
@@ -198,11 +216,32 @@ impl LocalQueue {
 
     /// The delivery failed: retry after a backoff, or dead-letter it.
     pub async fn nack(&self, d: &Delivery, error: &str, poison: bool) -> Result<bool, StoreError> {
-        let dead = poison || d.attempt >= self.config.max_attempts;
         let backoff = self
             .config
             .retry_base
             .saturating_mul(1u32 << d.attempt.saturating_sub(1).min(10));
+        self.fail(d, error, poison, backoff).await
+    }
+
+    /// The delivery failed and asks to be retried after `after` (a throttled call's
+    /// Retry-After), or is dead-lettered when it had its last attempt. Returns whether it was.
+    pub async fn nack_after(
+        &self,
+        d: &Delivery,
+        error: &str,
+        after: Duration,
+    ) -> Result<bool, StoreError> {
+        self.fail(d, error, false, after).await
+    }
+
+    async fn fail(
+        &self,
+        d: &Delivery,
+        error: &str,
+        poison: bool,
+        backoff: Duration,
+    ) -> Result<bool, StoreError> {
+        let dead = poison || d.attempt >= self.config.max_attempts;
         let id = d.message_id.clone();
         let err = error.to_owned();
         self.with(move |c| {
@@ -282,6 +321,42 @@ impl LocalQueue {
         Ok(())
     }
 
+    /// Insert a message of group `group_id` (see [`Self::claim`]) at the end of the queue. A
+    /// live message with the same id makes this a duplicate, and nothing is added; a
+    /// dead-lettered one is replaced by the new message, with fresh attempts (a new send to an
+    /// SQS queue is not held back by an old copy in the dead-letter queue either).
+    pub async fn enqueue_in_group(
+        &self,
+        message_id: &str,
+        group_id: &str,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let id = message_id.to_owned();
+        let group = group_id.to_owned();
+        let body = body.to_owned();
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            tx.execute(
+                "DELETE FROM queue WHERE message_id = ?1 AND dead = 1",
+                [&id],
+            )
+            .map_err(internal)?;
+            tx.execute(
+                "INSERT INTO queue (message_id, group_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (message_id) DO NOTHING",
+                params![id, group, body],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(())
+        })
+        .await?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
     /// Run `workers` consumers until `stop` turns true. Each delivery is handled once per claim;
     /// failures are retried with backoff and dead-lettered after `max_attempts`.
     pub async fn run_workers<H, F>(
@@ -329,6 +404,15 @@ impl LocalQueue {
                                 warn!(message_id = %d.message_id, attempt = d.attempt, error = %why, "message will be retried");
                             }
                         }),
+                        HandlerResult::RetryAfter(why, after) => {
+                            q.nack_after(&d, &why, after).await.map(|dead| {
+                                if dead {
+                                    error!(message_id = %d.message_id, attempts = d.attempt, error = %why, "message dead-lettered");
+                                } else {
+                                    warn!(message_id = %d.message_id, attempt = d.attempt, error = %why, after_ms = millis(after), "message will be retried");
+                                }
+                            })
+                        }
                         HandlerResult::Poison(why) => q.nack(&d, &why, true).await.map(|_| {
                             error!(queue = %q.path.display(), message_id = %d.message_id, error = %why, "page message set aside: it cannot be applied");
                         }),

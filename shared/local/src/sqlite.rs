@@ -124,6 +124,45 @@ CREATE TABLE consent_states (
 ) WITHOUT ROWID;
 CREATE INDEX consent_states_expiry ON consent_states (expires_ms);
 "#,
+    // 5: the write half (src/actions_store.rs): actions with their audit trail, workflows with
+    // their due list, and the indexes the name lookups need on the mirror's tables. The mirror
+    // keeps its rows as JSON and one put path serves users, groups and edges, so the lookups
+    // use expression indexes over the JSON instead of extra columns: SQLite keeps them in step
+    // on every write, and no writer has to remember them. A query uses such an index only when
+    // it repeats the indexed expression exactly (actions_store.rs does, and a test checks the
+    // query plans).
+    r#"
+CREATE TABLE actions (
+    tenant_id   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    listing_key TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    rev         INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX actions_by_time ON actions (tenant_id, listing_key);
+CREATE INDEX actions_by_user ON actions (tenant_id, user_id, listing_key);
+CREATE INDEX actions_by_status ON actions (tenant_id, status, listing_key);
+CREATE TABLE workflows (
+    tenant_id   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    listing_key TEXT NOT NULL,
+    due_at      TEXT,
+    rev         INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX workflows_by_time ON workflows (tenant_id, listing_key);
+CREATE INDEX workflows_due ON workflows (due_at, tenant_id, id) WHERE due_at IS NOT NULL;
+CREATE INDEX users_by_upn ON users
+    (tenant_id, lower(json_extract(body, '$.user.user_principal_name')));
+CREATE INDEX users_by_mail ON users (tenant_id, lower(json_extract(body, '$.user.mail')));
+CREATE INDEX groups_by_name ON groups
+    (tenant_id, lower(trim(json_extract(body, '$.group.display_name'), char(32, 9, 10, 11, 12, 13))));
+CREATE INDEX memberships_by_member ON memberships (tenant_id, json_extract(body, '$.member.id'));
+"#,
 ];
 
 /// Open (and migrate) a SQLite database file with the settings every embedded store uses.

@@ -1,6 +1,8 @@
 //! The use cases the functions and the local program call: one async fn each. Each takes a
 //! `Deps` struct holding only the ports it uses.
 
+pub mod actions;
+pub mod claim;
 mod commit;
 pub mod connect;
 mod fetch;
