@@ -2,6 +2,8 @@
 //! security group, a distribution list and an app, in the in-memory store and the in-memory
 //! directory writer, with actions enabled as asked. Service, handler and CLI tests use it
 //! instead of assembling `ActionDeps` by hand.
+// Test support: the in-memory adapters it calls cannot fail, and a test should stop loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
