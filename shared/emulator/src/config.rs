@@ -3,25 +3,66 @@
 
 use std::time::Duration;
 
-/// A resource-unit token bucket: `units` per `window`, refilled continuously.
+/// A token bucket: `units` per `window`, refilled continuously, holding at most `burst`
+/// (default: `units`).
 ///
-/// Graph's identity limits for a large tenant are 8,000 RU per 10 s per app and tenant
-/// (GRAPH.md 9.2). A request that costs more than what is left gets a 429 with a `Retry-After`
-/// of the whole seconds needed to refill enough (at least 1) and is not served.
+/// Graph's identity limits for a large tenant are 8,000 RU per 10 s per app and tenant for
+/// reads and 3,000 writes per 150 s (20 writes/s) per app and tenant. A request that costs
+/// more than what is left gets a 429 with a `Retry-After` of the whole seconds needed to
+/// refill enough (at least 1) and is not served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThrottleBudget {
-    /// Bucket capacity and refill amount per `window`.
+    /// Refill amount per `window`.
     pub units: u32,
     /// Refill period for `units`.
     pub window: Duration,
+    /// Bucket capacity (what a burst after a quiet spell may use); `None` = `units`.
+    pub burst: Option<u32>,
 }
 
 impl ThrottleBudget {
-    /// `units` per `window`.
+    /// `units` per `window`, the whole amount available at once.
     pub fn new(units: u32, window: Duration) -> Self {
-        Self { units, window }
+        Self {
+            units,
+            window,
+            burst: None,
+        }
+    }
+
+    /// The same refill rate with a bucket of `burst` units.
+    pub fn with_burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// Graph's write limit per app and tenant: 3,000 writes per 150 s (20/s sustained), here
+    /// with a burst of 20 (one second's worth).
+    pub fn graph_writes() -> Self {
+        Self::new(3_000, Duration::from_secs(150)).with_burst(20)
+    }
+
+    /// The bucket capacity.
+    pub fn capacity(&self) -> u32 {
+        self.burst.unwrap_or(self.units)
     }
 }
+
+/// The application permissions the emulated app registration asks for: what an approved
+/// `.default` admin consent grants, and what a new tenant starts with.
+pub const DEFAULT_APP_PERMISSIONS: &[&str] = &[
+    "User.Read.All",
+    "GroupMember.Read.All",
+    "Organization.Read.All",
+    "AuditLog.Read.All",
+    "Application.Read.All",
+    "GroupMember.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "User.RevokeSessions.All",
+    "User.EnableDisableAccount.All",
+    "User-PasswordProfile.ReadWrite.All",
+    "User.DeleteRestore.All",
+];
 
 /// How the emulator serves requests. `EmulatorConfig::default()` gives Graph-like behaviour
 /// with no throttling, no latency and no paging quirks.
@@ -43,7 +84,12 @@ pub struct EmulatorConfig {
     /// Per-tenant read budget (GET requests to Graph); `None` = unlimited.
     pub read_budget: Option<ThrottleBudget>,
     /// Per-tenant write budget (POST/PATCH/DELETE requests to Graph); `None` = unlimited.
+    /// `ThrottleBudget::graph_writes()` is Graph's limit.
     pub write_budget: Option<ThrottleBudget>,
+    /// The application permissions of the app registration (see `DEFAULT_APP_PERMISSIONS`).
+    /// Access tokens list the tenant's granted ones in their `roles` claim; Graph writes
+    /// check them.
+    pub app_permissions: Vec<String>,
     /// `expires_in` of issued access tokens.
     pub token_lifetime_secs: u64,
     /// When `Some(n)`, every n-th page of a delta round (counting from 0, page 0 excluded) is
@@ -66,6 +112,10 @@ impl Default for EmulatorConfig {
             latency: Duration::ZERO,
             read_budget: None,
             write_budget: None,
+            app_permissions: DEFAULT_APP_PERMISSIONS
+                .iter()
+                .map(|p| (*p).to_string())
+                .collect(),
             token_lifetime_secs: 3599,
             empty_page_every: None,
             duplicate_every: None,

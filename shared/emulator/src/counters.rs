@@ -45,6 +45,49 @@ impl Route {
     }
 }
 
+/// What a Graph write request asked for (decided from method, path and body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOp {
+    /// `POST /groups/{id}/members/$ref`.
+    AddMember,
+    /// `PATCH /groups/{id}` with `members@odata.bind`.
+    AddMembers,
+    /// `DELETE /groups/{id}/members/{id}/$ref`.
+    RemoveMember,
+    /// `PATCH /groups/{id}` with properties only.
+    UpdateGroup,
+    /// `PATCH /users/{id}` with `accountEnabled: false`.
+    BlockSignIn,
+    /// `PATCH /users/{id}` with `accountEnabled: true`.
+    UnblockSignIn,
+    /// `PATCH /users/{id}` with `passwordProfile`.
+    ResetPassword,
+    /// `PATCH /users/{id}` with other properties.
+    UpdateUser,
+    /// `POST /users/{id}/revokeSignInSessions`.
+    RevokeSessions,
+    /// `DELETE /users/{id}` (soft delete).
+    DeleteUser,
+    /// `POST /directory/deletedItems/{id}/restore`.
+    RestoreUser,
+    /// `DELETE /directory/deletedItems/{id}` (permanent).
+    PurgeUser,
+    /// `POST /users/{id}/appRoleAssignments`.
+    AssignAppRole,
+    /// `DELETE /users/{id}/appRoleAssignments/{id}`.
+    RemoveAppRole,
+    /// Any other POST/PATCH/DELETE.
+    Other,
+}
+
+/// Requests of one write kind: all of them, and those answered with a 2xx.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteCount {
+    pub requests: u64,
+    pub succeeded: u64,
+}
+
 /// Per-tenant counts (tenant known once the request is authenticated).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TenantCounters {
@@ -52,6 +95,20 @@ pub struct TenantCounters {
     pub users_delta: u64,
     pub groups_delta: u64,
     pub throttled_429: u64,
+    /// Graph writes of this tenant by kind.
+    pub writes: BTreeMap<WriteOp, WriteCount>,
+}
+
+impl TenantCounters {
+    /// Write requests of `op` (any status).
+    pub fn write_requests(&self, op: WriteOp) -> u64 {
+        self.writes.get(&op).map_or(0, |c| c.requests)
+    }
+
+    /// Write requests of `op` answered with a 2xx.
+    pub fn writes_succeeded(&self, op: WriteOp) -> u64 {
+        self.writes.get(&op).map_or(0, |c| c.succeeded)
+    }
 }
 
 /// Totals since start (or the last `reset_counters`).
@@ -73,17 +130,46 @@ pub struct RequestCounters {
     pub throttled_429: u64,
     /// Requests that got an injected fault.
     pub injected_faults: u64,
+    /// Graph writes by kind, all tenants.
+    pub writes_by_op: BTreeMap<WriteOp, WriteCount>,
     pub per_tenant: BTreeMap<String, TenantCounters>,
 }
 
 impl RequestCounters {
+    /// Write requests of `op` (any status), all tenants.
+    pub fn write_requests(&self, op: WriteOp) -> u64 {
+        self.writes_by_op.get(&op).map_or(0, |c| c.requests)
+    }
+
+    /// Write requests of `op` answered with a 2xx, all tenants.
+    pub fn writes_succeeded(&self, op: WriteOp) -> u64 {
+        self.writes_by_op.get(&op).map_or(0, |c| c.succeeded)
+    }
+
+    /// The counts of one tenant (zero when it sent nothing).
+    pub fn tenant(&self, tenant_id: &str) -> TenantCounters {
+        self.per_tenant.get(tenant_id).cloned().unwrap_or_default()
+    }
+
     pub(crate) fn record(
         &mut self,
         route: Route,
         status: u16,
         tenant: Option<&str>,
         faulted: bool,
+        write: Option<WriteOp>,
     ) {
+        let ok = (200..300).contains(&status);
+        let bump = |map: &mut BTreeMap<WriteOp, WriteCount>, op: WriteOp| {
+            let c = map.entry(op).or_default();
+            c.requests += 1;
+            if ok {
+                c.succeeded += 1;
+            }
+        };
+        if let Some(op) = write {
+            bump(&mut self.writes_by_op, op);
+        }
         self.requests += 1;
         let slot = match route {
             Route::Token => &mut self.token,
@@ -115,6 +201,9 @@ impl RequestCounters {
             }
             if status == 429 {
                 tc.throttled_429 += 1;
+            }
+            if let Some(op) = write {
+                bump(&mut tc.writes, op);
             }
         }
     }

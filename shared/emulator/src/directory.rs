@@ -245,24 +245,35 @@ impl Group {
             .map(|edge| member_entry(id, edge.kind, true))
     }
 
-    /// Mail-enabled security groups and distribution lists are managed by Exchange; dynamic
-    /// groups compute their members. Graph refuses member writes to all of them.
-    pub(crate) fn is_read_only_membership(&self) -> bool {
-        let dynamic = match self.e.prop(g::GROUP_TYPES) {
-            Pv::Json(v) => v
-                .as_array()
-                .is_some_and(|a| a.iter().any(|t| t == "DynamicMembership")),
+    /// Why Graph refuses member writes to this group: synchronized from on-premises AD,
+    /// dynamic membership (members follow the rule), or mail-enabled without being a
+    /// Microsoft 365 group (distribution lists and mail-enabled security groups, managed by
+    /// Exchange). `None`: member writes are accepted.
+    pub(crate) fn membership_refusal(&self) -> Option<Refusal> {
+        let has_type = |t: &str| match self.e.prop(g::GROUP_TYPES) {
+            Pv::Json(v) => v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(t)))
+            }),
             _ => false,
         };
-        let unified = match self.e.prop(g::GROUP_TYPES) {
-            Pv::Json(v) => v
-                .as_array()
-                .is_some_and(|a| a.iter().any(|t| t == "Unified")),
-            _ => false,
-        };
+        if matches!(self.e.prop(g::ON_PREM_SYNC), Pv::Bool(true)) {
+            return Some(Refusal::OnPremisesSynced);
+        }
+        if has_type("DynamicMembership") {
+            return Some(Refusal::Dynamic);
+        }
         let mail_enabled = matches!(self.e.prop(g::MAIL_ENABLED), Pv::Bool(true));
-        dynamic || (mail_enabled && !unified)
+        (mail_enabled && !has_type("Unified")).then_some(Refusal::ExchangeManaged)
     }
+}
+
+/// Why a group refuses member writes (see `Group::membership_refusal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    OnPremisesSynced,
+    Dynamic,
+    ExchangeManaged,
 }
 
 /// A `members@delta` item.
@@ -358,8 +369,13 @@ pub struct NewGroup {
     pub display_name: String,
     pub description: Option<String>,
     pub kind: GroupKind,
-    /// Adds `DynamicMembership` to `groupTypes`.
+    /// Adds `DynamicMembership` to `groupTypes` and sets `membershipRule` (to
+    /// `membership_rule`, or a rule matching every member user) with processing "On".
     pub dynamic: bool,
+    /// The dynamic membership rule (only used with `dynamic`).
+    pub membership_rule: Option<String>,
+    /// `onPremisesSyncEnabled: true`: the group is synchronized from on-premises AD.
+    pub on_premises_synced: bool,
     /// Defaults to a slug of the display name.
     pub mail_nickname: Option<String>,
 }
@@ -372,8 +388,23 @@ impl NewGroup {
             description: None,
             kind,
             dynamic: false,
+            membership_rule: None,
+            on_premises_synced: false,
             mail_nickname: None,
         }
+    }
+
+    /// The same group with dynamic membership (`rule`, or one matching every member user).
+    pub fn dynamic(mut self, rule: Option<&str>) -> Self {
+        self.dynamic = true;
+        self.membership_rule = rule.map(str::to_string);
+        self
+    }
+
+    /// The same group, synchronized from on-premises Active Directory.
+    pub fn on_premises_synced(mut self) -> Self {
+        self.on_premises_synced = true;
+        self
     }
 }
 
@@ -428,6 +459,8 @@ pub(crate) struct Directory {
     /// Source of ids for objects created after generation.
     pub(crate) id_rng: ChaCha8Rng,
     pub(crate) meta: TenantMeta,
+    /// Enterprise applications and app role assignments.
+    pub(crate) apps: crate::apps::Apps,
 }
 
 /// Draws a GUID-shaped id (version 4 layout) from `rng`.
@@ -451,6 +484,7 @@ impl Directory {
             group_ids: Vec::new(),
             id_rng,
             meta,
+            apps: crate::apps::Apps::default(),
         }
     }
 
@@ -694,6 +728,26 @@ impl Directory {
             u.e.prop_seqs = Vec::new();
             u.manager_removed = None;
         }
+        self.apps.drop_user(id);
+        Ok(())
+    }
+
+    /// Sets a property Graph maintains itself (read-only to clients, such as
+    /// `signInSessionsValidFromDateTime`) on a live user; the change shows in delta rounds
+    /// that select it.
+    pub(crate) fn stamp_user(
+        &mut self,
+        id: &str,
+        prop: usize,
+        value: &str,
+    ) -> Result<(), MutationError> {
+        self.live_user(id)?;
+        let seq = self
+            .bump_user(id)
+            .ok_or_else(|| MutationError::NotFound(id.to_string()))?;
+        if let Some(user) = self.users.get_mut(id) {
+            user.e.set_prop(prop, Pv::str(value), seq);
+        }
         Ok(())
     }
 
@@ -719,6 +773,15 @@ impl Directory {
         };
         if new.dynamic {
             types.push("DynamicMembership");
+            let rule = new
+                .membership_rule
+                .as_deref()
+                .unwrap_or("(user.userType -eq \"Member\")");
+            props[g::MEMBERSHIP_RULE] = Pv::str(rule);
+            props[g::MEMBERSHIP_RULE_STATE] = Pv::str("On");
+        }
+        if new.on_premises_synced {
+            props[g::ON_PREM_SYNC] = Pv::Bool(true);
         }
         props[g::GROUP_TYPES] = Pv::Json(Arc::new(json!(types)));
         props[g::SECURITY_ENABLED] = Pv::Bool(security);

@@ -23,6 +23,10 @@ pub(crate) struct ReqCtx {
 #[derive(Clone, Debug)]
 pub(crate) struct TenantTag(pub(crate) String);
 
+/// The kind of Graph write a response answered (read back by the counters).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteTag(pub(crate) crate::counters::WriteOp);
+
 /// Marks a response produced by an injected fault.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Faulted;

@@ -7,9 +7,22 @@
 //!   `microsoft.graph.delta` spellings), `/v1.0/users`, `/v1.0/groups`, `/v1.0/users/{id}`,
 //!   `/v1.0/users/{id}/manager`, `/v1.0/groups/{id}`, `/v1.0/groups/{id}/members`,
 //!   `/v1.0/groups/{id}/transitiveMembers`, `/v1.0/subscribedSkus`,
-//!   `/v1.0/directory/deletedItems/microsoft.graph.user`, and the writes of GRAPH.md section 8
+//!   `/v1.0/directory/deletedItems/microsoft.graph.user`, `/v1.0/directory/deletedItems/{id}`,
+//!   `/v1.0/servicePrincipals/{id}`, `/v1.0/users/{id}/appRoleAssignments`, and the writes
 //!   (PATCH/DELETE users, member `$ref` add/remove, `members@odata.bind`,
-//!   `revokeSignInSessions`, deleted-items restore/purge).
+//!   `revokeSignInSessions`, app role assignments POST/DELETE, deleted-items
+//!   restore/purge).
+//!
+//! # Writes
+//! Access tokens are JWT-shaped; their `roles` claim lists the application permissions the
+//! tenant granted (`EmulatorConfig::app_permissions`, the v2 admin consent's `scope`, or
+//! `TenantHandle::set_granted_permissions`). Each write is charged to the tenant's write
+//! budget (429 with `Retry-After` and `x-ms-throttle-*` headers when spent), checked against
+//! the caller's token (403 `Authorization_RequestDenied`; password resets also need
+//! `TenantHandle::set_user_admin_role`), refused for groups Graph will not change
+//! (distribution lists and mail-enabled security groups 400, dynamic groups 403,
+//! on-premises synced groups 400), and counted per kind and tenant
+//! (`RequestCounters::writes_by_op`, `TenantCounters::writes`).
 //!
 //! Tenants are synthetic and seeded (`TenantSpec`); `TenantHandle` mutates them so delta
 //! rounds have something to report; `FaultHandle` injects throttling, outages, dropped
@@ -49,6 +62,7 @@
 //! # Ok(()) }
 //! ```
 
+mod apps;
 mod churn;
 mod clock;
 mod config;
@@ -74,9 +88,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use apps::{NewServicePrincipal, ServicePrincipalInfo};
 pub use churn::ChurnSummary;
-pub use config::{EmulatorConfig, ThrottleBudget};
-pub use counters::{RequestCounters, RequestRecord, Route, TenantCounters};
+pub use config::{DEFAULT_APP_PERMISSIONS, EmulatorConfig, ThrottleBudget};
+pub use counters::{RequestCounters, RequestRecord, Route, TenantCounters, WriteCount, WriteOp};
 pub use directory::{
     DirectorySnapshot, GroupKind, GroupPatch, Membership, MutationError, NewGroup, NewUser, Patch,
     UserPatch,
@@ -507,7 +522,8 @@ impl TenantHandle {
     }
 
     /// Adds a direct member (user, or group for nesting). Works on every group kind (the
-    /// HTTP API refuses distribution, mail-enabled security and dynamic groups).
+    /// HTTP API refuses distribution, mail-enabled security, dynamic and on-premises synced
+    /// groups).
     pub fn add_member(&self, group_id: &str, member_id: &str) -> Result<(), MutationError> {
         self.dir().add_member(group_id, member_id)
     }
@@ -624,11 +640,80 @@ impl TenantHandle {
         self.tenant.premium.store(premium, Ordering::SeqCst);
     }
 
-    /// Whether `PATCH /users/{id}` with `passwordProfile` is allowed (else 403).
-    pub fn set_password_reset_allowed(&self, allowed: bool) {
+    /// Whether the app's service principal holds the User Administrator directory role.
+    /// Password resets (`PATCH /users/{id}` with `passwordProfile`) need it besides the
+    /// `User-PasswordProfile.ReadWrite.All` permission; without it (the default) they get
+    /// 403 `Authorization_RequestDenied`, as in Entra.
+    pub fn set_user_admin_role(&self, held: bool) {
         self.tenant
             .password_reset_allowed
-            .store(allowed, Ordering::SeqCst);
+            .store(held, Ordering::SeqCst);
+    }
+
+    /// Whether the app's service principal holds the User Administrator role.
+    pub fn has_user_admin_role(&self) -> bool {
+        self.tenant.password_reset_allowed.load(Ordering::SeqCst)
+    }
+
+    /// The application permissions the tenant granted (sorted): what tokens issued from now
+    /// on carry in their `roles` claim, and what Graph writes are checked against.
+    pub fn granted_permissions(&self) -> Vec<String> {
+        self.tenant.granted()
+    }
+
+    /// Replaces the granted application permissions, as an admin changing the consent
+    /// would. Like Entra, tokens already issued keep the roles they were issued with; a
+    /// client sees the change with its next token.
+    pub fn set_granted_permissions<I, S>(&self, permissions: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tenant
+            .set_granted(permissions.into_iter().map(Into::into));
+    }
+
+    /// Makes every access token already issued for this tenant invalid (401), so clients
+    /// fetch a new one (with the current `roles`). Consent stays as it is.
+    pub fn expire_tokens(&self) {
+        self.inner.revoke_tokens(&self.tenant.id);
+    }
+
+    /// Creates an enterprise application (service principal) with app roles.
+    pub fn create_service_principal(&self, sp: NewServicePrincipal) -> ServicePrincipalInfo {
+        self.dir().apps.create(&sp)
+    }
+
+    /// A user's app role assignments as `GET /users/{id}/appRoleAssignments` lists them.
+    pub fn app_role_assignments(&self, user_id: &str) -> Vec<serde_json::Value> {
+        let dir = self.tenant.read();
+        dir.apps
+            .of_user(user_id)
+            .iter()
+            .map(|a| dir.apps.assignment_json(a, None))
+            .collect()
+    }
+
+    /// Whether the user is in deleted items (soft-deleted, restorable).
+    pub fn is_soft_deleted(&self, id: &str) -> bool {
+        self.tenant
+            .read()
+            .users
+            .get(id)
+            .is_some_and(|u| u.e.life == directory::Life::SoftDeleted)
+    }
+
+    /// One live group as in `snapshot()`.
+    pub fn group(&self, id: &str) -> Option<serde_json::Value> {
+        let dir = self.tenant.read();
+        dir.groups.get(id).filter(|g| g.e.is_live()).map(|g| {
+            serde_json::Value::Object(g.e.json(
+                model::Kind::Group,
+                &model::Select::all(model::Kind::Group, false),
+                None,
+                false,
+            ))
+        })
     }
 
     /// What the admin-consent endpoint answers for this tenant.

@@ -121,6 +121,19 @@ pub(crate) const USER_PROPS: &[PropDef] = &[
     p("assignedLicenses", PropType::Licenses, false, false),
     // In Graph's default set; the generator never sets it, so it is normally omitted.
     p("preferredLanguage", PropType::Str, true, false),
+    // Set by `revokeSignInSessions` and by password resets; never patched directly.
+    p(
+        "signInSessionsValidFromDateTime",
+        PropType::DateTime,
+        false,
+        true,
+    ),
+    p(
+        "lastPasswordChangeDateTime",
+        PropType::DateTime,
+        false,
+        true,
+    ),
 ];
 
 /// Group properties served by the emulator (`members` is the relationship, handled apart).
@@ -134,6 +147,11 @@ pub(crate) const GROUP_PROPS: &[PropDef] = &[
     p("mail", PropType::Str, true, false),
     p("mailNickname", PropType::Str, true, false),
     p("createdDateTime", PropType::DateTime, true, true),
+    // Dynamic membership: the rule and whether it is being processed ("On" / "Paused").
+    p("membershipRule", PropType::Str, true, false),
+    p("membershipRuleProcessingState", PropType::Str, true, false),
+    // `true` for groups synchronized from on-premises Active Directory.
+    p("onPremisesSyncEnabled", PropType::Bool, true, false),
 ];
 
 /// User property indexes used by the generator and the mutation code.
@@ -161,7 +179,9 @@ pub(crate) mod u {
     pub(crate) const CREATED: usize = 21;
     pub(crate) const ON_PREM_SYNC: usize = 22;
     pub(crate) const LICENSES: usize = 23;
-    pub(crate) const COUNT: usize = 25;
+    pub(crate) const SESSIONS_VALID_FROM: usize = 25;
+    pub(crate) const LAST_PASSWORD_CHANGE: usize = 26;
+    pub(crate) const COUNT: usize = 27;
 }
 
 /// Group property indexes.
@@ -174,7 +194,10 @@ pub(crate) mod g {
     pub(crate) const MAIL: usize = 6;
     pub(crate) const MAIL_NICKNAME: usize = 7;
     pub(crate) const CREATED: usize = 8;
-    pub(crate) const COUNT: usize = 9;
+    pub(crate) const MEMBERSHIP_RULE: usize = 9;
+    pub(crate) const MEMBERSHIP_RULE_STATE: usize = 10;
+    pub(crate) const ON_PREM_SYNC: usize = 11;
+    pub(crate) const COUNT: usize = 12;
 }
 
 /// Properties Graph refuses on delta with `501 NotImplemented` (not kept in the directory
@@ -396,6 +419,11 @@ mod tests {
         assert_eq!(ui("createdDateTime"), u::CREATED);
         assert_eq!(ui("onPremisesSyncEnabled"), u::ON_PREM_SYNC);
         assert_eq!(ui("assignedLicenses"), u::LICENSES);
+        assert_eq!(
+            ui("signInSessionsValidFromDateTime"),
+            u::SESSIONS_VALID_FROM
+        );
+        assert_eq!(ui("lastPasswordChangeDateTime"), u::LAST_PASSWORD_CHANGE);
         let gi = |n: &str| Kind::Group.prop_index(n).unwrap();
         assert_eq!(GROUP_PROPS.len(), g::COUNT);
         assert_eq!(gi("displayName"), g::DISPLAY_NAME);
@@ -406,6 +434,12 @@ mod tests {
         assert_eq!(gi("mail"), g::MAIL);
         assert_eq!(gi("mailNickname"), g::MAIL_NICKNAME);
         assert_eq!(gi("createdDateTime"), g::CREATED);
+        assert_eq!(gi("membershipRule"), g::MEMBERSHIP_RULE);
+        assert_eq!(
+            gi("membershipRuleProcessingState"),
+            g::MEMBERSHIP_RULE_STATE
+        );
+        assert_eq!(gi("onPremisesSyncEnabled"), g::ON_PREM_SYNC);
     }
 
     #[test]

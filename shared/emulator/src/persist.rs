@@ -48,6 +48,9 @@ struct SavedTenant {
     premium: bool,
     password_reset_allowed: bool,
     directory: SavedDirectory,
+    /// Granted permissions, enterprise applications and app role assignments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actions: Option<crate::apps::SavedActions>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -215,6 +218,7 @@ pub(crate) fn capture(inner: &Inner) -> SavedState {
             premium: t.premium.load(Ordering::SeqCst),
             password_reset_allowed: t.password_reset_allowed.load(Ordering::SeqCst),
             directory: save_directory(&t.read()),
+            actions: Some(crate::apps::capture(t)),
         })
         .collect();
     SavedState {
@@ -431,6 +435,9 @@ pub(crate) fn restore_into(inner: &Inner, state: SavedState) {
         t.roles.store(st.roles, Ordering::SeqCst);
         t.password_reset_allowed
             .store(st.password_reset_allowed, Ordering::SeqCst);
+        if let Some(actions) = st.actions {
+            crate::apps::restore(&t, actions);
+        }
         for d in &domains {
             tenants
                 .by_domain

@@ -94,7 +94,12 @@ pub(crate) struct TenantState {
     /// App roles granted: when false, tokens are issued but Graph answers 403.
     pub(crate) roles: AtomicBool,
     pub(crate) premium: AtomicBool,
+    /// The app's service principal holds a directory role that allows password resets (User
+    /// Administrator); without it, `passwordProfile` writes get 403 even with the permission.
     pub(crate) password_reset_allowed: AtomicBool,
+    /// Application permissions granted by the tenant's consent, sorted; tokens issued for the
+    /// tenant carry them in their `roles` claim.
+    granted: RwLock<Vec<String>>,
     pub(crate) consent_outcome: Mutex<ConsentOutcome>,
     pub(crate) token_block: Mutex<Option<TokenBlock>>,
     pub(crate) dir: RwLock<Directory>,
@@ -120,13 +125,36 @@ impl TenantState {
             consent: AtomicBool::new(true),
             roles: AtomicBool::new(true),
             premium: AtomicBool::new(premium),
-            password_reset_allowed: AtomicBool::new(true),
+            password_reset_allowed: AtomicBool::new(false),
+            granted: RwLock::new(normalized(config.app_permissions.iter().cloned())),
             consent_outcome: Mutex::new(ConsentOutcome::Approve),
             token_block: Mutex::new(None),
             dir: RwLock::new(dir),
             read_bucket: Mutex::new(config.read_budget.map(|b| Bucket::new(b, now_ms))),
             write_bucket: Mutex::new(config.write_budget.map(|b| Bucket::new(b, now_ms))),
         }
+    }
+
+    /// The granted application permissions, sorted.
+    pub(crate) fn granted(&self) -> Vec<String> {
+        self.granted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the granted permissions (tokens issued afterwards carry them).
+    pub(crate) fn set_granted(&self, permissions: impl IntoIterator<Item = String>) {
+        *self.granted.write().unwrap_or_else(PoisonError::into_inner) = normalized(permissions);
+    }
+
+    /// The object id of the app's service principal in this tenant (the token's `oid`).
+    pub(crate) fn app_principal_id(&self, client_id: &str) -> String {
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("{}/{client_id}", self.id).as_bytes(),
+        )
+        .to_string()
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Directory> {
@@ -171,6 +199,16 @@ impl TenantState {
     }
 }
 
+/// Sorted, deduplicated, without empty names.
+fn normalized(permissions: impl IntoIterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = permissions
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    set.into_iter().collect()
+}
+
 /// FNV-1a of a string (tenant fingerprints in tokens).
 pub(crate) fn fingerprint(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -189,6 +227,8 @@ const ISSUED_LOG_CAPACITY: usize = 10_000;
 pub(crate) struct Grant {
     pub(crate) tenant: String,
     pub(crate) expires_ms: u64,
+    /// The `roles` claim: application permissions granted when the token was issued.
+    pub(crate) roles: Arc<[String]>,
 }
 
 /// Tenants by id and by domain.
@@ -288,13 +328,42 @@ impl Inner {
         tenants.by_id.get(id).cloned()
     }
 
-    /// Issues an access token for a tenant.
-    pub(crate) fn issue_token(&self, tenant: &str) -> String {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token = format!("emu.{}", URL_SAFE_NO_PAD.encode(bytes));
+    /// Issues an access token for a tenant: a JWT-shaped value whose payload carries the
+    /// claims Graph tokens carry (`aud`, `iss`, `tid`, `appid`, `oid`, `idtyp`, `exp`, and
+    /// `roles` when anything is granted; like Entra, no `roles` claim at all otherwise). The
+    /// signature part is random: the emulator knows its tokens by value.
+    pub(crate) fn issue_token(&self, tenant: &TenantState) -> String {
+        let roles: Arc<[String]> = tenant.granted().into();
+        let mut sig = [0u8; 32];
+        rand::rng().fill_bytes(&mut sig);
         let now = self.clock.now_ms();
-        let expires_ms = now.saturating_add(self.config.token_lifetime_secs.saturating_mul(1000));
+        let lifetime = self.config.token_lifetime_secs;
+        let expires_ms = now.saturating_add(lifetime.saturating_mul(1000));
+        let iat = self.clock.wall().timestamp();
+        let exp = iat.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX));
+        let principal = tenant.app_principal_id(&self.app.client_id);
+        let mut claims = serde_json::json!({
+            "aud": "https://graph.microsoft.com",
+            "iss": format!("https://sts.windows.net/{}/", tenant.id),
+            "iat": iat,
+            "nbf": iat,
+            "exp": exp,
+            "app_displayname": "entra-sync",
+            "appid": self.app.client_id,
+            "appidacr": "1",
+            "idtyp": "app",
+            "oid": principal,
+            "sub": principal,
+            "tid": tenant.id,
+            "uti": URL_SAFE_NO_PAD.encode(&sig[..12]),
+            "ver": "1.0",
+        });
+        if !roles.is_empty() {
+            claims["roles"] = serde_json::json!(&*roles);
+        }
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"RS256","kid":"emulator"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let token = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(sig));
         let mut access = self.access.lock().unwrap_or_else(PoisonError::into_inner);
         if access.len() > 10_000 {
             access.retain(|_, g| g.expires_ms > now);
@@ -302,8 +371,9 @@ impl Inner {
         access.insert(
             token.clone(),
             Grant {
-                tenant: tenant.to_string(),
+                tenant: tenant.id.clone(),
                 expires_ms,
+                roles,
             },
         );
         drop(access);

@@ -17,7 +17,7 @@ impl Bucket {
     pub(crate) fn new(budget: ThrottleBudget, now_ms: u64) -> Self {
         Self {
             budget,
-            tokens: f64::from(budget.units),
+            tokens: f64::from(budget.capacity()),
             last_ms: now_ms,
         }
     }
@@ -31,7 +31,7 @@ impl Bucket {
     /// refilled. A request costing more than the whole budget can never pass; it is told to
     /// wait a full window.
     pub(crate) fn try_take(&mut self, cost: u32, now_ms: u64) -> Result<Usage, u32> {
-        let cap = f64::from(self.budget.units);
+        let cap = f64::from(self.budget.capacity());
         let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
         self.tokens = (self.tokens + elapsed * self.rate_per_ms()).min(cap);
         self.last_ms = now_ms.max(self.last_ms);
@@ -70,5 +70,28 @@ mod tests {
         assert_eq!(b.try_take(3, 0), Err(3));
         assert!(b.try_take(3, 3000).is_ok());
         assert!(b.try_take(1, 3000).is_err());
+    }
+
+    #[test]
+    fn burst_caps_the_bucket_but_not_the_rate() {
+        // 20 per second sustained, at most 5 at once.
+        let mut b = Bucket::new(
+            ThrottleBudget::new(20, Duration::from_secs(1)).with_burst(5),
+            0,
+        );
+        for _ in 0..5 {
+            assert!(b.try_take(1, 0).is_ok());
+        }
+        assert_eq!(b.try_take(1, 0), Err(1));
+        // A long quiet spell refills to the burst only.
+        let mut taken = 0;
+        while b.try_take(1, 60_000).is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, 5);
+        // Sustained: one every 50 ms passes.
+        for i in 1..=40 {
+            assert!(b.try_take(1, 60_000 + i * 50).is_ok(), "write {i}");
+        }
     }
 }

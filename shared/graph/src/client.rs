@@ -31,7 +31,7 @@ pub struct GraphClient {
 pub(crate) struct Inner {
     pub(crate) config: GraphConfig,
     /// Graph origin with a trailing slash, so `join("v1.0/...")` appends.
-    graph_base: Url,
+    pub(crate) graph_base: Url,
     pub(crate) login_base: Url,
     pub(crate) scope: String,
     user_select: String,
@@ -247,7 +247,7 @@ impl GraphClient {
         lock(&self.inner.tenants).get(tenant).cloned()
     }
 
-    fn state(&self, tenant: &TenantId) -> Arc<TenantState> {
+    pub(crate) fn state(&self, tenant: &TenantId) -> Arc<TenantState> {
         lock(&self.inner.tenants)
             .entry(tenant.clone())
             .or_default()
@@ -424,7 +424,7 @@ pub(crate) fn header_retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
 }
 
-fn record_failure(status: u16, request_id: Option<&str>) {
+pub(crate) fn record_failure(status: u16, request_id: Option<&str>) {
     let span = Span::current();
     span.record("status", status);
     if let Some(id) = request_id {
@@ -443,7 +443,7 @@ fn transport_failure(error: reqwest::Error, client_request_id: &str) -> Failure 
 }
 
 /// Tenant ids go into the login URL path: only GUIDs and domain names are accepted.
-fn check_tenant(tenant: &TenantId) -> Result<(), DirectoryError> {
+pub(crate) fn check_tenant(tenant: &TenantId) -> Result<(), DirectoryError> {
     let id = tenant.as_str();
     let valid = !id.is_empty()
         && id.len() <= 253

@@ -28,6 +28,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) query: Query,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) path: String,
+    /// The `roles` claim of the caller's access token.
+    pub(crate) roles: Arc<[String]>,
 }
 
 impl Cx<'_> {
@@ -156,12 +158,12 @@ fn decode_segment(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Checks the bearer token; the tenant it was issued for.
+/// Checks the bearer token; the tenant it was issued for and its `roles` claim.
 fn authenticate(
     inner: &Inner,
     ctx: &ReqCtx,
     headers: &HeaderMap,
-) -> Result<Arc<TenantState>, Response> {
+) -> Result<(Arc<TenantState>, Arc<[String]>), Response> {
     let unauthorized = |msg: &str| {
         let resp = graph_error(
             ctx,
@@ -195,9 +197,10 @@ fn authenticate(
             "Lifetime validation failed, the token is expired.",
         ));
     }
-    inner
+    let tenant = inner
         .resolve_tenant(&grant.tenant)
-        .ok_or_else(|| unauthorized("Access token validation failure."))
+        .ok_or_else(|| unauthorized("Access token validation failure."))?;
+    Ok((tenant, grant.roles))
 }
 
 /// Fallback handler: every `/v1.0/...` request.
@@ -223,7 +226,7 @@ pub(crate) async fn dispatch(
             &format!("Invalid version: {seg}"),
         );
     };
-    let tenant = match authenticate(&inner, &ctx, &headers) {
+    let (tenant, roles) = match authenticate(&inner, &ctx, &headers) {
         Ok(t) => t,
         Err(resp) => return resp,
     };
@@ -241,6 +244,7 @@ pub(crate) async fn dispatch(
         query: Query::parse(uri.query()),
         headers: &headers,
         path: path.clone(),
+        roles,
     };
     let mut resp = if !cx.tenant.roles.load(Ordering::SeqCst) {
         cx.err(
@@ -276,6 +280,9 @@ fn route(cx: &Cx<'_>, method: &Method, segs: &[String], body: &[u8]) -> Response
         ["groups", id, "transitiveMembers", cast] => lists::members(cx, id, true, Some(cast)),
         ["subscribedSkus"] => subscribed_skus(cx),
         ["directory", "deletedItems", "microsoft.graph.user"] => lists::deleted_users(cx),
+        ["directory", "deletedItems", id] => writes::deleted_item(cx, id),
+        ["users", id, "appRoleAssignments"] => writes::list_app_role_assignments(cx, id),
+        ["servicePrincipals", id] => writes::service_principal(cx, id),
         _ => unknown_segment(cx, &s),
     }
 }

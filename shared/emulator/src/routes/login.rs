@@ -220,7 +220,7 @@ pub(crate) async fn token(
             t,
         );
     }
-    let access_token = inner.issue_token(&tenant.id);
+    let access_token = inner.issue_token(&tenant);
     let lifetime = inner.config.token_lifetime_secs;
     let body = json!({
         "token_type": "Bearer",
@@ -294,6 +294,15 @@ pub(crate) async fn admin_consent(
     match outcome {
         ConsentOutcome::Approve => {
             tenant.consent.store(true, Ordering::SeqCst);
+            // The v2 endpoint's `scope` names what is granted (`.default`: everything the app
+            // registration asks for); the v1 endpoint always grants the registration's set.
+            let granted = match q.get("scope").filter(|_| v2) {
+                Some(scope) => {
+                    crate::apps::permissions_from_scope(scope, &inner.config.app_permissions)
+                }
+                None => inner.config.app_permissions.iter().cloned().collect(),
+            };
+            tenant.set_granted(granted);
             params.append_pair("admin_consent", "True");
             params.append_pair("tenant", &tenant.id);
             params.append_pair("state", state);

@@ -20,7 +20,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::counters::{RequestRecord, Route};
-use crate::errors::{Faulted, ReqCtx, TenantTag, graph_error, login_error, throttled, with_header};
+use crate::errors::{
+    Faulted, ReqCtx, TenantTag, WriteTag, graph_error, login_error, throttled, with_header,
+};
 use crate::faults::{FaultKind, FaultProbe};
 use crate::model::{Kind, Select};
 use crate::server::ConnHandle;
@@ -225,6 +227,7 @@ async fn around(State(inner): State<Arc<Inner>>, mut req: Request, next: Next) -
     );
     let status = resp.status().as_u16();
     let tenant = resp.extensions().get::<TenantTag>().map(|t| t.0.clone());
+    let write_op = resp.extensions().get::<WriteTag>().map(|t| t.0);
     let retry_after = resp
         .headers()
         .get(header::RETRY_AFTER)
@@ -235,7 +238,7 @@ async fn around(State(inner): State<Arc<Inner>>, mut req: Request, next: Next) -
         .counters
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .record(route, status, tenant.as_deref(), faulted);
+        .record(route, status, tenant.as_deref(), faulted, write_op);
     inner
         .log
         .lock()
