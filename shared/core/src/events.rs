@@ -46,6 +46,28 @@ pub enum ChangeKind {
     },
 }
 
+impl ChangeKind {
+    /// The event's snake_case name (`user_created`, `action_updated`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChangeKind::UserCreated => "user_created",
+            ChangeKind::UserUpdated => "user_updated",
+            ChangeKind::UserDeactivated => "user_deactivated",
+            ChangeKind::UserReactivated => "user_reactivated",
+            ChangeKind::UserRemovedFromDirectory => "user_removed_from_directory",
+            ChangeKind::GroupCreated => "group_created",
+            ChangeKind::GroupUpdated => "group_updated",
+            ChangeKind::GroupRemovedFromDirectory => "group_removed_from_directory",
+            ChangeKind::MemberAdded { .. } => "member_added",
+            ChangeKind::MemberRemoved { .. } => "member_removed",
+            ChangeKind::SyncCompleted { .. } => "sync_completed",
+            ChangeKind::SyncFailed { .. } => "sync_failed",
+            ChangeKind::ActionUpdated { .. } => "action_updated",
+            ChangeKind::WorkflowUpdated { .. } => "workflow_updated",
+        }
+    }
+}
+
 /// One event: ids only, never personal data or secrets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeEvent {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_actions;
 pub mod consent_store;
 pub mod demo;
 pub mod events;
