@@ -13,21 +13,31 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 
 # Python tools for the AWS side, in a virtualenv at .venv: moto (server mode: DynamoDB, SQS,
-# Secrets Manager and EventBridge on loopback for the AWS adapter and end-to-end tests) and
-# cfn-lint (the SAM template). Pinned, so every machine tests against the same emulator.
+# Secrets Manager, EventBridge and IAM on loopback for the AWS adapter, end-to-end and IAM policy
+# tests), cfn-lint (the SAM template) and the SAM translator (the template as CloudFormation
+# receives it, for tests/tests/template.rs and tests/tests/iam_policies.rs, through
+# scripts/sam_template.py). Pinned, so every machine tests against the same emulator.
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
-if ! .venv/bin/python -c "import moto, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION' and m.version('cfn-lint') == '$CFN_LINT_VERSION'" >/dev/null 2>&1; then
-  step "installing moto $MOTO_VERSION and cfn-lint $CFN_LINT_VERSION into .venv"
+SAM_TRANSLATOR_VERSION=1.115.0
+if ! .venv/bin/python -c "import moto, samtranslator, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION' and m.version('cfn-lint') == '$CFN_LINT_VERSION' and m.version('aws-sam-translator') == '$SAM_TRANSLATOR_VERSION'" >/dev/null 2>&1; then
+  step "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION and aws-sam-translator $SAM_TRANSLATOR_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
-    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
+    "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
 fi
 
 step "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml
 
-# moto on a free loopback port for the test run; stopped when this script exits.
+# The template after the SAM transform: CloudFormation refuses a dependency cycle, which only
+# shows after the transform (tests/tests/template.rs checks the same, among the other tests).
+step "SAM transform: no dependency cycle"
+.venv/bin/python scripts/sam_template.py cycles >/dev/null
+
+# moto on a free loopback port for the test run; stopped when this script exits. (The IAM policy
+# test starts moto servers of its own from .venv, with IAM enforcement.)
 moto_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 moto_log=$(mktemp)
 .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &

@@ -104,7 +104,7 @@ pub async fn settings(store: &dyn SettingsStore) {
     v2.version = 2;
     v2.schedule = Schedule::Hourly;
     v2.provisioning.automatic = entra_sync_core::settings::Automatic::Nothing;
-    v2.breaker.max_count = 7;
+    v2.breaker.max_count = 7.into();
     store.put_settings(&a, &v2, 1).await.unwrap();
     assert_eq!(store.get_settings(&a).await.unwrap(), Some(v2.clone()));
 

@@ -11,3 +11,4 @@ pub mod contract_queue;
 pub mod contract_vault;
 pub mod faulty;
 pub mod moto;
+pub mod template;

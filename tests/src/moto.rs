@@ -1,6 +1,9 @@
 //! moto's server mode, which scripts/test.sh installs (in .venv), starts on a free loopback port
 //! and stops again; it passes the address in `ENTRA_SYNC_MOTO_URL`. A test that needs moto and
 //! runs without it fails, saying how to get it: nothing is skipped.
+//!
+//! [`EnforcingMoto`] is a server of one test's own, started from .venv with IAM enforcement
+//! (the IAM policy test).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -38,4 +41,90 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A moto server of one test's own, started from the test virtualenv on a free loopback port
+/// with IAM enforcement from its first request (moto's `INITIAL_NO_AUTH_ACTION_COUNT=0`): every
+/// request must be signed by a known access key, and its action allowed by that key's user.
+/// The IAM tests need a server of their own because enforcement is global to a server. It is
+/// stopped when dropped.
+pub struct EnforcingMoto {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl EnforcingMoto {
+    /// Start it and wait (bounded) until it answers; panics with its log if it does not.
+    pub fn start() -> Self {
+        let program = crate::template::venv_program("moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let log = std::env::temp_dir().join(format!(
+            "entra-sync-moto-iam-{}-{port}.log",
+            std::process::id()
+        ));
+        let out = std::fs::File::create(&log).expect("creating the moto log");
+        let child = std::process::Command::new(program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
+            .stdout(out.try_clone().expect("the moto log"))
+            .stderr(out)
+            .spawn()
+            .expect("starting moto_server");
+        let mut moto = EnforcingMoto { child, port, log };
+        for _ in 0..300 {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited ({status}):\n{}", moto.log_text());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let text = moto.log_text();
+        let _ = moto.child.kill();
+        panic!("moto_server did not start on port {port}:\n{text}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Turn IAM enforcement on (every request checked from now on) or off (set-up: moto
+    /// accepts any request without looking at its signature), through `/moto-api/reset-auth`.
+    pub fn enforce(&self, on: bool) {
+        use std::io::{Read, Write};
+        let body = if on { "0" } else { "inf" };
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connecting to moto");
+        write!(
+            stream,
+            "POST /moto-api/reset-auth HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .expect("writing to moto");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("reading moto");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "moto refused reset-auth: {answer}"
+        );
+    }
+}
+
+impl Drop for EnforcingMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
 }

@@ -41,6 +41,7 @@ struct World {
     store: Arc<MemoryStore>,
     queue: Arc<CollectingQueue>,
     clock: Arc<ManualClock>,
+    events: Arc<CollectingEvents>,
     fetch: FetchDeps,
     reconcile: ReconcileDeps,
 }
@@ -108,7 +109,7 @@ impl World {
             cursors: store.clone(),
             mirror: store.clone(),
             runs: store.clone(),
-            events,
+            events: events.clone(),
             clock: clock.clone(),
             projection: Some(ports),
         };
@@ -136,6 +137,7 @@ impl World {
             store,
             queue,
             clock,
+            events,
             fetch,
             reconcile,
         }
@@ -470,8 +472,13 @@ async fn nested_groups_count_for_the_group_filter_and_for_roles() {
     w.dir().add_member(&outer, &direct).unwrap();
     w.dir().add_member(&outer, &inner).unwrap();
     w.dir().add_member(&inner, &nested).unwrap();
+    // The settings may only name groups the mirror knows: read the directory first.
+    w.edit(|s| s.provisioning.automatic = Automatic::Nothing)
+        .await;
+    w.sync().await;
     let (o, i) = (outer.clone(), inner.clone());
     w.edit(move |s| {
+        s.provisioning.automatic = Automatic::Everything;
         s.filters.groups = any(vec![o.clone()]);
         s.group_roles = vec![
             GroupRole {
@@ -499,10 +506,15 @@ async fn nested_groups_count_for_the_group_filter_and_for_roles() {
     );
 
     // Sign-in lookup, case-insensitive, and roles follow membership changes on the next run.
-    let look = sign_in_lookup(w.store.as_ref(), &w.account, "NESTED@contoso.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let look = sign_in_lookup(
+        w.store.as_ref(),
+        w.store.as_ref(),
+        &w.account,
+        "NESTED@contoso.com",
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(look.roles, vec!["engineer", "staff"]);
     assert!(!look.may_sign_in, "pending until activated");
     w.dir().remove_member(&inner, &nested).unwrap();
@@ -511,10 +523,15 @@ async fn nested_groups_count_for_the_group_filter_and_for_roles() {
     assert_eq!(w.local(&nested).await.unwrap().roles, vec!["staff"]);
     let other = AccountId("acct-2".into());
     assert!(
-        sign_in_lookup(w.store.as_ref(), &other, "nested@contoso.com")
-            .await
-            .unwrap()
-            .is_none(),
+        sign_in_lookup(
+            w.store.as_ref(),
+            w.store.as_ref(),
+            &other,
+            "nested@contoso.com"
+        )
+        .await
+        .unwrap()
+        .is_none(),
         "another account sees nothing"
     );
 }
@@ -922,7 +939,7 @@ async fn an_empty_full_read_is_held_even_below_the_threshold() {
 async fn a_failed_read_deactivates_nobody() {
     let w = World::new().await;
     let ids = twenty_users(&w).await;
-    w.edit(|s| s.breaker.max_count = 1000).await;
+    w.edit(|s| s.breaker.max_count = 1000.into()).await;
     for id in &ids[..2] {
         w.dir().delete_user(id).unwrap();
     }
@@ -1125,4 +1142,451 @@ async fn a_failed_projection_closes_its_run_and_the_next_run_catches_up() {
     assert_eq!(next.status, RunStatus::Succeeded);
     assert_eq!(next.provisioning.created, 1);
     assert_eq!(inner.find_linked(&w.tenant, &[u]).await.unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access follows the directory account, whatever the filters say (issue #16)
+
+impl World {
+    async fn lookup(&self, email: &str) -> entra_sync_core::services::SignInLookup {
+        sign_in_lookup(
+            self.store.as_ref(),
+            self.store.as_ref(),
+            &self.account,
+            email,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    }
+
+    /// Two active users, Sal (Sales) and Har (HR), and a department filter that freezes Har.
+    async fn frozen_hr(&self) -> (String, String) {
+        self.edit(|s| s.provisioning.auto_activate_verified_domains = true)
+            .await;
+        let sales = self.user("Sal", "sal@contoso.com", json!({"department": "Sales"}));
+        let hr = self.user("Har", "har@contoso.com", json!({"department": "HR"}));
+        self.sync().await;
+        let run = self
+            .edit(|s| s.filters.departments = any(vec!["Sales".into()]))
+            .await;
+        assert_eq!(run.provisioning.frozen, 1, "{run:?}");
+        let frozen = self.local(&hr).await.unwrap();
+        assert!(frozen.frozen);
+        assert_eq!(frozen.status, LocalStatus::Active);
+        assert!(self.lookup("har@contoso.com").await.may_sign_in);
+        (sales, hr)
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_user_disabled_or_deleted_in_the_directory_loses_access() {
+    // (what happens in the directory, the status it leads to, undo, the status after the undo)
+    type Dir = fn(&TenantHandle, &str);
+    let cases: Vec<(&str, Dir, LocalStatus, Dir, LocalStatus)> = vec![
+        (
+            "disabled",
+            |d, id| d.set_account_enabled(id, false).unwrap(),
+            LocalStatus::Deactivated,
+            |d, id| d.set_account_enabled(id, true).unwrap(),
+            LocalStatus::Active,
+        ),
+        (
+            "deleted",
+            |d, id| d.delete_user(id).unwrap(),
+            LocalStatus::DisabledInDirectory,
+            |d, id| d.restore_user(id).unwrap(),
+            LocalStatus::Active,
+        ),
+    ];
+    for (name, change, lost, undo, back) in cases {
+        let w = World::new().await;
+        let (_, hr) = w.frozen_hr().await;
+        change(&w.dir(), &hr);
+        let run = w.sync().await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{name}: {run:?}");
+        let after = w.local(&hr).await.unwrap();
+        assert_eq!(after.status, lost, "{name}: a frozen user loses access");
+        assert!(after.frozen, "{name}: still frozen");
+        assert_eq!(after.fields["department"], "HR", "{name}: attributes kept");
+        let look = w.lookup("har@contoso.com").await;
+        assert!(!look.may_sign_in, "{name}: {look:?}");
+        // The directory gives the account back: so does the host product (still frozen).
+        undo(&w.dir(), &hr);
+        w.sync().await;
+        let again = w.local(&hr).await.unwrap();
+        assert_eq!(again.status, back, "{name}: access restored");
+        assert!(again.frozen, "{name}");
+        assert!(w.lookup("har@contoso.com").await.may_sign_in, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_disabled_user_loses_access_through_preview_import_and_a_confirmed_hold() {
+    // Preview and import (runs apply nothing by themselves).
+    let w = World::new().await;
+    let (_, hr) = w.frozen_hr().await;
+    w.edit(|s| s.provisioning.automatic = Automatic::Nothing)
+        .await;
+    w.dir().set_account_enabled(&hr, false).unwrap();
+    w.sync().await;
+    assert_eq!(w.status(&hr).await, Some(LocalStatus::Active));
+    // The account is disabled in the mirror: the lookup refuses it before any import.
+    let look = w.lookup("har@contoso.com").await;
+    assert!(!look.may_sign_in, "{look:?}");
+    assert!(look.reason.unwrap().contains("disabled"));
+    let p = preview(&w.deps(), &w.tenant, ImportMode::OnlyUpdated)
+        .await
+        .unwrap();
+    let item = p.items.iter().find(|i| i.object_id == hr).unwrap();
+    assert_eq!(item.action, Action::Deactivate, "{item:?}");
+    assert_eq!(item.status_after, Some(LocalStatus::Deactivated));
+    import(&w.deps(), &w.tenant, ImportMode::OnlyUpdated)
+        .await
+        .unwrap();
+    assert_eq!(w.status(&hr).await, Some(LocalStatus::Deactivated));
+
+    // A held run, confirmed.
+    let w = World::new().await;
+    let (sales, hr) = w.frozen_hr().await;
+    w.edit(|s| {
+        s.breaker.max_count = 0.into();
+    })
+    .await;
+    w.dir().set_account_enabled(&hr, false).unwrap();
+    w.dir().set_account_enabled(&sales, false).unwrap();
+    let run = w.sync().await;
+    assert!(matches!(run.status, RunStatus::Held { .. }), "{run:?}");
+    assert!(
+        !w.lookup("har@contoso.com").await.may_sign_in,
+        "held, yet refused"
+    );
+    confirm_held(&w.deps(), &w.tenant, &run.run_id, "admin@host")
+        .await
+        .unwrap();
+    assert_eq!(w.status(&hr).await, Some(LocalStatus::Deactivated));
+    assert_eq!(w.status(&sales).await, Some(LocalStatus::Deactivated));
+}
+
+#[tokio::test]
+async fn nightly_deprovisioning_never_lets_a_disabled_account_sign_in() {
+    let w = World::new().await;
+    w.edit(|s| {
+        s.provisioning.auto_activate_verified_domains = true;
+        s.provisioning.deprovisioning = Deprovisioning::Nightly { hour_utc: 2 };
+    })
+    .await;
+    let u = w.user("Ada", "ada@contoso.com", json!({}));
+    w.sync().await;
+    assert!(w.lookup("ada@contoso.com").await.may_sign_in);
+    w.dir().set_account_enabled(&u, false).unwrap();
+    w.sync().await;
+    assert_eq!(
+        w.status(&u).await,
+        Some(LocalStatus::Active),
+        "waits for the night"
+    );
+    let look = w.lookup("ada@contoso.com").await;
+    assert!(!look.may_sign_in, "{look:?}");
+}
+
+#[tokio::test]
+async fn settings_naming_groups_the_mirror_does_not_know_are_refused() {
+    let w = World::new().await;
+    let staff = w
+        .dir()
+        .create_group(NewGroup::new("Staff", GroupKind::Security));
+    let gone = w
+        .dir()
+        .create_group(NewGroup::new("Old team", GroupKind::Security));
+    let u = w.user("Ada", "ada@contoso.com", json!({}));
+    w.dir().add_member(&staff, &u).unwrap();
+    w.sync().await;
+    w.dir().delete_group(&gone).unwrap();
+    w.sync().await;
+    let late = w
+        .dir()
+        .create_group(NewGroup::new("Created later", GroupKind::Security));
+    let before = w.settings().await;
+    // (filter groups, role groups, what the problems must say)
+    let cases: Vec<(Vec<String>, Vec<String>, Vec<String>)> = vec![
+        (
+            vec!["no-such-group".into()],
+            vec![],
+            vec![
+                "filters.groups.values[0]".into(),
+                "no-such-group".into(),
+                "run a sync first".into(),
+            ],
+        ),
+        (
+            vec![late.clone()],
+            vec![],
+            vec![late.clone(), "run a sync first".into()],
+        ),
+        (
+            vec!["staff".into()],
+            vec![],
+            vec![format!("is the name of group {staff}")],
+        ),
+        (
+            vec![staff.clone()],
+            vec![gone.clone(), "typo".into()],
+            vec![
+                format!("group_roles[0].group_id: group {gone}"),
+                "deleted in the directory".into(),
+                "group_roles[1].group_id".into(),
+            ],
+        ),
+    ];
+    for (filter, roles, expected) in cases {
+        let mut s = before.clone();
+        s.filters.groups = any(filter.clone());
+        s.group_roles = roles
+            .iter()
+            .map(|g| GroupRole {
+                group_id: g.clone(),
+                role: "agent".into(),
+            })
+            .collect();
+        let err = save_settings(&w.deps(), &w.tenant, s, before.version)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        for e in &expected {
+            assert!(text.contains(e.as_str()), "{filter:?} {roles:?}: {text}");
+        }
+        assert_eq!(w.settings().await, before, "nothing saved");
+        assert_eq!(
+            w.status(&u).await,
+            Some(LocalStatus::Pending),
+            "nobody frozen"
+        );
+    }
+    // Known and present: saved.
+    let run = w
+        .edit(|s| {
+            s.filters.groups = any(vec![staff.clone()]);
+            s.group_roles = vec![GroupRole {
+                group_id: staff.clone(),
+                role: "agent".into(),
+            }];
+        })
+        .await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(w.local(&u).await.unwrap().roles, vec!["agent"]);
+}
+
+async fn activate_in(
+    w: &World,
+    object_id: &str,
+    force: bool,
+) -> Result<LocalUser, entra_sync_core::services::LocalUserError> {
+    let local_id = w.local(object_id).await.unwrap().local_id;
+    entra_sync_core::services::activate_local_user(
+        w.store.as_ref(),
+        w.store.as_ref(),
+        w.clock.as_ref(),
+        &w.account,
+        &local_id,
+        force,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn users_activate_only_pending_users() {
+    use entra_sync_core::services::LocalUserError;
+    let w = World::new().await;
+    let ids: Vec<String> = [
+        "pending", "active", "disabled", "deleted", "local", "nightly",
+    ]
+    .iter()
+    .map(|n| w.user(n, &format!("{n}@contoso.com"), json!({})))
+    .collect();
+    w.sync().await;
+    activate_in(&w, &ids[1], false).await.unwrap();
+    w.dir().set_account_enabled(&ids[2], false).unwrap();
+    w.dir().delete_user(&ids[3]).unwrap();
+    w.sync().await;
+    // Disabled in the directory, not deactivated yet (nightly deprovisioning).
+    w.edit(|s| s.provisioning.deprovisioning = Deprovisioning::Nightly { hour_utc: 2 })
+        .await;
+    w.dir().set_account_enabled(&ids[5], false).unwrap();
+    w.sync().await;
+    assert_eq!(w.status(&ids[5]).await, Some(LocalStatus::Pending));
+    // Deactivated by the host product itself (its account is enabled).
+    set_local_status(
+        w.store.as_ref(),
+        w.clock.as_ref(),
+        &w.account,
+        &w.local(&ids[4]).await.unwrap().local_id,
+        LocalStatus::Deactivated,
+    )
+    .await
+    .unwrap();
+
+    // (user, force, activated?, the reason must say)
+    let cases: Vec<(usize, bool, bool, &str)> = vec![
+        (1, false, false, "already active"),
+        (2, false, false, "disabled"),
+        (2, true, false, "disabled"),
+        (3, true, false, "deleted"),
+        (5, true, false, "disabled"),
+        (4, false, false, "deactivated in the host product"),
+        (4, true, true, ""),
+        (0, false, true, ""),
+    ];
+    for (i, force, ok, why) in cases {
+        let before = w.local(&ids[i]).await.unwrap();
+        match activate_in(&w, &ids[i], force).await {
+            Ok(u) => {
+                assert!(ok, "user {i} (force {force}) activated: {u:?}");
+                assert_eq!(u.status, LocalStatus::Active);
+                assert_eq!(w.status(&ids[i]).await, Some(LocalStatus::Active));
+            }
+            Err(e @ LocalUserError::NotActivatable { .. }) => {
+                assert!(!ok, "user {i} (force {force}): {e}");
+                assert!(e.to_string().contains(why), "user {i}: {e}");
+                assert_eq!(w.local(&ids[i]).await.unwrap(), before, "nothing changed");
+            }
+            Err(e) => panic!("user {i}: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_held_run_lets_reported_leavers_go_holds_the_missing_and_tells_its_age() {
+    use entra_sync_core::events::ChangeKind;
+    use entra_sync_core::model::{Presence, RemovalReason};
+    use entra_sync_core::ports::{Clock, MirrorStore};
+    let w = World::new().await;
+    let ids: Vec<String> = (0..30)
+        .map(|i| w.user(&format!("U{i}"), &format!("u{i}@contoso.com"), json!({})))
+        .collect();
+    w.edit(|s| {
+        s.breaker.max_count = 5.into();
+        s.breaker.max_percent = 100;
+    })
+    .await;
+    w.sync().await;
+    // Three leavers disabled in Entra (reported), eight users the next full read does not
+    // return (inferred: they could as well be a bad read), one newcomer.
+    let (leavers, missing) = (&ids[..3], &ids[3..11]);
+    for id in leavers {
+        w.dir().set_account_enabled(id, false).unwrap();
+    }
+    for id in missing {
+        w.dir().delete_user(id).unwrap();
+        w.dir().purge_user(id).unwrap();
+    }
+    let newcomer = w.user("New", "new@contoso.com", json!({}));
+    w.events.take();
+    let run = w.sync_with(true).await;
+    let RunStatus::Held { hold } = &run.status else {
+        panic!("expected a hold: {run:?}");
+    };
+    let swept = w
+        .store
+        .get_users(&w.tenant, missing)
+        .await
+        .unwrap()
+        .into_iter()
+        .all(|u| {
+            u.presence
+                == Presence::Removed {
+                    reason: RemovalReason::MissingFromFullRead,
+                }
+        });
+    assert!(swept, "the full read swept them");
+    assert_eq!(hold.applied_deactivations, 3, "{hold:?}");
+    assert_eq!(hold.deactivations, 8, "{hold:?}");
+    assert_eq!(run.provisioning.held, 8);
+    assert_eq!(run.provisioning.deactivated, 3);
+    assert_eq!(run.provisioning.created, 1, "creations flow");
+    for id in leavers {
+        assert_eq!(w.status(id).await, Some(LocalStatus::Deactivated));
+    }
+    for id in missing {
+        assert_eq!(w.status(id).await, Some(LocalStatus::Pending), "held");
+    }
+    assert!(w.status(&newcomer).await.is_some());
+    let first_held_at = hold.held_at;
+    assert_eq!(hold.since(), first_held_at);
+    let held = |events: Vec<entra_sync_core::events::ChangeEvent>| {
+        events
+            .into_iter()
+            .find_map(|e| match e.kind {
+                ChangeKind::SyncHeld {
+                    run_id,
+                    deactivations_held,
+                    held_since,
+                    held_for_seconds,
+                    ..
+                } => Some((run_id, deactivations_held, held_since, held_for_seconds)),
+                _ => None,
+            })
+            .expect("a held run sends sync_held")
+    };
+    assert_eq!(
+        held(w.events.take()),
+        (run.run_id.clone(), 8, first_held_at, 0)
+    );
+
+    // Three hours later the question is still open: the next run holds again, supersedes the
+    // first and says how long it has been waiting.
+    w.clock.advance(chrono::Duration::hours(3));
+    let next = w.sync().await;
+    let RunStatus::Held { hold: again } = &next.status else {
+        panic!("expected a hold: {next:?}");
+    };
+    assert_eq!(again.since(), first_held_at);
+    assert_eq!(again.held_for(w.clock.now()), chrono::Duration::hours(3));
+    assert!(
+        again.describe_age(w.clock.now()).contains("for 3 h 0 min"),
+        "{}",
+        again.describe_age(w.clock.now())
+    );
+    let (run_id, _, since, seconds) = held(w.events.take());
+    assert_eq!(
+        (run_id, since, seconds),
+        (next.run_id.clone(), first_held_at, 3 * 3600)
+    );
+    let first = w
+        .store
+        .get_run(&w.tenant, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first.status, RunStatus::Rejected { .. }),
+        "{first:?}"
+    );
+
+    confirm_held(&w.deps(), &w.tenant, &next.run_id, "admin@host")
+        .await
+        .unwrap();
+    for id in missing {
+        assert_eq!(w.status(id).await, Some(LocalStatus::DisabledInDirectory));
+    }
+}
+
+#[tokio::test]
+async fn a_mass_disable_in_the_directory_is_still_held_whole() {
+    let w = World::new().await;
+    let ids = twenty_users(&w).await;
+    let newcomer = w.user("New", "new@contoso.com", json!({}));
+    for id in &ids[..8] {
+        w.dir().set_account_enabled(id, false).unwrap();
+    }
+    let run = w.sync().await;
+    let RunStatus::Held { hold } = &run.status else {
+        panic!("expected a hold: {run:?}");
+    };
+    // Reported, but more than the threshold on their own: every one waits.
+    assert_eq!((hold.deactivations, hold.applied_deactivations), (8, 0));
+    for id in &ids[..8] {
+        assert_eq!(w.status(id).await, Some(LocalStatus::Pending));
+    }
+    assert!(w.status(&newcomer).await.is_some(), "the rest flows");
 }

@@ -22,8 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, Select,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType,
+    Select, TableStatus,
 };
 use chrono::{DateTime, Utc};
 use entra_sync_core::cursor::CursorRecord;
@@ -60,6 +61,11 @@ const MARKER_TTL: chrono::Duration = chrono::Duration::days(30);
 /// The lease item is removed by TTL a day after it expired (TTL deletes are lazy anyway; the
 /// condition on `until_ms` is what decides).
 const LEASE_TTL_SLACK: chrono::Duration = chrono::Duration::days(1);
+/// DescribeTable polls while a new table (or its index) is being created: 100 ms, doubling up
+/// to 5 s, 70 times (about five minutes; DynamoDB usually needs seconds).
+const TABLE_ACTIVE_POLLS: u32 = 70;
+const TABLE_ACTIVE_FIRST_DELAY: Duration = Duration::from_millis(100);
+const TABLE_ACTIVE_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// Throttling and server errors are worth another try; anything else is not. Shared by every
 /// DynamoDB adapter module of this crate.
@@ -188,7 +194,9 @@ impl DynamoStore {
     }
 
     /// Create the table as infra/template.yaml declares it (tests and local setups; the
-    /// deployed table comes from the template).
+    /// deployed table comes from the template), and wait until it and its index are ACTIVE:
+    /// DynamoDB answers CreateTable at once with the table still CREATING, and refuses reads
+    /// and writes until it is ACTIVE.
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let attr = |name: &str| {
             AttributeDefinition::builder()
@@ -237,7 +245,49 @@ impl DynamoStore {
                 })
                 .into_store()
             })?;
-        Ok(())
+        self.wait_until_active().await
+    }
+
+    /// Poll DescribeTable until the table and every global index are ACTIVE (bounded).
+    async fn wait_until_active(&self) -> Result<(), StoreError> {
+        let mut delay = TABLE_ACTIVE_FIRST_DELAY;
+        for _ in 0..TABLE_ACTIVE_POLLS {
+            let out = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsCallError::from_sdk(SERVICE, "DescribeTable", e, |e| {
+                        if e.is_internal_server_error() {
+                            Class::Retryable
+                        } else {
+                            Class::Permanent
+                        }
+                    })
+                    .into_store()
+                })?;
+            let active = out.table.is_some_and(|t| {
+                t.table_status == Some(TableStatus::Active)
+                    && t.global_secondary_indexes
+                        .unwrap_or_default()
+                        .iter()
+                        .all(|i| i.index_status == Some(IndexStatus::Active))
+            });
+            if active {
+                return Ok(());
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(TABLE_ACTIVE_MAX_DELAY);
+        }
+        Err(StoreError::Unavailable(
+            format!(
+                "table {} is still not ACTIVE after {TABLE_ACTIVE_POLLS} checks",
+                self.table
+            )
+            .into(),
+        ))
     }
 
     /// Conditional put: lands unless the condition fails. Returns whether it landed.

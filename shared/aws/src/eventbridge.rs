@@ -36,6 +36,7 @@ pub fn detail_type(kind: &ChangeKind) -> &'static str {
         ChangeKind::SyncFailed { .. } => "SyncFailed",
         ChangeKind::ActionUpdated { .. } => "ActionUpdated",
         ChangeKind::WorkflowUpdated { .. } => "WorkflowUpdated",
+        ChangeKind::SyncHeld { .. } => "SyncHeld",
     }
 }
 

@@ -38,11 +38,23 @@ pub enum ChangeKind {
         action: String,
         status: String,
     },
-    /// A workflow changed status. `object_id` is the target user.
+    /// A workflow changed status. `object_id` is the workflow id.
     WorkflowUpdated {
         workflow_id: String,
         template: String,
         status: String,
+    },
+    /// The circuit breaker holds deactivations of this run until an admin confirms or rejects
+    /// them; the rest of the run was applied. Sent by every run that is held, so a question
+    /// left open shows its age: `held_since` is when it was first asked.
+    SyncHeld {
+        run_id: String,
+        /// Deactivations waiting for a confirm.
+        deactivations_held: u64,
+        /// Deactivations the directory reported for each user, applied despite the hold.
+        deactivations_applied: u64,
+        held_since: chrono::DateTime<chrono::Utc>,
+        held_for_seconds: i64,
     },
 }
 
@@ -62,6 +74,7 @@ impl ChangeKind {
             ChangeKind::MemberRemoved { .. } => "member_removed",
             ChangeKind::SyncCompleted { .. } => "sync_completed",
             ChangeKind::SyncFailed { .. } => "sync_failed",
+            ChangeKind::SyncHeld { .. } => "sync_held",
             ChangeKind::ActionUpdated { .. } => "action_updated",
             ChangeKind::WorkflowUpdated { .. } => "workflow_updated",
         }

@@ -13,7 +13,9 @@
 //! - disabled in the directory -> *deactivated* (at once, or at night with nightly
 //!   deprovisioning);
 //! - deleted in the directory -> *disabled in directory*;
-//! - out of the filters -> *frozen*: kept as it is, no longer updated;
+//! - out of the filters -> *frozen*: its attributes are kept and no longer updated, but its
+//!   status still follows the account (a frozen user whose account is disabled or deleted loses
+//!   access like any other; one enabled again gets it back);
 //! - nothing is ever hard-deleted by a sync.
 
 use std::collections::BTreeMap;
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::filters::{OutOfScope, email_domain};
 use crate::mapping::EMAIL_TARGET;
-use crate::model::{AccountId, StoredUser, TenantId};
+use crate::model::{AccountId, Presence, RemovalReason, StoredUser, TenantId};
 use crate::settings::ConnectionSettings;
 
 /// The status of a user in the host product.
@@ -169,6 +171,36 @@ impl Action {
     }
 }
 
+/// How a decision learnt that a user loses access: what the circuit breaker weighs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLoss {
+    /// Graph reported it for this very user: `accountEnabled: false`, or an `@removed` entry
+    /// (soft or hard deletion).
+    Reported,
+    /// Concluded from what a read did not contain: absent from a complete full read, or no
+    /// account state at all. A truncated or wrong read looks exactly like this.
+    Inferred,
+}
+
+impl AccessLoss {
+    fn of_disabled(user: &StoredUser) -> Self {
+        match user.user.account_enabled {
+            Some(false) => AccessLoss::Reported,
+            _ => AccessLoss::Inferred,
+        }
+    }
+
+    fn of_removed(user: &StoredUser) -> Self {
+        match user.presence {
+            Presence::Removed {
+                reason: RemovalReason::SoftDeleted | RemovalReason::HardDeleted,
+            } => AccessLoss::Reported,
+            _ => AccessLoss::Inferred,
+        }
+    }
+}
+
 /// One decision, with the before and after state of the local user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -180,9 +212,9 @@ pub struct Decision {
     pub write: Option<LocalUser>,
     /// Fields whose value changes (for updates), sorted.
     pub changed: Vec<String>,
-    /// This decision moves a pending or active user to deactivated / disabled in directory:
-    /// what the circuit breaker counts.
-    pub deactivates: bool,
+    /// This decision moves a pending or active user to deactivated / disabled in directory
+    /// (what the circuit breaker counts), and how that was learnt.
+    pub deactivates: Option<AccessLoss>,
 }
 
 /// What the rules need besides the user.
@@ -230,7 +262,7 @@ fn skip(object_id: &str, reason: impl Into<String>) -> Decision {
         reason: reason.into(),
         write: None,
         changed: Vec::new(),
-        deactivates: false,
+        deactivates: None,
     }
 }
 
@@ -317,12 +349,12 @@ pub fn decide(
             // The local user keeps its status, except where the account's state decides it
             // for a linked user (the rules below): linking applies them at once, so the next
             // run has nothing left to change.
-            let mut deactivates = false;
+            let mut deactivates = None;
             match after.status {
                 LocalStatus::DeletedLocally => after.status = initial_status(stored, ctx),
                 s if !enabled && s.is_active_or_pending() && ctx.deactivation_allowed => {
                     after.status = LocalStatus::Deactivated;
-                    deactivates = true;
+                    deactivates = Some(AccessLoss::of_disabled(stored));
                 }
                 LocalStatus::DisabledInDirectory if !enabled => {
                     after.status = LocalStatus::Deactivated;
@@ -368,7 +400,7 @@ pub fn decide(
             reason: format!("new directory user, created as {status}"),
             write: Some(created),
             changed: Vec::new(),
-            deactivates: false,
+            deactivates: None,
         };
     };
 
@@ -402,7 +434,10 @@ pub fn decide(
             reason: "deleted in the directory".to_owned(),
             write: Some(after),
             changed: vec!["status".to_owned()],
-            deactivates: before.status.is_active_or_pending(),
+            deactivates: before
+                .status
+                .is_active_or_pending()
+                .then(|| AccessLoss::of_removed(stored)),
         };
     }
     if before.status == LocalStatus::DeletedLocally {
@@ -428,23 +463,56 @@ pub fn decide(
             reason: "deleted in the host product but still matches: created again".to_owned(),
             write: Some(after),
             changed: Vec::new(),
-            deactivates: false,
+            deactivates: None,
         };
     }
+    let step = follow_account(before, stored, ctx);
     if let Err(why) = scope {
-        if before.frozen {
-            return unchanged(id, format!("frozen: outside the filters ({why})"));
-        }
+        // Out of the filters: the attributes are kept as they are, but the status still
+        // follows the account. A disabled or deleted account never keeps its access because a
+        // filter stopped matching it.
         let mut after = before.clone();
         after.frozen = true;
+        let mut changed = Vec::new();
+        if !before.frozen {
+            changed.push("frozen".to_owned());
+        }
+        let (action, reason, deactivates) = match step {
+            Step::Moves {
+                status,
+                action,
+                reason,
+                deactivates,
+            } => {
+                after.status = status;
+                after.activated |= status == LocalStatus::Active;
+                changed.push("status".to_owned());
+                (
+                    action,
+                    format!("{reason} (outside the filters: {why}; attributes kept)"),
+                    deactivates,
+                )
+            }
+            Step::Waits(waits) if before.frozen => {
+                return unchanged(id, format!("frozen: outside the filters ({why}); {waits}"));
+            }
+            Step::Stays if before.frozen => {
+                return unchanged(id, format!("frozen: outside the filters ({why})"));
+            }
+            Step::Waits(_) | Step::Stays => (
+                Action::Freeze,
+                format!("no longer matches the filters ({why}); kept, no longer updated"),
+                None,
+            ),
+        };
         after.updated_at = ctx.now;
         return Decision {
             object_id: id.to_owned(),
-            action: Action::Freeze,
-            reason: format!("no longer matches the filters ({why}); kept, no longer updated"),
+            action,
+            reason,
             write: Some(after),
-            changed: vec!["frozen".to_owned()],
-            deactivates: false,
+            changed,
+            deactivates,
         };
     }
 
@@ -457,34 +525,21 @@ pub fn decide(
     after.frozen = false;
     let mut action = Action::Update;
     let mut reason = String::from("directory attributes changed");
-    let mut deactivates = false;
-    if !enabled {
-        if before.status.is_active_or_pending() {
-            if ctx.deactivation_allowed {
-                after.status = LocalStatus::Deactivated;
-                action = Action::Deactivate;
-                reason = "disabled in the directory".to_owned();
-                deactivates = true;
-            } else {
-                reason = "disabled in the directory; deactivation waits for nightly deprovisioning"
-                    .to_owned();
-            }
-        } else if before.status == LocalStatus::DisabledInDirectory {
-            // Restored from the recycle bin, but disabled.
-            after.status = LocalStatus::Deactivated;
-            action = Action::Deactivate;
-            reason = "restored in the directory, but disabled".to_owned();
+    let mut deactivates = None;
+    match step {
+        Step::Moves {
+            status,
+            action: a,
+            reason: r,
+            deactivates: d,
+        } => {
+            after.status = status;
+            action = a;
+            reason = r;
+            deactivates = d;
         }
-    } else if matches!(
-        before.status,
-        LocalStatus::Deactivated | LocalStatus::DisabledInDirectory
-    ) {
-        after.status = match before.activated {
-            true => LocalStatus::Active,
-            false => LocalStatus::Pending,
-        };
-        action = Action::Reactivate;
-        reason = format!("enabled in the directory again, now {}", after.status);
+        Step::Waits(r) => reason = r,
+        Step::Stays => {}
     }
     if before.frozen && action == Action::Update {
         reason = "matches the filters again".to_owned();
@@ -516,6 +571,67 @@ pub fn decide(
         changed,
         deactivates,
     }
+}
+
+/// What the account's state in the directory does to a linked local user's status.
+enum Step {
+    /// The status stays as it is.
+    Stays,
+    /// It would change, but not now (nightly deprovisioning); the reason says when.
+    Waits(String),
+    Moves {
+        status: LocalStatus,
+        action: Action,
+        reason: String,
+        deactivates: Option<AccessLoss>,
+    },
+}
+
+/// The account-state rules for a present, linked user: disabled -> deactivated (at once or at
+/// night), enabled again -> reactivated. The same for users in scope and frozen ones.
+fn follow_account(before: &LocalUser, stored: &StoredUser, ctx: &RuleContext<'_>) -> Step {
+    if !stored.user.is_enabled() {
+        if before.status.is_active_or_pending() {
+            return match ctx.deactivation_allowed {
+                true => Step::Moves {
+                    status: LocalStatus::Deactivated,
+                    action: Action::Deactivate,
+                    reason: "disabled in the directory".to_owned(),
+                    deactivates: Some(AccessLoss::of_disabled(stored)),
+                },
+                false => Step::Waits(
+                    "disabled in the directory; deactivation waits for nightly deprovisioning"
+                        .to_owned(),
+                ),
+            };
+        }
+        if before.status == LocalStatus::DisabledInDirectory {
+            // Restored from the recycle bin, but disabled.
+            return Step::Moves {
+                status: LocalStatus::Deactivated,
+                action: Action::Deactivate,
+                reason: "restored in the directory, but disabled".to_owned(),
+                deactivates: None,
+            };
+        }
+        return Step::Stays;
+    }
+    if matches!(
+        before.status,
+        LocalStatus::Deactivated | LocalStatus::DisabledInDirectory
+    ) {
+        let status = match before.activated {
+            true => LocalStatus::Active,
+            false => LocalStatus::Pending,
+        };
+        return Step::Moves {
+            status,
+            action: Action::Reactivate,
+            reason: format!("enabled in the directory again, now {status}"),
+            deactivates: None,
+        };
+    }
+    Step::Stays
 }
 
 fn reason_if_unchanged(reason: &str) -> String {

@@ -48,10 +48,17 @@ pub enum RunStatus {
     },
 }
 
-/// Why the circuit breaker held a run.
+/// Why the circuit breaker held a run, and what it held.
+///
+/// A held run still applies what does not take access away (creations, updates,
+/// reactivations, freezes) and, when they alone stay within the threshold, the deactivations
+/// Graph reported for each user (`accountEnabled: false`, deletions): those leavers lose access
+/// at once. It holds the deactivations concluded from what a read did not contain (users absent
+/// from a full read), or every deactivation when the reported ones alone trip the threshold. An
+/// empty read writes nothing at all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerHold {
-    /// Local users the run would have deactivated (or marked disabled in directory).
+    /// Local users whose deactivation (or "disabled in directory") waits for a confirm.
     pub deactivations: u64,
     /// Local users active or pending before the run.
     pub active_before: u64,
@@ -59,12 +66,54 @@ pub struct BreakerHold {
     pub threshold: String,
     /// True when the directory read returned no users at all although we had some.
     pub empty_read: bool,
+    /// When this run was held.
     pub held_at: DateTime<Utc>,
+    /// When the question was first asked: the hold of the oldest held run this one replaced
+    /// (a newer run's hold supersedes an older one), else `held_at`.
+    #[serde(default)]
+    pub held_since: Option<DateTime<Utc>>,
+    /// Deactivations of accounts the directory reported disabled or deleted that the run
+    /// applied despite the hold.
+    #[serde(default)]
+    pub applied_deactivations: u64,
+}
+
+impl BreakerHold {
+    /// When the question was first asked.
+    pub fn since(&self) -> DateTime<Utc> {
+        self.held_since.unwrap_or(self.held_at)
+    }
+
+    /// How long the deactivations have been waiting, at `now`.
+    pub fn held_for(&self, now: DateTime<Utc>) -> chrono::Duration {
+        (now - self.since()).max(chrono::Duration::zero())
+    }
+
+    /// "held since 2026-11-23 10:00 UTC (for 2 d 3 h)", for people.
+    pub fn describe_age(&self, now: DateTime<Utc>) -> String {
+        format!(
+            "held since {} (for {})",
+            self.since().format("%Y-%m-%d %H:%M UTC"),
+            plain_duration(self.held_for(now))
+        )
+    }
+}
+
+/// A duration for people: "45 min", "3 h 5 min", "2 d 3 h".
+pub fn plain_duration(d: chrono::Duration) -> String {
+    let minutes = d.num_minutes().max(0);
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins} min"),
+        (0, h) => format!("{h} h {mins} min"),
+        (d, h) => format!("{d} d {h} h"),
+    }
 }
 
 /// What a run did to the host product's users (the projection of the mirror through the
 /// connection's filters, mapping and provisioning rules).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProvisioningCounts {
     pub created: u64,
     /// Existing local users linked to a directory user by email.
@@ -80,6 +129,8 @@ pub struct ProvisioningCounts {
     /// Not imported (out of scope, guest, disabled, waiting for manual import...).
     pub skipped: u64,
     pub failed: u64,
+    /// Deactivations the circuit breaker holds (not applied; a confirm applies them).
+    pub held: u64,
 }
 
 /// Counts of what a run changed. Additive: pages add their counts as they are applied.

@@ -3,7 +3,8 @@
 //!
 //! Settings are stored whole and versioned: every save names the version it replaces, so two
 //! admins editing at once cannot silently overwrite each other. [`ConnectionSettings::validate`]
-//! runs before every save and says, in plain words, what is wrong.
+//! runs before every save and says, in plain words, what is wrong. People edit them with a JSON
+//! object merged onto the stored settings ([`ConnectionSettings::apply_edit`], [`changes`]).
 
 use std::collections::BTreeSet;
 
@@ -12,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::filters::ScopeFilters;
 use crate::mapping::AttributeMapping;
+
+mod input;
+pub use input::{SettingsChange, changes, edited_version, parse_edit};
 
 /// How often a directory is synced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,23 +108,111 @@ pub struct GroupRole {
     pub role: String,
 }
 
+/// The count rule of the circuit breaker: a fixed number of users, or `"auto"`, which scales
+/// with the users the connection manages (see [`MaxCount::AUTO_SHARE_PERCENT`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxCount {
+    /// 1 % of the active and pending users, at least 50 and at most 500.
+    #[default]
+    Auto,
+    Fixed(u64),
+}
+
+impl MaxCount {
+    /// The share of the managed users the automatic count allows...
+    pub const AUTO_SHARE_PERCENT: u64 = 1;
+    /// ... never fewer than this many (a small directory keeps the old default) ...
+    pub const AUTO_MIN: u64 = 50;
+    /// ... and never more (the default of Entra's own accidental-deletions prevention).
+    pub const AUTO_MAX: u64 = 500;
+
+    /// The number of users a run may deactivate without a hold, for `managed` active and
+    /// pending users.
+    pub fn limit(self, managed: u64) -> u64 {
+        match self {
+            MaxCount::Fixed(n) => n,
+            MaxCount::Auto => (managed.saturating_mul(Self::AUTO_SHARE_PERCENT) / 100)
+                .clamp(Self::AUTO_MIN, Self::AUTO_MAX),
+        }
+    }
+}
+
+impl From<u64> for MaxCount {
+    fn from(n: u64) -> Self {
+        MaxCount::Fixed(n)
+    }
+}
+
+impl std::fmt::Display for MaxCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxCount::Auto => write!(
+                f,
+                "auto ({} % of the managed users, {} to {})",
+                Self::AUTO_SHARE_PERCENT,
+                Self::AUTO_MIN,
+                Self::AUTO_MAX
+            ),
+            MaxCount::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for MaxCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxCount::Auto => s.serialize_str("auto"),
+            MaxCount::Fixed(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MaxCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"auto\" or a number of users")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<MaxCount, E> {
+                Ok(MaxCount::Fixed(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<MaxCount, E> {
+                u64::try_from(n)
+                    .map(MaxCount::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MaxCount, E> {
+                match v {
+                    "auto" => Ok(MaxCount::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The mass-change circuit breaker: a run that would deactivate more than `max_count` users, or
 /// more than `max_percent` of the active and pending users it manages (once at least
-/// `min_count_for_percent` would go), stops before writing and waits for a confirm or reject.
+/// `min_count_for_percent` would go), stops before writing those deactivations and waits for a
+/// confirm or reject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerThreshold {
-    pub max_count: u64,
+    pub max_count: MaxCount,
     pub max_percent: u8,
     pub min_count_for_percent: u64,
 }
 
 impl Default for BreakerThreshold {
-    /// 50 users, or 10 % once at least 5 would go: a few leavers pass, a bad read or a mass
-    /// disable never does.
+    /// An automatic count (1 % of the managed users, 50 to 500), or 10 % once at least 5 would
+    /// go: an ordinary day's leavers pass in a large directory, a bad read or a mass disable
+    /// never does.
     fn default() -> Self {
         Self {
-            max_count: 50,
+            max_count: MaxCount::Auto,
             max_percent: 10,
             min_count_for_percent: 5,
         }
@@ -130,8 +222,14 @@ impl Default for BreakerThreshold {
 impl BreakerThreshold {
     /// The threshold that `deactivations` out of `active_before` exceeds, in plain words.
     pub fn tripped_by(&self, deactivations: u64, active_before: u64) -> Option<String> {
-        if deactivations > self.max_count {
-            return Some(format!("more than {} users", self.max_count));
+        let limit = self.max_count.limit(active_before);
+        if deactivations > limit {
+            return Some(match self.max_count {
+                MaxCount::Fixed(_) => format!("more than {limit} users"),
+                MaxCount::Auto => format!(
+                    "more than {limit} users (the automatic count for {active_before} managed users)"
+                ),
+            });
         }
         if deactivations >= self.min_count_for_percent.max(1)
             && active_before > 0
@@ -217,13 +315,13 @@ impl ConnectionSettings {
         }
     }
 
-    /// Parse settings from JSON (unknown fields are errors, so a typo is never ignored) and
-    /// validate them.
+    /// Parse settings from JSON and validate them: a JSON object whose fields left out keep
+    /// their defaults (unknown fields are errors, so a typo is never ignored; every problem is
+    /// listed). To edit stored settings, see [`ConnectionSettings::apply_edit`].
     pub fn from_json(json: &str) -> Result<Self, SettingsError> {
-        let s: Self = serde_json::from_str(json).map_err(|e| SettingsError {
-            problems: vec![format!("not valid settings JSON: {e}")],
-        })?;
-        s.validate()?;
+        let edit = parse_edit(json)?;
+        let mut s = ConnectionSettings::default().apply_edit(&edit)?;
+        s.version = edited_version(&edit).unwrap_or(0);
         Ok(s)
     }
 
@@ -297,8 +395,59 @@ mod tests {
         );
         assert!(t.tripped_by(5, 10).is_some(), "50 % of 10");
         assert_eq!(t.tripped_by(5, 1000), None);
-        assert!(t.tripped_by(51, 100_000).is_some(), "count rule");
         assert_eq!(t.tripped_by(0, 0), None);
+        let fixed = BreakerThreshold {
+            max_count: MaxCount::Fixed(50),
+            ..t
+        };
+        assert!(fixed.tripped_by(51, 100_000).is_some(), "count rule");
+    }
+
+    #[test]
+    fn the_automatic_count_scales_with_the_directory() {
+        let t = BreakerThreshold::default();
+        // (deactivations, managed users, held?)
+        let cases = [
+            (100, 100_000, false), // an ordinary day of a large tenant: 0.1 %
+            (500, 100_000, false),
+            (501, 100_000, true), // never more than Entra's default of 500
+            (501, 10_000_000, true),
+            (51, 1_000, true), // at least 50 (and the share rule)
+            (50, 4_000, false),
+            (51, 4_000, true),
+            (150, 15_000, false), // 1 %
+            (151, 15_000, true),
+        ];
+        for (n, managed, held) in cases {
+            assert_eq!(t.tripped_by(n, managed).is_some(), held, "{n} of {managed}");
+        }
+        assert!(
+            t.tripped_by(501, 100_000).unwrap().contains("500"),
+            "names the number"
+        );
+    }
+
+    #[test]
+    fn max_count_reads_auto_or_a_number() {
+        let b: BreakerThreshold = serde_json::from_str(r#"{"max_count":"auto"}"#).unwrap();
+        assert_eq!(b.max_count, MaxCount::Auto);
+        let b: BreakerThreshold = serde_json::from_str(r#"{"max_count":7}"#).unwrap();
+        assert_eq!(b.max_count, MaxCount::Fixed(7));
+        assert_eq!(serde_json::to_value(b).unwrap()["max_count"], 7);
+        assert_eq!(
+            serde_json::to_value(BreakerThreshold::default()).unwrap()["max_count"],
+            "auto"
+        );
+        for bad in [
+            r#"{"max_count":"many"}"#,
+            r#"{"max_count":-1}"#,
+            r#"{"max_count":1.5}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<BreakerThreshold>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

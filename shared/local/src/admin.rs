@@ -9,13 +9,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use entra_sync_core::model::{AccountId, TenantId};
-use entra_sync_core::ports::{ConnectionStore, LocalUserStore};
+use entra_sync_core::ports::{ConnectionStore, LocalUserStore, RunStore};
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
-    ImportMode, Preview, PreviewItem, add_local_user, confirm_held, import, load_settings, preview,
-    reject_held, save_settings, set_local_status, sign_in_lookup,
+    ImportMode, LocalUserError, Preview, PreviewItem, ProjectError, activate_local_user,
+    add_local_user, check_settings_edit, confirm_held, import, load_settings, preview, reject_held,
+    save_settings, set_local_status, sign_in_lookup,
 };
-use entra_sync_core::settings::ConnectionSettings;
+use entra_sync_core::settings::{ConnectionSettings, SettingsChange, SettingsError, parse_edit};
 
 use crate::runtime::{DataDir, LocalApp, SyncSettings};
 
@@ -69,14 +70,20 @@ pub enum AdminCommand {
 pub enum SettingsCommand {
     /// Print the settings as JSON (the defaults when never saved).
     Show(Target),
-    /// Check a settings file and list every problem; saves nothing.
+    /// Check a settings file and list every problem, and what it would change; saves nothing.
+    /// Checked against the stored settings and the mirror when the data directory exists, else
+    /// against the defaults.
     Validate {
-        /// JSON settings file.
+        /// JSON object: the fields to change (fields left out keep their value).
         file: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
-    /// Save a settings file and re-project the users at once (no directory read).
+    /// Merge a settings file onto the stored settings, print what changes, save, and re-project
+    /// the users at once (no directory read). Fields the file leaves out keep their value;
+    /// `null` puts a field back to its default.
     Set {
-        /// JSON settings file (as `settings show` prints it).
+        /// JSON object: the fields to change (`settings show` prints them all).
         file: PathBuf,
         #[command(flatten)]
         target: Target,
@@ -132,9 +139,13 @@ pub enum UsersCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Activate a pending user.
+    /// Activate a pending user. Any other status is refused with the reason.
     Activate {
         local_id: String,
+        /// Also activate a user deactivated in the host product (never one whose directory
+        /// account is disabled or deleted: the directory decides those).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -265,10 +276,34 @@ fn json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
-fn read_settings(file: &PathBuf) -> Result<ConnectionSettings> {
+fn read_edit(file: &PathBuf) -> Result<serde_json::Value> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(ConnectionSettings::from_json(&text)?)
+    parse_edit(&text).map_err(problems)
+}
+
+/// Every problem on its own line.
+fn problems(e: SettingsError) -> anyhow::Error {
+    anyhow::anyhow!("invalid settings:\n  - {}", e.problems.join("\n  - "))
+}
+
+fn project_problems(e: ProjectError) -> anyhow::Error {
+    match e {
+        ProjectError::Settings(e) => problems(e),
+        e => e.into(),
+    }
+}
+
+fn print_changes(changes: &[SettingsChange]) {
+    match changes.is_empty() {
+        true => out!("nothing changes"),
+        false => {
+            out!("changes:");
+            for c in changes {
+                out!("  {c}");
+            }
+        }
+    }
 }
 
 async fn set_status(target: &Target, local_id: &str, status: LocalStatus) -> Result<()> {
@@ -292,26 +327,47 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             let o = open(&t).await?;
             json(&load_settings(o.app.store.as_ref(), &o.tenant).await?)?;
         }
-        AdminCommand::Settings(SettingsCommand::Validate { file }) => {
-            let s = read_settings(&file)?;
-            for line in s.describe() {
-                out!("{line}");
-            }
-            out!("valid");
-        }
-        AdminCommand::Settings(SettingsCommand::Set { file, target }) => {
-            let new = read_settings(&file)?;
-            let o = open(&target).await?;
-            let current = load_settings(o.app.store.as_ref(), &o.tenant).await?;
-            if new.version != 0 && new.version != current.version {
-                bail!(
-                    "the file edits settings version {}, but version {} is stored; run `settings show` again",
-                    new.version,
-                    current.version
+        AdminCommand::Settings(SettingsCommand::Validate { file, target }) => {
+            let edit = read_edit(&file)?;
+            if target.data_dir.exists() {
+                let o = open(&target).await?;
+                let checked = check_settings_edit(&o.app.project_deps(), &o.tenant, &edit)
+                    .await
+                    .map_err(project_problems)?;
+                print_changes(&checked.changes);
+                for line in checked.proposed.describe() {
+                    out!("{line}");
+                }
+                out!("valid");
+            } else {
+                let s = ConnectionSettings::default()
+                    .apply_edit(&edit)
+                    .map_err(problems)?;
+                for line in s.describe() {
+                    out!("{line}");
+                }
+                out!(
+                    "valid (checked against the defaults: there is no data directory at {}, so group ids were not checked)",
+                    target.data_dir.display()
                 );
             }
+        }
+        AdminCommand::Settings(SettingsCommand::Set { file, target }) => {
+            let edit = read_edit(&file)?;
+            let o = open(&target).await?;
+            let deps = o.app.project_deps();
+            let checked = check_settings_edit(&deps, &o.tenant, &edit)
+                .await
+                .map_err(project_problems)?;
+            print_changes(&checked.changes);
+            if checked.changes.is_empty() {
+                out!("settings version {} kept", checked.current.version);
+                return Ok(ExitCode::SUCCESS);
+            }
             let (saved, run) =
-                save_settings(&o.app.project_deps(), &o.tenant, new, current.version).await?;
+                save_settings(&deps, &o.tenant, checked.proposed, checked.current.version)
+                    .await
+                    .map_err(project_problems)?;
             out!("saved settings version {}", saved.version);
             crate::print_run_line(&run);
         }
@@ -342,9 +398,12 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Confirm(args) => {
             let o = open(&args.target).await?;
-            let out =
-                confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
-            out!("{out:?}");
+            confirm_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
+            // Applied, or held again with the new numbers: the run says which.
+            match o.app.store.get_run(&o.tenant, &args.run_id).await? {
+                Some(run) => crate::print_run_line(&run),
+                None => bail!("run {} not found", args.run_id),
+            }
         }
         AdminCommand::Reject(args) => {
             let o = open(&args.target).await?;
@@ -387,15 +446,46 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             .await?;
             print_user(&u);
         }
-        AdminCommand::Users(UsersCommand::Activate { local_id, target }) => {
-            set_status(&target, &local_id, LocalStatus::Active).await?;
+        AdminCommand::Users(UsersCommand::Activate {
+            local_id,
+            force,
+            target,
+        }) => {
+            let o = open(&target).await?;
+            let activated = activate_local_user(
+                o.app.store.as_ref(),
+                o.app.store.as_ref(),
+                o.app.clock.as_ref(),
+                &o.account,
+                &local_id,
+                force,
+            )
+            .await;
+            match activated {
+                Ok(u) => print_user(&u),
+                Err(e @ LocalUserError::NotActivatable { force_allowed, .. }) => {
+                    let hint = match force_allowed {
+                        true => " (`--force` activates it anyway)",
+                        false => "",
+                    };
+                    bail!("{e}{hint}");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         AdminCommand::Users(UsersCommand::Delete { local_id, target }) => {
             set_status(&target, &local_id, LocalStatus::DeletedLocally).await?;
         }
         AdminCommand::Lookup(args) => {
             let o = open(&args.target).await?;
-            match sign_in_lookup(o.app.store.as_ref(), &o.account, &args.email).await? {
+            let found = sign_in_lookup(
+                o.app.store.as_ref(),
+                o.app.store.as_ref(),
+                &o.account,
+                &args.email,
+            )
+            .await?;
+            match found {
                 Some(found) => json(&found)?,
                 None => {
                     out!("no user with that email in this account");

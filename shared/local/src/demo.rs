@@ -229,7 +229,7 @@ async fn demo_settings(app: &LocalApp, tenant: &TenantId) -> Result<Vec<String>,
                 source: "jobTitle".into(),
             });
             s.provisioning.auto_activate_verified_domains = true;
-            s.breaker.max_count = 1_000;
+            s.breaker.max_count = 1_000.into();
             s.breaker.max_percent = 20;
             save_settings(&deps, tenant, s, 0)
                 .await

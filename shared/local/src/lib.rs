@@ -26,8 +26,14 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
         RunStatus::Succeeded => "succeeded".to_owned(),
         RunStatus::Failed { error } => format!("failed: {error}"),
         RunStatus::Held { hold } => format!(
-            "HELD by the circuit breaker: would deactivate {} of {} users ({}); run `entra-sync confirm {}` or `entra-sync reject {}`",
-            hold.deactivations, hold.active_before, hold.threshold, run.run_id, run.run_id
+            "HELD by the circuit breaker: {} of {} users wait for their deactivation ({}; {} reported disabled or deleted in the directory were deactivated), {}; run `entra-sync confirm {}` or `entra-sync reject {}`",
+            hold.deactivations,
+            hold.active_before,
+            hold.threshold,
+            hold.applied_deactivations,
+            hold.describe_age(chrono::Utc::now()),
+            run.run_id,
+            run.run_id
         ),
         RunStatus::Rejected { by, .. } => format!("rejected by {by}"),
         RunStatus::Skipped { reason } => format!("skipped: {reason}"),

@@ -114,7 +114,23 @@ async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Resul
             );
             match project_run(&project, tenant, run_id).await {
                 Ok(ProjectOutcome::Applied(_)) => true,
-                Ok(ProjectOutcome::Held(_) | ProjectOutcome::ClaimedElsewhere) => false,
+                Ok(ProjectOutcome::Held(hold)) => {
+                    deps.events
+                        .publish(&[ChangeEvent {
+                            tenant_id: tenant.clone(),
+                            object_id: tenant.to_string(),
+                            kind: ChangeKind::SyncHeld {
+                                run_id: run_id.to_owned(),
+                                deactivations_held: hold.deactivations,
+                                deactivations_applied: hold.applied_deactivations,
+                                held_since: hold.since(),
+                                held_for_seconds: hold.held_for(deps.clock.now()).num_seconds(),
+                            },
+                        }])
+                        .await?;
+                    false
+                }
+                Ok(ProjectOutcome::ClaimedElsewhere) => false,
                 Err(ProjectError::Sync(e)) => {
                     // The rounds are committed, so a redelivered page will not come back here:
                     // close the run with the reason. The next run projects everything again.

@@ -17,9 +17,9 @@ pub use connect::{
 pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, plain_words, run_fetch};
 pub use project::{
     ImportMode, ImportReport, LocalUserError, Preview, PreviewItem, ProjectDeps, ProjectError,
-    ProjectOutcome, ProjectionPorts, SignInLookup, add_local_user, confirm_held, import,
-    load_settings, preview, project_run, reject_held, save_settings, set_local_status,
-    sign_in_lookup,
+    ProjectOutcome, ProjectionPorts, SettingsEdit, SignInLookup, activate_local_user,
+    add_local_user, check_settings_edit, confirm_held, group_problems, import, load_settings,
+    preview, project_run, reject_held, save_settings, set_local_status, sign_in_lookup,
 };
 pub use reconcile::{ReconcileDeps, ReconcileOutcome, reconcile_page};
 pub use schedule::{ScheduleDeps, ScheduleReport, jitter_for, schedule_fetches};

@@ -10,18 +10,23 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::cursor::FullReason;
 use crate::error::{StoreError, SyncError};
-use crate::model::{AccountId, Connection, MemberType, Stream, TenantId};
+use crate::model::{AccountId, Connection, MemberType, StoredGroup, StoredUser, Stream, TenantId};
 use crate::ports::{
     Clock, ConnectionStore, CursorStore, LocalUserStore, MirrorStore, RunStore, SettingsStore,
 };
-use crate::provision::{Action, Decision, Found, LocalStatus, LocalUser, RuleContext, decide};
+use crate::provision::{
+    AccessLoss, Action, Decision, Found, LocalStatus, LocalUser, RuleContext, decide,
+};
 use crate::run::{BreakerHold, ProvisioningCounts, RunStatus, RunUpdate, SyncRun, Trigger};
-use crate::settings::{Automatic, ConnectionSettings, SettingsError};
+use crate::settings::{
+    Automatic, ConnectionSettings, SettingsChange, SettingsError, changes, edited_version,
+};
 
 /// The ports a projection needs besides those every sync has.
 #[derive(Clone)]
@@ -205,7 +210,7 @@ impl Pick {
         };
         d.action = Action::Skip;
         d.write = None;
-        d.deactivates = false;
+        d.deactivates = None;
         d
     }
 }
@@ -227,12 +232,43 @@ enum Write {
 /// scans twice instead of holding every new user in memory.
 const BUFFER_LIMIT: usize = 5_000;
 
+/// Which deactivations a scan leaves unwritten: the ones the circuit breaker holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Withhold {
+    Nothing,
+    /// Those concluded from what a read did not contain (absent from a full read, no account
+    /// state); the ones Graph reported for each user are applied.
+    Inferred,
+    /// Every deactivation.
+    Deactivations,
+}
+
+impl Withhold {
+    fn holds(self, loss: Option<AccessLoss>) -> bool {
+        match (self, loss) {
+            (_, None) | (Withhold::Nothing, _) => false,
+            (Withhold::Inferred, Some(l)) => l == AccessLoss::Inferred,
+            (Withhold::Deactivations, Some(_)) => true,
+        }
+    }
+}
+
+/// A write a `Write::Buffer` scan keeps, with what the breaker needs to hold it back.
+struct Buffered {
+    user: LocalUser,
+    action: Action,
+    loss: Option<AccessLoss>,
+}
+
 #[derive(Default)]
 struct ScanOutput {
     /// The writes of a `Write::Buffer` scan, unless there were more than the limit.
-    buffered: Option<Vec<LocalUser>>,
+    buffered: Option<Vec<Buffered>>,
     counts: ProvisioningCounts,
+    /// Decisions that take a pending or active user's access away (not counting held ones)...
     deactivations: u64,
+    /// ... of which Graph reported the reason for each user.
+    reported_deactivations: u64,
     active_before: u64,
     present_users: u64,
     items: Vec<PreviewItem>,
@@ -345,7 +381,15 @@ async fn load_context(deps: &ProjectDeps, tenant: &TenantId) -> Result<Context, 
     let connection = usable_connection(deps, tenant).await?;
     let settings = load_settings(deps.settings.as_ref(), tenant).await?;
     let scope_members = match settings.filters.selected_groups() {
-        Some(groups) => Some(transitive_members(deps.mirror.as_ref(), tenant, groups).await?),
+        Some(groups) => {
+            let members = transitive_members(deps.mirror.as_ref(), tenant, groups).await?;
+            if members.is_empty() {
+                // Saving refuses unknown groups, but a group can be deleted or emptied later:
+                // then the filter freezes everyone, which someone should hear about.
+                warn!(tenant = %tenant, groups = groups.len(), "the group filter matches no user");
+            }
+            Some(members)
+        }
         None => None,
     };
     let mut role_members = HashMap::new();
@@ -380,6 +424,7 @@ async fn scan(
     ctx: &Context,
     pick: &Pick,
     write: Write,
+    withhold: Withhold,
     collect: bool,
 ) -> Result<ScanOutput, SyncError> {
     let tenant = &ctx.connection.tenant_id;
@@ -498,7 +543,7 @@ async fn scan(
                     action: Action::Skip,
                     reason: format!("another directory user with the email {e} was matched first"),
                     write: None,
-                    deactivates: false,
+                    deactivates: None,
                     ..d
                 };
             }
@@ -507,9 +552,18 @@ async fn scan(
             {
                 claimed.insert(w.email.clone(), w.clone());
             }
-            count(&mut out.counts, d.action);
-            if d.deactivates {
-                out.deactivations += 1;
+            if withhold.holds(d.deactivates) {
+                d.reason = format!("{}; held by the circuit breaker", d.reason);
+                d.write = None;
+                out.counts.held += 1;
+            } else {
+                count(&mut out.counts, d.action);
+                if let Some(loss) = d.deactivates {
+                    out.deactivations += 1;
+                    if loss == AccessLoss::Reported {
+                        out.reported_deactivations += 1;
+                    }
+                }
             }
             if collect && d.action != Action::Unchanged {
                 out.items.push(PreviewItem {
@@ -528,11 +582,18 @@ async fn scan(
                 });
             }
             if let Some(w) = d.write {
-                writes.push(w);
+                writes.push(Buffered {
+                    user: w,
+                    action: d.action,
+                    loss: d.deactivates,
+                });
             }
         }
         match write {
-            Write::Now if !writes.is_empty() => deps.local_users.put_local_users(&writes).await?,
+            Write::Now if !writes.is_empty() => {
+                let users: Vec<LocalUser> = writes.into_iter().map(|b| b.user).collect();
+                deps.local_users.put_local_users(&users).await?
+            }
             Write::Buffer => {
                 if let Some(buf) = &mut out.buffered {
                     buf.extend(writes);
@@ -551,45 +612,78 @@ async fn scan(
     Ok(out)
 }
 
-/// Write what a `Write::Buffer` scan decided, or scan again writing as it goes when the
-/// buffer overflowed. The decisions are the same either way (the mirror is the input).
+/// Write what a `Write::Buffer` scan decided, less the deactivations `withhold` holds, or scan
+/// again writing as it goes when the buffer overflowed. The decisions are the same either way
+/// (the mirror is the input), except that a rescan under a hold holds every deactivation: its
+/// counts are only known once it has written, so it cannot check them against the threshold.
 async fn write_scanned(
     deps: &ProjectDeps,
     ctx: &Context,
     pick: &Pick,
     mut scanned: ScanOutput,
+    withhold: Withhold,
 ) -> Result<ScanOutput, SyncError> {
-    match scanned.buffered.take() {
-        Some(writes) => {
-            for chunk in writes.chunks(BATCH) {
-                deps.local_users.put_local_users(chunk).await?;
-            }
-            Ok(scanned)
+    let Some(buffered) = scanned.buffered.take() else {
+        let withhold = match withhold {
+            Withhold::Nothing => Withhold::Nothing,
+            _ => Withhold::Deactivations,
+        };
+        return scan(deps, ctx, pick, Write::Now, withhold, false).await;
+    };
+    let mut users = Vec::with_capacity(buffered.len());
+    for b in buffered {
+        if !withhold.holds(b.loss) {
+            users.push(b.user);
+            continue;
         }
-        None => scan(deps, ctx, pick, Write::Now, false).await,
+        let c = &mut scanned.counts;
+        let slot = match b.action {
+            Action::Deactivate => &mut c.deactivated,
+            Action::DisableInDirectory => &mut c.disabled_in_directory,
+            Action::Link => &mut c.linked,
+            _ => &mut c.updated,
+        };
+        *slot = slot.saturating_sub(1);
+        c.held += 1;
+        scanned.deactivations -= 1;
+        if b.loss == Some(AccessLoss::Reported) {
+            scanned.reported_deactivations -= 1;
+        }
     }
+    for chunk in users.chunks(BATCH) {
+        deps.local_users.put_local_users(chunk).await?;
+    }
+    Ok(scanned)
 }
 
-/// What the breaker says about a scan.
-fn breaker(
-    ctx: &Context,
-    out: &ScanOutput,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<BreakerHold> {
-    let empty_read = out.empty_read();
-    let threshold = match empty_read {
-        true => Some("the directory returned no users at all".to_owned()),
-        false => ctx
-            .settings
-            .breaker
-            .tripped_by(out.deactivations, out.active_before),
-    }?;
-    Some(BreakerHold {
-        deactivations: out.deactivations,
-        active_before: out.active_before,
+/// What the breaker decides about a scan: nothing, or a hold and what it holds back.
+struct Verdict {
+    threshold: String,
+    empty_read: bool,
+    withhold: Withhold,
+}
+
+/// The breaker's check. An empty read holds everything (nothing is written at all). Otherwise,
+/// when the deactivations trip the threshold, the ones Graph reported for each user pass if
+/// they alone stay within it, and the rest wait for a confirm.
+fn breaker(ctx: &Context, out: &ScanOutput) -> Option<Verdict> {
+    if out.empty_read() {
+        return Some(Verdict {
+            threshold: "the directory returned no users at all".to_owned(),
+            empty_read: true,
+            withhold: Withhold::Deactivations,
+        });
+    }
+    let t = &ctx.settings.breaker;
+    let threshold = t.tripped_by(out.deactivations, out.active_before)?;
+    let withhold = match t.tripped_by(out.reported_deactivations, out.active_before) {
+        None => Withhold::Inferred,
+        Some(_) => Withhold::Deactivations,
+    };
+    Some(Verdict {
         threshold,
-        empty_read,
-        held_at: now,
+        empty_read: false,
+        withhold,
     })
 }
 
@@ -601,7 +695,15 @@ pub async fn preview(
     mode: ImportMode,
 ) -> Result<Preview, ProjectError> {
     let ctx = load_context(deps, tenant).await?;
-    let out = scan(deps, &ctx, &Pick::Import(mode.clone()), Write::No, true).await?;
+    let out = scan(
+        deps,
+        &ctx,
+        &Pick::Import(mode.clone()),
+        Write::No,
+        Withhold::Nothing,
+        true,
+    )
+    .await?;
     Ok(Preview {
         tenant_id: tenant.clone(),
         settings_version: ctx.settings.version,
@@ -628,7 +730,15 @@ pub async fn import(
 ) -> Result<ImportReport, ProjectError> {
     let ctx = load_context(deps, tenant).await?;
     let run = new_run(deps, tenant, Trigger::Import).await?;
-    let out = scan(deps, &ctx, &Pick::Import(mode), Write::Now, true).await?;
+    let out = scan(
+        deps,
+        &ctx,
+        &Pick::Import(mode),
+        Write::Now,
+        Withhold::Nothing,
+        true,
+    )
+    .await?;
     let run = finish(deps, tenant, &run.run_id, out.counts, ctx.settings.version).await?;
     info!(tenant = %tenant, run_id = %run.run_id, created = out.counts.created, updated = out.counts.updated, "import applied");
     Ok(ImportReport {
@@ -742,16 +852,19 @@ pub async fn project_run(
         }
         Err(e) => return Err(e),
     };
-    let now = deps.clock.now();
-    let outcome = apply_unless_held(deps, &ctx, run_id, |dry| breaker(&ctx, dry, now)).await?;
+    let since = open_hold_since(deps, tenant, run_id).await?;
+    let outcome = apply_unless_held(deps, &ctx, run_id, since, |dry| breaker(&ctx, dry)).await?;
     supersede_older_holds(deps, tenant, run_id).await?;
     match &outcome {
         ProjectOutcome::Held(hold) => warn!(
             tenant = %tenant,
             run_id,
             deactivations = hold.deactivations,
+            applied_deactivations = hold.applied_deactivations,
             active_before = hold.active_before,
             empty_read = hold.empty_read,
+            held_since = %hold.since(),
+            held_for_minutes = hold.held_for(deps.clock.now()).num_minutes(),
             "circuit breaker held the run"
         ),
         ProjectOutcome::Applied(c) => info!(
@@ -771,26 +884,82 @@ pub async fn project_run(
     Ok(outcome)
 }
 
-/// The projection of a run as the sync rules pick it: scan once, and if `hold_if` says so,
-/// hold the run without writing; otherwise write what the scan decided and finish the run.
+/// The projection of a run as the sync rules pick it: scan once; if `hold_if` says so, write
+/// what the hold lets through and hold the run (an empty read writes nothing); otherwise write
+/// what the scan decided and finish the run. `since`: when the open question was first asked
+/// (an older hold this run continues).
 async fn apply_unless_held(
     deps: &ProjectDeps,
     ctx: &Context,
     run_id: &str,
-    hold_if: impl FnOnce(&ScanOutput) -> Option<BreakerHold>,
+    since: Option<DateTime<Utc>>,
+    hold_if: impl FnOnce(&ScanOutput) -> Option<Verdict>,
 ) -> Result<ProjectOutcome, ProjectError> {
     let tenant = &ctx.connection.tenant_id;
     let pick = Pick::Sync(ctx.settings.provisioning.automatic);
-    let dry = scan(deps, ctx, &pick, Write::Buffer, false).await?;
-    if let Some(hold) = hold_if(&dry) {
-        deps.runs
-            .update_run(tenant, run_id, &RunUpdate::Hold(hold.clone()))
-            .await?;
-        return Ok(ProjectOutcome::Held(hold));
-    }
-    let out = write_scanned(deps, ctx, &pick, dry).await?;
-    finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
-    Ok(ProjectOutcome::Applied(out.counts))
+    let dry = scan(deps, ctx, &pick, Write::Buffer, Withhold::Nothing, false).await?;
+    let Some(verdict) = hold_if(&dry) else {
+        let out = write_scanned(deps, ctx, &pick, dry, Withhold::Nothing).await?;
+        finish(deps, tenant, run_id, out.counts, ctx.settings.version).await?;
+        return Ok(ProjectOutcome::Applied(out.counts));
+    };
+    let active_before = dry.active_before;
+    let (counts, applied) = match verdict.empty_read {
+        true => (
+            ProvisioningCounts {
+                held: dry.deactivations,
+                ..ProvisioningCounts::default()
+            },
+            0,
+        ),
+        false => {
+            let out = write_scanned(deps, ctx, &pick, dry, verdict.withhold).await?;
+            (out.counts, out.deactivations)
+        }
+    };
+    let now = deps.clock.now();
+    let hold = BreakerHold {
+        deactivations: counts.held,
+        active_before,
+        threshold: verdict.threshold,
+        empty_read: verdict.empty_read,
+        held_at: now,
+        held_since: Some(since.unwrap_or(now).min(now)),
+        applied_deactivations: applied,
+    };
+    deps.runs
+        .update_run(
+            tenant,
+            run_id,
+            &RunUpdate::Provisioned {
+                counts,
+                settings_version: ctx.settings.version,
+            },
+        )
+        .await?;
+    deps.runs
+        .update_run(tenant, run_id, &RunUpdate::Hold(hold.clone()))
+        .await?;
+    Ok(ProjectOutcome::Held(hold))
+}
+
+/// When the oldest held run other than `run_id` was first held: a newer hold continues it.
+async fn open_hold_since(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    run_id: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(deps
+        .runs
+        .list_runs(tenant, 50)
+        .await?
+        .into_iter()
+        .filter(|r| r.run_id != run_id)
+        .filter_map(|r| match r.status {
+            RunStatus::Held { hold } => Some(hold.since()),
+            _ => None,
+        })
+        .min())
 }
 
 /// Older held runs are moot once a newer run held or applied: confirming them would apply
@@ -834,7 +1003,15 @@ async fn held_run(
         RunStatus::Held { hold } => Ok(hold),
         other => Err(ProjectError::NotHeld {
             run_id: run_id.to_owned(),
-            status: format!("{other:?}"),
+            status: match other {
+                RunStatus::Running => "running",
+                RunStatus::Succeeded => "succeeded",
+                RunStatus::Failed { .. } => "failed",
+                RunStatus::Held { .. } => "held",
+                RunStatus::Rejected { .. } => "rejected",
+                RunStatus::Skipped { .. } => "skipped",
+            }
+            .to_owned(),
         }),
     }
 }
@@ -849,17 +1026,21 @@ pub async fn confirm_held(
 ) -> Result<ProjectOutcome, ProjectError> {
     let hold = held_run(deps, tenant, run_id).await?;
     let ctx = load_context(deps, tenant).await?;
-    let now = deps.clock.now();
-    let outcome = apply_unless_held(deps, &ctx, run_id, |dry| {
-        (dry.deactivations > hold.deactivations).then(|| BreakerHold {
-            deactivations: dry.deactivations,
-            active_before: dry.active_before,
+    let outcome = apply_unless_held(deps, &ctx, run_id, Some(hold.since()), |dry| {
+        (dry.deactivations > hold.deactivations).then(|| Verdict {
             threshold: format!(
                 "{} confirmed {} deactivations, the directory now gives {}",
                 by, hold.deactivations, dry.deactivations
             ),
             empty_read: dry.empty_read(),
-            held_at: now,
+            withhold: match ctx
+                .settings
+                .breaker
+                .tripped_by(dry.reported_deactivations, dry.active_before)
+            {
+                None if !dry.empty_read() => Withhold::Inferred,
+                _ => Withhold::Deactivations,
+            },
         })
     })
     .await?;
@@ -915,16 +1096,178 @@ pub async fn reject_held(
     Ok(run)
 }
 
-/// Save new settings (validated; `expected` is the version the editor loaded) and re-project
-/// at once from the mirror. Returns the saved settings and the re-projection run.
+/// The group ids the settings name (group filter, group -> role mapping) that the mirror does
+/// not know, or knows as deleted: each a problem naming the field and the id. A group filter
+/// naming an unknown group would freeze every user; a role mapped to one would reach nobody.
+pub async fn group_problems(
+    mirror: &dyn MirrorStore,
+    tenant: &TenantId,
+    settings: &ConnectionSettings,
+) -> Result<Vec<String>, StoreError> {
+    let mut named: Vec<(String, &str)> = Vec::new();
+    if let Some(groups) = settings.filters.selected_groups() {
+        for (i, g) in groups.iter().enumerate() {
+            named.push((format!("filters.groups.values[{i}]"), g.as_str()));
+        }
+    }
+    for (i, gr) in settings.group_roles.iter().enumerate() {
+        named.push((format!("group_roles[{i}].group_id"), gr.group_id.as_str()));
+    }
+    named.retain(|(_, id)| !id.trim().is_empty());
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = named
+        .iter()
+        .map(|(_, id)| (*id).to_owned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let known: HashMap<String, StoredGroup> = mirror
+        .get_groups(tenant, &ids)
+        .await?
+        .into_iter()
+        .map(|g| (g.group.id.clone(), g))
+        .collect();
+    let unknown: Vec<&str> = named
+        .iter()
+        .map(|(_, id)| *id)
+        .filter(|id| !known.contains_key(*id))
+        .collect();
+    // An unknown id that is a group's display name: the admin pasted the name.
+    let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
+    if !unknown.is_empty() {
+        let wanted: HashSet<String> = unknown.iter().map(|n| n.trim().to_lowercase()).collect();
+        let mut after: Option<String> = None;
+        loop {
+            let page = mirror.list_groups(tenant, after.as_deref(), BATCH).await?;
+            for g in &page.items {
+                if let Some(name) = &g.group.display_name
+                    && g.presence.is_present()
+                    && wanted.contains(&name.trim().to_lowercase())
+                {
+                    by_name
+                        .entry(name.trim().to_lowercase())
+                        .or_default()
+                        .push(g.group.id.clone());
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (field, id) in &named {
+        match known.get(*id) {
+            Some(g) if g.presence.is_present() => {}
+            Some(g) => problems.push(format!(
+                "{field}: group {id}{} is deleted in the directory",
+                g.group
+                    .display_name
+                    .as_ref()
+                    .map(|n| format!(" (\"{n}\")"))
+                    .unwrap_or_default()
+            )),
+            None => {
+                let hint = match by_name.get(&id.trim().to_lowercase()) {
+                    Some(ids) => format!(
+                        "; \"{id}\" is the name of group {}: use the id",
+                        ids.join(", ")
+                    ),
+                    None => "; if it was created in the directory just now, run a sync first so the mirror knows it".to_owned(),
+                };
+                problems.push(format!(
+                    "{field}: no group with the id \"{id}\" in this directory{hint}"
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// A settings edit checked against the stored settings and the mirror, not saved yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsEdit {
+    pub current: ConnectionSettings,
+    /// The stored settings with the edit merged onto them; save them naming `current.version`.
+    pub proposed: ConnectionSettings,
+    /// What the edit changes, field by field (empty: nothing).
+    pub changes: Vec<SettingsChange>,
+}
+
+/// Check a settings edit (a JSON object merged onto the stored settings: fields left out keep
+/// their value, `null` resets one to its default) and list every problem at once: its shape,
+/// the rules, and group ids the mirror does not know. An edit naming a `version` other than the
+/// stored one is a conflict (it was written against older settings).
+pub async fn check_settings_edit(
+    deps: &ProjectDeps,
+    tenant: &TenantId,
+    edit: &serde_json::Value,
+) -> Result<SettingsEdit, ProjectError> {
+    usable_connection(deps, tenant).await?;
+    let current = load_settings(deps.settings.as_ref(), tenant).await?;
+    if let Some(v) = edited_version(edit)
+        && v != 0
+        && v != current.version
+    {
+        return Err(ProjectError::SettingsConflict { expected: v });
+    }
+    let proposed = current.apply_edit(edit);
+    // The group ids are checked even when other parts are wrong, so every problem shows at once.
+    let groups_of = match &proposed {
+        Ok(s) => s.clone(),
+        Err(_) => {
+            let mut s = current.clone();
+            if let Some(Ok(f)) = edit
+                .pointer("/filters/groups")
+                .map(|v| serde_json::from_value(v.clone()))
+            {
+                s.filters.groups = f;
+            }
+            if let Some(Ok(r)) = edit
+                .get("group_roles")
+                .map(|v| serde_json::from_value(v.clone()))
+            {
+                s.group_roles = r;
+            }
+            s
+        }
+    };
+    let groups = group_problems(deps.mirror.as_ref(), tenant, &groups_of).await?;
+    match proposed {
+        Ok(proposed) if groups.is_empty() => Ok(SettingsEdit {
+            changes: changes(&current, &proposed),
+            current,
+            proposed,
+        }),
+        Ok(_) => Err(SettingsError { problems: groups }.into()),
+        Err(mut e) => {
+            e.problems.extend(groups);
+            Err(e.into())
+        }
+    }
+}
+
+/// Save new settings (validated, and every group id they name known to the mirror; `expected`
+/// is the version the editor loaded) and re-project at once from the mirror. Returns the saved
+/// settings and the re-projection run.
 pub async fn save_settings(
     deps: &ProjectDeps,
     tenant: &TenantId,
     mut settings: ConnectionSettings,
     expected: u64,
 ) -> Result<(ConnectionSettings, SyncRun), ProjectError> {
-    settings.validate()?;
+    let mut problems = match settings.validate() {
+        Ok(()) => Vec::new(),
+        Err(e) => e.problems,
+    };
     usable_connection(deps, tenant).await?;
+    problems.extend(group_problems(deps.mirror.as_ref(), tenant, &settings).await?);
+    if !problems.is_empty() {
+        return Err(SettingsError { problems }.into());
+    }
     settings.version = expected + 1;
     match deps
         .settings
@@ -952,13 +1295,49 @@ pub struct SignInLookup {
     pub local_id: String,
     pub status: LocalStatus,
     pub roles: Vec<String>,
-    /// May this user sign in (active)?
+    /// May this user sign in: active, and (for a user linked to the directory) its mirrored
+    /// account present and enabled, whatever the filters say.
     pub may_sign_in: bool,
+    /// Why not, in plain words (absent when the user may sign in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why the mirrored directory account of `user` takes its access away, if it does: the
+/// directory reported it disabled (`accountEnabled: false`) or deleted. A linked user's access
+/// never outlives such an account, even before a run deactivates it (nightly deprovisioning, a
+/// held run). A loss only inferred from a read (absent from a full read, no account state) is
+/// left to the local status: that is what the circuit breaker may be holding.
+async fn directory_refusal(
+    mirror: &dyn MirrorStore,
+    user: &LocalUser,
+) -> Result<Option<String>, StoreError> {
+    use crate::model::{Presence, RemovalReason};
+    let Some(link) = &user.link else {
+        return Ok(None);
+    };
+    let found = mirror
+        .get_users(&link.tenant_id, std::slice::from_ref(&link.object_id))
+        .await?;
+    Ok(match found.first() {
+        Some(StoredUser {
+            presence:
+                Presence::Removed {
+                    reason: RemovalReason::SoftDeleted | RemovalReason::HardDeleted,
+                },
+            ..
+        }) => Some("its directory account is deleted".to_owned()),
+        Some(s) if s.presence.is_present() && s.user.account_enabled == Some(false) => {
+            Some("its directory account is disabled".to_owned())
+        }
+        _ => None,
+    })
 }
 
 /// The sign-in lookup by email within one account (case-insensitive).
 pub async fn sign_in_lookup(
     local_users: &dyn LocalUserStore,
+    mirror: &dyn MirrorStore,
     account: &AccountId,
     email: &str,
 ) -> Result<Option<SignInLookup>, StoreError> {
@@ -972,8 +1351,16 @@ pub async fn sign_in_lookup(
             LocalStatus::Pending => 1,
             _ => 2,
         });
-    Ok(best.map(|u| SignInLookup {
-        may_sign_in: u.status == LocalStatus::Active,
+    let Some(u) = best else {
+        return Ok(None);
+    };
+    let reason = match u.status {
+        LocalStatus::Active => directory_refusal(mirror, &u).await?,
+        s => Some(format!("the user is {s}")),
+    };
+    Ok(Some(SignInLookup {
+        may_sign_in: reason.is_none(),
+        reason,
         local_id: u.local_id,
         status: u.status,
         roles: u.roles,
@@ -989,6 +1376,22 @@ pub enum LocalUserError {
     DuplicateEmail(String),
     #[error("{0:?} is not an email address")]
     BadEmail(String),
+    /// Only a pending user is activated. `force_allowed`: the user was deactivated in the host
+    /// product (its directory account is enabled), so an explicit override may activate it.
+    #[error("local user {local_id} is {status}, not pending, so it is not activated: {why}")]
+    NotActivatable {
+        local_id: String,
+        status: LocalStatus,
+        why: String,
+        force_allowed: bool,
+    },
+    /// A status only the sync sets (active goes through an activation, disabled in directory
+    /// follows the directory).
+    #[error("the host product cannot set a user to {0}: {hint}", hint = match .0 {
+        LocalStatus::Active => "activate a pending user instead",
+        _ => "only the directory decides it",
+    })]
+    NotHostStatus(LocalStatus),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -1027,9 +1430,70 @@ pub async fn add_local_user(
     Ok(user)
 }
 
-/// Change a local user's status as the host product does: `Active` activates a pending user,
-/// `DeletedLocally` deletes it (the next sync recreates it if it still matches and recreating
-/// is on).
+/// Activate a local user, as the host product does. Only a pending user is activated; any
+/// other status is refused with the reason. With `force`, a user deactivated in the host
+/// product (its directory account enabled) is activated too; never a user whose directory
+/// account is disabled or deleted: that access returns only when the directory restores it.
+pub async fn activate_local_user(
+    local_users: &dyn LocalUserStore,
+    mirror: &dyn MirrorStore,
+    clock: &dyn Clock,
+    account: &AccountId,
+    local_id: &str,
+    force: bool,
+) -> Result<LocalUser, LocalUserError> {
+    let mut user = local_users
+        .get_local_user(account, local_id)
+        .await?
+        .ok_or_else(|| LocalUserError::NotFound(local_id.to_owned()))?;
+    let refuse = |why: &str, force_allowed: bool| LocalUserError::NotActivatable {
+        local_id: local_id.to_owned(),
+        status: user.status,
+        why: why.to_owned(),
+        force_allowed,
+    };
+    let directory = directory_refusal(mirror, &user).await?;
+    match (user.status, directory) {
+        (LocalStatus::Active, _) => return Err(refuse("it is already active", false)),
+        (LocalStatus::DeletedLocally, _) => {
+            return Err(refuse(
+                "it was deleted in the host product; the next sync creates it again if it still matches",
+                false,
+            ));
+        }
+        (LocalStatus::DisabledInDirectory, _) => {
+            return Err(refuse(
+                "its directory account is deleted; it returns when the account is restored in the directory",
+                false,
+            ));
+        }
+        (_, Some(why)) => {
+            return Err(refuse(
+                &format!("{why}; it is activated again when the directory enables the account"),
+                false,
+            ));
+        }
+        (LocalStatus::Deactivated, None) if !force => {
+            return Err(refuse(
+                "it was deactivated in the host product (its directory account is enabled); an explicit override activates it",
+                true,
+            ));
+        }
+        (LocalStatus::Pending | LocalStatus::Deactivated, None) => {}
+    }
+    user.status = LocalStatus::Active;
+    user.activated = true;
+    user.updated_at = clock.now();
+    local_users
+        .put_local_users(std::slice::from_ref(&user))
+        .await?;
+    Ok(user)
+}
+
+/// Change a local user's status as the host product does: `Deactivated` deactivates it in the
+/// host product, `DeletedLocally` deletes it (the next sync recreates it if it still matches and
+/// recreating is on), `Pending` puts it back to waiting for an activation. Activation goes
+/// through [`activate_local_user`]; "disabled in directory" is the directory's to decide.
 pub async fn set_local_status(
     local_users: &dyn LocalUserStore,
     clock: &dyn Clock,
@@ -1037,12 +1501,17 @@ pub async fn set_local_status(
     local_id: &str,
     status: LocalStatus,
 ) -> Result<LocalUser, LocalUserError> {
+    if matches!(
+        status,
+        LocalStatus::Active | LocalStatus::DisabledInDirectory
+    ) {
+        return Err(LocalUserError::NotHostStatus(status));
+    }
     let mut user = local_users
         .get_local_user(account, local_id)
         .await?
         .ok_or_else(|| LocalUserError::NotFound(local_id.to_owned()))?;
     user.status = status;
-    user.activated |= status == LocalStatus::Active;
     user.updated_at = clock.now();
     local_users
         .put_local_users(std::slice::from_ref(&user))

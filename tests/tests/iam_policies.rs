@@ -1,0 +1,1102 @@
+//! Each Lambda function runs under exactly its template policy. The policies come from
+//! infra/template.yaml after the SAM transform (scripts/sam_template.py), every reference
+//! resolved to the names used here. Each function gets an IAM user on a moto server of this
+//! test's own that enforces IAM, and its handler runs with SDK clients signed by that user's
+//! keys: connect (consent, list, show, reconnect, disconnect), then the scheduler, fetch and
+//! reconcile over three sync rounds of an emulated directory (a full read, changes committed by
+//! fetch when reconcile was faster, changes committed by reconcile), with a daily-scheduled and
+//! a reauthorization-needing connection beside the hourly one.
+//!
+//! Every AWS call each function makes is recorded (an SDK interceptor), including the calls
+//! whose errors a handler logs and swallows. Then, per function:
+//! 1. no call was refused (moto answers 401/403),
+//! 2. every call is allowed by the template's statements with its exact resource: moto checks
+//!    DynamoDB, Secrets Manager and EventBridge actions against `*` only, so the resources are
+//!    checked here (table, `index/gsi1`, each secret name, the bus, each queue),
+//! 3. every grant of the template is used by some call (no statement that does nothing),
+//! 4. every resource is exact: no wildcard but a secret's random suffix (`-??????`) and the
+//!    tenant id in a tenant secret's name.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{
+    ConfigBag, Credentials, Intercept, RuntimeComponents, SharedCredentialsProvider,
+};
+use aws_sdk_sqs::types::Message;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{DateTime, Utc};
+use entra_sync_aws::{
+    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, secrets,
+};
+use entra_sync_connect::{AppState, ConnectConfig, GraphTenantDirectory, router};
+use entra_sync_core::memory::ManualClock;
+use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
+use entra_sync_core::ports::{
+    ConnectionStore, RunStore, SecretVault, SettingsStore, SystemClock, WorkQueue,
+};
+use entra_sync_core::run::RunStatus;
+use entra_sync_core::services::{ConnectDeps, FetchDeps, ReconcileDeps, ScheduleDeps};
+use entra_sync_core::settings::{ConnectionSettings, Schedule};
+use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
+use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
+use entra_sync_tests::moto::EnforcingMoto;
+use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const FUNCTIONS: [&str; 4] = [
+    "ConnectFunction",
+    "SchedulerFunction",
+    "FetchFunction",
+    "ReconcileFunction",
+];
+
+// ---------------------------------------------------------------------------------------------
+// What each function called
+
+/// One AWS call as IAM authorizes it.
+#[derive(Clone, Debug)]
+struct Call {
+    /// The IAM action (`sqs:SendMessage` for SendMessageBatch, as AWS authorizes it).
+    action: String,
+    /// The SDK operation (`SendMessageBatch`).
+    operation: String,
+    /// The resources it acts on, as ARNs.
+    resources: Vec<String>,
+    /// The HTTP status of the answer.
+    status: Option<u16>,
+}
+
+#[derive(Clone, Default)]
+struct Recorder {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// The index of the call in flight, kept in the operation's config bag until its answer.
+#[derive(Clone, Debug)]
+struct CallIndex(usize);
+impl Storable for CallIndex {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn clear(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+}
+
+fn table_arn(name: &str) -> String {
+    format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}")
+}
+
+/// The ARN IAM sees for a secret named `id`: Secrets Manager appends `-` and six random
+/// characters to the name.
+fn secret_arn(id: &str) -> String {
+    if id.starts_with("arn:") {
+        id.to_owned()
+    } else {
+        format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{id}-Ab12Cd")
+    }
+}
+
+/// The resources of a request, from its JSON body (all four services speak JSON).
+fn resources_of(service: &str, operation: &str, body: &Value) -> Vec<String> {
+    let s = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+    match service {
+        "dynamodb" => match operation {
+            "BatchGetItem" | "BatchWriteItem" => body["RequestItems"]
+                .as_object()
+                .map(|m| m.keys().map(|t| table_arn(t)).collect())
+                .unwrap_or_default(),
+            "TransactWriteItems" | "TransactGetItems" => body["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|i| i.as_object().into_iter().flat_map(|o| o.values()))
+                .filter_map(|op| op["TableName"].as_str().map(table_arn))
+                .collect(),
+            _ => match body["IndexName"].as_str() {
+                Some(index) => vec![format!("{}/index/{index}", table_arn(&s("TableName")))],
+                None => vec![table_arn(&s("TableName"))],
+            },
+        },
+        "sqs" => {
+            let url = s("QueueUrl");
+            let name = url.rsplit('/').next().unwrap_or_default();
+            vec![format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+        }
+        "secretsmanager" => {
+            let id = if operation == "CreateSecret" {
+                s("Name")
+            } else {
+                s("SecretId")
+            };
+            vec![secret_arn(&id)]
+        }
+        "events" => {
+            let buses: BTreeSet<String> = body["Entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let bus = e["EventBusName"].as_str().unwrap_or("default");
+                    if bus.starts_with("arn:") {
+                        bus.to_owned()
+                    } else {
+                        format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus}")
+                    }
+                })
+                .collect();
+            buses.into_iter().collect()
+        }
+        other => panic!("no resource rule for {other}"),
+    }
+}
+
+/// The IAM action AWS checks for an operation (the batch forms of SQS are authorized as the
+/// single-message actions).
+fn action_of(service: &str, operation: &str) -> String {
+    let op = match (service, operation) {
+        ("sqs", "SendMessageBatch") => "SendMessage",
+        ("sqs", "DeleteMessageBatch") => "DeleteMessage",
+        ("sqs", "ChangeMessageVisibilityBatch") => "ChangeMessageVisibility",
+        (_, op) => op,
+    };
+    format!("{service}:{op}")
+}
+
+/// One recorder per service client of one function (they share the list).
+#[derive(Clone, Debug)]
+struct ServiceRecorder {
+    service: &'static str,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Intercept for ServiceRecorder {
+    fn name(&self) -> &'static str {
+        "iam-test-recorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let request = context.request();
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        let body: Value = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        let call = Call {
+            action: action_of(self.service, &operation),
+            resources: resources_of(self.service, &operation, &body),
+            operation,
+            status: None,
+        };
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(call);
+        cfg.interceptor_state()
+            .store_put(CallIndex(calls.len() - 1));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if let Some(CallIndex(i)) = cfg.load::<CallIndex>() {
+            let status = context.response().status().as_u16();
+            if let Some(c) = self.calls.lock().unwrap().get_mut(*i) {
+                c.status = Some(status);
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IAM users on moto
+
+/// An IAM Query API call to moto, signed (SigV4) with `creds`. Returns the XML answer.
+async fn iam(moto: &str, creds: &Credentials, params: &[(&str, &str)]) -> String {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        form.append_pair(k, v);
+    }
+    form.append_pair("Version", "2010-05-08");
+    let body = form.finish();
+    let url = format!("{moto}/");
+    let host = moto.trim_start_matches("http://").to_owned();
+    let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+    let identity = creds.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(REGION)
+        .name("iam")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [("content-type", content_type), ("host", host.as_str())];
+    let signable = SignableRequest::new(
+        "POST",
+        &url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", content_type)
+        .body(body);
+    for (name, value) in instructions.headers() {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "IAM {params:?}: {status} {text}");
+    text
+}
+
+fn xml_field<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).map(|i| i + open.len()).expect(tag);
+    let end = xml[start..].find("</").expect(tag) + start;
+    &xml[start..end]
+}
+
+/// A user with one inline policy, and its access key.
+async fn user(moto: &str, name: &str, policy: &Value) -> Credentials {
+    let setup = Credentials::new("setup", "setup", None, None, "iam-test");
+    iam(
+        moto,
+        &setup,
+        &[("Action", "CreateUser"), ("UserName", name)],
+    )
+    .await;
+    iam(
+        moto,
+        &setup,
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "template"),
+            ("PolicyDocument", &policy.to_string()),
+        ],
+    )
+    .await;
+    let key = iam(
+        moto,
+        &setup,
+        &[("Action", "CreateAccessKey"), ("UserName", name)],
+    )
+    .await;
+    Credentials::new(
+        xml_field(&key, "AccessKeyId"),
+        xml_field(&key, "SecretAccessKey"),
+        None,
+        None,
+        "iam-test",
+    )
+}
+
+/// The function's template statements as moto can check them: moto compares DynamoDB,
+/// Secrets Manager and EventBridge actions with resource `*` (so those statements get `*`;
+/// their resources are checked against the calls instead), and names SendMessageBatch
+/// `sqs:SendMessageBatch` (AWS authorizes it as `sqs:SendMessage`). SQS statements keep their
+/// queue ARNs: moto checks those.
+fn moto_policy(f: &Function) -> Value {
+    let statements: Vec<Value> = f
+        .statements
+        .iter()
+        .map(|s| {
+            let services: BTreeSet<&str> = s
+                .actions
+                .iter()
+                .map(|a| a.split(':').next().unwrap_or_default())
+                .collect();
+            assert_eq!(services.len(), 1, "one service per statement: {s:?}");
+            let mut actions = s.actions.clone();
+            if actions.iter().any(|a| a == "sqs:SendMessage") {
+                actions.push("sqs:SendMessageBatch".into());
+            }
+            let resources = if services.contains("sqs") {
+                json!(s.resources)
+            } else {
+                json!("*")
+            };
+            json!({"Effect": "Allow", "Action": actions, "Resource": resources})
+        })
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+struct Clients {
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    events: aws_sdk_eventbridge::Client,
+}
+
+async fn clients(moto: &str, creds: Credentials, recorder: &Recorder) -> Clients {
+    let sdk = entra_sync_aws::sdk_config_for_endpoint(moto)
+        .await
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(creds))
+        .build();
+    let rec = |service| ServiceRecorder {
+        service,
+        calls: recorder.calls.clone(),
+    };
+    Clients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(rec("dynamodb"))
+                .build(),
+        ),
+        sqs: aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(rec("sqs"))
+                .build(),
+        ),
+        secrets: aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .interceptor(rec("secretsmanager"))
+                .build(),
+        ),
+        events: aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(rec("events"))
+                .build(),
+        ),
+    }
+}
+
+// The names the template gives the resources in stage `iamtest`.
+fn table_name() -> String {
+    format!("entra-sync-{STAGE}")
+}
+fn secret_prefix() -> String {
+    format!("entra-sync/{STAGE}/")
+}
+
+fn graph_config(emulator: &Emulator, secret: entra_sync_core::ports::Secret) -> GraphConfig {
+    let mut gc = GraphConfig::new(
+        url::Url::parse(&emulator.graph_base_url()).unwrap(),
+        url::Url::parse(&emulator.login_base_url()).unwrap(),
+        emulator.app().client_id.clone(),
+        secret,
+    );
+    gc.retry = RetryPolicy {
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        ..RetryPolicy::default()
+    };
+    gc
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lambda's side: the event source mapping receives, hands over a batch, deletes what succeeded
+
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, visibility: i32) -> Vec<Message> {
+    let mut out = Vec::new();
+    for _ in 0..200 {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        out.extend(got);
+    }
+    out
+}
+
+fn as_event(messages: &[Message]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut r = SqsMessage::default();
+            r.message_id = m.message_id.clone();
+            r.receipt_handle = m.receipt_handle.clone();
+            r.body = m.body.clone();
+            r
+        })
+        .collect();
+    event
+}
+
+async fn acknowledge(sqs: &aws_sdk_sqs::Client, url: &str, messages: &[Message]) {
+    for m in messages {
+        sqs.delete_message()
+            .queue_url(url)
+            .receipt_handle(m.receipt_handle.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks
+
+/// Fail at once, naming the call, when moto refused one of `name`'s calls so far (a handler
+/// may have logged the error and carried on).
+fn assert_none_refused(name: &str, recorder: &Recorder) {
+    let refused: Vec<String> = recorder
+        .calls()
+        .iter()
+        .filter(|c| matches!(c.status, Some(401 | 403)))
+        .map(|c| format!("{} ({}) on {:?}", c.action, c.operation, c.resources))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{name} was refused, under its template policy: {}",
+        refused.join(", ")
+    );
+}
+
+/// What is wrong with one function's calls against its template statements.
+fn problems(name: &str, f: &Function, calls: &[Call]) -> Vec<String> {
+    let mut out = Vec::new();
+    assert!(!calls.is_empty(), "{name} made no AWS call");
+    for c in calls {
+        if matches!(c.status, Some(401 | 403)) {
+            out.push(format!(
+                "{name}: {} on {:?} was refused ({}): the template does not grant it",
+                c.action,
+                c.resources,
+                c.status.unwrap_or_default()
+            ));
+        }
+        for r in &c.resources {
+            if !f.allows(&c.action, r) {
+                out.push(format!(
+                    "{name}: {} ({}) on {r} is not allowed by the template's statements",
+                    c.action, c.operation
+                ));
+            }
+        }
+    }
+    for s in &f.statements {
+        for a in &s.actions {
+            for r in &s.resources {
+                let used = calls.iter().any(|c| {
+                    template::iam_match(a, &c.action, true)
+                        && c.resources
+                            .iter()
+                            .any(|cr| template::iam_match(r, cr, false))
+                });
+                if !used {
+                    out.push(format!("{name}: the grant {a} on {r} is used by no call"));
+                }
+                let exact = if r.contains(":secretsmanager:") {
+                    r.trim_end_matches("-??????")
+                        .replace("/tenants/*/", "/tenants/TENANT/")
+                } else {
+                    r.clone()
+                };
+                if exact.contains(['*', '?']) {
+                    out.push(format!(
+                        "{name}: the resource {r} of {a} is a pattern, not the resource used"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn connection(tenant: &TenantId, status: ConnectionStatus) -> Connection {
+    Connection {
+        tenant_id: tenant.clone(),
+        account_id: AccountId(ACCOUNT_ID.into()),
+        label: tenant.as_str().into(),
+        tenant_name: None,
+        verified_domains: vec![],
+        status,
+        connected_at: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world: moto enforcing IAM, one user per function, the operator's resources
+
+const ACCOUNT_ID: &str = "acct-iam";
+
+struct World {
+    _moto: EnforcingMoto,
+    emulator: Emulator,
+    /// The administrator: the operator, and Lambda's event source mappings.
+    admin: Clients,
+    admin_store: Arc<DynamoStore>,
+    /// Each function's clients, signed with its user's keys, and what they called.
+    wired: std::collections::BTreeMap<&'static str, (Clients, Recorder)>,
+    fetch_queue: String,
+    page_queue: String,
+    bus: String,
+}
+
+async fn world() -> World {
+    let moto = EnforcingMoto::start();
+    let url = moto.url();
+    // Set-up with enforcement off: one IAM user per function with its policy as moto can
+    // check it, and an administrator.
+    moto.enforce(false);
+    let admin_creds = user(
+        &url,
+        "administrator",
+        &json!({"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+    )
+    .await;
+    let mut wired = std::collections::BTreeMap::new();
+    for name in FUNCTIONS {
+        let creds = user(&url, name, &moto_policy(template::function(name))).await;
+        let recorder = Recorder::default();
+        wired.insert(name, (clients(&url, creds, &recorder).await, recorder));
+    }
+    moto.enforce(true);
+
+    // Enforcement is on and the recorder sees a refusal: an unknown key, and a call outside
+    // the scheduler's policy.
+    let probe = Recorder::default();
+    let stranger = clients(
+        &url,
+        Credentials::new("testing", "testing", None, None, "iam-test"),
+        &probe,
+    )
+    .await;
+    assert!(stranger.dynamodb.list_tables().send().await.is_err());
+    let (scheduler, scheduler_calls) = &wired["SchedulerFunction"];
+    assert!(scheduler.dynamodb.list_tables().send().await.is_err());
+    let statuses: Vec<Option<u16>> = probe
+        .calls()
+        .iter()
+        .chain(scheduler_calls.calls().iter())
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![Some(403), Some(403)],
+        "moto enforces IAM and the recorder sees its refusals"
+    );
+    scheduler_calls.clear();
+
+    // The operator's side: the table, the queues, the bus, the app's client secret.
+    let admin = clients(&url, admin_creds, &Recorder::default()).await;
+    let admin_store = Arc::new(DynamoStore::new(admin.dynamodb.clone(), table_name()));
+    admin_store.create_table().await.unwrap();
+    let mut queues = Vec::new();
+    for name in ["fetch", "pages"] {
+        let out = admin
+            .sqs
+            .create_queue()
+            .queue_name(format!("entra-sync-{STAGE}-{name}"))
+            .send()
+            .await
+            .unwrap();
+        queues.push(out.queue_url.unwrap());
+    }
+    let bus = format!("entra-sync-{STAGE}");
+    admin
+        .events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .unwrap();
+    let emulator = Emulator::start(EmulatorConfig {
+        user_page_size: 17,
+        group_page_size: 5,
+        member_slice: 10,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    admin
+        .secrets
+        .create_secret()
+        .name(format!("{}app/client-secret", secret_prefix()))
+        .secret_string(emulator.app().client_secret.clone())
+        .send()
+        .await
+        .unwrap();
+    let page_queue = queues.pop().unwrap();
+    let fetch_queue = queues.pop().unwrap();
+    World {
+        _moto: moto,
+        emulator,
+        admin,
+        admin_store,
+        wired,
+        fetch_queue,
+        page_queue,
+        bus,
+    }
+}
+
+impl World {
+    fn clients(&self, name: &str) -> &Clients {
+        &self.wired[name].0
+    }
+
+    fn recorder(&self, name: &str) -> &Recorder {
+        &self.wired[name].1
+    }
+
+    fn store(&self, name: &str) -> Arc<DynamoStore> {
+        Arc::new(DynamoStore::new(
+            self.clients(name).dynamodb.clone(),
+            table_name(),
+        ))
+    }
+
+    /// The app's Graph credentials as a function reads them at cold start.
+    async fn graph_config(&self, name: &str) -> GraphConfig {
+        let vault = SecretsManagerVault::new(
+            self.clients(name).secrets.clone(),
+            secret_prefix(),
+            secrets::DEFAULT_TTL,
+        );
+        graph_config(
+            &self.emulator,
+            vault.get_secret("app/client-secret").await.unwrap(),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connect, as its main.rs wires it, called as API Gateway would
+
+struct Connect {
+    routes: axum::Router,
+    recorder: Recorder,
+}
+
+async fn connect(w: &World) -> Connect {
+    let name = "ConnectFunction";
+    let gc = w.graph_config(name).await;
+    let store = w.store(name);
+    let routes = router(AppState {
+        deps: ConnectDeps {
+            consent_states: store.clone(),
+            connections: store,
+            directory: Arc::new(GraphTenantDirectory(GraphClient::new(gc.clone()).unwrap())),
+            vault: Arc::new(SecretsManagerVault::new(
+                w.clients(name).secrets.clone(),
+                secret_prefix(),
+                secrets::DEFAULT_TTL,
+            )),
+            clock: Arc::new(SystemClock),
+        },
+        config: Arc::new(ConnectConfig {
+            login_base_url: gc.login_base_url.clone(),
+            client_id: gc.client_id.clone(),
+            redirect_uri: url::Url::parse("https://connect.example.com/connect/callback").unwrap(),
+            scope: gc.scope(),
+            state_ttl: chrono::Duration::minutes(10),
+            return_url: None,
+        }),
+    });
+    Connect {
+        routes,
+        recorder: w.recorder(name).clone(),
+    }
+}
+
+impl Connect {
+    async fn call(&self, req: Request<Body>) -> (StatusCode, String) {
+        let resp = self.routes.clone().oneshot(req).await.unwrap();
+        assert_none_refused("ConnectFunction", &self.recorder);
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        self.call(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post(&self, path: &str) -> (StatusCode, String) {
+        self.call(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(json!({"label": "Contoso"}).to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Start a consent, walk the emulator's consent page as the admin's browser does, and
+    /// hand the redirect to the callback route.
+    async fn consent(&self) {
+        let (status, body) = self
+            .post(&format!("/accounts/{ACCOUNT_ID}/connections/start"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let link: Value = serde_json::from_str(&body).unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = http
+            .get(link["consent_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::FOUND);
+        let back = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let (status, body) = self
+            .get(&format!("{}?{}", back.path(), back.query().unwrap_or("")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler -> fetch -> reconcile, as their main.rs wire them; the test plays Lambda's part
+
+type ReconcileDepsOf = entra_sync_reconcile::handler::Deps;
+
+/// Lambda's event source mapping of the page queue: receive everything, hand it to reconcile
+/// in batches of ten, delete what succeeded.
+async fn reconcile_all(w: &World, deps: &ReconcileDepsOf) {
+    let pages = receive(&w.admin.sqs, &w.page_queue, 120).await;
+    for batch in pages.chunks(10) {
+        let r = entra_sync_reconcile::handler::handle(deps, as_event(batch)).await;
+        assert_none_refused("ReconcileFunction", w.recorder("ReconcileFunction"));
+        assert!(r.batch_item_failures.is_empty(), "reconcile failed");
+    }
+    acknowledge(&w.admin.sqs, &w.page_queue, &pages).await;
+}
+
+/// The page queue as fetch sees it when reconcile is faster than fetch: every page is applied
+/// as soon as it is sent, before fetch saves its checkpoint, so fetch is the one that finds
+/// the round applied and commits it (with the projection and the events).
+struct ReconcileAtOnce {
+    inner: SqsPageQueue,
+    world: Arc<World>,
+    reconcile: Arc<ReconcileDepsOf>,
+    on: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl WorkQueue for ReconcileAtOnce {
+    async fn enqueue(
+        &self,
+        messages: Vec<entra_sync_core::page::PageMessage>,
+    ) -> Result<(), entra_sync_core::error::QueueError> {
+        self.inner.enqueue(messages).await?;
+        if self.on.load(std::sync::atomic::Ordering::SeqCst) {
+            reconcile_all(&self.world, &self.reconcile).await;
+        }
+        Ok(())
+    }
+
+    fn max_message_bytes(&self) -> Option<usize> {
+        self.inner.max_message_bytes()
+    }
+}
+
+struct Pipeline {
+    world: Arc<World>,
+    clock: Arc<ManualClock>,
+    schedule: ScheduleDeps,
+    fetch: entra_sync_fetch::handler::Deps,
+    pages: Arc<ReconcileAtOnce>,
+    reconcile: Arc<ReconcileDepsOf>,
+}
+
+async fn pipeline(world: Arc<World>) -> Pipeline {
+    let w = world.as_ref();
+    let scheduler = w.store("SchedulerFunction");
+    let clock = Arc::new(ManualClock::new(
+        DateTime::parse_from_rfc3339("2026-01-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    ));
+    let schedule = ScheduleDeps {
+        connections: scheduler.clone(),
+        settings: scheduler.clone(),
+        runs: scheduler,
+        clock: clock.clone(),
+        requests: Arc::new(SqsFetchRequests::new(
+            w.clients("SchedulerFunction").sqs.clone(),
+            w.fetch_queue.clone(),
+        )),
+    };
+    let store = w.store("ReconcileFunction");
+    let reconcile = Arc::new(ReconcileDepsOf {
+        reconcile: ReconcileDeps {
+            cursors: store.clone(),
+            mirror: store.clone(),
+            runs: store.clone(),
+            events: Arc::new(EventBridgeSink::new(
+                w.clients("ReconcileFunction").events.clone(),
+                &w.bus,
+            )),
+            clock: Arc::new(SystemClock),
+            projection: Some(entra_sync_aws::projection_ports(&store)),
+        },
+        idempotency: store,
+        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+    });
+    let graph = GraphClient::new(w.graph_config("FetchFunction").await).unwrap();
+    let fetch = w.clients("FetchFunction");
+    let pages = Arc::new(ReconcileAtOnce {
+        inner: SqsPageQueue::new(fetch.sqs.clone(), w.page_queue.clone()),
+        world: world.clone(),
+        reconcile: reconcile.clone(),
+        on: false.into(),
+    });
+    let store = w.store("FetchFunction");
+    let fetch = entra_sync_fetch::handler::Deps {
+        fetch: FetchDeps {
+            directory: Arc::new(graph),
+            connections: store.clone(),
+            cursors: store.clone(),
+            leases: store.clone(),
+            runs: store.clone(),
+            queue: pages.clone(),
+            mirror: store.clone(),
+            events: Arc::new(EventBridgeSink::new(fetch.events.clone(), &w.bus)),
+            clock: Arc::new(SystemClock),
+            projection: Some(entra_sync_aws::projection_ports(&store)),
+        },
+        requests: Arc::new(SqsFetchRequests::new(
+            fetch.sqs.clone(),
+            w.fetch_queue.clone(),
+        )),
+    };
+    Pipeline {
+        world,
+        clock,
+        schedule,
+        fetch,
+        pages,
+        reconcile,
+    }
+}
+
+impl Pipeline {
+    /// One scheduler tick and everything it leads to. Returns the tenants fetch was asked for.
+    /// `reconcile_first`: reconcile applies each page as it is sent (fetch commits), else after
+    /// each fetch invocation (reconcile commits).
+    async fn round(&self, reconcile_first: bool) -> BTreeSet<String> {
+        let w = self.world.as_ref();
+        self.pages
+            .on
+            .store(reconcile_first, std::sync::atomic::Ordering::SeqCst);
+        entra_sync_scheduler::handler::handle(
+            &self.schedule,
+            &entra_sync_scheduler::handler::Settings {
+                max_jitter: Duration::ZERO,
+            },
+            serde_json::from_str(include_str!("../../events/scheduler/happy.json")).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_none_refused("SchedulerFunction", w.recorder("SchedulerFunction"));
+        let settings = entra_sync_fetch::handler::Settings {
+            max_pages: 3,
+            lease_ttl: Duration::from_secs(900),
+        };
+        let mut requested = BTreeSet::new();
+        for invocation in 0..60 {
+            let requests = receive(&w.admin.sqs, &w.fetch_queue, 60).await;
+            if requests.is_empty() {
+                return requested;
+            }
+            for r in &requests {
+                let body: Value = serde_json::from_str(r.body().unwrap_or("{}")).unwrap();
+                requested.insert(body["tenant_id"].as_str().unwrap_or_default().to_owned());
+            }
+            let response = entra_sync_fetch::handler::handle(
+                &self.fetch,
+                &settings,
+                &format!("invocation-{invocation}"),
+                as_event(&requests),
+            )
+            .await;
+            assert_none_refused("FetchFunction", w.recorder("FetchFunction"));
+            assert!(response.batch_item_failures.is_empty(), "fetch failed");
+            acknowledge(&w.admin.sqs, &w.fetch_queue, &requests).await;
+            reconcile_all(w, &self.reconcile).await;
+        }
+        panic!("fetch does not finish");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_runs_under_exactly_its_template_policy() {
+    let world = Arc::new(world().await);
+    let w = world.as_ref();
+    let tenant = |seed: u64, consent: bool| {
+        let info = w.emulator.add_tenant(&TenantSpec::new(seed, 40, 6));
+        if !consent {
+            w.emulator.tenant(&info.tenant_id).unwrap().revoke_consent();
+        }
+        TenantId::new(info.tenant_id)
+    };
+
+    // Connect: consent (start, the admin's browser, callback), list, show.
+    let hourly = tenant(21, false);
+    let connect = connect(w).await;
+    connect.consent().await;
+    let (status, body) = connect
+        .get(&format!("/accounts/{ACCOUNT_ID}/connections"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(hourly.as_str()), "{body}");
+    let (status, body) = connect
+        .get(&format!("/accounts/{ACCOUNT_ID}/connections/{hourly}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Two more connections: one synced daily at 03:00 UTC (not due at 10:00 or 11:00), one
+    // that needs reauthorization.
+    let daily = tenant(22, true);
+    w.admin_store
+        .put_connection(&connection(&daily, ConnectionStatus::Connected))
+        .await
+        .unwrap();
+    w.admin_store
+        .put_settings(
+            &daily,
+            &ConnectionSettings {
+                version: 1,
+                schedule: Schedule::Daily { hour_utc: 3 },
+                ..ConnectionSettings::default()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let revoked = tenant(23, false);
+    w.admin_store
+        .put_connection(&connection(
+            &revoked,
+            ConnectionStatus::NeedsReauthorization {
+                reason: "consent revoked".into(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    let pipeline = pipeline(world.clone()).await;
+    // Round 1 at 10:00, the full read; reconcile commits it.
+    let requested = pipeline.round(false).await;
+    assert!(requested.contains(hourly.as_str()), "{requested:?}");
+    assert!(
+        !requested.contains(daily.as_str()),
+        "a daily schedule is not synced outside its hour: {requested:?}"
+    );
+    // Round 2 at 11:00, after changes: a new email for one user, one disabled, one deleted,
+    // some churn. Reconcile is faster than fetch, so fetch commits.
+    let handle = w.emulator.tenant(hourly.as_str()).unwrap();
+    let users = handle.user_ids();
+    let mut patch = serde_json::Map::new();
+    patch.insert("mail".into(), json!("renamed.user@contoso.example"));
+    handle.update_user(&users[0], patch).unwrap();
+    handle.set_account_enabled(&users[1], false).unwrap();
+    handle.delete_user(&users[2]).unwrap();
+    handle.random_churn(5, 10);
+    pipeline.clock.advance(chrono::Duration::hours(1));
+    let requested = pipeline.round(true).await;
+    assert!(!requested.contains(daily.as_str()), "{requested:?}");
+    // Round 3 at 12:00, another new email; reconcile commits.
+    let mut patch = serde_json::Map::new();
+    patch.insert("mail".into(), json!("renamed.again@contoso.example"));
+    handle.update_user(&users[0], patch).unwrap();
+    handle.random_churn(6, 5);
+    pipeline.clock.advance(chrono::Duration::hours(1));
+    pipeline.round(false).await;
+    let runs = w.admin_store.list_runs(&hourly, 5).await.unwrap();
+    assert!(
+        runs.len() >= 3
+            && runs
+                .iter()
+                .take(3)
+                .all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
+
+    // Connect again: reconnect (a new consent link), then disconnect (the tenant's secrets
+    // go, if any).
+    let (status, body) = connect
+        .post(&format!(
+            "/accounts/{ACCOUNT_ID}/connections/{hourly}/reconnect"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = connect
+        .post(&format!(
+            "/accounts/{ACCOUNT_ID}/connections/{hourly}/disconnect"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stored = w
+        .admin_store
+        .get_connection(&hourly)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, ConnectionStatus::Disconnected);
+
+    // Each function against its template statements.
+    let mut all = Vec::new();
+    for name in FUNCTIONS {
+        let calls = w.recorder(name).calls();
+        eprintln!("{name} called:");
+        let mut seen = BTreeSet::new();
+        for c in &calls {
+            if seen.insert((c.action.clone(), c.resources.clone(), c.status)) {
+                eprintln!("  {} {:?} -> {:?}", c.action, c.resources, c.status);
+            }
+        }
+        all.extend(problems(name, template::function(name), &calls));
+    }
+    assert!(all.is_empty(), "\n{}", all.join("\n"));
+}
