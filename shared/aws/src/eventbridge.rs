@@ -34,9 +34,9 @@ pub fn detail_type(kind: &ChangeKind) -> &'static str {
         ChangeKind::MemberRemoved { .. } => "MemberRemoved",
         ChangeKind::SyncCompleted { .. } => "SyncCompleted",
         ChangeKind::SyncFailed { .. } => "SyncFailed",
-        ChangeKind::SyncHeld { .. } => "SyncHeld",
         ChangeKind::ActionUpdated { .. } => "ActionUpdated",
         ChangeKind::WorkflowUpdated { .. } => "WorkflowUpdated",
+        ChangeKind::SyncHeld { .. } => "SyncHeld",
     }
 }
 

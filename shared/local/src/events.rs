@@ -17,23 +17,7 @@ pub struct EventLog {
 }
 
 fn kind_name(k: &ChangeKind) -> &'static str {
-    match k {
-        ChangeKind::UserCreated => "user_created",
-        ChangeKind::UserUpdated => "user_updated",
-        ChangeKind::UserDeactivated => "user_deactivated",
-        ChangeKind::UserReactivated => "user_reactivated",
-        ChangeKind::UserRemovedFromDirectory => "user_removed_from_directory",
-        ChangeKind::GroupCreated => "group_created",
-        ChangeKind::GroupUpdated => "group_updated",
-        ChangeKind::GroupRemovedFromDirectory => "group_removed_from_directory",
-        ChangeKind::MemberAdded { .. } => "member_added",
-        ChangeKind::MemberRemoved { .. } => "member_removed",
-        ChangeKind::SyncCompleted { .. } => "sync_completed",
-        ChangeKind::SyncFailed { .. } => "sync_failed",
-        ChangeKind::SyncHeld { .. } => "sync_held",
-        ChangeKind::ActionUpdated { .. } => "action_updated",
-        ChangeKind::WorkflowUpdated { .. } => "workflow_updated",
-    }
+    k.as_str()
 }
 
 impl EventLog {

@@ -5,6 +5,7 @@ pub mod action_queue;
 mod actions_store;
 pub mod admin;
 pub mod bench;
+pub mod bench_actions;
 pub mod consent_store;
 pub mod demo;
 pub mod events;

@@ -39,3 +39,28 @@ async fn bench_smoke_measures_full_incremental_idle_and_naive() {
     assert!(table.contains("| 300 |"));
     assert!(table.contains("Naive baseline"));
 }
+
+/// The actions benchmark runs end to end: every action succeeds, one Graph write each, and the
+/// write budget keeps the emulator (enforcing Graph's write limit) from answering 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actions_benchmark_writes_once_per_action_without_429s() {
+    use entra_sync_local::bench_actions::{ActionBenchOptions, run_action_bench};
+    let rows = run_action_bench(&ActionBenchOptions {
+        actions: 30,
+        tenants: 2,
+        latency: std::time::Duration::ZERO,
+        concurrency: 8,
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r.not_succeeded, 0, "{r:?}");
+        assert_eq!(r.throttled_429, 0, "{r:?}");
+        assert_eq!(
+            r.graph_writes,
+            (r.tenants * r.actions_per_tenant) as u64,
+            "{r:?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ pub mod policy;
 pub mod ports;
 pub mod record;
 pub mod resolve;
+pub mod testing;
 pub mod workflow;
 
 pub use kind::{ActionKind, ActionSpec};

@@ -122,6 +122,25 @@ pub enum ActionError {
 }
 
 impl ActionError {
+    /// A stable snake_case code for the edges (API `error` field, CLI `--json`, Lambda
+    /// answers); the message is the Display text.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ActionError::Invalid(_) | ActionError::Params(_) => "invalid_request",
+            ActionError::UnknownConnection { .. }
+            | ActionError::UnknownAction { .. }
+            | ActionError::UnknownWorkflow { .. } => "not_found",
+            ActionError::NotConnected { .. } => "not_connected",
+            ActionError::Refused(_) => "not_permitted",
+            ActionError::Target(_) => "invalid_target",
+            ActionError::KeyReused { .. } => "idempotency_key_reused",
+            ActionError::KeyBusy { .. } => "in_progress",
+            ActionError::Transition(_) | ActionError::Workflow(_) => "conflict",
+            ActionError::Directory(_) => "directory_error",
+            ActionError::Store(_) | ActionError::Random => "unavailable",
+        }
+    }
+
     /// Worth trying the same request again later (unchanged).
     pub fn is_retryable(&self) -> bool {
         match self {

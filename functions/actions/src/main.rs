@@ -1,0 +1,2 @@
+//! Wiring only (filled in once the AWS adapters of the write half exist).
+fn main() {}
