@@ -1,0 +1,1 @@
+//! HR systems behind the webhooks.
