@@ -3,7 +3,16 @@
 //! request, payload parsing, the mapping of HR events to workflows); the use cases are in
 //! [`crate::services::webhooks`]. docs/hr-webhooks.md is the reader's guide.
 
+pub mod delivery;
+pub mod endpoint;
+pub mod mapping;
+pub mod memory;
+pub mod payload;
+pub mod ports;
+pub mod review;
 pub mod verify;
+
+pub use mapping::HrSettings;
 
 use serde::{Deserialize, Serialize};
 

@@ -101,11 +101,18 @@ impl SigningKey {
 pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
-    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         Self(
             pairs
                 .into_iter()
-                .map(|(k, v)| (k.as_ref().trim().to_ascii_lowercase(), v.as_ref().to_string()))
+                .map(|(k, v)| {
+                    (
+                        k.as_ref().trim().to_ascii_lowercase(),
+                        v.as_ref().to_string(),
+                    )
+                })
                 .collect(),
         )
     }
@@ -123,7 +130,9 @@ impl Headers {
     /// twice is malformed, not "pick one").
     pub fn one<'a>(&'a self, name: &'static str) -> Result<&'a str, VerifyError> {
         let mut it = self.all(name);
-        let first = it.next().ok_or(VerifyError::MissingHeader { header: name })?;
+        let first = it
+            .next()
+            .ok_or(VerifyError::MissingHeader { header: name })?;
         if it.next().is_some() {
             return Err(VerifyError::MalformedHeader {
                 header: name,
@@ -134,7 +143,10 @@ impl Headers {
     }
 
     pub fn get<'a>(&'a self, name: &str) -> Option<&'a str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -464,16 +476,34 @@ mod tests {
         let keys = [std_key(secret)];
         let tampered_body = br#"{"test": 2432232315}"#;
         assert_eq!(
-            verify(Source::Standard, &std_headers(id, ts, sig), tampered_body, &keys, at(ts)),
+            verify(
+                Source::Standard,
+                &std_headers(id, ts, sig),
+                tampered_body,
+                &keys,
+                at(ts)
+            ),
             Err(VerifyError::NoMatch)
         );
         // The timestamp is signed: moving it (within the tolerance) breaks the signature.
         assert_eq!(
-            verify(Source::Standard, &std_headers(id, ts + 1, sig), body.as_bytes(), &keys, at(ts)),
+            verify(
+                Source::Standard,
+                &std_headers(id, ts + 1, sig),
+                body.as_bytes(),
+                &keys,
+                at(ts)
+            ),
             Err(VerifyError::NoMatch)
         );
         assert_eq!(
-            verify(Source::Standard, &std_headers("msg_other", ts, sig), body.as_bytes(), &keys, at(ts)),
+            verify(
+                Source::Standard,
+                &std_headers("msg_other", ts, sig),
+                body.as_bytes(),
+                &keys,
+                at(ts)
+            ),
             Err(VerifyError::NoMatch)
         );
     }
@@ -500,21 +530,41 @@ mod tests {
         let (_, id, ts, body, sig) = VECTORS[0];
         let wrong = [std_key(VECTORS[1].0)];
         assert_eq!(
-            verify(Source::Standard, &std_headers(id, ts, sig), body.as_bytes(), &wrong, at(ts)),
+            verify(
+                Source::Standard,
+                &std_headers(id, ts, sig),
+                body.as_bytes(),
+                &wrong,
+                at(ts)
+            ),
             Err(VerifyError::NoMatch)
         );
-        let no_id = Headers::from_pairs([("webhook-timestamp", ts.to_string()), ("webhook-signature", sig.into())]);
+        let no_id = Headers::from_pairs([
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", sig.into()),
+        ]);
         assert_eq!(
             verify(Source::Standard, &no_id, body.as_bytes(), &wrong, at(ts)),
             Err(VerifyError::MissingHeader { header: WEBHOOK_ID })
         );
-        let bad_ts = Headers::from_pairs([("webhook-id", id), ("webhook-timestamp", "hello"), ("webhook-signature", sig)]);
+        let bad_ts = Headers::from_pairs([
+            ("webhook-id", id),
+            ("webhook-timestamp", "hello"),
+            ("webhook-signature", sig),
+        ]);
         assert!(matches!(
             verify(Source::Standard, &bad_ts, body.as_bytes(), &wrong, at(ts)),
-            Err(VerifyError::MalformedHeader { header: WEBHOOK_TIMESTAMP, .. })
+            Err(VerifyError::MalformedHeader {
+                header: WEBHOOK_TIMESTAMP,
+                ..
+            })
         ));
         // Partial signatures, as in the reference libraries' tests.
-        for partial in ["v1,", "v1,g0hM", "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="] {
+        for partial in [
+            "v1,",
+            "v1,g0hM",
+            "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        ] {
             let e = verify(
                 Source::Standard,
                 &std_headers(id, ts, partial),
@@ -523,7 +573,13 @@ mod tests {
                 at(ts),
             )
             .unwrap_err();
-            assert!(matches!(e, VerifyError::NoMatch | VerifyError::MalformedHeader { .. }), "{partial}: {e:?}");
+            assert!(
+                matches!(
+                    e,
+                    VerifyError::NoMatch | VerifyError::MalformedHeader { .. }
+                ),
+                "{partial}: {e:?}"
+            );
         }
     }
 
@@ -550,8 +606,20 @@ mod tests {
         let key = std_key(secret);
         assert_eq!(format!("{key:?}"), "SigningKey(***)");
         let cases = [
-            verify(Source::Standard, &std_headers(id, ts, sig), b"x", &[key.clone()], at(ts)),
-            verify(Source::Standard, &std_headers(id, ts, sig), body.as_bytes(), &[key.clone()], at(ts + 9999)),
+            verify(
+                Source::Standard,
+                &std_headers(id, ts, sig),
+                b"x",
+                &[key.clone()],
+                at(ts),
+            ),
+            verify(
+                Source::Standard,
+                &std_headers(id, ts, sig),
+                body.as_bytes(),
+                &[key.clone()],
+                at(ts + 9999),
+            ),
         ];
         for e in cases {
             let e = e.unwrap_err();
@@ -581,10 +649,26 @@ mod tests {
         let key = SigningKey::from_secret(Source::BambooHr, BAMBOO_KEY).unwrap();
         let sig = sign::bamboohr(&key, BAMBOO_TS, BAMBOO_BODY.as_bytes());
         assert_eq!(sig, BAMBOO_SIG);
-        let v = verify(Source::BambooHr, &bamboo_headers(&sig, BAMBOO_TS), BAMBOO_BODY.as_bytes(), &[key.clone()], at(BAMBOO_TS + 5)).unwrap();
+        let v = verify(
+            Source::BambooHr,
+            &bamboo_headers(&sig, BAMBOO_TS),
+            BAMBOO_BODY.as_bytes(),
+            &[key.clone()],
+            at(BAMBOO_TS + 5),
+        )
+        .unwrap();
         assert_eq!(v.signed_at, Some(at(BAMBOO_TS)));
         // Upper-case hex is the same tag.
-        assert!(verify(Source::BambooHr, &bamboo_headers(&sig.to_uppercase(), BAMBOO_TS), BAMBOO_BODY.as_bytes(), &[key], at(BAMBOO_TS)).is_ok());
+        assert!(
+            verify(
+                Source::BambooHr,
+                &bamboo_headers(&sig.to_uppercase(), BAMBOO_TS),
+                BAMBOO_BODY.as_bytes(),
+                &[key],
+                at(BAMBOO_TS)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -592,19 +676,63 @@ mod tests {
         let key = SigningKey::from_secret(Source::BambooHr, BAMBOO_KEY).unwrap();
         let keys = [key];
         let h = bamboo_headers(BAMBOO_SIG, BAMBOO_TS);
-        assert_eq!(verify(Source::BambooHr, &h, b"{}", &keys, at(BAMBOO_TS)), Err(VerifyError::NoMatch));
         assert_eq!(
-            verify(Source::BambooHr, &bamboo_headers(BAMBOO_SIG, BAMBOO_TS + 1), BAMBOO_BODY.as_bytes(), &keys, at(BAMBOO_TS)),
+            verify(Source::BambooHr, &h, b"{}", &keys, at(BAMBOO_TS)),
             Err(VerifyError::NoMatch)
         );
-        assert!(matches!(verify(Source::BambooHr, &h, BAMBOO_BODY.as_bytes(), &keys, at(BAMBOO_TS + 3600)), Err(VerifyError::Stale { .. })));
-        assert!(matches!(verify(Source::BambooHr, &h, BAMBOO_BODY.as_bytes(), &keys, at(BAMBOO_TS - 3600)), Err(VerifyError::Future { .. })));
+        assert_eq!(
+            verify(
+                Source::BambooHr,
+                &bamboo_headers(BAMBOO_SIG, BAMBOO_TS + 1),
+                BAMBOO_BODY.as_bytes(),
+                &keys,
+                at(BAMBOO_TS)
+            ),
+            Err(VerifyError::NoMatch)
+        );
+        assert!(matches!(
+            verify(
+                Source::BambooHr,
+                &h,
+                BAMBOO_BODY.as_bytes(),
+                &keys,
+                at(BAMBOO_TS + 3600)
+            ),
+            Err(VerifyError::Stale { .. })
+        ));
+        assert!(matches!(
+            verify(
+                Source::BambooHr,
+                &h,
+                BAMBOO_BODY.as_bytes(),
+                &keys,
+                at(BAMBOO_TS - 3600)
+            ),
+            Err(VerifyError::Future { .. })
+        ));
         let wrong = [SigningKey::from_secret(Source::BambooHr, "another-key").unwrap()];
-        assert_eq!(verify(Source::BambooHr, &h, BAMBOO_BODY.as_bytes(), &wrong, at(BAMBOO_TS)), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify(
+                Source::BambooHr,
+                &h,
+                BAMBOO_BODY.as_bytes(),
+                &wrong,
+                at(BAMBOO_TS)
+            ),
+            Err(VerifyError::NoMatch)
+        );
         let missing = Headers::from_pairs([("X-BambooHR-Signature", BAMBOO_SIG)]);
         assert_eq!(
-            verify(Source::BambooHr, &missing, BAMBOO_BODY.as_bytes(), &keys, at(BAMBOO_TS)),
-            Err(VerifyError::MissingHeader { header: BAMBOOHR_TIMESTAMP })
+            verify(
+                Source::BambooHr,
+                &missing,
+                BAMBOO_BODY.as_bytes(),
+                &keys,
+                at(BAMBOO_TS)
+            ),
+            Err(VerifyError::MissingHeader {
+                header: BAMBOOHR_TIMESTAMP
+            })
         );
     }
 
@@ -626,11 +754,20 @@ mod tests {
             let v = verify(Source::HiBob, &h, BOB_BODY.as_bytes(), &[key.clone()], now).unwrap();
             assert_eq!(v.signed_at, None);
         }
-        assert_eq!(verify(Source::HiBob, &h, b"{}", &[key], at(0)), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify(Source::HiBob, &h, b"{}", &[key], at(0)),
+            Err(VerifyError::NoMatch)
+        );
         let wrong = SigningKey::from_secret(Source::HiBob, "other").unwrap();
-        assert_eq!(verify(Source::HiBob, &h, BOB_BODY.as_bytes(), &[wrong], at(0)), Err(VerifyError::NoMatch));
+        assert_eq!(
+            verify(Source::HiBob, &h, BOB_BODY.as_bytes(), &[wrong], at(0)),
+            Err(VerifyError::NoMatch)
+        );
         let hex_sig = Headers::from_pairs([("Bob-Signature", "abcdef")]);
-        assert!(matches!(verify(Source::HiBob, &hex_sig, BOB_BODY.as_bytes(), &[], at(0)), Err(VerifyError::MalformedHeader { .. })));
+        assert!(matches!(
+            verify(Source::HiBob, &hex_sig, BOB_BODY.as_bytes(), &[], at(0)),
+            Err(VerifyError::MalformedHeader { .. })
+        ));
     }
 
     #[test]
@@ -643,8 +780,17 @@ mod tests {
             ("webhook-signature", sig.to_string()),
         ]);
         assert!(matches!(
-            verify(Source::Standard, &h, body.as_bytes(), &[std_key(secret)], at(ts)),
-            Err(VerifyError::MalformedHeader { header: WEBHOOK_SIGNATURE, .. })
+            verify(
+                Source::Standard,
+                &h,
+                body.as_bytes(),
+                &[std_key(secret)],
+                at(ts)
+            ),
+            Err(VerifyError::MalformedHeader {
+                header: WEBHOOK_SIGNATURE,
+                ..
+            })
         ));
     }
 
@@ -653,9 +799,18 @@ mod tests {
         let a = std_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         let b = std_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         assert_eq!(a, b);
-        assert_eq!(std_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS"), std_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS="));
-        assert_eq!(SigningKey::from_secret(Source::Standard, "whsec_"), Err(KeyError::Empty));
-        assert_eq!(SigningKey::from_secret(Source::Standard, "whsec_!!!"), Err(KeyError::NotBase64));
+        assert_eq!(
+            std_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS"),
+            std_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS=")
+        );
+        assert_eq!(
+            SigningKey::from_secret(Source::Standard, "whsec_"),
+            Err(KeyError::Empty)
+        );
+        assert_eq!(
+            SigningKey::from_secret(Source::Standard, "whsec_!!!"),
+            Err(KeyError::NotBase64)
+        );
     }
 
     proptest! {
