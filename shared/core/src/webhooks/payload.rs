@@ -336,9 +336,10 @@ fn parse_bamboohr(v: &Value) -> Result<ParsedDelivery, PayloadError> {
             .and_then(Value::as_str)
             .unwrap_or("Updated")
             .to_ascii_lowercase();
+        let empty = serde_json::Map::new();
         let fields = match emp.get("fields") {
-            None | Some(Value::Null) => serde_json::Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(m)) => m,
             Some(_) => {
                 problems.push(format!("{at}.fields must be an object"));
                 continue;
@@ -352,11 +353,14 @@ fn parse_bamboohr(v: &Value) -> Result<ParsedDelivery, PayloadError> {
                 continue;
             }
         };
+        // Each field name normalised once.
+        let normed: Vec<(String, &String, &Value)> =
+            fields.iter().map(|(k, v)| (norm(k), k, v)).collect();
         let find = |names: &[&str]| -> Option<(String, &Value)> {
-            fields
+            normed
                 .iter()
-                .find(|(k, _)| names.contains(&norm(k).as_str()))
-                .map(|(k, v)| (k.clone(), v))
+                .find(|(n, _, _)| names.contains(&n.as_str()))
+                .map(|(_, k, v)| ((*k).clone(), *v))
         };
         let was_changed = |names: &[&str]| match &changed {
             None => find(names).is_some(),
