@@ -185,6 +185,8 @@ async fn log_row(
     outcome: Outcome,
     source_event_id: Option<String>,
 ) {
+    // The id comes from the request, signed or not: keep it short.
+    let source_event_id = source_event_id.map(|s| s.chars().take(256).collect());
     let row = Delivery::logged(endpoint, outcome, source_event_id, deps.clock.now());
     if let Err(e) = deps.deliveries.create_delivery(&row).await {
         tracing::warn!(error = %e, "webhook delivery log row not stored");

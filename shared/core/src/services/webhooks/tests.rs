@@ -925,3 +925,72 @@ async fn a_signed_bamboohr_batch_starts_one_workflow_per_employee() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_signed_bamboohr_termination_blocks_the_user_and_empties_their_groups_at_the_end_date() {
+    use crate::directory_write::WriteKind;
+    use crate::services::actions::{
+        DecideRequest, Decision, decide_action, get_workflow, run_due_workflows, submit_action,
+    };
+    let h = hr().await;
+    let t = tenant();
+    // Ann is in Sales in the directory (and the mirror learns it from the action).
+    submit_action(&h.w.deps, req("pre", add_ann_to(SALES)))
+        .await
+        .unwrap();
+    drain(&h.w, 1).await;
+    assert_eq!(h.w.writer.members(&t, SALES), Some(vec![ANN.to_string()]));
+    create_endpoint(&h.ep, create(Source::BambooHr, Some("bamboo-key")))
+        .await
+        .unwrap();
+    let body = br#"{"employees":[{"id":"1","action":"Updated","changedFields":["Status","Termination Date"],"fields":{"Employee #":"E100","Status":"Inactive","Termination Date":"2026-12-04"}}]}"#;
+    let key = SigningKey::from_secret(Source::BambooHr, "bamboo-key").unwrap();
+    let ts = h.w.clock.now().timestamp();
+    let headers = Headers::from_pairs([
+        ("X-BambooHR-Signature", sign::bamboohr(&key, ts, body)),
+        ("X-BambooHR-Timestamp", ts.to_string()),
+    ]);
+    assert!(matches!(
+        post(&h, "acct-a", "bamboohr", &headers, body).await,
+        Answer::Accepted { .. }
+    ));
+    let d = run_queue(&h).await.remove(0);
+    let wf_id = d.workflow_ids[0].clone();
+    // Nothing happens before the end date (18:00 UTC on 2026-12-04).
+    assert_eq!(run_due_workflows(&h.w.deps, 10).await.unwrap(), 0);
+    assert_eq!(h.w.writer.calls(&t, WriteKind::RevokeSessions), 0);
+    h.w.clock.advance(Duration::days(3) + Duration::hours(9));
+    assert_eq!(run_due_workflows(&h.w.deps, 10).await.unwrap(), 1);
+    drain(&h.w, 2).await;
+    let wf = get_workflow(&h.w.deps, &account(), &t, &wf_id)
+        .await
+        .unwrap();
+    let WorkflowStatus::WaitingApproval { action_id } = &wf.status else {
+        panic!("{:?}", wf.status)
+    };
+    decide_action(
+        &h.w.deps,
+        DecideRequest {
+            account: account(),
+            tenant: t.clone(),
+            action_id: action_id.clone(),
+            decision: Decision::Approve,
+            by: "it@host".into(),
+            comment: None,
+        },
+    )
+    .await
+    .unwrap();
+    drain(&h.w, 1).await;
+    let wf = get_workflow(&h.w.deps, &account(), &t, &wf_id)
+        .await
+        .unwrap();
+    assert_eq!(wf.status, WorkflowStatus::Completed, "{wf:#?}");
+    assert_eq!(h.w.writer.user_enabled(&t, ANN), Some(false), "blocked");
+    assert_eq!(
+        h.w.writer.members(&t, SALES),
+        Some(vec![]),
+        "out of its groups"
+    );
+    assert_eq!(wf.origin, WorkflowOrigin::HrWebhook { delivery_id: d.id });
+}
