@@ -362,7 +362,7 @@ mod tests {
                 ct,
                 headers,
                 body,
-                &[key.clone()],
+                std::slice::from_ref(&key),
                 now(),
                 limits,
             )
@@ -406,7 +406,7 @@ mod tests {
             json,
             &std_req(HIRE, &key, "msg_9"),
             HIRE,
-            &[key.clone()],
+            std::slice::from_ref(&key),
             now(),
             Limits::default(),
         ) else {
@@ -420,7 +420,7 @@ mod tests {
             json,
             &h,
             body,
-            &[key.clone()],
+            std::slice::from_ref(&key),
             now(),
             Limits::default(),
         ) else {

@@ -610,14 +610,14 @@ mod tests {
                 Source::Standard,
                 &std_headers(id, ts, sig),
                 b"x",
-                &[key.clone()],
+                std::slice::from_ref(&key),
                 at(ts),
             ),
             verify(
                 Source::Standard,
                 &std_headers(id, ts, sig),
                 body.as_bytes(),
-                &[key.clone()],
+                std::slice::from_ref(&key),
                 at(ts + 9999),
             ),
         ];
@@ -653,7 +653,7 @@ mod tests {
             Source::BambooHr,
             &bamboo_headers(&sig, BAMBOO_TS),
             BAMBOO_BODY.as_bytes(),
-            &[key.clone()],
+            std::slice::from_ref(&key),
             at(BAMBOO_TS + 5),
         )
         .unwrap();
@@ -751,7 +751,14 @@ mod tests {
         let h = Headers::from_pairs([("Bob-Signature", sig.as_str())]);
         // Any time at all: nothing but the body is signed (dedupe is the replay defence).
         for now in [at(0), at(4_000_000_000)] {
-            let v = verify(Source::HiBob, &h, BOB_BODY.as_bytes(), &[key.clone()], now).unwrap();
+            let v = verify(
+                Source::HiBob,
+                &h,
+                BOB_BODY.as_bytes(),
+                std::slice::from_ref(&key),
+                now,
+            )
+            .unwrap();
             assert_eq!(v.signed_at, None);
         }
         assert_eq!(

@@ -153,7 +153,7 @@ async fn process_event(
     let user = match known_user(deps, person.as_ref()).await? {
         Some(u) => u,
         None => match match_user(deps, tenant, &event).await? {
-            Matched::One(u) => u,
+            Matched::One(u) => *u,
             Matched::Review(reason) => {
                 let id = hold(deps, endpoint, delivery, n, &event, reason).await?;
                 out.notes.push("held for review".into());
@@ -369,8 +369,20 @@ async fn known_user(
 }
 
 pub(crate) enum Matched {
-    One(StoredUser),
+    One(Box<StoredUser>),
     Review(ReviewReason),
+}
+
+/// One user, several (ambiguous), or none (`None`: try the next way of matching).
+fn pick(mut users: Vec<StoredUser>) -> Option<Matched> {
+    users.retain(|u| u.presence.is_present());
+    match users.len() {
+        0 => None,
+        1 => users.pop().map(|u| Matched::One(Box::new(u))),
+        _ => Some(Matched::Review(ReviewReason::Ambiguous {
+            candidates: users.into_iter().map(|u| u.user.id).collect(),
+        })),
+    }
 }
 
 /// Match by employee id first, then by work email; present users only.
@@ -379,49 +391,20 @@ pub(crate) async fn match_user(
     tenant: &crate::model::TenantId,
     event: &HrEvent,
 ) -> Result<Matched, WebhookError> {
-    let present = |v: Vec<StoredUser>| -> Vec<StoredUser> {
-        v.into_iter().filter(|u| u.presence.is_present()).collect()
-    };
-    if !event.employee_id.trim().is_empty() {
-        let by_id = present(
+    if !event.employee_id.trim().is_empty()
+        && let Some(m) = pick(
             deps.employees
                 .users_by_employee_id(tenant, &event.employee_id)
                 .await?,
-        );
-        match by_id.len() {
-            1 => {
-                return Ok(Matched::One(
-                    by_id.into_iter().next().unwrap_or_else(|| unreachable!()),
-                ));
-            }
-            0 => {}
-            _ => {
-                return Ok(Matched::Review(ReviewReason::Ambiguous {
-                    candidates: by_id.into_iter().map(|u| u.user.id).collect(),
-                }));
-            }
-        }
+        )
+    {
+        return Ok(m);
     }
     if let Some(email) = &event.work_email
         && let Ok(UserName::Handle(h)) = UserName::parse(email)
+        && let Some(m) = pick(deps.actions.lookup.users_by_handle(tenant, h).await?)
     {
-        let by_email = present(deps.actions.lookup.users_by_handle(tenant, h).await?);
-        match by_email.len() {
-            1 => {
-                return Ok(Matched::One(
-                    by_email
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| unreachable!()),
-                ));
-            }
-            0 => {}
-            _ => {
-                return Ok(Matched::Review(ReviewReason::Ambiguous {
-                    candidates: by_email.into_iter().map(|u| u.user.id).collect(),
-                }));
-            }
-        }
+        return Ok(m);
     }
     Ok(Matched::Review(ReviewReason::NoMatch))
 }
