@@ -446,6 +446,57 @@ mod tests {
     }
 
     #[test]
+    fn delivery_rows_round_trip_through_json_as_adapters_store_them() {
+        let key = SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef");
+        let Checked::Accept(a) = check(
+            Source::Standard,
+            Some("application/json"),
+            &std_req(HIRE, &key, "msg_j"),
+            HIRE,
+            std::slice::from_ref(&key),
+            now(),
+            Limits::default(),
+        ) else {
+            panic!()
+        };
+        let ep = WebhookEndpoint::new(
+            EndpointKey {
+                account_id: AccountId("a".into()),
+                source: Source::Standard,
+            },
+            TenantId::new("t"),
+            now(),
+        );
+        let accepted = Delivery::accepted(&ep, &a, now());
+        let refused = Delivery::logged(
+            &ep,
+            Outcome::Refused {
+                status: 401,
+                code: "invalid_signature".into(),
+                reason: "no signature matched".into(),
+            },
+            Some("msg_x".into()),
+            now(),
+        );
+        let dup = Delivery::logged(
+            &ep,
+            Outcome::Duplicate {
+                of: accepted.id.clone(),
+            },
+            None,
+            now(),
+        );
+        for d in [accepted, refused, dup] {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Delivery>(&json).unwrap(),
+                d,
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
     fn hibob_ping_is_answered_without_a_signature() {
         let c = check(
             Source::HiBob,

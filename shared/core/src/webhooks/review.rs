@@ -84,3 +84,62 @@ pub fn review_id(delivery_id: &str, n: usize) -> String {
 pub fn review_listing_key(r: &ReviewItem) -> String {
     format!("{:020}#{}", r.created_at.timestamp_millis().max(0), r.id)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::AccountId;
+    use crate::webhooks::Source;
+
+    #[test]
+    fn review_items_round_trip_through_json_and_ids_are_stable() {
+        let event = HrEvent {
+            provider_id: "E9".into(),
+            employee_id: "E9".into(),
+            work_email: Some("x@contoso.com".into()),
+            ..Default::default()
+        };
+        let at = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        for (reason, status) in [
+            (ReviewReason::NoMatch, ReviewStatus::Open),
+            (
+                ReviewReason::Ambiguous {
+                    candidates: vec!["a".into(), "b".into()],
+                },
+                ReviewStatus::Resolved {
+                    user_id: "a".into(),
+                    by: "me".into(),
+                    at,
+                    workflow_ids: vec!["w".into()],
+                },
+            ),
+        ] {
+            let item = ReviewItem {
+                id: review_id("d1", 0),
+                tenant_id: TenantId::new("t"),
+                endpoint: EndpointKey {
+                    account_id: AccountId("acct".into()),
+                    source: Source::HiBob,
+                },
+                delivery_id: "d1".into(),
+                event_index: 0,
+                message: reason.describe(&event),
+                event: event.clone(),
+                reason,
+                created_at: at,
+                status,
+                rev: 3,
+            };
+            let json = serde_json::to_string(&item).unwrap();
+            assert_eq!(
+                serde_json::from_str::<ReviewItem>(&json).unwrap(),
+                item,
+                "{json}"
+            );
+        }
+        assert_eq!(review_id("d1", 0), review_id("d1", 0));
+        assert_ne!(review_id("d1", 0), review_id("d1", 1));
+    }
+}
