@@ -331,6 +331,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use proptest::prelude::*;
 
     use super::*;
     use crate::model::AccountId;
@@ -518,5 +519,38 @@ mod tests {
             Limits::default(),
         );
         assert!(matches!(c, Checked::Refuse(Refusal::UnsupportedMediaType)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        /// Fuzzed headers, bodies and content types: never a panic, never an acceptance
+        /// without a valid signature, and every refusal is a 4xx.
+        #[test]
+        fn fuzzed_requests_are_refused_with_a_4xx_and_never_panic(
+            source in prop_oneof![Just(Source::Standard), Just(Source::BambooHr), Just(Source::HiBob)],
+            ct in proptest::option::of(prop_oneof![Just("application/json".to_string()), "[a-z/;= -]{0,30}"]),
+            pairs in proptest::collection::vec((
+                prop_oneof![
+                    Just("webhook-id".to_string()), Just("webhook-timestamp".to_string()),
+                    Just("webhook-signature".to_string()), Just("x-bamboohr-signature".to_string()),
+                    Just("x-bamboohr-timestamp".to_string()), Just("bob-signature".to_string()),
+                ],
+                prop_oneof!["\\PC{0,60}", "v1,[A-Za-z0-9+/=]{0,64}", "[0-9]{10}", "[0-9a-f]{64}"],
+            ), 0..5),
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..300),
+                Just(HIRE.to_vec()),
+                Just(br#"{"employees":[{"id":"1","fields":{"Hire Date":"2026-01-01"}}]}"#.to_vec()),
+            ],
+        ) {
+            let key = SigningKey::from_bytes(b"0123456789abcdef0123456789abcdef");
+            let headers = Headers::from_pairs(pairs);
+            match check(source, ct.as_deref(), &headers, &body, std::slice::from_ref(&key), now(), Limits { max_body_bytes: 200 }) {
+                Checked::Accept(_) => prop_assert!(false, "accepted without a valid signature"),
+                Checked::Ping => prop_assert_eq!(source, Source::HiBob),
+                Checked::Refuse(r) => prop_assert!((400..500).contains(&r.status()), "{}", r.status()),
+            }
+        }
     }
 }

@@ -739,4 +739,28 @@ mod tests {
                 .is_empty()
         );
     }
+
+    #[test]
+    fn the_hr_section_is_validated_with_the_other_settings() {
+        let e = crate::settings::ConnectionSettings::from_json(
+            r#"{"schedule":{"every":"daily","hour_utc":25},"hr":{"onboarding_hour_utc":30,"rules":[{"field":"department","equals":"","groups":["A"]}]}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "schedule.hour_utc",
+            "hr.onboarding_hour_utc",
+            "hr.rules[0].equals",
+        ] {
+            assert!(e.contains(needle), "{needle} in {e}");
+        }
+        let e =
+            crate::settings::ConnectionSettings::from_json(r#"{"hr":{"rulez":[]}}"#).unwrap_err();
+        assert!(e.to_string().contains("rulez"), "{e}");
+        let ok = crate::settings::ConnectionSettings::from_json(
+            r#"{"hr":{"groups":["All staff"],"rules":[{"field":"manager","equals":"boss@contoso.com","groups":["Leads"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.hr.rules[0].field, HrField::Manager);
+    }
 }
