@@ -3,6 +3,7 @@
 //! request, payload parsing, the mapping of HR events to workflows); the use cases are in
 //! [`crate::services::webhooks`]. docs/hr-webhooks.md is the reader's guide.
 
+pub mod contract;
 pub mod delivery;
 pub mod endpoint;
 pub mod mapping;
