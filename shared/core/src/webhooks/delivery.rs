@@ -180,14 +180,13 @@ impl Outcome {
 pub enum Processing {
     /// Stored and queued; not processed yet.
     Queued,
-    /// Processed: what was started, held for review, or left alone (and why).
+    /// Processed: what was started, held for review, or left alone (and why, per event: an
+    /// event that could not be applied says so here; `replay_delivery` runs it again once the
+    /// cause is fixed).
     Done {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
     },
-    /// Processing failed for good (the reason in plain words); the events can be replayed
-    /// from the log once the cause is fixed.
-    Failed { reason: String },
     /// Not processed: a duplicate or a refusal.
     NotApplicable,
 }

@@ -20,11 +20,11 @@ pub use endpoints::{
     set_api_credential, set_enabled,
 };
 pub use process::{ProcessDeps, process_delivery};
-pub use receive::{Incoming, ReceiveDeps, receive};
+pub use receive::{Incoming, ReceiveDeps, receive, replay_delivery};
 pub use review::{dismiss_review, list_reviews, resolve_review};
 
 use super::actions::ActionError;
-use crate::error::{StoreError, VaultError};
+use crate::error::{QueueError, StoreError, VaultError};
 use crate::model::TenantId;
 use crate::webhooks::ports::HrDirectoryError;
 
@@ -71,6 +71,8 @@ pub enum WebhookError {
     Vault(#[from] VaultError),
     #[error("the store is unavailable")]
     Store(#[from] StoreError),
+    #[error("the delivery queue is unavailable")]
+    Queue(#[from] QueueError),
     #[error("the operating system's random source failed")]
     Random,
 }
@@ -87,7 +89,10 @@ impl WebhookError {
             WebhookError::EndpointExists { .. } | WebhookError::ReviewClosed { .. } => "conflict",
             WebhookError::Action(e) => e.code(),
             WebhookError::HrApi(_) => "hr_system_error",
-            WebhookError::Vault(_) | WebhookError::Store(_) | WebhookError::Random => "unavailable",
+            WebhookError::Vault(_)
+            | WebhookError::Store(_)
+            | WebhookError::Queue(_)
+            | WebhookError::Random => "unavailable",
         }
     }
 
@@ -97,6 +102,7 @@ impl WebhookError {
             WebhookError::HrApi(e) => e.is_retryable(),
             WebhookError::Vault(e) => e.is_retryable(),
             WebhookError::Store(e) => e.is_retryable(),
+            WebhookError::Queue(e) => e.is_retryable(),
             _ => false,
         }
     }

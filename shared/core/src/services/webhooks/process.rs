@@ -68,8 +68,9 @@ pub async fn process_delivery(
     let endpoint = deps.endpoints.get_endpoint(&key).await?;
     let settings = load_settings(deps.actions.settings.as_ref(), &delivery.tenant_id).await?;
     let mut notes = Vec::new();
-    let mut workflow_ids = Vec::new();
-    let mut review_ids = Vec::new();
+    // A replay keeps what earlier runs started (the log never forgets a link).
+    let mut workflow_ids = delivery.workflow_ids.clone();
+    let mut review_ids = delivery.review_ids.clone();
     for (n, event) in delivery.events.clone().into_iter().enumerate() {
         let r = match &endpoint {
             Some(e) => process_event(deps, e, &settings.hr, &delivery, n, event).await,
@@ -79,8 +80,16 @@ pub async fn process_delivery(
         };
         match r {
             Ok(out) => {
-                workflow_ids.extend(out.workflow_ids);
-                review_ids.extend(out.review_id);
+                for id in out.workflow_ids {
+                    if !workflow_ids.contains(&id) {
+                        workflow_ids.push(id);
+                    }
+                }
+                for id in out.review_id {
+                    if !review_ids.contains(&id) {
+                        review_ids.push(id);
+                    }
+                }
                 notes.extend(out.notes.into_iter().map(|t| format!("event {n}: {t}")));
             }
             Err(e) if e.is_retryable() => return Err(e),

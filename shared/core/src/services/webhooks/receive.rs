@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::WebhookError;
 use crate::model::AccountId;
 use crate::ports::{Clock, SecretVault};
 use crate::webhooks::Source;
@@ -191,4 +192,46 @@ async fn log_row(
     if let Err(e) = deps.deliveries.create_delivery(&row).await {
         tracing::warn!(error = %e, "webhook delivery log row not stored");
     }
+}
+
+/// Queue an accepted delivery again (after fixing what kept some of its events from being
+/// applied). Its workflows keep their keys: what already started is not started twice.
+pub async fn replay_delivery(
+    deps: &ReceiveDeps,
+    account: &AccountId,
+    source: Source,
+    delivery_id: &str,
+) -> Result<Delivery, WebhookError> {
+    let key = EndpointKey {
+        account_id: account.clone(),
+        source,
+    };
+    let unknown = || WebhookError::UnknownDelivery {
+        id: delivery_id.to_string(),
+    };
+    let mut d = deps
+        .deliveries
+        .get_delivery(&key, delivery_id)
+        .await?
+        .ok_or_else(unknown)?;
+    if d.outcome != Outcome::Accepted {
+        return Err(WebhookError::Invalid(vec![format!(
+            "delivery {delivery_id} was {}; only accepted deliveries can be replayed",
+            d.outcome.as_str()
+        )]));
+    }
+    if d.processing != Processing::Queued {
+        d.processing = Processing::Queued;
+        let expected = d.rev;
+        d.rev += 1;
+        deps.deliveries.update_delivery(&d, expected).await?;
+    }
+    deps.queue
+        .enqueue_delivery(&DeliveryMessage {
+            account_id: account.clone(),
+            source,
+            delivery_id: d.id.clone(),
+        })
+        .await?;
+    Ok(d)
 }

@@ -869,6 +869,48 @@ async fn a_hibob_event_without_an_api_credential_is_logged_not_applied() {
         panic!("{:?}", d.processing)
     };
     assert!(notes[0].contains("no API credential"), "{notes:?}");
+    // Fix the cause, replay: the event is applied now.
+    set_api_credential(&h.ep, &account(), Source::HiBob, Secret::new("svc:tok"))
+        .await
+        .unwrap();
+    h.hr_api.put(HrEmployee {
+        provider_id: "77".into(),
+        work_email: Some("bob@contoso.com".into()),
+        start_date: Some(day("2026-12-14")),
+        ..Default::default()
+    });
+    replay_delivery(&h.rx, &account(), Source::HiBob, &d.id)
+        .await
+        .unwrap();
+    let d = run_queue(&h).await.remove(0);
+    assert_eq!(d.workflow_ids.len(), 1, "{:?}", d.processing);
+    let wf =
+        h.w.deps
+            .workflows
+            .get_workflow(&tenant(), &d.workflow_ids[0])
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (wf.template, wf.params.user.as_str()),
+        (Template::Onboarding, BOB)
+    );
+    // Replaying again starts nothing new (same keys).
+    replay_delivery(&h.rx, &account(), Source::HiBob, &d.id)
+        .await
+        .unwrap();
+    let again = run_queue(&h).await.remove(0);
+    assert_eq!(again.workflow_ids, d.workflow_ids);
+    assert_eq!(
+        h.w.deps
+            .workflows
+            .list_workflows(&tenant(), None, 50)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
