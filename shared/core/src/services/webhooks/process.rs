@@ -85,10 +85,10 @@ pub async fn process_delivery(
                         workflow_ids.push(id);
                     }
                 }
-                for id in out.review_id {
-                    if !review_ids.contains(&id) {
-                        review_ids.push(id);
-                    }
+                if let Some(id) = out.review_id
+                    && !review_ids.contains(&id)
+                {
+                    review_ids.push(id);
                 }
                 notes.extend(out.notes.into_iter().map(|t| format!("event {n}: {t}")));
             }
