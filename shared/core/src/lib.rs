@@ -20,3 +20,4 @@ pub mod provision;
 pub mod run;
 pub mod services;
 pub mod settings;
+pub mod webhooks;

@@ -259,6 +259,8 @@ pub struct ConnectionSettings {
     pub breaker: BreakerThreshold,
     /// Actions on the directory: which kinds are enabled and which wait for an approver.
     pub actions: crate::actions::ActionSettings,
+    /// HR webhooks: which HR fields select which groups and apps, and when dated steps run.
+    pub hr: crate::webhooks::HrSettings,
 }
 
 /// Why settings cannot be saved: every problem, each in plain words naming the field.
@@ -288,6 +290,7 @@ impl ConnectionSettings {
         problems.extend(self.filters.problems());
         problems.extend(self.mapping.problems());
         problems.extend(self.actions.problems());
+        problems.extend(self.hr.problems());
         let mut seen = BTreeSet::new();
         for (i, gr) in self.group_roles.iter().enumerate() {
             if gr.group_id.trim().is_empty() {

@@ -9,6 +9,7 @@ mod fetch;
 mod project;
 mod reconcile;
 mod schedule;
+pub mod webhooks;
 
 pub use commit::{CommitDeps, try_commit};
 pub use connect::{
