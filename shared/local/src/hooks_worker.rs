@@ -212,3 +212,51 @@ pub fn local_action_deps(
         config: ActionsConfig::default(),
     }
 }
+
+/// The HiBob API client: `https://api.hibob.com`, or the base URL in `ENTRA_SYNC_HIBOB_URL`
+/// (a sandbox, or an emulator in tests).
+pub fn hibob_client() -> Result<entra_sync_hr::HiBobClient, reqwest::Error> {
+    let mut config = entra_sync_hr::HiBobConfig::default();
+    if let Ok(url) = std::env::var("ENTRA_SYNC_HIBOB_URL") {
+        config.base_url = url;
+    }
+    entra_sync_hr::HiBobClient::new(config)
+}
+
+/// What `serve` adds for the HR webhooks: the route (to merge with the other routes before the
+/// stack) and the worker that processes the queued deliveries until `stop` turns true.
+pub struct ServedHooks {
+    pub routes: axum::Router,
+    pub worker: tokio::task::JoinHandle<()>,
+}
+
+/// Open the delivery and action queues of the data directory, build the route and start one
+/// delivery worker. `writer` is the Graph client the workflows' actions use.
+pub fn serve_hooks(
+    app: &LocalApp,
+    writer: Arc<dyn DirectoryWriter>,
+    stop: watch::Receiver<bool>,
+) -> Result<ServedHooks, crate::runtime::LocalError> {
+    let dir = app.data_dir();
+    let deliveries = Arc::new(LocalDeliveryQueue::open(
+        &queue_path(&dir),
+        QueueConfig::default(),
+    )?);
+    let actions = Arc::new(crate::action_queue::LocalActionQueue::open(
+        &action_queue_path(&dir),
+        QueueConfig::default(),
+    )?);
+    let hr_api = hibob_client().map_err(|e| {
+        crate::runtime::LocalError::Failed(format!("cannot build the HiBob client: {e}"))
+    })?;
+    let routes = entra_sync_http::hooks::routes(entra_sync_http::hooks::HooksState::new(
+        receive_deps(app, deliveries.clone()),
+    ));
+    let deps = process_deps(
+        app,
+        local_action_deps(app, actions, writer),
+        Arc::new(hr_api),
+    );
+    let worker = tokio::spawn(async move { deliveries.run_workers(1, deps, stop).await });
+    Ok(ServedHooks { routes, worker })
+}

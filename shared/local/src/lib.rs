@@ -9,6 +9,7 @@ pub mod bench_actions;
 pub mod consent_store;
 pub mod demo;
 pub mod events;
+pub mod hooks_cli;
 pub mod hooks_worker;
 pub mod idempotency;
 pub mod procstat;
