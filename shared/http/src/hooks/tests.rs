@@ -374,3 +374,83 @@ async fn concurrent_duplicate_deliveries_store_one_accepted_delivery() {
         .count();
     assert_eq!(stored, 1);
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("webhook-id".to_owned()),
+            Just("webhook-timestamp".to_owned()),
+            Just("webhook-signature".to_owned()),
+            Just("x-bamboohr-signature".to_owned()),
+            Just("x-bamboohr-timestamp".to_owned()),
+            Just("bob-signature".to_owned()),
+            Just("content-type".to_owned()),
+            "[a-z][a-z0-9-]{0,20}",
+        ]
+    }
+
+    fn header_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"application/json".to_vec()),
+            Just(b"v1,AAAA v1,".to_vec()),
+            "[ -~]{0,80}".prop_map(String::into_bytes),
+            proptest::collection::vec(32u8..=255, 0..40),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(HIRE.as_bytes().to_vec()),
+            Just(BAMBOO_TERMINATION.as_bytes().to_vec()),
+            Just(BOB_LEFT.as_bytes().to_vec()),
+            Just(br#"{"text": "Ping test"}"#.to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..512),
+            "[{}\\[\\]\":,a-z0-9 ]{0,200}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the headers and the body, the route answers a 4xx in the error format
+        /// (or 200 for a ping) and never panics, never accepts anything unsigned, and
+        /// stores no accepted delivery.
+        #[test]
+        fn arbitrary_headers_and_bodies_get_only_4xx_in_the_error_format(
+            source in prop_oneof![Just("standard"), Just("bamboohr"), Just("hibob"), Just("x")],
+            headers in proptest::collection::vec((header_name(), header_value()), 0..8),
+            body in body(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let w = world().await;
+                let mut req = Request::post(format!("/hooks/acct-a/{source}"));
+                for (name, value) in &headers {
+                    if let Ok(v) = axum::http::HeaderValue::from_bytes(value) {
+                        req = req.header(name.as_str(), v);
+                    }
+                }
+                let req = req.body(Body::from(body.clone())).unwrap();
+                let res = w.app.clone().oneshot(req).await.unwrap();
+                let status = res.status();
+                let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                if status == StatusCode::OK {
+                    assert_eq!(json["status"], "ping", "{json}");
+                } else {
+                    assert!(status.is_client_error(), "{status} {json}");
+                    assert_error(&json, json["error"].as_str().unwrap());
+                }
+                assert!(
+                    w.hooks.all_deliveries().iter().all(|d| d.outcome != Outcome::Accepted),
+                    "nothing unsigned is accepted"
+                );
+                assert!(w.queue.is_empty());
+            });
+        }
+    }
+}
