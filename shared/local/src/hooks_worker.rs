@@ -260,3 +260,43 @@ pub fn serve_hooks(
     let worker = tokio::spawn(async move { deliveries.run_workers(1, deps, stop).await });
     Ok(ServedHooks { routes, worker })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use entra_sync_core::model::AccountId;
+    use entra_sync_core::webhooks::Source;
+
+    use super::*;
+
+    fn message(id: &str) -> DeliveryMessage {
+        DeliveryMessage {
+            account_id: AccountId("acct".into()),
+            source: Source::BambooHr,
+            delivery_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_queued_again_while_waiting_is_one_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let q =
+            LocalDeliveryQueue::open(&dir.path().join("q.sqlite"), QueueConfig::default()).unwrap();
+        q.enqueue_delivery(&message("d1")).await.unwrap();
+        q.enqueue_delivery(&message("d1")).await.unwrap();
+        q.enqueue_delivery(&message("d2")).await.unwrap();
+        assert_eq!(q.queue().depth().await.unwrap(), 2);
+        let first = q.queue().claim().await.unwrap().unwrap();
+        let parsed: DeliveryMessage = serde_json::from_str(&first.body).unwrap();
+        assert_eq!(parsed, message("d1"), "in the order accepted");
+        // One endpoint's deliveries are processed one at a time: d2 waits for d1.
+        assert!(q.queue().claim().await.unwrap().is_none());
+        q.queue().ack(&first.message_id).await.unwrap();
+        let second = q.queue().claim().await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<DeliveryMessage>(&second.body).unwrap(),
+            message("d2")
+        );
+    }
+}

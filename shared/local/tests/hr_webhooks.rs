@@ -24,7 +24,7 @@ use entra_sync_graph::{GraphClient, GraphConfig};
 use entra_sync_local::action_queue::LocalActionQueue;
 use entra_sync_local::hooks_worker::{action_queue_path, local_action_deps};
 use entra_sync_local::queue::QueueConfig;
-use entra_sync_local::runtime::{DataDir, LocalApp, SyncSettings};
+use entra_sync_local::runtime::{DataDir, DirLock, LocalApp, SyncSettings};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -261,6 +261,27 @@ async fn a_signed_bamboohr_termination_offboards_the_user_through_the_local_prog
         !listed.contains(BAMBOO_KEY) && !listed.contains(&secret_a),
         "listings name secrets, never show them"
     );
+
+    // Changing commands take the data directory's lock; listings only read.
+    {
+        let held = DirLock::acquire(&DataDir::new(dir), "sync").unwrap();
+        let mut disable = hooks(dir, &["disable", "--source", "bamboohr"]);
+        disable.args(["--tenant-id", tenant.as_str()]);
+        let out = tokio::time::timeout(DEADLINE, disable.output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("another sync of this directory"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut list = hooks(dir, &["list"]);
+        list.args(["--tenant-id", tenant.as_str()]);
+        run(list).await;
+        drop(held);
+    }
 
     // 3. serve receives.
     let served = serve(dir, &emulator).await;
