@@ -649,6 +649,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         outln!("Serving the connect routes on {}", info.base_url);
         outln!("  open {}/ to connect a directory", info.base_url);
         outln!("  consent callback: {}", info.redirect_uri);
+        outln!(
+            "  HR webhooks: POST {}/hooks/{{account}}/{{source}}",
+            info.base_url
+        );
         if let Some(t) = &info.emulated_tenant {
             outln!("  emulated tenant: {t} (not consented yet)");
         }
