@@ -488,6 +488,10 @@ pub async fn connect(
         connected_at: existing
             .as_ref()
             .map_or_else(|| app.clock.now(), |c| c.connected_at),
+        granted_permissions: existing
+            .as_ref()
+            .map(|c| c.granted_permissions.clone())
+            .unwrap_or_default(),
     };
     app.store.put_connection(&connection).await?;
     Ok(connection)

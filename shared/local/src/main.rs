@@ -65,6 +65,15 @@ enum Command {
     Serve(Box<ServeArgs>),
     #[command(flatten)]
     Admin(entra_sync_local::admin::AdminCommand),
+    /// Act on the directory: add-group-member, block-sign-in, reset-password, ... (see
+    /// docs/actions.md). Prints the action and its status.
+    Act(Box<entra_sync_local::act::ActArgs>),
+    /// Enable action kinds, and list, approve, reject, cancel, retry or run actions.
+    #[command(subcommand)]
+    Actions(entra_sync_local::act::ActionsCommand),
+    /// Start, list, show, cancel or retry workflows (onboarding, offboarding, lost-device).
+    #[command(subcommand)]
+    Workflow(entra_sync_local::act::WorkflowCommand),
 }
 
 #[derive(Args)]
@@ -210,6 +219,9 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench(args).await,
         Command::Serve(args) => serve(*args).await,
         Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
+        Command::Act(args) => entra_sync_local::act::run_act(*args).await,
+        Command::Actions(cmd) => entra_sync_local::act::run_actions(cmd).await,
+        Command::Workflow(cmd) => entra_sync_local::act::run_workflow(cmd).await,
     };
     match result {
         Ok(code) => code,
@@ -492,7 +504,7 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let progress = Progress::new(!args.tuning.no_progress);
     let started = std::time::Instant::now();
     let run = app
-        .sync(client, &tenant, &options, &tuning, |run| {
+        .sync(client.clone(), &tenant, &options, &tuning, |run| {
             progress.update("sync", run)
         })
         .await?;
@@ -504,6 +516,12 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         dir.clear_full_read_request(&tenant, token)?;
     }
     print_run(&run);
+    // The action tick after a sync: expire overdue approvals, move on due workflows (their
+    // actions run on the action queue, by `serve` or the next action command).
+    let actions = app.actions(client.clone())?;
+    if let Err(e) = entra_sync_local::action_worker::tick(&actions.deps).await {
+        tracing::warn!(error = %e, "action tick after the sync failed");
+    }
     if let Some(path) = &args.report_json {
         let report = SyncReport {
             run: run.clone(),
