@@ -20,6 +20,7 @@ use entra_sync_core::actions::ports::{ActionFilter, ActionStore, WorkflowStore};
 use entra_sync_core::actions::record::{ActionRecord, ActionStatus, Origin};
 use entra_sync_core::actions::workflow::{AppRef, Template, Workflow, WorkflowOrigin};
 use entra_sync_core::actions::{ActionSpec, WorkflowParams};
+use entra_sync_core::directory_write::WRITE_PERMISSIONS;
 use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::{ConnectionStore, Secret};
 use entra_sync_core::services::actions::{
@@ -747,11 +748,16 @@ async fn enable(args: EnableArgs, on: bool) -> Result<ExitCode> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("no directory {} is connected", o.tenant))?;
     let needed = settings.actions.write_permissions();
-    if needed
+    // Least privilege: the grant should hold the enabled kinds' write permissions, and no
+    // other write permission.
+    let mut granted_writes: Vec<&str> = WRITE_PERMISSIONS
         .iter()
-        .all(|p| connection.granted_permissions.contains(p))
-    {
-        outln!("every permission they need is granted");
+        .copied()
+        .filter(|p| connection.granted_permissions.contains(p))
+        .collect();
+    granted_writes.sort_unstable();
+    if granted_writes == needed {
+        outln!("the directory's admin granted exactly the permissions they need");
         return Ok(ExitCode::SUCCESS);
     }
     let (access, secret) = access(&args.place, &o)?;

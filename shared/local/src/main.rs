@@ -332,6 +332,9 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
         DemoStep::Changed(c) => {
             outln!("Changed the directory: {c}");
         }
+        DemoStep::Acted(line) => {
+            outln!("Acted on the directory: {line}");
+        }
     })
     .await?;
     print_summary(&summary, &args.data_dir);

@@ -47,10 +47,14 @@ pub fn connect_deps(app: &LocalApp, graph: GraphClient) -> ConnectDeps {
 
 /// The connect router (through the stack) on a local data directory.
 pub fn connect_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig) -> Router {
-    connect::router(ConnectState {
-        deps: connect_deps(app, graph),
-        config: Arc::new(config),
-    })
+    let reader = connect::PermissionReader(Arc::new(graph.clone()));
+    entra_sync_http::app(
+        connect::routes(ConnectState {
+            deps: connect_deps(app, graph),
+            config: Arc::new(config),
+        })
+        .layer(axum::Extension(reader)),
+    )
 }
 
 /// What `serve` serves: the connect routes and the local start page, through the stack.
