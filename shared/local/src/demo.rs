@@ -294,7 +294,9 @@ pub async fn run_demo(
 
     // The act scene: offboard one user (a workflow), then the next incremental sync shows the
     // user blocked and out of its groups.
-    if act_scene(&app, &client, &tenant, &connection.account_id, &mut on_step).await? {
+    if let Some(offboarded) =
+        act_scene(&app, &client, &tenant, &connection.account_id, &mut on_step).await?
+    {
         let third = sync_once(
             &app,
             &client,
@@ -306,6 +308,30 @@ pub async fn run_demo(
         )
         .await?;
         syncs.push(third);
+        // What the mirror holds for the user now that the directory's delta confirmed it.
+        let stored = app.export(&tenant).await?;
+        let blocked = stored
+            .users
+            .iter()
+            .find(|u| u.user.id == offboarded)
+            .is_some_and(|u| u.user.account_enabled == Some(false));
+        let writable = |group_id: &str| {
+            stored.groups.iter().any(|g| {
+                g.group.id == group_id
+                    && entra_sync_core::actions::resolve::not_a_target(&g.group).is_none()
+            })
+        };
+        let (changeable, managed): (Vec<_>, Vec<_>) = stored
+            .memberships
+            .iter()
+            .filter(|m| m.present && m.member.id == offboarded)
+            .partition(|m| writable(&m.group_id));
+        on_step(DemoStep::Acted(&format!(
+            "after the incremental sync the store shows the user {}, in {} groups the app may change (and {} that Exchange, a membership rule or on-premises AD manages)",
+            if blocked { "blocked" } else { "NOT blocked" },
+            changeable.len(),
+            managed.len()
+        )));
     }
 
     let stored = app.export(&tenant).await?;
@@ -370,14 +396,15 @@ const OFFBOARDING_KINDS: [ActionKind; 4] = [
 
 /// Offboard one enabled member of a group that takes member writes: the workflow revokes its
 /// sessions, removes its app assignments and group memberships, and asks for an approval of
-/// the block (the default policy), which a second person gives. Returns whether it did.
+/// the block (the default policy), which a second person gives. Returns the user's object id,
+/// if there was a user to offboard.
 async fn act_scene(
     app: &LocalApp,
     client: &Arc<GraphClient>,
     tenant: &TenantId,
     account: &AccountId,
     on_step: &mut impl FnMut(DemoStep<'_>),
-) -> Result<bool, LocalError> {
+) -> Result<Option<String>, LocalError> {
     use entra_sync_core::actions::WorkflowStatus;
     use entra_sync_core::actions::resolve::not_a_target;
     use entra_sync_core::actions::workflow::{Template, WorkflowOrigin, WorkflowParams};
@@ -417,7 +444,7 @@ async fn act_scene(
             })
     });
     let Some(user) = user else {
-        return Ok(false);
+        return Ok(None);
     };
     let name = user
         .user
@@ -482,7 +509,7 @@ async fn act_scene(
         wf.id,
         crate::words(&wf.status.as_str())
     )));
-    Ok(true)
+    Ok(Some(user.user.id.clone()))
 }
 
 fn url(s: &str) -> Result<url::Url, LocalError> {

@@ -99,6 +99,16 @@ struct BenchArgs {
     /// Also write the Markdown table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Actions per tenant of the actions section (one tenant alone, then --action-tenants at
+    /// once, against the emulator enforcing Graph's 20 writes/s); 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    actions: usize,
+    /// Tenants of the actions section's "at once" scenario.
+    #[arg(long, default_value_t = 5)]
+    action_tenants: usize,
+    /// Only the actions section (no syncs).
+    #[arg(long)]
+    only_actions: bool,
 }
 
 #[derive(Args)]
@@ -361,7 +371,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
         outln!("  {line}");
     }
     outln!(
-        "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
+        "{:<17} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
         "sync",
         "mode",
         "pages",
@@ -377,7 +387,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     for x in &s.syncs {
         let c = &x.run.counts;
         outln!(
-            "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
+            "{:<17} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
             x.label,
             mode_name(x),
             c.pages_applied,
@@ -393,7 +403,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     }
     outln!();
     outln!(
-        "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
+        "{:<17} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
         "host users",
         "created",
         "linked",
@@ -406,7 +416,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     for x in &s.syncs {
         let p = &x.run.provisioning;
         outln!(
-            "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
+            "{:<17} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
             x.label,
             p.created,
             p.linked,
@@ -562,6 +572,34 @@ async fn runs(args: ExportArgs) -> Result<ExitCode> {
 }
 
 async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let actions_table = match args.actions {
+        0 => None,
+        n => {
+            eprintln!(
+                "actions: {n} per tenant, one tenant, then {} at once",
+                args.action_tenants
+            );
+            let opts = entra_sync_local::bench_actions::ActionBenchOptions {
+                actions: n,
+                tenants: args.action_tenants.max(1),
+                ..Default::default()
+            };
+            let rows = entra_sync_local::bench_actions::run_action_bench(&opts).await?;
+            Some(format!(
+                "### Actions (revoke sessions, through submit -> queue -> claim -> write budget -> Graph client; the emulator enforces 20 writes/s per tenant with a burst of 20; latency {} ms)\n\n{}",
+                opts.latency.as_millis(),
+                entra_sync_local::bench_actions::render_action_table(&rows)
+            ))
+        }
+    };
+    if args.only_actions {
+        let table = actions_table.unwrap_or_default();
+        outln!("{table}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.sizes.is_empty() {
         bail!("--sizes needs at least one tenant size");
     }
@@ -578,7 +616,11 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&opts.work_dir)
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;
     let results = run_bench(&opts, |line| eprintln!("{line}")).await?;
-    let table = render_markdown(&results, &opts);
+    let mut table = render_markdown(&results, &opts);
+    if let Some(actions) = &actions_table {
+        table.push('\n');
+        table.push_str(actions);
+    }
     outln!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;

@@ -753,3 +753,38 @@ async fn with_serve_the_consent_link_of_enable_grants_the_enabled_kinds_only() {
     // The child this test started, by its handle.
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_offboards_one_user_and_the_next_sync_shows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = base_cmd();
+    demo.args([
+        "demo",
+        "--users",
+        "80",
+        "--groups",
+        "6",
+        "--changes",
+        "5",
+        "--no-progress",
+    ])
+    .arg("--data-dir")
+    .arg(tmp.path().join("demo"));
+    let out = output(demo).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("Acted on the directory: offboarding "),
+        "{text}"
+    );
+    assert!(
+        text.contains("workflow") && text.contains(": completed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the store shows the user blocked, in 0 groups the app may change"),
+        "{text}"
+    );
+    assert!(text.contains("after offboarding incremental"), "{text}");
+    assert!(text.contains("state matches directory: yes"), "{text}");
+}
