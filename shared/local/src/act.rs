@@ -760,8 +760,12 @@ async fn enable(args: EnableArgs, on: bool) -> Result<ExitCode> {
         outln!("the directory's admin granted exactly the permissions they need");
         return Ok(ExitCode::SUCCESS);
     }
-    let (access, secret) = access(&args.place, &o)?;
-    let Some(redirect) = args.redirect_uri.clone().or(access.redirect_uri.clone()) else {
+    let reach = access(&args.place, &o).ok();
+    let redirect = args
+        .redirect_uri
+        .clone()
+        .or_else(|| reach.as_ref().and_then(|(a, _)| a.redirect_uri.clone()));
+    let (Some(redirect), Some((access, secret))) = (redirect, reach) else {
         outln!(
             "the directory's admin grants {} with an admin consent: run `entra-sync serve` (it receives Microsoft's answer), then this command again for the link, or pass --redirect-uri",
             needed.join(", ")
