@@ -53,6 +53,7 @@ pub async fn connections(store: &dyn ConnectionStore) {
         verified_domains: vec![],
         status: ConnectionStatus::Connected,
         connected_at: t0(),
+        granted_permissions: Default::default(),
     };
     assert_eq!(store.get_connection(&a).await.unwrap(), None);
     store.put_connection(&conn).await.unwrap();

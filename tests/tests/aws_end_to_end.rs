@@ -182,6 +182,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();

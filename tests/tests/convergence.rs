@@ -383,6 +383,7 @@ fn connection(tenant: &TenantId) -> Connection {
         verified_domains: vec![],
         status: ConnectionStatus::Connected,
         connected_at: chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        granted_permissions: Default::default(),
     }
 }
 

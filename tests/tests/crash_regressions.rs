@@ -58,6 +58,7 @@ async fn world(emu: &Emulator, client: &Arc<GraphClient>, spec: &TenantSpec) -> 
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();
@@ -277,6 +278,7 @@ async fn a_page_re_read_after_a_crash_that_splits_differently_never_shares_a_num
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();

@@ -729,6 +729,7 @@ fn the_fetch_handler_refuses_malformed_requests_and_never_panics() {
         verified_domains: vec![],
         status: ConnectionStatus::Connected,
         connected_at: now(),
+        granted_permissions: Default::default(),
     }))
     .unwrap();
     let events = Arc::new(CollectingEvents::new());

@@ -554,6 +554,7 @@ fn connection(tenant: &TenantId, status: ConnectionStatus) -> Connection {
         verified_domains: vec![],
         status,
         connected_at: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+        granted_permissions: Default::default(),
     }
 }
 

@@ -252,6 +252,7 @@ impl World {
                 }],
                 status: ConnectionStatus::Connected,
                 connected_at: clock.now(),
+                granted_permissions: Default::default(),
             })
             .await
             .unwrap();

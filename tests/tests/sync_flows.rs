@@ -191,6 +191,7 @@ async fn harness(s: &Setup) -> Harness {
             verified_domains: vec![],
             status: entra_sync_core::model::ConnectionStatus::Connected,
             connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();

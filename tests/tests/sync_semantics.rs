@@ -127,6 +127,7 @@ impl World {
                 }],
                 status: ConnectionStatus::Connected,
                 connected_at: entra_sync_core::ports::Clock::now(clock.as_ref()),
+                granted_permissions: Default::default(),
             })
             .await
             .unwrap();

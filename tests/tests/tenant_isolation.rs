@@ -50,6 +50,7 @@ fn connection(t: &TenantId, label: &str) -> Connection {
         verified_domains: vec![],
         status: ConnectionStatus::Connected,
         connected_at: now(),
+        granted_permissions: Default::default(),
     }
 }
 

@@ -223,6 +223,7 @@ mod tests {
                 verified_domains: vec![],
                 status: ConnectionStatus::Connected,
                 connected_at: chrono::Utc::now(),
+                granted_permissions: Default::default(),
             })
             .await
             .unwrap();

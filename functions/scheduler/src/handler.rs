@@ -94,6 +94,7 @@ mod tests {
             verified_domains: vec![],
             status,
             connected_at: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+            granted_permissions: Default::default(),
         }
     }
 

@@ -171,6 +171,13 @@ pub struct Connection {
     pub verified_domains: Vec<VerifiedDomain>,
     pub status: ConnectionStatus,
     pub connected_at: DateTime<Utc>,
+    /// The Microsoft Graph application permissions the tenant's admin granted, as the `roles`
+    /// claim of the last token read for them says (at consent, and whenever an action needed
+    /// a permission this record lacks, or Graph refused one). The action checks read this
+    /// record instead of a fresh token per action. Empty when not read yet (records stored
+    /// before this field existed read as empty, and the first action reads a fresh token).
+    #[serde(default)]
+    pub granted_permissions: crate::directory_write::GrantedPermissions,
 }
 
 impl Connection {
@@ -397,6 +404,7 @@ mod tests {
             verified_domains: vec![],
             status,
             connected_at: t0(),
+            granted_permissions: Default::default(),
         }
     }
 

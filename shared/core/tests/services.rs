@@ -137,6 +137,7 @@ async fn world() -> World {
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: start,
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();

@@ -172,6 +172,7 @@ async fn setup(
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
         })
         .await?;
     let users: Vec<StoredUser> = handle

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use entra_sync_core::actions::kind::ActionKind;
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::page::RoundMode;
 use entra_sync_core::ports::{ConnectionStore, RunStore, Secret, SecretVault};
@@ -45,6 +46,10 @@ pub const DEMO_FILES: &[&str] = &[
     "events.jsonl",
     "emulator.json",
     "emulator.tmp",
+    "actions.sqlite",
+    "actions.sqlite-wal",
+    "actions.sqlite-shm",
+    "actions.sqlite-journal",
 ];
 
 #[derive(Clone, Debug)]
@@ -100,6 +105,8 @@ pub enum DemoStep<'a> {
     },
     SyncDone(&'a SyncSummary),
     Changed(&'a ChurnSummary),
+    /// The act scene: one line of what was done on the directory.
+    Acted(&'a str),
 }
 
 fn emulator_state(dir: &DataDir) -> PathBuf {
@@ -285,6 +292,48 @@ pub async fn run_demo(
     .await?;
     syncs.push(second);
 
+    // The act scene: offboard one user (a workflow), then the next incremental sync shows the
+    // user blocked and out of its groups.
+    if let Some(offboarded) =
+        act_scene(&app, &client, &tenant, &connection.account_id, &mut on_step).await?
+    {
+        let third = sync_once(
+            &app,
+            &client,
+            &emulator,
+            &tenant,
+            "after offboarding",
+            &opts.settings,
+            &mut on_step,
+        )
+        .await?;
+        syncs.push(third);
+        // What the mirror holds for the user now that the directory's delta confirmed it.
+        let stored = app.export(&tenant).await?;
+        let blocked = stored
+            .users
+            .iter()
+            .find(|u| u.user.id == offboarded)
+            .is_some_and(|u| u.user.account_enabled == Some(false));
+        let writable = |group_id: &str| {
+            stored.groups.iter().any(|g| {
+                g.group.id == group_id
+                    && entra_sync_core::actions::resolve::not_a_target(&g.group).is_none()
+            })
+        };
+        let (changeable, managed): (Vec<_>, Vec<_>) = stored
+            .memberships
+            .iter()
+            .filter(|m| m.present && m.member.id == offboarded)
+            .partition(|m| writable(&m.group_id));
+        on_step(DemoStep::Acted(&format!(
+            "after the incremental sync the store shows the user {}, in {} groups the app may change (and {} that Exchange, a membership rule or on-premises AD manages)",
+            if blocked { "blocked" } else { "NOT blocked" },
+            changeable.len(),
+            managed.len()
+        )));
+    }
+
     let stored = app.export(&tenant).await?;
     let verification = compare(&stored, &handle.snapshot());
     emulator
@@ -335,6 +384,132 @@ async fn demo_settings(app: &LocalApp, tenant: &TenantId) -> Result<Vec<String>,
         settings.breaker.max_percent
     ));
     Ok(lines)
+}
+
+/// The kinds offboarding uses, enabled for the demo's directory.
+const OFFBOARDING_KINDS: [ActionKind; 4] = [
+    ActionKind::RevokeSessions,
+    ActionKind::RemoveAppRole,
+    ActionKind::RemoveGroupMember,
+    ActionKind::BlockSignIn,
+];
+
+/// Offboard one enabled member of a group that takes member writes: the workflow revokes its
+/// sessions, removes its app assignments and group memberships, and asks for an approval of
+/// the block (the default policy), which a second person gives. Returns the user's object id,
+/// if there was a user to offboard.
+async fn act_scene(
+    app: &LocalApp,
+    client: &Arc<GraphClient>,
+    tenant: &TenantId,
+    account: &AccountId,
+    on_step: &mut impl FnMut(DemoStep<'_>),
+) -> Result<Option<String>, LocalError> {
+    use entra_sync_core::actions::WorkflowStatus;
+    use entra_sync_core::actions::resolve::not_a_target;
+    use entra_sync_core::actions::workflow::{Template, WorkflowOrigin, WorkflowParams};
+    use entra_sync_core::services::actions::{
+        DecideRequest, Decision, StartWorkflow, decide_action, get_workflow, start_workflow,
+    };
+
+    let failed = |e: &dyn std::fmt::Display| LocalError::Failed(format!("act scene: {e}"));
+    // Enable the kinds (the demo's consent granted every permission of its app).
+    let deps = app.project_deps();
+    let current = load_settings(app.store.as_ref(), tenant).await?;
+    if !OFFBOARDING_KINDS
+        .iter()
+        .all(|k| current.actions.enabled.contains(k))
+    {
+        let mut s = current.clone();
+        s.actions.enabled.extend(OFFBOARDING_KINDS);
+        save_settings(&deps, tenant, s, current.version)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    let actions = app.actions(client.clone())?;
+    // The user: enabled, present, a member of a group the app may change.
+    let stored = app.export(tenant).await?;
+    let writable: std::collections::BTreeSet<&str> = stored
+        .groups
+        .iter()
+        .filter(|g| g.presence.is_present() && not_a_target(&g.group).is_none())
+        .map(|g| g.group.id.as_str())
+        .collect();
+    let user = stored.users.iter().find(|u| {
+        u.presence.is_present()
+            && u.user.account_enabled == Some(true)
+            && u.user.user_type.as_deref() != Some("Guest")
+            && stored.memberships.iter().any(|m| {
+                m.present && m.member.id == u.user.id && writable.contains(m.group_id.as_str())
+            })
+    });
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let name = user
+        .user
+        .user_principal_name
+        .clone()
+        .unwrap_or_else(|| user.user.id.clone());
+    let groups = stored
+        .memberships
+        .iter()
+        .filter(|m| m.present && m.member.id == user.user.id)
+        .count();
+    let wf = start_workflow(
+        &actions.deps,
+        StartWorkflow {
+            account: account.clone(),
+            tenant: tenant.clone(),
+            template: Template::Offboarding,
+            params: WorkflowParams {
+                user: user.user.id.clone(),
+                groups: vec![],
+                apps: vec![],
+                at: None,
+            },
+            requested_by: "demo-admin".into(),
+            origin: WorkflowOrigin::Cli,
+            key: Some(format!("demo-offboard-{}", user.user.id)),
+        },
+    )
+    .await
+    .map_err(|e| failed(&e))?;
+    on_step(DemoStep::Acted(&format!(
+        "offboarding {name} (member of {groups} groups), requested by demo-admin"
+    )));
+    crate::action_worker::run_queue_until_idle(&actions, Duration::from_secs(60)).await?;
+    let mut wf = get_workflow(&actions.deps, account, tenant, &wf.id)
+        .await
+        .map_err(|e| failed(&e))?;
+    if let WorkflowStatus::WaitingApproval { action_id } = wf.status.clone() {
+        on_step(DemoStep::Acted(&format!(
+            "block sign-in of {name} waits for an approver; approved by demo-approver"
+        )));
+        decide_action(
+            &actions.deps,
+            DecideRequest {
+                account: account.clone(),
+                tenant: tenant.clone(),
+                action_id,
+                decision: Decision::Approve,
+                by: "demo-approver".into(),
+                comment: Some("demo".into()),
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+        crate::action_worker::run_queue_until_idle(&actions, Duration::from_secs(60)).await?;
+        wf = get_workflow(&actions.deps, account, tenant, &wf.id)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    on_step(DemoStep::Acted(&format!(
+        "offboarding workflow {}: {}",
+        wf.id,
+        crate::words(&wf.status.as_str())
+    )));
+    Ok(Some(user.user.id.clone()))
 }
 
 fn url(s: &str) -> Result<url::Url, LocalError> {
@@ -488,6 +663,10 @@ pub async fn connect(
         connected_at: existing
             .as_ref()
             .map_or_else(|| app.clock.now(), |c| c.connected_at),
+        granted_permissions: existing
+            .as_ref()
+            .map(|c| c.granted_permissions.clone())
+            .unwrap_or_default(),
     };
     app.store.put_connection(&connection).await?;
     Ok(connection)

@@ -1,7 +1,9 @@
 //! Embedded adapters of the core ports (SQLite store, durable in-process queue, encrypted file
 //! vault), the wiring that runs the core services on them, and the demo.
 
+pub mod act;
 pub mod action_queue;
+pub mod action_worker;
 mod actions_store;
 pub mod admin;
 pub mod bench;

@@ -67,6 +67,15 @@ enum Command {
     Hooks(entra_sync_local::hooks_cli::HooksArgs),
     #[command(flatten)]
     Admin(entra_sync_local::admin::AdminCommand),
+    /// Act on the directory: add-group-member, block-sign-in, reset-password, ... (see
+    /// docs/actions.md). Prints the action and its status.
+    Act(Box<entra_sync_local::act::ActArgs>),
+    /// Enable action kinds, and list, approve, reject, cancel, retry or run actions.
+    #[command(subcommand)]
+    Actions(entra_sync_local::act::ActionsCommand),
+    /// Start, list, show, cancel or retry workflows (onboarding, offboarding, lost-device).
+    #[command(subcommand)]
+    Workflow(entra_sync_local::act::WorkflowCommand),
 }
 
 #[derive(Args)]
@@ -92,6 +101,16 @@ struct BenchArgs {
     /// Also write the Markdown table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Actions per tenant of the actions section (one tenant alone, then --action-tenants at
+    /// once, against the emulator enforcing Graph's 20 writes/s); 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    actions: usize,
+    /// Tenants of the actions section's "at once" scenario.
+    #[arg(long, default_value_t = 5)]
+    action_tenants: usize,
+    /// Only the actions section (no syncs).
+    #[arg(long)]
+    only_actions: bool,
 }
 
 #[derive(Args)]
@@ -213,6 +232,9 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         Command::Hooks(args) => entra_sync_local::hooks_cli::run_hooks(args).await,
         Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
+        Command::Act(args) => entra_sync_local::act::run_act(*args).await,
+        Command::Actions(cmd) => entra_sync_local::act::run_actions(cmd).await,
+        Command::Workflow(cmd) => entra_sync_local::act::run_workflow(cmd).await,
     };
     match result {
         Ok(code) => code,
@@ -323,6 +345,9 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
         DemoStep::Changed(c) => {
             outln!("Changed the directory: {c}");
         }
+        DemoStep::Acted(line) => {
+            outln!("Acted on the directory: {line}");
+        }
     })
     .await?;
     print_summary(&summary, &args.data_dir);
@@ -349,7 +374,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
         outln!("  {line}");
     }
     outln!(
-        "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
+        "{:<17} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
         "sync",
         "mode",
         "pages",
@@ -365,7 +390,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     for x in &s.syncs {
         let c = &x.run.counts;
         outln!(
-            "{:<15} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
+            "{:<17} {:>11} {:>6} {:>8} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9}",
             x.label,
             mode_name(x),
             c.pages_applied,
@@ -381,7 +406,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     }
     outln!();
     outln!(
-        "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
+        "{:<17} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  status",
         "host users",
         "created",
         "linked",
@@ -394,7 +419,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
     for x in &s.syncs {
         let p = &x.run.provisioning;
         outln!(
-            "{:<15} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
+            "{:<17} {:>9} {:>8} {:>8} {:>11} {:>11} {:>8} {:>8}  {}",
             x.label,
             p.created,
             p.linked,
@@ -495,7 +520,7 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let progress = Progress::new(!args.tuning.no_progress);
     let started = std::time::Instant::now();
     let run = app
-        .sync(client, &tenant, &options, &tuning, |run| {
+        .sync(client.clone(), &tenant, &options, &tuning, |run| {
             progress.update("sync", run)
         })
         .await?;
@@ -507,6 +532,12 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         dir.clear_full_read_request(&tenant, token)?;
     }
     print_run(&run);
+    // The action tick after a sync: expire overdue approvals, move on due workflows (their
+    // actions run on the action queue, by `serve` or the next action command).
+    let actions = app.actions(client.clone())?;
+    if let Err(e) = entra_sync_local::action_worker::tick(&actions.deps).await {
+        tracing::warn!(error = %e, "action tick after the sync failed");
+    }
     if let Some(path) = &args.report_json {
         let report = SyncReport {
             run: run.clone(),
@@ -544,6 +575,34 @@ async fn runs(args: ExportArgs) -> Result<ExitCode> {
 }
 
 async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let actions_table = match args.actions {
+        0 => None,
+        n => {
+            eprintln!(
+                "actions: {n} per tenant, one tenant, then {} at once",
+                args.action_tenants
+            );
+            let opts = entra_sync_local::bench_actions::ActionBenchOptions {
+                actions: n,
+                tenants: args.action_tenants.max(1),
+                ..Default::default()
+            };
+            let rows = entra_sync_local::bench_actions::run_action_bench(&opts).await?;
+            Some(format!(
+                "### Actions (revoke sessions, through submit -> queue -> claim -> write budget -> Graph client; the emulator enforces 20 writes/s per tenant with a burst of 20; latency {} ms)\n\n{}",
+                opts.latency.as_millis(),
+                entra_sync_local::bench_actions::render_action_table(&rows)
+            ))
+        }
+    };
+    if args.only_actions {
+        let table = actions_table.unwrap_or_default();
+        outln!("{table}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.sizes.is_empty() {
         bail!("--sizes needs at least one tenant size");
     }
@@ -560,7 +619,11 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&opts.work_dir)
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;
     let results = run_bench(&opts, |line| eprintln!("{line}")).await?;
-    let table = render_markdown(&results, &opts);
+    let mut table = render_markdown(&results, &opts);
+    if let Some(actions) = &actions_table {
+        table.push('\n');
+        table.push_str(actions);
+    }
     outln!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;

@@ -30,6 +30,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 use url::Url;
 
+use crate::action_worker::{DirectoryAccess, run_ticks, run_worker};
 use crate::demo::CLIENT_SECRET_NAME;
 use crate::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
 
@@ -46,10 +47,14 @@ pub fn connect_deps(app: &LocalApp, graph: GraphClient) -> ConnectDeps {
 
 /// The connect router (through the stack) on a local data directory.
 pub fn connect_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig) -> Router {
-    connect::router(ConnectState {
-        deps: connect_deps(app, graph),
-        config: Arc::new(config),
-    })
+    let reader = connect::PermissionReader(Arc::new(graph.clone()));
+    entra_sync_http::app(
+        connect::routes(ConnectState {
+            deps: connect_deps(app, graph),
+            config: Arc::new(config),
+        })
+        .layer(axum::Extension(reader)),
+    )
 }
 
 /// What `serve` serves: the connect routes and the local start page, through the stack.
@@ -72,11 +77,13 @@ pub fn serve_router_with(
         .route("/", get(index))
         .route("/local/start", post(local_start))
         .with_state(local_state);
+    let reader = connect::PermissionReader(Arc::new(graph.clone()));
     entra_sync_http::app(
         connect::routes(ConnectState {
             deps: connect_deps(app, graph),
             config: Arc::new(config),
         })
+        .layer(axum::Extension(reader))
         .merge(local)
         .merge(more),
     )
@@ -190,10 +197,34 @@ pub async fn run_serve(
         state_ttl: Duration::minutes(10),
         return_url: Some(url(&format!("{base_url}/"))?),
     };
+    // Noted for the action commands run next to this server (no secret: that is in the vault
+    // for the emulator, in the environment otherwise).
+    DirectoryAccess {
+        graph_url: graph_config.graph_base_url.clone(),
+        login_url: graph_config.login_base_url.clone(),
+        client_id: graph_config.client_id.clone(),
+        secret_in_vault: emulator.is_some(),
+        redirect_uri: Some(redirect_uri.clone()),
+    }
+    .save(&dir)?;
     let graph = GraphClient::new(graph_config)
         .map_err(|e| LocalError::Failed(format!("graph client: {e}")))?;
-    let (stop_hooks, stop) = tokio::sync::watch::channel(false);
-    let hooks = crate::hooks_worker::serve_hooks(&app, Arc::new(graph.clone()), stop)?;
+    // The action queue's worker and the tick (approval expiry, due workflows) run while the
+    // server does, beside the webhook deliveries' worker.
+    let actions = app.actions(Arc::new(graph.clone()))?;
+    actions.queue.queue().release_claims().await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = {
+        let actions = actions.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { run_worker(&actions, 2, stop).await })
+    };
+    let ticks = {
+        let deps = actions.deps.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { run_ticks(&deps, stop).await })
+    };
+    let hooks = crate::hooks_worker::serve_hooks(&app, Arc::new(graph.clone()), stop_rx)?;
     let routes = serve_router_with(&app, graph, config, hooks.routes);
     on_ready(&ServeInfo {
         base_url,
@@ -208,7 +239,12 @@ pub async fn run_serve(
             }
         })
         .await;
-    let _ = stop_hooks.send(true);
+    let _ = stop_tx.send(true);
+    for task in [worker, ticks] {
+        if let Err(e) = task.await {
+            warn!(error = %e, "action worker ended abnormally");
+        }
+    }
     if let Err(e) = hooks.worker.await {
         warn!(error = %e, "webhook worker ended abnormally");
     }

@@ -197,6 +197,7 @@ async fn configure(dir: &Path) -> (TenantId, AccountId) {
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();

@@ -96,6 +96,7 @@ pub async fn world(enabled: &[ActionKind]) -> World {
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: t0(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();

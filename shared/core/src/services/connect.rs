@@ -432,6 +432,9 @@ pub async fn complete_consent(
                 }
                 _ => now,
             },
+            // A consent changes what is granted: the record is read again from a fresh token
+            // (by the consent callback, or the first action that needs a permission).
+            granted_permissions: Default::default(),
         };
         match deps
             .connections

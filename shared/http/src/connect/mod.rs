@@ -11,7 +11,9 @@ pub mod parse;
 mod routes;
 
 pub use config::{CALLBACK_PATH, ConnectConfig, RedirectError};
-pub use routes::{ConnectState, ConnectionList, ConsentLink, router, routes, status_of};
+pub use routes::{
+    ConnectState, ConnectionList, ConsentLink, PermissionReader, router, routes, status_of,
+};
 
 #[cfg(test)]
 mod tests;

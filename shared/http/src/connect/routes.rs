@@ -25,15 +25,17 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router, middleware};
 use chrono::{DateTime, Utc};
+use entra_sync_core::directory_write::DirectoryWriter;
 use entra_sync_core::error::DirectoryError;
 use entra_sync_core::model::{AccountId, Connection, TenantId};
 use entra_sync_core::ports::PendingConsent;
+use entra_sync_core::services::actions::record_granted_permissions;
 use entra_sync_core::services::connect::{
     self, ConnectDeps, ConnectError, parse_tenant_id, validate_account_id,
 };
 use serde::Serialize;
 use tower_http::limit::RequestBodyLimitLayer;
-use tracing::info;
+use tracing::{info, warn};
 use url::Url;
 
 use super::config::{ConnectConfig, RedirectError};
@@ -44,6 +46,13 @@ use super::parse::{
 use crate::html::page;
 use crate::json::require_json;
 use crate::{HttpError, RequestDomain, RequestId};
+
+/// Reads what a freshly connected directory granted (the `roles` claim of a fresh token), so
+/// the consent callback records it on the connection and the first action needs no extra
+/// token. Optional: a host that can write to directories adds it as an [`Extension`] layer;
+/// without it, the first action that needs a permission reads and records the grant.
+#[derive(Clone)]
+pub struct PermissionReader(pub Arc<dyn DirectoryWriter>);
 
 /// What every route shares: the ports and the configuration.
 #[derive(Clone)]
@@ -242,10 +251,28 @@ async fn disconnect(
     Ok(axum::Json(c))
 }
 
+/// Record what the consent granted (best effort: the connection stands; the first action that
+/// needs a permission reads it again).
+async fn record_grant(app: &ConnectState, reader: &PermissionReader, tenant: &TenantId) {
+    match reader.0.granted_permissions(tenant).await {
+        Ok(granted) => {
+            if let Err(e) =
+                record_granted_permissions(app.deps.connections.as_ref(), tenant, &granted).await
+            {
+                warn!(tenant = %tenant, error = %e, "granted permissions not recorded at consent");
+            }
+        }
+        Err(e) => {
+            warn!(tenant = %tenant, error = %e, "granted permissions not read at consent");
+        }
+    }
+}
+
 /// The consent callback: always an HTML page for the admin's browser; a failure is attached to
 /// the page for the request's log line.
 async fn callback_route(
     State(app): State<ConnectState>,
+    reader: Option<Extension<PermissionReader>>,
     request_id: RequestId,
     uri: Uri,
 ) -> Response {
@@ -276,6 +303,9 @@ async fn callback_route(
     match connect::complete_consent(&app.deps, callback).await {
         Ok(c) => {
             info!(tenant = %c.tenant_id, account = %c.account_id, "consent callback connected a directory");
+            if let Some(Extension(reader)) = reader {
+                record_grant(&app, &reader, &c.tenant_id).await;
+            }
             let name = c.tenant_name.as_deref().unwrap_or(c.tenant_id.as_str());
             page(
                 StatusCode::OK,

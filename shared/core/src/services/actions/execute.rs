@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::permissions::{check_permission, refresh_permissions};
 use super::workflows::advance_for;
 use super::{ActionDeps, ActionError, announce, publish, store, usable};
 use crate::actions::kind::{ActionKind, ActionSpec};
 use crate::actions::password::temporary_password;
-use crate::actions::policy::check_allowed;
 use crate::actions::ports::ActionMessage;
 use crate::actions::record::{ActionRecord, ActionStatus};
 use crate::directory_write::{AppRoleRef, WriteError, WriteOutcome};
@@ -172,6 +172,13 @@ async fn run(
             finished(deps, record, password).await
         }
         Err(e) => {
+            if matches!(e, WriteError::MissingPermission { .. }) {
+                // The record said granted, Graph says not (revoked since): read it again, so
+                // the next action is refused before it calls Graph.
+                if let Err(refresh) = refresh_permissions(deps, &tenant).await {
+                    tracing::warn!(error = %refresh, tenant = %tenant, "granted permissions not read again after a refusal");
+                }
+            }
             let request_id = e.request_id().map(str::to_string);
             let retry_after = match &e {
                 WriteError::Throttled { retry_after, .. } => {
@@ -239,14 +246,11 @@ async fn precheck(deps: &ActionDeps, r: &ActionRecord) -> Result<Option<String>,
         return Ok(Some(e.to_string()));
     }
     let settings = load_settings(deps.settings.as_ref(), &r.tenant_id).await?;
-    let granted = match deps.writer.granted_permissions(&r.tenant_id).await {
-        Ok(g) => g,
-        Err(e) if e.is_retryable() => return Err(e.into()),
-        Err(e) => return Ok(Some(e.to_string())),
-    };
-    Ok(check_allowed(r.kind(), &settings.actions, &granted)
-        .err()
-        .map(|e| e.to_string()))
+    match check_permission(deps, &connection, &settings.actions, r.kind()).await {
+        Ok(verdict) => Ok(verdict.err().map(|e| e.to_string())),
+        Err(e) if e.is_retryable() => Err(e),
+        Err(e) => Ok(Some(e.to_string())),
+    }
 }
 
 /// The directory call of every kind but a password reset.

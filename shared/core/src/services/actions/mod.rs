@@ -5,6 +5,7 @@
 
 mod decide;
 mod execute;
+mod permissions;
 mod submit;
 mod workflows;
 
@@ -18,6 +19,7 @@ pub use decide::{
 pub use execute::{
     ExecuteOutcome, Executed, MessageVerdict, execute_action, handle_action_message,
 };
+pub use permissions::record_on as record_granted_permissions;
 pub use submit::{SubmitRequest, action_id, key_problems, submit_action};
 pub use workflows::{
     StartWorkflow, advance_workflow, cancel_workflow, retry_workflow, run_due_workflows,

@@ -5,14 +5,14 @@
 
 use sha2::{Digest, Sha256};
 
+use super::permissions::check_permission;
 use super::{ActionDeps, ActionError, announce, owned_connection, usable};
 use crate::actions::kind::ActionSpec;
-use crate::actions::policy::check_allowed;
 use crate::actions::ports::ActionMessage;
 use crate::actions::record::{ActionRecord, ActionStatus, Origin, Target};
 use crate::actions::resolve::{GroupName, UserName, pick_group, pick_user};
 use crate::idempotency::IdempotencyConfig;
-use crate::model::{AccountId, StoredGroup, StoredUser, TenantId};
+use crate::model::{AccountId, Connection, StoredGroup, StoredUser, TenantId};
 use crate::services::claim::{ClaimError, Claimed, Claims};
 use crate::services::project::load_settings;
 
@@ -91,7 +91,7 @@ pub async fn submit_action(
             &claim_key,
             &hash,
             |r: &ActionRecord| r.id.clone(),
-            || create(deps, &req, &id, &hash),
+            || create(deps, &req, &connection, &id, &hash),
         )
         .await;
     let record = match claimed {
@@ -136,13 +136,13 @@ async fn existing(
 async fn create(
     deps: &ActionDeps,
     req: &SubmitRequest,
+    connection: &Connection,
     id: &str,
     hash: &str,
 ) -> Result<ActionRecord, ActionError> {
     let settings = load_settings(deps.settings.as_ref(), &req.tenant).await?;
     let kind = req.spec.kind();
-    let granted = deps.writer.granted_permissions(&req.tenant).await?;
-    check_allowed(kind, &settings.actions, &granted)?;
+    check_permission(deps, connection, &settings.actions, kind).await??;
     let target = resolve(deps, &req.tenant, &req.spec).await?;
     let now = deps.clock.now();
     let mut record = ActionRecord {

@@ -499,6 +499,7 @@ async fn a_secret_of_account_a_never_verifies_on_account_bs_endpoint() {
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: t0(),
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();
