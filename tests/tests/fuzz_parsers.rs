@@ -6,12 +6,14 @@
 //!   the local queue handler does), and the same bodies through the reconcile function's SQS
 //!   handler;
 //! - the fetch function's SQS bodies (`FetchRequest`) through its handler;
-//! - the scheduler's EventBridge input through its handler, and the SQS/EventBridge envelopes.
+//! - the scheduler's EventBridge input through its handler, and the SQS/EventBridge envelopes;
+//! - the actions function's direct request (`parse_direct`: the `Direct` envelope and its
+//!   `ActionSpec`) on arbitrary JSON and near-valid requests, and the same through its handler.
 //!
 //! Properties: nothing panics; bad input is a typed error (`DirectoryError::InvalidResponse`,
 //! `MessageResult::Malformed`, `HandlerError::Malformed`); errors never quote the payload (a
 //! canary string planted in every value never shows up in an error's text); what parses
-//! survives a round trip.
+//! survives a round trip. A refused action request names the field that is wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::Cell;
@@ -969,4 +971,185 @@ fn the_connect_body_parsers_never_panic_and_never_quote_the_body() {
             Ok(())
         })
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The actions function's direct request
+
+/// The fields a direct request and its action have.
+const ACTION_FIELDS: &[&str] = &[
+    "op",
+    "account_id",
+    "tenant_id",
+    "idempotency_key",
+    "requested_by",
+    "action",
+    "action_id",
+    "runner",
+    "kind",
+    "user",
+    "group",
+    "service_principal_id",
+    "app_role_id",
+];
+
+fn direct_seeds() -> Vec<Value> {
+    let submit: Value =
+        serde_json::from_str(include_str!("../../events/actions/direct.json")).unwrap();
+    let actions = [
+        json!({"kind": "add_group_member", "user": "ann@contoso.example", "group": "Sales"}),
+        json!({"kind": "remove_group_member", "user": CANARY, "group": "5a1e5000-0000-4000-8000-000000000010"}),
+        json!({"kind": "assign_app_role", "user": "ann@contoso.example", "service_principal_id": "a9900000-0000-4000-8000-000000000020", "app_role_id": null}),
+        json!({"kind": "remove_app_role", "user": "ann@contoso.example", "service_principal_id": "a9900000-0000-4000-8000-000000000020", "app_role_id": "00000000-0000-0000-0000-000000000000"}),
+        json!({"kind": "block_sign_in", "user": "ann@contoso.example"}),
+        json!({"kind": "reset_password", "user": "ann@contoso.example"}),
+        json!({"kind": "restore_user", "user": "aaaaaaaa-0000-4000-8000-000000000001"}),
+    ];
+    let mut out = vec![submit.clone()];
+    for a in actions {
+        let mut v = submit.clone();
+        v["action"] = a;
+        out.push(v);
+    }
+    out.push(json!({"op": "run", "account_id": "acct-a", "tenant_id": "7d2c1f0e-0000-4000-8000-000000000001",
+                    "action_id": "00000000-0000-5000-8000-000000000001", "runner": "alice@host"}));
+    out
+}
+
+/// A near-valid request: one field dropped, of another type, misspelt, added, or an unknown
+/// kind or op.
+fn arb_near_direct() -> impl Strategy<Value = Value> {
+    let seeds = direct_seeds();
+    let n = seeds.len();
+    (0..n, 0usize..64, 0u8..7, arb_scalar()).prop_map(move |(i, pick, how, scalar)| {
+        let mut v = seeds[i].clone();
+        let in_action = pick % 2 == 1 && v.get("action").is_some();
+        let target = if in_action {
+            v["action"].as_object_mut().unwrap()
+        } else {
+            v.as_object_mut().unwrap()
+        };
+        let keys: Vec<String> = target.keys().cloned().collect();
+        let key = keys[pick % keys.len()].clone();
+        match how {
+            0 => {
+                target.remove(&key);
+            }
+            1 => {
+                target.insert(key, scalar);
+            }
+            2 => {
+                let value = target.remove(&key).unwrap();
+                target.insert(key.to_uppercase(), value);
+            }
+            3 => {
+                target.insert(format!("{key}_extra"), json!("x"));
+            }
+            4 => {
+                target.insert("kind".into(), json!(format!("nuke-{CANARY}")));
+            }
+            5 => {
+                target.insert("op".into(), json!("explode"));
+            }
+            _ => {
+                target.insert(key, json!({"nested": [CANARY]}));
+            }
+        }
+        v
+    })
+}
+
+/// Parsed, or refused naming the field (one of the request's, or a key the input has).
+fn check_direct(v: &Value) -> Result<(), TestCaseError> {
+    use entra_sync_actions::handler::{Direct, parse_direct};
+    match parse_direct(v) {
+        Ok(Direct::Submit {
+            action, tenant_id, ..
+        }) => {
+            prop_assert_eq!(v["op"].as_str(), Some("submit"));
+            prop_assert_eq!(v["tenant_id"].as_str(), Some(tenant_id.as_str()));
+            let again: entra_sync_core::actions::ActionSpec =
+                serde_json::from_value(v["action"].clone()).unwrap();
+            prop_assert_eq!(again, action);
+        }
+        Ok(Direct::Run { action_id, .. }) => {
+            prop_assert_eq!(v["op"].as_str(), Some("run"));
+            prop_assert_eq!(v["action_id"].as_str(), Some(action_id.as_str()));
+        }
+        Err(message) => {
+            let mut names: Vec<String> = ACTION_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+            for o in [v.as_object(), v["action"].as_object()]
+                .into_iter()
+                .flatten()
+            {
+                names.extend(o.keys().cloned());
+            }
+            let rest = message
+                .strip_prefix("not an action request: ")
+                .unwrap_or(&message);
+            // `field: ...` / `action.field: ...`, or serde's "missing field `x`" forms.
+            let path = rest.split(": ").next().unwrap_or_default();
+            let by_path = names
+                .iter()
+                .any(|n| !n.is_empty() && (path == n || path == format!("action.{n}")));
+            let quoted = names
+                .iter()
+                .any(|n| !n.is_empty() && rest.contains(&format!("`{n}`")));
+            let not_object = !v.is_object() && rest == "the request must be a JSON object";
+            prop_assert!(
+                by_path || quoted || not_object,
+                "the refusal names no field: {} for {}",
+                message,
+                v
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_action_request_seeds_parse() {
+    for v in direct_seeds() {
+        entra_sync_actions::handler::parse_direct(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
+    }
+}
+
+#[test]
+fn action_requests_are_parsed_or_refused_naming_the_field() {
+    let seeds = direct_seeds();
+    let strategy = prop_oneof![
+        2 => arb_json(),
+        4 => arb_near_direct(),
+        2 => (0..seeds.len(), proptest::collection::vec(arb_mutation(), 1..4)).prop_filter_map(
+            "valid JSON text",
+            move |(i, m)| serde_json::from_str::<Value>(&mutate(&seeds[i], &m).0).ok()
+        ),
+    ];
+    runner(1500).run(&strategy, |v| check_direct(&v)).unwrap();
+}
+
+#[test]
+fn the_actions_handler_answers_every_direct_request_and_never_panics() {
+    use entra_sync_actions::handler::{Answer, DirectAnswer, handle};
+    use entra_sync_core::actions::kind::ActionKind;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let w = rt.block_on(entra_sync_core::actions::testing::world(&ActionKind::ALL));
+    let calls = Cell::new(0u32);
+    runner(300)
+        .run(&arb_near_direct(), |v| {
+            calls.set(calls.get() + 1);
+            match rt.block_on(handle(&w.deps, v.clone())) {
+                Answer::Direct(DirectAnswer::Ok { .. }) => {}
+                Answer::Direct(DirectAnswer::Error { error, message, .. }) => {
+                    prop_assert!(!error.is_empty() && !message.is_empty());
+                }
+                other => prop_assert!(false, "{v} was not answered as a request: {other:?}"),
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(calls.get() >= 300);
 }

@@ -5,7 +5,10 @@
 //! keys: connect (consent, list, show, reconnect, disconnect), then the scheduler, fetch and
 //! reconcile over three sync rounds of an emulated directory (a full read, changes committed by
 //! fetch when reconcile was faster, changes committed by reconcile), with a daily-scheduled and
-//! a reauthorization-needing connection beside the hourly one.
+//! a reauthorization-needing connection beside the hourly one; then the actions function: a
+//! direct submit run at once, a request that waits for approval, a future-dated offboarding
+//! workflow started by the host product, the tick that runs it when due (and expires the
+//! overdue approval), and the queued batches of its steps.
 //!
 //! Every AWS call each function makes is recorded (an SDK interceptor), including the calls
 //! whose errors a handler logs and swallows. Then, per function:
@@ -29,23 +32,32 @@ use aws_sdk_dynamodb::config::interceptors::{
 use aws_sdk_dynamodb::config::{
     ConfigBag, Credentials, Intercept, RuntimeComponents, SharedCredentialsProvider,
 };
-use aws_sdk_sqs::types::Message;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
 use entra_sync_aws::{
-    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, secrets,
+    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsActionQueue, SqsFetchRequests,
+    SqsPageQueue, secrets,
 };
+use entra_sync_core::actions::budget::WriteBudget;
+use entra_sync_core::actions::kind::ActionKind;
+use entra_sync_core::actions::workflow::{Template, WorkflowOrigin, WorkflowParams};
 use entra_sync_core::memory::ManualClock;
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
+use entra_sync_core::ports::Clock;
 use entra_sync_core::ports::{
     ConnectionStore, RunStore, SecretVault, SettingsStore, SystemClock, WorkQueue,
 };
 use entra_sync_core::run::RunStatus;
+use entra_sync_core::services::actions::{
+    ActionDeps, ActionsConfig, StartWorkflow, get_workflow, start_workflow,
+};
+use entra_sync_core::services::claim::Claims;
 use entra_sync_core::services::{ConnectDeps, FetchDeps, ReconcileDeps, ScheduleDeps};
 use entra_sync_core::settings::{ConnectionSettings, Schedule};
-use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
+use entra_sync_emulator::{Emulator, EmulatorConfig, GroupKind, NewGroup, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory, RetryPolicy};
 use entra_sync_http::connect::{ConnectConfig, ConnectState, router};
 use entra_sync_tests::moto::EnforcingMoto;
@@ -53,11 +65,12 @@ use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const FUNCTIONS: [&str; 4] = [
+const FUNCTIONS: [&str; 5] = [
     "ConnectFunction",
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
+    "ActionsFunction",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -436,6 +449,7 @@ async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, visibility: i32) -> Vec<M
             .queue_url(url)
             .max_number_of_messages(10)
             .visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
             .unwrap()
@@ -458,6 +472,14 @@ fn as_event(messages: &[Message]) -> SqsEvent {
             r.message_id = m.message_id.clone();
             r.receipt_handle = m.receipt_handle.clone();
             r.body = m.body.clone();
+            if let Some(group) = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+            {
+                r.attributes
+                    .insert("MessageGroupId".to_owned(), group.clone());
+            }
             r
         })
         .collect();
@@ -573,6 +595,7 @@ struct World {
     wired: std::collections::BTreeMap<&'static str, (Clients, Recorder)>,
     fetch_queue: String,
     page_queue: String,
+    action_queue: String,
     bus: String,
 }
 
@@ -663,6 +686,16 @@ async fn world() -> World {
         .unwrap();
     let page_queue = queues.pop().unwrap();
     let fetch_queue = queues.pop().unwrap();
+    let action_queue = admin
+        .sqs
+        .create_queue()
+        .queue_name(format!("entra-sync-{STAGE}-actions.fifo"))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     World {
         _moto: moto,
         emulator,
@@ -671,6 +704,7 @@ async fn world() -> World {
         wired,
         fetch_queue,
         page_queue,
+        action_queue,
         bus,
     }
 }
@@ -977,6 +1011,182 @@ impl Pipeline {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The actions function, as its main.rs wires it; the host product's side (starting a
+// workflow) with the administrator's clients
+
+/// The write half's ports on `store`, `sqs` and `events`: the actions function's (its
+/// clients) or the host product's (the administrator's, not recorded).
+fn action_deps(
+    w: &World,
+    store: Arc<DynamoStore>,
+    sqs: &aws_sdk_sqs::Client,
+    events: &aws_sdk_eventbridge::Client,
+    graph: GraphClient,
+    clock: Arc<ManualClock>,
+) -> ActionDeps {
+    ActionDeps {
+        connections: store.clone(),
+        settings: store.clone(),
+        mirror: store.clone(),
+        cursors: store.clone(),
+        lookup: store.clone(),
+        actions: store.clone(),
+        workflows: store.clone(),
+        queue: Arc::new(SqsActionQueue::new(sqs.clone(), w.action_queue.clone())),
+        writer: Arc::new(graph),
+        claims: Claims::new(
+            store,
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            clock.clone(),
+        ),
+        budget: Arc::new(WriteBudget::default()),
+        events: Arc::new(EventBridgeSink::new(events.clone(), &w.bus)),
+        clock,
+        config: ActionsConfig::default(),
+    }
+}
+
+/// Lambda's event source mapping of the action queue: receive everything, hand it to the
+/// function in batches of ten, delete what succeeded. Returns the messages handled.
+async fn run_action_queue(w: &World, deps: &ActionDeps) -> usize {
+    let mut handled = 0;
+    for _ in 0..20 {
+        let messages = receive(&w.admin.sqs, &w.action_queue, 120).await;
+        if messages.is_empty() {
+            return handled;
+        }
+        handled += messages.len();
+        for batch in messages.chunks(10) {
+            let event = serde_json::to_value(as_event(batch)).unwrap();
+            let entra_sync_actions::handler::Answer::Batch(r) =
+                entra_sync_actions::handler::handle(deps, event).await
+            else {
+                panic!("an SQS batch gets a batch answer");
+            };
+            assert_none_refused("ActionsFunction", w.recorder("ActionsFunction"));
+            assert!(r.batch_item_failures.is_empty(), "actions failed: {r:?}");
+        }
+        acknowledge(&w.admin.sqs, &w.action_queue, &messages).await;
+    }
+    panic!("the action queue does not drain");
+}
+
+async fn direct(deps: &ActionDeps, request: Value) -> Value {
+    let answer = entra_sync_actions::handler::handle(deps, request).await;
+    serde_json::to_value(answer).unwrap()
+}
+
+/// The actions function's part: `tenant` was synced; enable actions on it, then act.
+async fn act(w: &World, tenant: &TenantId, team: &str) {
+    let handle = w.emulator.tenant(tenant.as_str()).unwrap();
+    handle.set_granted_permissions(entra_sync_emulator::DEFAULT_APP_PERMISSIONS.iter().copied());
+    let mut settings = w
+        .admin_store
+        .get_settings(tenant)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let expected = settings.version;
+    settings.version += 1;
+    settings.actions.enabled = ActionKind::ALL.into_iter().collect();
+    settings.actions.approval_required = [ActionKind::ResetPassword].into_iter().collect();
+    w.admin_store
+        .put_settings(tenant, &settings, expected)
+        .await
+        .unwrap();
+    let user = handle.user_ids()[4].clone();
+    let upn = handle.user(&user).unwrap()["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let name = "ActionsFunction";
+    let graph = GraphClient::new(w.graph_config(name).await).unwrap();
+    let f = w.clients(name);
+    let deps = action_deps(w, w.store(name), &f.sqs, &f.events, graph, clock.clone());
+    let host_graph = GraphClient::new(w.graph_config("FetchFunction").await).unwrap();
+    let host = action_deps(
+        w,
+        w.admin_store.clone(),
+        &w.admin.sqs,
+        &w.admin.events,
+        host_graph,
+        clock.clone(),
+    );
+
+    // A direct invocation: submit and run now (the user by UPN, the group by name).
+    let answer = direct(
+        &deps,
+        json!({"op": "submit", "account_id": ACCOUNT_ID, "tenant_id": tenant,
+               "idempotency_key": "iam-add", "requested_by": "helpdesk@host",
+               "action": {"kind": "add_group_member", "user": upn, "group": team}}),
+    )
+    .await;
+    assert_eq!(
+        answer["action"]["status"]["status"], "succeeded",
+        "{answer}"
+    );
+    // One that waits for an approver.
+    let answer = direct(
+        &deps,
+        json!({"op": "submit", "account_id": ACCOUNT_ID, "tenant_id": tenant,
+               "idempotency_key": "iam-reset", "requested_by": "helpdesk@host",
+               "action": {"kind": "reset_password", "user": upn}}),
+    )
+    .await;
+    assert_eq!(
+        answer["action"]["status"]["status"], "pending_approval",
+        "{answer}"
+    );
+    // The queued copy of the direct submit: already done, acknowledged without a write.
+    run_action_queue(w, &deps).await;
+
+    // The host product starts an offboarding for an hour from now.
+    let wf = start_workflow(
+        &host,
+        StartWorkflow {
+            account: AccountId(ACCOUNT_ID.into()),
+            tenant: tenant.clone(),
+            template: Template::Offboarding,
+            params: WorkflowParams {
+                user: upn.clone(),
+                groups: vec![],
+                apps: vec![],
+                at: Some(clock.now() + chrono::Duration::hours(1)),
+            },
+            requested_by: "hr@host".into(),
+            origin: WorkflowOrigin::Api,
+            key: Some("iam-offboard".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(wf.status.as_str(), "scheduled");
+
+    // The tick before it is due does nothing; after it (and the approval's expiry), it runs
+    // the workflow's first step, and each queued batch the next.
+    let tick = include_str!("../../events/actions/tick.json");
+    let report = direct(&deps, serde_json::from_str(tick).unwrap()).await;
+    assert_eq!(report["workflows_advanced"], 0, "{report}");
+    clock.advance(chrono::Duration::hours(73));
+    let report = direct(&deps, serde_json::from_str(tick).unwrap()).await;
+    assert_none_refused(name, w.recorder(name));
+    assert_eq!(report["workflows_advanced"], 1, "{report}");
+    assert_eq!(report["approvals_expired"], 1, "{report}");
+    for _ in 0..10 {
+        if run_action_queue(w, &deps).await == 0 {
+            break;
+        }
+    }
+    let done = get_workflow(&host, &AccountId(ACCOUNT_ID.into()), tenant, &wf.id)
+        .await
+        .unwrap();
+    assert_eq!(done.status.as_str(), "completed", "{done:?}");
+    assert_eq!(handle.user(&user).unwrap()["accountEnabled"], false);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_runs_under_exactly_its_template_policy() {
     let world = Arc::new(world().await);
@@ -1065,6 +1275,8 @@ async fn every_function_runs_under_exactly_its_template_policy() {
     patch.insert("mail".into(), json!("renamed.again@contoso.example"));
     handle.update_user(&users[0], patch).unwrap();
     handle.random_churn(6, 5);
+    let team = "IAM test team";
+    handle.create_group(NewGroup::new(team, GroupKind::Security));
     pipeline.clock.advance(chrono::Duration::hours(1));
     pipeline.round(false).await;
     let runs = w.admin_store.list_runs(&hourly, 5).await.unwrap();
@@ -1076,6 +1288,9 @@ async fn every_function_runs_under_exactly_its_template_policy() {
                 .all(|r| r.status == RunStatus::Succeeded),
         "{runs:?}"
     );
+
+    // The actions function on the synced directory.
+    act(w, &hourly, team).await;
 
     // Connect again: reconnect (a new consent link), then disconnect (the tenant's secrets
     // go, if any).

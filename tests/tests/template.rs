@@ -1,17 +1,20 @@
 //! infra/template.yaml as CloudFormation receives it (after the SAM transform): it must deploy
 //! with its default parameters (no dependency cycle), and the settings operators rely on are
 //! there: access logs and throttling on the HTTP API, reserved concurrency for connect, an
-//! on-failure destination for the scheduler, X-Ray tracing on every function.
+//! on-failure destination for the scheduler and the actions tick, the FIFO action queue with
+//! its FIFO dead-letter queue and partial batch failures, alarms, X-Ray tracing on every
+//! function.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use entra_sync_tests::template::{self, function, resource, transformed};
 use serde_json::{Value, json};
 
-const FUNCTIONS: [&str; 4] = [
+const FUNCTIONS: [&str; 5] = [
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
     "ConnectFunction",
+    "ActionsFunction",
 ];
 
 fn get_att(v: &Value) -> &str {
@@ -100,33 +103,42 @@ fn the_connect_function_has_reserved_concurrency() {
     );
 }
 
-#[test]
-fn a_failed_scheduler_run_goes_to_an_on_failure_queue_with_an_alarm() {
+/// Whether some alarm watches `resource` (its first dimension names it).
+fn alarmed(resource: &str, metric: &str) -> bool {
+    transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|r| {
+            let p = &r["Properties"];
+            r["Type"] == "AWS::CloudWatch::Alarm"
+                && p["MetricName"] == metric
+                && (p["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == resource
+                    || p["Dimensions"][0]["Value"]["Ref"] == resource)
+        })
+}
+
+/// A failed asynchronous run of `function` goes to an on-failure queue of its own, watched by
+/// an alarm, and the function's role may send to it (Lambda sends with that role).
+fn assert_on_failure_queue(function_name: &str, queue_name_suffix: &str) {
     let config = transformed()["Resources"]
         .as_object()
         .unwrap()
         .values()
         .find(|r| {
             r["Type"] == "AWS::Lambda::EventInvokeConfig"
-                && r["Properties"]["FunctionName"] == json!({"Ref": "SchedulerFunction"})
+                && r["Properties"]["FunctionName"] == json!({"Ref": function_name})
         })
-        .expect("the scheduler has an EventInvokeConfig");
+        .unwrap_or_else(|| panic!("{function_name} has an EventInvokeConfig"));
     let props = &config["Properties"];
     let queue = get_att(&props["DestinationConfig"]["OnFailure"]["Destination"]);
     assert_eq!(resource(queue)["Type"], "AWS::SQS::Queue");
     assert!(props["MaximumRetryAttempts"].as_u64().is_some());
-    // The queue is watched.
-    let alarmed = transformed()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .any(|r| {
-            r["Type"] == "AWS::CloudWatch::Alarm"
-                && r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] == queue
-        });
-    assert!(alarmed, "an alarm watches {queue}");
-    // Lambda sends the failed event with the function's role.
-    let sends = function("SchedulerFunction")
+    assert!(
+        alarmed(queue, "ApproximateNumberOfMessagesVisible"),
+        "an alarm watches {queue}"
+    );
+    let sends = function(function_name)
         .service_policies
         .iter()
         .flat_map(|d| d["Statement"].as_array().cloned().unwrap_or_default())
@@ -134,9 +146,106 @@ fn a_failed_scheduler_run_goes_to_an_on_failure_queue_with_an_alarm() {
             s["Action"] == "sqs:SendMessage"
                 && s["Resource"]
                     .as_str()
-                    .is_some_and(|r| r.ends_with(":entra-sync-iamtest-scheduler-failures"))
+                    .is_some_and(|r| r.ends_with(queue_name_suffix))
         });
-    assert!(sends, "the scheduler's role may send to {queue}");
+    assert!(sends, "{function_name}'s role may send to {queue}");
+}
+
+#[test]
+fn a_failed_scheduler_run_goes_to_an_on_failure_queue_with_an_alarm() {
+    assert_on_failure_queue(
+        "SchedulerFunction",
+        ":entra-sync-iamtest-scheduler-failures",
+    );
+}
+
+#[test]
+fn the_actions_tick_runs_every_five_minutes_with_retries_a_dead_letter_queue_and_an_on_failure_queue()
+ {
+    let rule = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Events::Rule"
+                && r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0] == "ActionsFunction"
+        })
+        .expect("a schedule invokes the actions function");
+    assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(5 minutes)");
+    let target = &rule["Properties"]["Targets"][0];
+    assert!(
+        target["RetryPolicy"]["MaximumRetryAttempts"]
+            .as_u64()
+            .is_some()
+    );
+    let dlq = get_att(&target["DeadLetterConfig"]["Arn"]);
+    assert_eq!(resource(dlq)["Type"], "AWS::SQS::Queue");
+    assert!(
+        alarmed(dlq, "ApproximateNumberOfMessagesVisible"),
+        "an alarm watches {dlq}"
+    );
+    // EventBridge may deliver to it (a queue policy names the queue and the service).
+    let allowed = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|r| {
+            r["Type"] == "AWS::SQS::QueuePolicy"
+                && r["Properties"]["Queues"][0]["Ref"] == dlq
+                && r["Properties"]["PolicyDocument"]["Statement"][0]["Principal"]["Service"]
+                    == "events.amazonaws.com"
+        });
+    assert!(allowed, "EventBridge may send to {dlq}");
+    assert_on_failure_queue("ActionsFunction", ":entra-sync-iamtest-actions-failures");
+}
+
+#[test]
+fn the_action_queue_is_fifo_with_a_fifo_dead_letter_queue_and_partial_batch_failures() {
+    let queue = &resource("ActionQueue")["Properties"];
+    assert_eq!(
+        queue["FifoQueue"], true,
+        "one user's actions keep their order"
+    );
+    let dlq = get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
+    assert_eq!(
+        resource(dlq)["Properties"]["FifoQueue"],
+        true,
+        "a FIFO queue's dead-letter queue is FIFO"
+    );
+    assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() > 1);
+    // Visibility at least six times the function timeout, so a message is not delivered again
+    // while an invocation still works on it.
+    let timeout = function("ActionsFunction").properties["Timeout"]
+        .as_u64()
+        .expect("a timeout");
+    assert!(
+        queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout,
+        "visibility {} < 6 x {timeout}",
+        queue["VisibilityTimeout"]
+    );
+    let mapping = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == "ActionQueue"
+        })
+        .expect("the action queue feeds a function");
+    assert_eq!(
+        mapping["Properties"]["FunctionName"],
+        json!({"Ref": "ActionsFunction"})
+    );
+    assert_eq!(
+        mapping["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    // The alarms an operator relies on: dead letters, and the function failing.
+    assert!(alarmed(dlq, "ApproximateNumberOfMessagesVisible"));
+    assert!(alarmed("ActionsFunction", "Errors"));
+    // The function sends to the queue it consumes (approvals, retries, workflow steps).
+    let env = &resource("ActionsFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["ACTION_QUEUE_URL"], json!({"Ref": "ActionQueue"}));
 }
 
 #[test]

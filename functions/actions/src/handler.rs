@@ -78,7 +78,10 @@ pub struct TickReport {
     pub approvals_expired: usize,
 }
 
-/// Route one event by its shape: SQS records, a direct request, or the schedule's tick.
+/// Route one event by its shape: SQS records, the schedule's tick (an EventBridge scheduled
+/// event), or else a direct request. Anything that is neither a batch nor a tick is read as a
+/// direct request, so a misspelt request is refused naming the field rather than taken for a
+/// tick.
 pub async fn handle(deps: &ActionDeps, payload: Value) -> Answer {
     if payload.get("Records").is_some() {
         return match serde_json::from_value::<SqsEvent>(payload) {
@@ -89,17 +92,90 @@ pub async fn handle(deps: &ActionDeps, payload: Value) -> Answer {
             }
         };
     }
-    if payload.get("op").is_some() {
-        return Answer::Direct(match serde_json::from_value::<Direct>(payload) {
-            Ok(d) => handle_direct(deps, d).await,
-            Err(e) => DirectAnswer::Error {
-                error: "invalid_request",
-                message: format!("not an action request: {e}"),
-                retryable: false,
-            },
-        });
+    if is_tick(&payload) {
+        return Answer::Tick(handle_tick(deps).await);
     }
-    Answer::Tick(handle_tick(deps).await)
+    Answer::Direct(match parse_direct(&payload) {
+        Ok(d) => handle_direct(deps, d).await,
+        Err(message) => DirectAnswer::Error {
+            error: "invalid_request",
+            message,
+            retryable: false,
+        },
+    })
+}
+
+/// The schedule's event: EventBridge's scheduled event (`source` `aws.events`).
+fn is_tick(payload: &Value) -> bool {
+    payload.get("source").and_then(Value::as_str) == Some("aws.events")
+        && payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
+/// The fields of a direct request and of its action (all strings but `action`).
+const REQUEST_FIELDS: [&str; 8] = [
+    "op",
+    "account_id",
+    "tenant_id",
+    "idempotency_key",
+    "requested_by",
+    "action",
+    "action_id",
+    "runner",
+];
+const ACTION_FIELDS: [&str; 5] = [
+    "kind",
+    "user",
+    "group",
+    "service_principal_id",
+    "app_role_id",
+];
+
+/// Read a direct request. Refusals name the field (`action.user: must be a string`, `missing
+/// field `tenant_id``, `unknown field `x``), so the caller knows what to fix. The type checks of
+/// the known fields come first because serde's own type errors inside a tagged enum do not say
+/// which field they are about; unknown and missing fields are serde's (it names them).
+pub fn parse_direct(payload: &Value) -> Result<Direct, String> {
+    let refuse = |m: String| format!("not an action request: {m}");
+    let Some(fields) = payload.as_object() else {
+        return Err(refuse("the request must be a JSON object".into()));
+    };
+    if !fields.contains_key("op") {
+        return Err(refuse("missing field `op` (\"submit\" or \"run\")".into()));
+    }
+    for (name, value) in fields {
+        match (name.as_str(), value) {
+            ("action", Value::Object(action)) => {
+                for (field, v) in action {
+                    let known = ACTION_FIELDS.contains(&field.as_str());
+                    if known && !v.is_string() && !(v.is_null() && field == "app_role_id") {
+                        return Err(refuse(format!("action.{field}: must be a string")));
+                    }
+                }
+                if let Err(e) = serde_json::from_value::<ActionSpec>(value.clone()) {
+                    let text = e.to_string();
+                    let field = if text.starts_with("unknown variant") {
+                        "action.kind"
+                    } else {
+                        "action"
+                    };
+                    return Err(refuse(format!("{field}: {text}")));
+                }
+            }
+            ("action", _) => return Err(refuse("action: must be a JSON object".into())),
+            (name, v) if REQUEST_FIELDS.contains(&name) && !v.is_string() => {
+                return Err(refuse(format!("{name}: must be a string")));
+            }
+            _ => {}
+        }
+    }
+    serde_json::from_value::<Direct>(payload.clone()).map_err(|e| {
+        let text = e.to_string();
+        if text.starts_with("unknown variant") {
+            refuse(format!("op: {text}"))
+        } else {
+            refuse(text)
+        }
+    })
 }
 
 /// A FIFO batch: messages of one group (tenant + user) run in order, and after a failure the
@@ -416,6 +492,50 @@ mod tests {
         };
         assert_eq!(error, "invalid_request");
         assert!(message.contains("nuke"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_misspelt_request_is_refused_naming_the_field_and_never_taken_for_a_tick() {
+        let w = world(&[ActionKind::BlockSignIn]).await;
+        submit_action(
+            &w.deps,
+            req("k1", ActionSpec::BlockSignIn { user: BOB.into() }),
+        )
+        .await
+        .unwrap();
+        w.clock.advance(chrono::Duration::hours(73));
+        let mut d = sample("direct");
+        let op = d.as_object_mut().unwrap().remove("op").unwrap();
+        d["Op"] = op;
+        let Answer::Direct(DirectAnswer::Error { error, message, .. }) = handle(&w.deps, d).await
+        else {
+            panic!("a request without `op` is not a tick")
+        };
+        assert_eq!(error, "invalid_request");
+        assert!(message.contains("`op`"), "{message}");
+        // Nothing was expired by it.
+        let Answer::Tick(report) = handle(&w.deps, sample("tick")).await else {
+            panic!()
+        };
+        assert_eq!(report.approvals_expired, 1);
+    }
+
+    #[tokio::test]
+    async fn a_field_of_the_wrong_type_is_named() {
+        let w = world(&[ActionKind::RevokeSessions]).await;
+        let mut d = sample("direct");
+        d["action"]["user"] = serde_json::json!(42);
+        let Answer::Direct(DirectAnswer::Error { message, .. }) = handle(&w.deps, d).await else {
+            panic!()
+        };
+        assert!(message.contains("action.user"), "{message}");
+        let mut d = sample("direct");
+        d["requested_by"] = serde_json::json!(["x"]);
+        let Answer::Direct(DirectAnswer::Error { message, .. }) = handle(&w.deps, d).await else {
+            panic!()
+        };
+        assert!(message.contains("requested_by"), "{message}");
+        assert_eq!(w.writer.total_calls(), 0);
     }
 
     #[tokio::test]

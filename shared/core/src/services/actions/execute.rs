@@ -310,21 +310,34 @@ fn app_role(r: &ActionRecord) -> AppRoleRef {
     }
 }
 
+/// Provisional writes of one cycle take pages from here up to just below the sweep's, far above
+/// any real page of a round.
+const PROVISIONAL_BASE: u32 = u32::MAX - (1 << 20);
+
 /// The version of a provisional mirror write: after every page of the stream's latest cycle
 /// but before its sweep, so the next round's pages (a higher cycle) replace it with what the
 /// directory reports, a page of the current round read before the write cannot undo it, and a
-/// full round in progress does not sweep it.
+/// full round in progress does not sweep it. `stored` is the object's version now: a second
+/// provisional write in the same cycle (unblock after block, remove after add) goes one page
+/// above the first, so it lands too.
 async fn provisional_version(
     deps: &ActionDeps,
     tenant: &TenantId,
     stream: Stream,
+    stored: Option<Version>,
 ) -> Result<Version, ActionError> {
     let cycle = deps
         .cursors
         .load_cursor(tenant, stream)
         .await?
         .map_or(0, |(c, _)| c.last_cycle);
-    Ok(Version::new(cycle, u32::MAX - 1))
+    let page = match stored {
+        Some(v) if v.cycle == cycle && v.page >= PROVISIONAL_BASE => {
+            v.page.saturating_add(1).min(u32::MAX - 1)
+        }
+        _ => PROVISIONAL_BASE,
+    };
+    Ok(Version::new(cycle, page))
 }
 
 /// Show a successful action in the mirror at once (a provisional write the next delta
@@ -339,6 +352,12 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
                 return Ok(());
             };
             let present = r.kind() == ActionKind::AddGroupMember;
+            let stored = deps
+                .mirror
+                .get_memberships(tenant, &[(group_id.clone(), user_id.clone())])
+                .await?
+                .pop()
+                .map(|e| e.version);
             let edge = StoredMembership {
                 group_id: group_id.clone(),
                 member: MemberRef {
@@ -346,7 +365,7 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
                     member_type: MemberType::User,
                 },
                 present,
-                version: provisional_version(deps, tenant, Stream::Groups).await?,
+                version: provisional_version(deps, tenant, Stream::Groups, stored).await?,
             };
             if deps.mirror.put_memberships(tenant, &[edge]).await? > 0 {
                 let member = (user_id, MemberType::User);
@@ -398,7 +417,7 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
                     ChangeKind::UserUpdated
                 }
             };
-            u.version = provisional_version(deps, tenant, Stream::Users).await?;
+            u.version = provisional_version(deps, tenant, Stream::Users, Some(u.version)).await?;
             if deps.mirror.put_users(tenant, &[u]).await? > 0 {
                 events.push(ChangeEvent {
                     tenant_id: tenant.clone(),

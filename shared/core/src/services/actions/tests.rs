@@ -115,6 +115,47 @@ async fn a_provisional_write_is_replaced_by_the_next_round() {
 }
 
 #[tokio::test]
+async fn a_second_action_on_the_same_object_in_one_round_shows_in_the_mirror_too() {
+    // Add, then remove, before the next sync: the mirror must show the member gone (the second
+    // provisional write goes above the first, in the same cycle).
+    let w = world(&[ActionKind::AddGroupMember, ActionKind::RemoveGroupMember]).await;
+    submit_action(&w.deps, req("k1", add_ann_to(SALES)))
+        .await
+        .unwrap();
+    drain(&w, 1).await;
+    let edge = || async {
+        w.store
+            .get_memberships(&tenant(), &[(SALES.into(), ANN.into())])
+            .await
+            .unwrap()
+            .pop()
+            .expect("the provisional edge")
+    };
+    assert!(edge().await.present);
+    submit_action(
+        &w.deps,
+        req(
+            "k2",
+            ActionSpec::RemoveGroupMember {
+                user: "ann@contoso.com".into(),
+                group: SALES.into(),
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    drain(&w, 1).await;
+    let removed = edge().await;
+    assert!(
+        !removed.present,
+        "the mirror still shows the removed member"
+    );
+    // Still below the sweep of its cycle and below the next round.
+    assert!(removed.version < Version::sweep(removed.version.cycle));
+    assert!(removed.version < Version::new(removed.version.cycle + 1, 0));
+}
+
+#[tokio::test]
 async fn actions_fail_before_the_directory_when_not_enabled_or_not_granted() {
     let w = world(&[]).await;
     let e = submit_action(&w.deps, req("k1", add_ann_to("Sales")))
