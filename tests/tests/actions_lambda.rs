@@ -217,6 +217,8 @@ async fn directory(
             verified_domains: vec![],
             status: ConnectionStatus::Connected,
             connected_at: Utc::now(),
+            // Nothing recorded yet: the first action reads the grant from a fresh token.
+            granted_permissions: Default::default(),
         })
         .await
         .unwrap();
