@@ -40,7 +40,9 @@ step "SAM transform: no dependency cycle"
 # test starts moto servers of its own from .venv, with IAM enforcement.)
 moto_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 moto_log=$(mktemp)
-.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+# scripts/moto_server.py is moto_server with DynamoDB requests one at a time, so conditional
+# writes are atomic as in DynamoDB (plain moto lets two racing conditional puts both succeed).
+.venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$moto_log"' EXIT
 export ENTRA_SYNC_MOTO_URL="http://127.0.0.1:$moto_port"

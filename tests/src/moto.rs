@@ -17,8 +17,8 @@ pub fn endpoint() -> String {
         panic!(
             "{MOTO_URL_VAR} is not set: the AWS adapter tests need moto's server mode. Run \
              scripts/test.sh (it installs moto into .venv, starts it on a free loopback port \
-             and sets {MOTO_URL_VAR}), or start `.venv/bin/moto_server -H 127.0.0.1 -p PORT` \
-             yourself and export {MOTO_URL_VAR}=http://127.0.0.1:PORT"
+             and sets {MOTO_URL_VAR}), or start `.venv/bin/python scripts/moto_server.py -H 127.0.0.1 -p \
+             PORT` yourself and export {MOTO_URL_VAR}=http://127.0.0.1:PORT"
         )
     });
     assert!(
@@ -57,7 +57,13 @@ pub struct EnforcingMoto {
 impl EnforcingMoto {
     /// Start it and wait (bounded) until it answers; panics with its log if it does not.
     pub fn start() -> Self {
-        let program = crate::template::venv_program("moto_server");
+        // moto with DynamoDB requests one at a time (conditional writes atomic, as in
+        // DynamoDB): scripts/moto_server.py.
+        let program = crate::template::venv_program("python");
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("scripts")
+            .join("moto_server.py");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -68,6 +74,7 @@ impl EnforcingMoto {
         ));
         let out = std::fs::File::create(&log).expect("creating the moto log");
         let child = std::process::Command::new(program)
+            .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", "0")
             .stdout(out.try_clone().expect("the moto log"))

@@ -422,9 +422,21 @@ async fn a_failed_read_deactivates_nobody_and_the_next_run_completes_it() {
     s.emulator.faults().clear();
     let run = sync_local(&app, &s).await;
     assert_eq!(run.status, RunStatus::Succeeded);
+    // The failed run keeps its id and status in the activity log; the next run has its own id
+    // and continues the failed run's round (it does not start the read over).
+    assert_ne!(run.run_id, runs[0].run_id, "the next run has its own id");
     assert_eq!(
-        run.run_id, runs[0].run_id,
-        "the failed run is resumed, not restarted"
+        run.continues.as_deref(),
+        Some(runs[0].run_id.as_str()),
+        "the next run continues the failed run's round"
+    );
+    let failed = {
+        use entra_sync_core::ports::RunStore;
+        app.store.get_run(&s.tenant, &runs[0].run_id).await.unwrap()
+    };
+    assert!(
+        matches!(failed.map(|r| r.status), Some(RunStatus::Failed { .. })),
+        "the failed run stays failed in the activity log"
     );
     assert_matches(&app, &s).await;
 }

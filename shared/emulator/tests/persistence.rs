@@ -99,6 +99,10 @@ async fn a_persisting_emulator_has_every_change_on_disk_without_a_final_save() {
     assert!(!emu.tenant(&id).unwrap().has_consent());
     emu.shutdown().await;
     t.grant_consent();
+    // A profile write needs User.ReadWrite.All, which the default consent does not grant.
+    let mut granted = t.granted_permissions();
+    granted.push("User.ReadWrite.All".into());
+    t.set_granted_permissions(granted);
     let token = fx.token().await;
     let user = t.user_ids()[0].clone();
     let resp = fx

@@ -558,7 +558,7 @@ mod tests {
         let groups = c.initial_url(Stream::Groups).unwrap();
         assert_eq!(
             groups.as_str(),
-            "https://graph.microsoft.com/v1.0/groups/delta?$select=id,displayName,description,groupTypes,securityEnabled,mailEnabled,mail,members"
+            "https://graph.microsoft.com/v1.0/groups/delta?$select=id,displayName,description,groupTypes,securityEnabled,mailEnabled,mail,onPremisesSyncEnabled,members"
         );
         let prefixed = client("http://127.0.0.1:9/graph");
         assert!(

@@ -16,9 +16,10 @@
 //! | [`json`] | JSON routes: the `Content-Type: application/json` requirement and body errors that name the field |
 //! | [`html`] | pages for browsers: escaping and the page frame |
 //! | [`connect`] | the connect routes: admin consent, callback, an account's connections |
+//! | [`hooks`] | the HR webhook route: `POST /hooks/{account}/{source}` |
 //!
-//! The admin API, the HR webhooks and the admin console become sibling modules of [`connect`]
-//! (`api`, `webhooks`, `console`), each exposing `routes(state) -> Router` to merge and
+//! The admin API and the admin console become sibling modules of [`connect`] and [`hooks`]
+//! (`api`, `console`), each exposing `routes(state) -> Router` to merge and
 //! `router(state) -> Router` (its routes through [`app()`]). A binary that serves several
 //! merges their `routes` and calls [`app()`] once.
 //!
@@ -30,6 +31,7 @@
 
 pub mod connect;
 pub mod error;
+pub mod hooks;
 pub mod html;
 pub mod json;
 pub mod request_id;

@@ -11,6 +11,8 @@ pub mod bench_actions;
 pub mod consent_store;
 pub mod demo;
 pub mod events;
+pub mod hooks_cli;
+pub mod hooks_worker;
 pub mod idempotency;
 pub mod procstat;
 mod projection_store;
@@ -20,6 +22,7 @@ pub mod serve;
 pub mod sqlite;
 pub mod vault;
 pub mod verify;
+mod webhooks_store;
 
 /// A value's serialised name in words, for people (`settings_changed` -> "settings changed",
 /// `{"when": "nightly", "hour_utc": 2}` -> "nightly, hour utc 2"), never Rust `Debug` text.

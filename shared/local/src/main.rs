@@ -63,6 +63,8 @@ enum Command {
     /// Serve the connect routes (admin consent, connections) on this machine; with
     /// `--emulator`, against an emulated tenant you can consent to in a browser.
     Serve(Box<ServeArgs>),
+    /// HR webhook endpoints, their delivery log and the review list.
+    Hooks(entra_sync_local::hooks_cli::HooksArgs),
     #[command(flatten)]
     Admin(entra_sync_local::admin::AdminCommand),
     /// Act on the directory: add-group-member, block-sign-in, reset-password, ... (see
@@ -228,6 +230,7 @@ async fn main() -> ExitCode {
         Command::Runs(args) => runs(args).await,
         Command::Bench(args) => bench(args).await,
         Command::Serve(args) => serve(*args).await,
+        Command::Hooks(args) => entra_sync_local::hooks_cli::run_hooks(args).await,
         Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
         Command::Act(args) => entra_sync_local::act::run_act(*args).await,
         Command::Actions(cmd) => entra_sync_local::act::run_actions(cmd).await,
@@ -709,6 +712,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         outln!("Serving the connect routes on {}", info.base_url);
         outln!("  open {}/ to connect a directory", info.base_url);
         outln!("  consent callback: {}", info.redirect_uri);
+        outln!(
+            "  HR webhooks: POST {}/hooks/{{account}}/{{source}}",
+            info.base_url
+        );
         if let Some(t) = &info.emulated_tenant {
             outln!("  emulated tenant: {t} (not consented yet)");
         }

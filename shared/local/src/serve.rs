@@ -59,6 +59,16 @@ pub fn connect_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig)
 
 /// What `serve` serves: the connect routes and the local start page, through the stack.
 pub fn serve_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig) -> Router {
+    serve_router_with(app, graph, config, Router::new())
+}
+
+/// [`serve_router`] with more routes (the HR webhook route) merged before the stack.
+pub fn serve_router_with(
+    app: &LocalApp,
+    graph: GraphClient,
+    config: ConnectConfig,
+    more: Router,
+) -> Router {
     let local_state = LocalPage {
         deps: connect_deps(app, graph.clone()),
         config: Arc::new(config.clone()),
@@ -74,7 +84,8 @@ pub fn serve_router(app: &LocalApp, graph: GraphClient, config: ConnectConfig) -
             config: Arc::new(config),
         })
         .layer(axum::Extension(reader))
-        .merge(local),
+        .merge(local)
+        .merge(more),
     )
 }
 
@@ -212,13 +223,15 @@ pub async fn run_serve(
         let deps = actions.deps.clone();
         tokio::spawn(async move { run_ticks(&deps, stop_rx).await })
     };
-    let routes = serve_router(&app, graph, config);
+    let (stop_hooks, stop) = tokio::sync::watch::channel(false);
+    let hooks = crate::hooks_worker::serve_hooks(&app, Arc::new(graph.clone()), stop)?;
+    let routes = serve_router_with(&app, graph, config, hooks.routes);
     on_ready(&ServeInfo {
         base_url,
         redirect_uri,
         emulated_tenant,
     });
-    info!(listen = %local, "connect routes served");
+    info!(listen = %local, "connect and webhook routes served");
     let served = axum::serve(listener, routes)
         .with_graceful_shutdown(async {
             if let Err(e) = tokio::signal::ctrl_c().await {
@@ -231,6 +244,10 @@ pub async fn run_serve(
         if let Err(e) = task.await {
             warn!(error = %e, "action worker ended abnormally");
         }
+    }
+    let _ = stop_hooks.send(true);
+    if let Err(e) = hooks.worker.await {
+        warn!(error = %e, "webhook worker ended abnormally");
     }
     if let Some(emu) = emulator {
         emu.shutdown().await;

@@ -163,6 +163,48 @@ CREATE INDEX groups_by_name ON groups
     (tenant_id, lower(trim(json_extract(body, '$.group.display_name'), char(32, 9, 10, 11, 12, 13))));
 CREATE INDEX memberships_by_member ON memberships (tenant_id, json_extract(body, '$.member.id'));
 "#,
+    // 6: the HR webhooks (src/webhooks_store.rs): endpoints, the delivery log per endpoint, the
+    // review list per tenant, the state per HR person, and the mirror's users by employee id.
+    r#"
+CREATE TABLE hr_endpoints (
+    account_id TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    rev        INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (account_id, source)
+);
+CREATE TABLE hr_deliveries (
+    account_id  TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    listing_key TEXT NOT NULL,
+    rev         INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (account_id, source, id)
+);
+CREATE INDEX hr_deliveries_by_time ON hr_deliveries (account_id, source, listing_key);
+CREATE TABLE hr_reviews (
+    tenant_id   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    listing_key TEXT NOT NULL,
+    open        INTEGER NOT NULL,
+    rev         INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX hr_reviews_by_time ON hr_reviews (tenant_id, listing_key);
+CREATE INDEX hr_reviews_open ON hr_reviews (tenant_id, open, listing_key);
+CREATE TABLE hr_people (
+    tenant_id   TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    rev         INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, source, provider_id)
+);
+CREATE INDEX users_by_employee_id ON users
+    (tenant_id, lower(trim(json_extract(body, '$.user.employee_id'))));
+"#,
 ];
 
 /// Open (and migrate) a SQLite database file with the settings every embedded store uses.

@@ -225,6 +225,10 @@ const SECTIONS: &[(&str, Check)] = &[
     ("provisioning", provisioning),
     ("group_roles", group_roles),
     ("breaker", breaker),
+    // The write half's and the HR mapping's sections: their types refuse unknown fields, and
+    // their own validation names each field under `actions.` / `hr.`.
+    ("actions", leaf::<crate::actions::ActionSettings>),
+    ("hr", leaf::<crate::webhooks::HrSettings>),
 ];
 
 fn schedule(v: &Value, path: &str, p: &mut Vec<String>) {

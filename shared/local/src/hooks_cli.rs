@@ -1,0 +1,539 @@
+//! `entra-sync hooks ...`: the HR webhook endpoints of a data directory, their delivery log and
+//! the review list. Each command is a thin call into `entra_sync_core::services::webhooks`;
+//! output is plain lines, or JSON with `--json`. A generated signing secret is printed once, by
+//! `create` or `rotate`; secrets given to us are read from an environment variable (never from
+//! the command line, where other users of the machine can read them) and stored in the vault.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use entra_sync_core::model::{AccountId, TenantId};
+use entra_sync_core::ports::Secret;
+use entra_sync_core::services::webhooks::{
+    self as hooks, CreateEndpoint, WebhookError, create_endpoint, dismiss_review, list_deliveries,
+    list_endpoints, list_reviews, replay_delivery, resolve_review, rotate_secret, set_enabled,
+};
+use entra_sync_core::webhooks::Source;
+use entra_sync_core::webhooks::delivery::{Delivery, Outcome, Processing};
+use entra_sync_core::webhooks::endpoint::WebhookEndpoint;
+use entra_sync_core::webhooks::review::{ReviewItem, ReviewStatus};
+use entra_sync_graph::{GraphClient, GraphConfig};
+use serde::Serialize;
+
+use crate::hooks_worker::{
+    LocalDeliveryQueue, action_queue_path, endpoint_deps, local_action_deps, process_deps,
+    queue_path, receive_deps,
+};
+use crate::outln;
+use crate::queue::QueueConfig;
+use crate::runtime::{Access, LocalApp, open_directory, tenant_id_arg};
+
+#[derive(Args)]
+pub struct HooksArgs {
+    #[command(subcommand)]
+    pub command: HooksCommand,
+}
+
+/// Where the data lives, which directory, and the output format.
+#[derive(Args, Clone)]
+pub struct HooksTarget {
+    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
+    pub tenant_id: Option<String>,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SourceArg {
+    Bamboohr,
+    Hibob,
+    Standard,
+}
+
+impl From<SourceArg> for Source {
+    fn from(s: SourceArg) -> Self {
+        match s {
+            SourceArg::Bamboohr => Source::BambooHr,
+            SourceArg::Hibob => Source::HiBob,
+            SourceArg::Standard => Source::Standard,
+        }
+    }
+}
+
+/// The Graph client a resolved review's workflow needs (as for `sync`).
+#[derive(Args, Clone)]
+pub struct GraphArgs {
+    #[arg(long, env = "ENTRA_SYNC_CLIENT_ID")]
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    #[arg(long, default_value = "ENTRA_SYNC_CLIENT_SECRET")]
+    pub client_secret_env: String,
+    #[arg(
+        long,
+        default_value = "https://graph.microsoft.com",
+        env = "ENTRA_SYNC_GRAPH_URL"
+    )]
+    pub graph_url: url::Url,
+    #[arg(
+        long,
+        default_value = "https://login.microsoftonline.com",
+        env = "ENTRA_SYNC_LOGIN_URL"
+    )]
+    pub login_url: url::Url,
+}
+
+#[derive(Subcommand)]
+pub enum HooksCommand {
+    /// Create the endpoint of an HR system for the directory. Standard Webhooks: the secret is
+    /// generated and printed once. BambooHR and HiBob: give the key their settings page
+    /// generated, in an environment variable (`--secret-env`).
+    Create {
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        /// Environment variable holding the signing secret (required for bamboohr and hibob).
+        #[arg(long)]
+        secret_env: Option<String>,
+        /// Environment variable holding the HR API credential (HiBob: `service-user-id:token`).
+        #[arg(long)]
+        api_credential_env: Option<String>,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// The account's endpoints.
+    List {
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// A new current secret; the previous ones stay valid for the grace period.
+    Rotate {
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        #[arg(long)]
+        secret_env: Option<String>,
+        /// Hours the previous secret stays valid (default 24, at most 720).
+        #[arg(long)]
+        grace_hours: Option<u32>,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// Answer 404 to every delivery until enabled again.
+    Disable {
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    Enable {
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// The delivery log of an endpoint, newest first.
+    Deliveries {
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// The people held for review (open ones; `--all` for every item).
+    Reviews {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// Apply a held event to the directory user you pick (object id).
+    Resolve {
+        id: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        graph: Box<GraphArgs>,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// Close a review item without starting anything.
+    Dismiss {
+        id: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+    /// Queue an accepted delivery again (after fixing what kept its events from applying).
+    Replay {
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        id: String,
+        #[command(flatten)]
+        target: HooksTarget,
+    },
+}
+
+struct Opened {
+    app: LocalApp,
+    tenant: TenantId,
+    account: AccountId,
+}
+
+async fn open(t: &HooksTarget, write: bool) -> Result<Opened> {
+    let command = std::env::args()
+        .skip(1)
+        .take_while(|a| !a.starts_with('-'))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let access = if write {
+        Access::Write(&command)
+    } else {
+        Access::Read
+    };
+    let (app, connection) = open_directory(&t.data_dir, t.tenant_id.as_deref(), access).await?;
+    Ok(Opened {
+        app,
+        tenant: connection.tenant_id,
+        account: connection.account_id,
+    })
+}
+
+fn secret_from_env(var: &Option<String>) -> Result<Option<Secret>> {
+    var.as_deref()
+        .map(|name| {
+            std::env::var(name)
+                .map(Secret::new)
+                .map_err(|_| anyhow!("the environment variable {name} is not set"))
+        })
+        .transpose()
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    outln!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A webhook error in plain words (the service's message).
+fn plain(e: WebhookError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn endpoint_line(e: &WebhookEndpoint) -> String {
+    format!(
+        "{} {} directory {} {}, {} live secret(s), created {}{}",
+        e.key.account_id,
+        e.key.source,
+        e.tenant_id,
+        if e.enabled { "enabled" } else { "DISABLED" },
+        e.secrets.len(),
+        e.created_at.format("%Y-%m-%d %H:%M:%S"),
+        if e.api_credential.is_some() {
+            ", API credential set"
+        } else {
+            ""
+        }
+    )
+}
+
+fn delivery_line(d: &Delivery) -> String {
+    let outcome = match &d.outcome {
+        Outcome::Accepted => "accepted".to_owned(),
+        Outcome::Duplicate { of } => format!("duplicate of {of}"),
+        Outcome::Refused {
+            status,
+            code,
+            reason,
+        } => format!("refused {status} {code}: {reason}"),
+    };
+    let processing = match &d.processing {
+        Processing::Queued => "; queued".to_owned(),
+        Processing::Done { notes } if notes.is_empty() => "; done".to_owned(),
+        Processing::Done { notes } => format!("; done: {}", notes.join("; ")),
+        Processing::NotApplicable => String::new(),
+    };
+    let mut line = format!(
+        "{} {} {outcome}{processing}",
+        d.id,
+        d.received_at.format("%Y-%m-%d %H:%M:%S")
+    );
+    if !d.events.is_empty() {
+        line.push_str(&format!("; {} event(s)", d.events.len()));
+    }
+    if !d.workflow_ids.is_empty() {
+        line.push_str(&format!("; workflows {}", d.workflow_ids.join(", ")));
+    }
+    if !d.review_ids.is_empty() {
+        line.push_str(&format!("; held for review {}", d.review_ids.join(", ")));
+    }
+    line
+}
+
+fn review_line(r: &ReviewItem) -> String {
+    let status = match &r.status {
+        ReviewStatus::Open => "open".to_owned(),
+        ReviewStatus::Resolved { user_id, by, .. } => format!("resolved by {by} as {user_id}"),
+        ReviewStatus::Dismissed { by, .. } => format!("dismissed by {by}"),
+    };
+    format!(
+        "{} {} {status}: {} (delivery {}, {})",
+        r.id,
+        r.created_at.format("%Y-%m-%d %H:%M:%S"),
+        r.message,
+        r.delivery_id,
+        r.endpoint.source
+    )
+}
+
+/// The processor's deps on a data directory. `graph`: the Graph client a command that starts
+/// workflows needs (resolve). Without it (listing and dismissing reviews, which never write the
+/// directory) the writer points at a closed loopback port, so a write could never leave the
+/// machine.
+fn processor(app: &LocalApp, graph: Option<&GraphArgs>) -> Result<hooks::ProcessDeps> {
+    let config = match graph {
+        Some(graph) => {
+            let secret = std::env::var(&graph.client_secret_env)
+                .map(Secret::new)
+                .map_err(|_| {
+                    anyhow!(
+                        "the environment variable {} (the client secret) is not set",
+                        graph.client_secret_env
+                    )
+                })?;
+            GraphConfig::new(
+                graph.graph_url.clone(),
+                graph.login_url.clone(),
+                graph.client_id.clone(),
+                secret,
+            )
+        }
+        None => {
+            let nowhere = url::Url::parse("http://127.0.0.1:9/").context("loopback URL")?;
+            GraphConfig::new(nowhere.clone(), nowhere, String::new(), Secret::new(""))
+        }
+    };
+    let client = GraphClient::new(config).context("building the Graph client")?;
+    let dir = app.data_dir();
+    let actions = crate::action_queue::LocalActionQueue::open(
+        &action_queue_path(&dir),
+        QueueConfig::default(),
+    )?;
+    let hr_api = crate::hooks_worker::hibob_client().context("building the HiBob client")?;
+    Ok(process_deps(
+        app,
+        local_action_deps(app, Arc::new(actions), Arc::new(client)),
+        Arc::new(hr_api),
+    ))
+}
+
+async fn toggle(source: SourceArg, target: HooksTarget, enabled: bool) -> Result<()> {
+    let o = open(&target, true).await?;
+    let e = set_enabled(&endpoint_deps(&o.app), &o.account, source.into(), enabled)
+        .await
+        .map_err(plain)?;
+    if target.json {
+        print_json(&e)?;
+    } else {
+        outln!("{}", endpoint_line(&e));
+    }
+    Ok(())
+}
+
+fn grace(hours: Option<u32>) -> Result<Option<chrono::Duration>> {
+    match hours {
+        None => Ok(None),
+        Some(h) if h <= 720 => Ok(Some(chrono::Duration::hours(i64::from(h)))),
+        Some(h) => Err(anyhow!(
+            "--grace-hours {h} is longer than 720 (30 days), the longest grace period"
+        )),
+    }
+}
+
+pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
+    match args.command {
+        HooksCommand::Create {
+            source,
+            secret_env,
+            api_credential_env,
+            target,
+        } => {
+            let secret = secret_from_env(&secret_env)?;
+            let api_credential = secret_from_env(&api_credential_env)?;
+            let o = open(&target, true).await?;
+            let created = create_endpoint(
+                &endpoint_deps(&o.app),
+                CreateEndpoint {
+                    account: o.account.clone(),
+                    source: source.into(),
+                    tenant: o.tenant.clone(),
+                    secret,
+                    api_credential,
+                },
+            )
+            .await
+            .map_err(plain)?;
+            let path = format!("/hooks/{}/{}", o.account, created.endpoint.key.source);
+            if target.json {
+                print_json(&serde_json::json!({
+                    "endpoint": created.endpoint,
+                    "path": path,
+                    "secret": created.secret.as_ref().map(Secret::expose),
+                }))?;
+            } else {
+                outln!("{}", endpoint_line(&created.endpoint));
+                outln!("URL path: {path}");
+                if let Some(s) = &created.secret {
+                    outln!("signing secret (shown only this once): {}", s.expose());
+                }
+            }
+        }
+        HooksCommand::List { target } => {
+            let o = open(&target, false).await?;
+            let all = list_endpoints(&endpoint_deps(&o.app), &o.account)
+                .await
+                .map_err(plain)?;
+            if target.json {
+                print_json(&all)?;
+            } else if all.is_empty() {
+                outln!("no webhook endpoints for account {}", o.account);
+            } else {
+                for e in &all {
+                    outln!("{}", endpoint_line(e));
+                }
+            }
+        }
+        HooksCommand::Rotate {
+            source,
+            secret_env,
+            grace_hours,
+            target,
+        } => {
+            let secret = secret_from_env(&secret_env)?;
+            let grace = grace(grace_hours)?;
+            let o = open(&target, true).await?;
+            let rotated = rotate_secret(
+                &endpoint_deps(&o.app),
+                &o.account,
+                source.into(),
+                secret,
+                grace,
+            )
+            .await
+            .map_err(plain)?;
+            if target.json {
+                print_json(&serde_json::json!({
+                    "endpoint": rotated.endpoint,
+                    "secret": rotated.secret.as_ref().map(Secret::expose),
+                }))?;
+            } else {
+                outln!("{}", endpoint_line(&rotated.endpoint));
+                if let Some(s) = &rotated.secret {
+                    outln!("new signing secret (shown only this once): {}", s.expose());
+                }
+            }
+        }
+        HooksCommand::Disable { source, target } => toggle(source, target, false).await?,
+        HooksCommand::Enable { source, target } => toggle(source, target, true).await?,
+        HooksCommand::Deliveries {
+            source,
+            limit,
+            target,
+        } => {
+            let o = open(&target, false).await?;
+            let page = list_deliveries(
+                &endpoint_deps(&o.app),
+                &o.account,
+                source.into(),
+                None,
+                limit,
+            )
+            .await
+            .map_err(plain)?;
+            if target.json {
+                print_json(&page.items)?;
+            } else if page.items.is_empty() {
+                outln!("no deliveries");
+            } else {
+                for d in &page.items {
+                    outln!("{}", delivery_line(d));
+                }
+            }
+        }
+        HooksCommand::Reviews { all, limit, target } => {
+            let o = open(&target, false).await?;
+            let deps = processor(&o.app, None)?;
+            let page = list_reviews(&deps, &o.account, &o.tenant, !all, None, limit)
+                .await
+                .map_err(plain)?;
+            if target.json {
+                print_json(&page.items)?;
+            } else if page.items.is_empty() {
+                outln!("no review items");
+            } else {
+                for r in &page.items {
+                    outln!("{}", review_line(r));
+                }
+            }
+        }
+        HooksCommand::Resolve {
+            id,
+            user,
+            by,
+            graph,
+            target,
+        } => {
+            let o = open(&target, true).await?;
+            let deps = processor(&o.app, Some(&graph))?;
+            let item = resolve_review(&deps, &o.account, &o.tenant, &id, &user, &by)
+                .await
+                .map_err(plain)?;
+            if target.json {
+                print_json(&item)?;
+            } else {
+                outln!("{}", review_line(&item));
+            }
+        }
+        HooksCommand::Dismiss { id, by, target } => {
+            let o = open(&target, true).await?;
+            let deps = processor(&o.app, None)?;
+            let item = dismiss_review(&deps, &o.account, &o.tenant, &id, &by)
+                .await
+                .map_err(plain)?;
+            if target.json {
+                print_json(&item)?;
+            } else {
+                outln!("{}", review_line(&item));
+            }
+        }
+        HooksCommand::Replay { source, id, target } => {
+            let o = open(&target, true).await?;
+            let queue =
+                LocalDeliveryQueue::open(&queue_path(&o.app.data_dir()), QueueConfig::default())?;
+            let d = replay_delivery(
+                &receive_deps(&o.app, Arc::new(queue)),
+                &o.account,
+                source.into(),
+                &id,
+            )
+            .await
+            .map_err(plain)?;
+            if target.json {
+                print_json(&d)?;
+            } else {
+                outln!("queued again: {}", delivery_line(&d));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
