@@ -368,7 +368,8 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 /// An admin-consent flow in progress: what the start request asked for, kept server-side under
-/// its single-use `state` until the callback consumes it (LIMITS.md 7.1).
+/// its single-use `state` until the callback consumes it: the `state` is the CSRF defence of
+/// the consent flow, so it is kept server-side, expires, and works once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingConsent {
     /// The random, single-use `state` value (CSRF token). `Debug` never prints it.

@@ -2,16 +2,12 @@
 //! vault), the wiring that runs the core services on them, and the demo.
 
 pub mod action_queue;
-mod actions_store;
 pub mod admin;
 pub mod bench;
 pub mod bench_actions;
-pub mod consent_store;
 pub mod demo;
 pub mod events;
-pub mod idempotency;
 pub mod procstat;
-mod projection_store;
 pub mod queue;
 pub mod runtime;
 pub mod serve;

@@ -1,5 +1,6 @@
 //! Fetch: read one directory's delta rounds page by page and hand each page to the work queue,
-//! checkpointing the cursor after every enqueue (LIMITS.md section 6.4):
+//! checkpointing the cursor after every enqueue, so a crash or timeout resumes mid-round
+//! (docs/reliability.md):
 //!
 //! 1. enqueue the page first (its message id is stable, so a crash that re-enqueues is harmless);
 //! 2. then advance the checkpoint (`nextLink`, page number) with a conditional write;
