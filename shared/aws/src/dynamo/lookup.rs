@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use entra_sync_core::actions::ports::TargetLookup;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{StoredGroup, StoredUser, TenantId, Version};
-use entra_sync_core::ports::MirrorStore;
+use entra_sync_core::ports::{MirrorStore, for_each_page};
 use serde::Deserialize;
 
 use super::actions::Put;
@@ -232,22 +232,21 @@ impl TargetLookup for DynamoStore {
     ) -> Result<Vec<StoredGroup>, StoreError> {
         let wanted = name.trim();
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .list_groups(tenant, after.as_deref(), SCAN_PAGE)
-                .await?;
-            out.extend(page.items.into_iter().filter(|g| {
-                g.group
-                    .display_name
-                    .as_deref()
-                    .is_some_and(|d| d.trim().eq_ignore_ascii_case(wanted))
-            }));
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        for_each_page(
+            |after: Option<String>| async move {
+                self.list_groups(tenant, after.as_deref(), SCAN_PAGE).await
+            },
+            |items| {
+                out.extend(items.into_iter().filter(|g| {
+                    g.group
+                        .display_name
+                        .as_deref()
+                        .is_some_and(|d| d.trim().eq_ignore_ascii_case(wanted))
+                }))
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     async fn groups_of_user(

@@ -45,12 +45,7 @@ pub(super) async fn new_run(
     trigger: Trigger,
 ) -> Result<SyncRun, StoreError> {
     let now = deps.clock.now();
-    let run = SyncRun::new(
-        uuid::Uuid::new_v4().to_string(),
-        tenant.clone(),
-        trigger,
-        now,
-    );
+    let run = SyncRun::new(crate::run::new_run_id(now), tenant.clone(), trigger, now);
     deps.runs.create_run(&run).await?;
     Ok(run)
 }

@@ -5,6 +5,7 @@ use super::context::Context;
 use super::emails::{PassEmails, email_to_look_up, holders};
 use super::import::{ImportMode, PreviewItem};
 use crate::error::SyncError;
+use crate::ports::Pages;
 use crate::provision::{AccessLoss, Action, Decision, LocalUser, RuleContext, decide};
 use crate::run::ProvisioningCounts;
 use crate::settings::Automatic;
@@ -156,12 +157,9 @@ pub(super) async fn scan(
     };
     // The cross-user email rules of this pass (see `emails`).
     let mut pass_emails = PassEmails::default();
-    let mut after: Option<String> = None;
-    loop {
-        let page = deps
-            .mirror
-            .list_users(tenant, after.as_deref(), BATCH)
-            .await?;
+    let mut pages = Pages::default();
+    while let Some(after) = pages.next_after() {
+        let page = deps.mirror.list_users(tenant, after, BATCH).await?;
         let ids: Vec<String> = page.items.iter().map(|s| s.user.id.clone()).collect();
         let linked: HashMap<String, LocalUser> = deps
             .local_users
@@ -267,10 +265,7 @@ pub(super) async fn scan(
             }
             _ => {}
         }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
+        pages.advance(page.next);
     }
     Ok(out)
 }

@@ -8,7 +8,7 @@ use super::scan::BATCH;
 use super::{ProjectDeps, ProjectError};
 use crate::error::StoreError;
 use crate::model::{StoredGroup, TenantId};
-use crate::ports::{MirrorStore, SettingsStore};
+use crate::ports::{MirrorStore, Pages, SettingsStore};
 use crate::run::{SyncRun, Trigger};
 use crate::settings::{ConnectionSettings, SettingsChange, SettingsError, changes, edited_version};
 
@@ -62,9 +62,9 @@ pub async fn group_problems(
     let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
     if !unknown.is_empty() {
         let wanted: HashSet<String> = unknown.iter().map(|n| n.trim().to_lowercase()).collect();
-        let mut after: Option<String> = None;
-        loop {
-            let page = mirror.list_groups(tenant, after.as_deref(), BATCH).await?;
+        let mut pages = Pages::default();
+        while let Some(after) = pages.next_after() {
+            let page = mirror.list_groups(tenant, after, BATCH).await?;
             for g in &page.items {
                 if let Some(name) = &g.group.display_name
                     && g.presence.is_present()
@@ -76,10 +76,7 @@ pub async fn group_problems(
                         .push(g.group.id.clone());
                 }
             }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
+            pages.advance(page.next);
         }
     }
     let mut problems = Vec::new();
