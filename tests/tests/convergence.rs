@@ -1,4 +1,4 @@
-//! The convergence harness (issue 7, LIMITS.md sections 6 and 8).
+//! The convergence harness (issue 7; the guarantees it checks are in docs/reliability.md).
 //!
 //! For any generated directory history, synced while faults are injected, the stored state
 //! equals what one clean full sync of the final directory produces; no older replay ever

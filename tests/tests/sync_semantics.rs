@@ -1,4 +1,4 @@
-//! Sync semantics against the emulator (issue #6, PRODUCT.md section 2): scope filters,
+//! Sync semantics against the emulator (issue #6, docs/sync-semantics.md): scope filters,
 //! attribute mapping, matching, provisioning rules, import preview and modes, the activity log
 //! and the circuit breaker. Every test drives real delta rounds (emulator -> Graph client ->
 //! fetch -> queue -> reconcile -> commit -> projection) and checks the host product's users.

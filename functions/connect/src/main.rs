@@ -41,7 +41,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         secret_prefix,
         secrets::DEFAULT_TTL,
     ));
-    let client_secret = vault.get_secret("app/client-secret").await?;
+    let client_secret = vault
+        .get_secret(entra_sync_core::ports::APP_CLIENT_SECRET)
+        .await?;
     let graph_config = GraphConfig::new(
         graph_url,
         login_url.clone(),

@@ -6,15 +6,10 @@
 //! [`sdk_config_for_endpoint`] for moto and other emulators) and the clients from it, once, at
 //! cold start.
 
-pub mod actions;
 pub mod config;
-pub mod consent;
 pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
-pub mod idempotency;
-mod lookup;
-mod projection;
 pub mod secrets;
 pub mod sqs;
 

@@ -1,6 +1,7 @@
 //! Secrets Manager vault: the app's client credentials and any per-connection secret, by name
-//! (`<prefix><name>`), with an in-memory cache whose entries live `ttl` (LIMITS.md 2.4: one
-//! `GetSecretValue` per warm container per TTL is negligible against the 10,000 TPS quota).
+//! (`<prefix><name>`), with an in-memory cache whose entries live `ttl` (one `GetSecretValue`
+//! per warm container per TTL is negligible against Secrets Manager's quota of 10,000 calls per
+//! second per account and region).
 //! Values never reach `Debug` output or logs: they travel as `Secret`, whose `Debug` is `***`,
 //! and errors carry only the secret's name.
 

@@ -1,5 +1,5 @@
-//! Delta cursor state of one stream of one tenant, as an explicit state machine
-//! (LIMITS.md section 6.4).
+//! Delta cursor state of one stream of one tenant, as an explicit state machine, checkpointed
+//! so a crash resumes the round mid-way (docs/reliability.md).
 //!
 //! ```text
 //!  NeedsFull ──start──▶ InRound(Full) ──deltaLink──▶ Applying ──all pages applied──▶ Idle

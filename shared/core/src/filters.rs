@@ -4,8 +4,8 @@
 //! excluded by default.
 //!
 //! Filters are evaluated on the mirror, never on a delta: an edit takes effect on the next
-//! projection without reading the directory again (PRODUCT.md, "Filter edits silently missed
-//! users").
+//! projection without reading the directory again. (Tools that filter the delta instead miss
+//! the users an edit brings into scope: they never change, so no delta reports them.)
 
 use std::collections::HashSet;
 use std::fmt;

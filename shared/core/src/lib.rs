@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod idempotency;
+pub mod keys;
 pub mod mapping;
 pub mod memory;
 pub mod memory_consent;

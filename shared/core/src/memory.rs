@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::cursor::CursorRecord;
 use crate::error::{EventError, QueueError, StoreError, VaultError};
 use crate::events::ChangeEvent;
+use crate::keys::edge_listing_key;
 use crate::model::{
     AccountId, Connection, StoredGroup, StoredMembership, StoredUser, Stream, TenantId,
 };
@@ -63,11 +64,6 @@ impl MemoryStore {
     pub fn writes(&self) -> u64 {
         lock(&self.state).writes
     }
-}
-
-/// The key of a membership edge in listings.
-pub fn edge_listing_key(group_id: &str, member_id: &str) -> String {
-    format!("{group_id}/{member_id}")
 }
 
 fn list<T: Clone>(

@@ -120,6 +120,52 @@ pub struct Listing<T> {
     pub next: Option<String>,
 }
 
+/// Where a listing read page by page stands: the `after` of the next page, or the end. The one
+/// loop over [`Listing`] pages, for loops whose body does more than collect:
+///
+/// ```ignore
+/// let mut pages = Pages::default();
+/// while let Some(after) = pages.next_after() {
+///     let page = mirror.list_users(tenant, after, 500).await?;
+///     // ... page.items ...
+///     pages.advance(page.next);
+/// }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Pages {
+    after: Option<String>,
+    done: bool,
+}
+
+impl Pages {
+    /// The `after` of the next page to read (`Some(None)`: the first page), or `None` once the
+    /// last page was read.
+    pub fn next_after(&self) -> Option<Option<&str>> {
+        (!self.done).then_some(self.after.as_deref())
+    }
+
+    /// Take in the `next` of the page just read.
+    pub fn advance(&mut self, next: Option<String>) {
+        self.done = next.is_none();
+        self.after = next;
+    }
+}
+
+/// Read a listing to its end: `read(after)` reads one page, `each` gets every page's items.
+pub async fn for_each_page<T, E, F, Fut>(mut read: F, mut each: impl FnMut(Vec<T>)) -> Result<(), E>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Listing<T>, E>>,
+{
+    let mut pages = Pages::default();
+    while let Some(after) = pages.next_after() {
+        let page = read(after.map(str::to_owned)).await?;
+        each(page.items);
+        pages.advance(page.next);
+    }
+    Ok(())
+}
+
 /// The mirror of the directory. Every put is conditional per item: it lands only when the item
 /// is absent or its stored version is older than the written one. Puts return how many landed.
 #[async_trait]
@@ -311,6 +357,10 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The vault name of the app registration's client secret, the one secret every deployment has
+/// (in Secrets Manager under the deployment's prefix: `entra-sync/<stage>/app/client-secret`).
+pub const APP_CLIENT_SECRET: &str = "app/client-secret";
+
 /// Credentials and tokens, by name. Values are encrypted at rest by every adapter.
 #[async_trait]
 pub trait SecretVault: Send + Sync {
@@ -368,7 +418,8 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 /// An admin-consent flow in progress: what the start request asked for, kept server-side under
-/// its single-use `state` until the callback consumes it (LIMITS.md 7.1).
+/// its single-use `state` until the callback consumes it: the `state` is the CSRF defence of
+/// the consent flow, so it is kept server-side, expires, and works once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingConsent {
     /// The random, single-use `state` value (CSRF token). `Debug` never prints it.
@@ -407,4 +458,48 @@ pub trait TenantDirectory: Send + Sync {
     async fn tenant_details(&self, tenant: &TenantId) -> Result<TenantDetails, DirectoryError>;
     /// Drop every token held in this process for `tenant`.
     async fn forget_tenant(&self, tenant: &TenantId);
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    /// A listing of 1..=4 in pages of `size`, keyed by the last item's number.
+    fn page(after: Option<&str>, size: u32) -> Listing<u32> {
+        let start = after.map_or(0, |a| a.parse::<u32>().unwrap_or(0));
+        let items: Vec<u32> = (start + 1..=4).take(size as usize).collect();
+        let next = match items.last() {
+            Some(&last) if last < 4 => Some(last.to_string()),
+            _ => None,
+        };
+        Listing { items, next }
+    }
+
+    #[tokio::test]
+    async fn every_page_is_read_once_in_order_until_next_is_none() {
+        let mut asked = Vec::new();
+        let mut got = Vec::new();
+        for_each_page(
+            |after: Option<String>| {
+                asked.push(after.clone());
+                let p = page(after.as_deref(), 3);
+                async move { Ok::<_, StoreError>(p) }
+            },
+            |items| got.extend(items),
+        )
+        .await
+        .unwrap();
+        assert_eq!(asked, [None, Some("3".to_owned())]);
+        assert_eq!(got, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn pages_end_after_the_page_without_next() {
+        let mut pages = Pages::default();
+        assert_eq!(pages.next_after(), Some(None));
+        pages.advance(Some("k".to_owned()));
+        assert_eq!(pages.next_after(), Some(Some("k")));
+        pages.advance(None);
+        assert_eq!(pages.next_after(), None);
+    }
 }

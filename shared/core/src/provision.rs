@@ -7,7 +7,7 @@
 //! mirror; the preview runs the very same function without writing, so a preview and the import
 //! that follows agree exactly.
 //!
-//! Rules (PRODUCT.md section 2):
+//! Rules (docs/sync-semantics.md describes them for people):
 //! - enabled in the directory -> *pending*, or *active* when auto-activation for verified
 //!   domains is on and the email's domain is verified;
 //! - disabled in the directory -> *deactivated* (at once, or at night with nightly

@@ -235,6 +235,17 @@ pub struct ProjectionClaim {
     pub at: DateTime<Utc>,
 }
 
+/// A new run id: time-ordered (`20261123T100000Z-1a2b3c4d`) so the activity log sorts
+/// naturally, with eight random hex digits to keep it unique. Every kind of run (sync, import,
+/// settings change) gets its id here.
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
 impl SyncRun {
     pub fn new(run_id: String, tenant_id: TenantId, trigger: Trigger, now: DateTime<Utc>) -> Self {
         Self {

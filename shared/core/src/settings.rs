@@ -1,5 +1,6 @@
 //! Per-connection settings: schedule, scope filters, attribute mapping, provisioning rules,
-//! group -> role mapping and the circuit breaker's threshold (PRODUCT.md section 2).
+//! group -> role mapping and the circuit breaker's threshold (docs/sync-semantics.md is the
+//! reference for people).
 //!
 //! Settings are stored whole and versioned: every save names the version it replaces, so two
 //! admins editing at once cannot silently overwrite each other. [`ConnectionSettings::validate`]

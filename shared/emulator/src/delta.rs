@@ -36,7 +36,7 @@ impl PageSpec<'_> {
 
     fn duplicated(&self, id: &str) -> bool {
         match self.duplicate_every {
-            Some(n) if n > 0 => fnv(id).is_multiple_of(n as u64),
+            Some(n) if n > 0 => crate::state::fingerprint(id).is_multiple_of(n as u64),
             _ => false,
         }
     }
@@ -59,15 +59,6 @@ pub(crate) struct PageOut {
 /// The cursor does not fit the round (a token from elsewhere).
 #[derive(Debug)]
 pub(crate) struct BadCursor;
-
-fn fnv(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
 
 struct Collector<'s, 'a> {
     spec: &'s PageSpec<'a>,

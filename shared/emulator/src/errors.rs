@@ -91,7 +91,8 @@ pub(crate) fn throttled(ctx: &ReqCtx, retry_after: u32, scope: &str) -> Response
     )
 }
 
-/// An Entra token-endpoint error body (GRAPH.md 1.2).
+/// An Entra token-endpoint error body: `error`, and an `error_description` that starts with the
+/// `AADSTSnnnn` code.
 pub(crate) fn login_error(
     ctx: &ReqCtx,
     status: StatusCode,

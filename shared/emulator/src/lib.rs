@@ -26,7 +26,8 @@
 //!
 //! Tenants are synthetic and seeded (`TenantSpec`); `TenantHandle` mutates them so delta
 //! rounds have something to report; `FaultHandle` injects throttling, outages, dropped
-//! connections and token resets. See GRAPH.md for the wire semantics reproduced here.
+//! connections and token resets. The wire semantics reproduced here (delta rounds, tokens,
+//! throttling, error bodies) are Microsoft Graph's as its documentation describes them.
 //!
 //! # Delta semantics
 //! - Each tenant has a change sequence; every mutation stamps the objects (and membership

@@ -209,14 +209,13 @@ fn normalized(permissions: impl IntoIterator<Item = String>) -> Vec<String> {
     set.into_iter().collect()
 }
 
-/// FNV-1a of a string (tenant fingerprints in tokens).
+/// FNV-1a of a string: stable across runs (tenant fingerprints in tokens, seeds, which
+/// objects a delta page repeats).
 pub(crate) fn fingerprint(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
 }
 
 /// How many issued access token values `Inner::issued_tokens` remembers.

@@ -5,7 +5,8 @@ use std::time::Duration;
 use entra_sync_core::ports::Secret;
 use url::Url;
 
-/// Default `$select` of `/users/delta` (GRAPH.md 3, 6).
+/// Default `$select` of `/users/delta`: the v1.0 user fields the mirror keeps (delta returns
+/// only a few by default).
 pub const DEFAULT_USER_SELECT: &[&str] = &[
     "id",
     "displayName",
@@ -33,7 +34,7 @@ pub const DEFAULT_USER_SELECT: &[&str] = &[
     "manager",
 ];
 
-/// Default `$select` of `/groups/delta` (GRAPH.md 4); `members` is what makes Graph report
+/// Default `$select` of `/groups/delta`; `members` is what makes Graph report
 /// `members@delta`.
 pub const DEFAULT_GROUP_SELECT: &[&str] = &[
     "id",
@@ -47,7 +48,8 @@ pub const DEFAULT_GROUP_SELECT: &[&str] = &[
     "members",
 ];
 
-/// The Microsoft clouds with their own Graph and login hosts (GRAPH.md 1.3). App registrations
+/// The Microsoft clouds with their own Graph and login hosts (global, US Gov L4 and L5,
+/// China). App registrations
 /// are per cloud.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Cloud {
@@ -175,7 +177,7 @@ impl GraphConfig {
         Self::for_cloud(Cloud::Global, client_id, client_secret)
     }
 
-    /// A national cloud (GRAPH.md 1.3).
+    /// A national cloud: its Graph base URL and login authority.
     pub fn for_cloud(cloud: Cloud, client_id: impl Into<String>, client_secret: Secret) -> Self {
         let parse = |s: &str| Url::parse(s).unwrap_or_else(|_| unreachable_url(s));
         Self::new(

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use entra_sync_core::model::{AccountId, TenantId};
-use entra_sync_core::ports::LocalUserStore;
+use entra_sync_core::ports::{LocalUserStore, Pages};
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
     ImportMode, LocalUserError, Preview, PreviewItem, ProjectError, ProjectOutcome,
@@ -451,18 +451,11 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Users(UsersCommand::List(t)) => {
             let o = open_read(&t).await?;
-            let mut after: Option<String> = None;
-            loop {
-                let page = o
-                    .app
-                    .store
-                    .list_local_users(&o.account, after.as_deref(), 500)
-                    .await?;
+            let mut pages = Pages::default();
+            while let Some(after) = pages.next_after() {
+                let page = o.app.store.list_local_users(&o.account, after, 500).await?;
                 page.items.iter().for_each(print_user);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
+                pages.advance(page.next);
             }
         }
         AdminCommand::Users(UsersCommand::Add {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use entra_sync_core::actions::kind::ActionKind;
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::page::RoundMode;
-use entra_sync_core::ports::{ConnectionStore, RunStore, Secret, SecretVault};
+use entra_sync_core::ports::{APP_CLIENT_SECRET, ConnectionStore, RunStore, Secret, SecretVault};
 use entra_sync_core::run::{RunStatus, SyncRun};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_emulator::{ChurnSummary, Emulator, EmulatorConfig, TenantSpec};
@@ -20,9 +20,6 @@ use entra_sync_core::settings::ConnectionSettings;
 
 use crate::runtime::{DataDir, DirLock, LocalApp, LocalError, SyncSettings};
 use crate::verify::{Verification, compare};
-
-/// Vault name of the app's client secret.
-pub const CLIENT_SECRET_NAME: &str = "app/client-secret";
 
 /// The file that marks a directory as the demo's own. The demo writes it in a directory it
 /// creates (or finds empty), and uses no other directory: a directory that is not empty and
@@ -224,11 +221,11 @@ pub async fn run_demo(
     let app_creds = emulator.app();
     app.vault
         .put_secret(
-            CLIENT_SECRET_NAME,
+            APP_CLIENT_SECRET,
             &Secret::new(app_creds.client_secret.clone()),
         )
         .await?;
-    let secret = app.vault.get_secret(CLIENT_SECRET_NAME).await?;
+    let secret = app.vault.get_secret(APP_CLIENT_SECRET).await?;
     let graph_config = GraphConfig::new(
         url(&emulator.graph_base_url())?,
         url(&emulator.login_base_url())?,

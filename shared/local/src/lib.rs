@@ -4,25 +4,20 @@
 pub mod act;
 pub mod action_queue;
 pub mod action_worker;
-mod actions_store;
 pub mod admin;
 pub mod bench;
 pub mod bench_actions;
-pub mod consent_store;
 pub mod demo;
 pub mod events;
 pub mod hooks_cli;
 pub mod hooks_worker;
-pub mod idempotency;
 pub mod procstat;
-mod projection_store;
 pub mod queue;
 pub mod runtime;
 pub mod serve;
 pub mod sqlite;
 pub mod vault;
 pub mod verify;
-mod webhooks_store;
 
 /// A value's serialised name in words, for people (`settings_changed` -> "settings changed",
 /// `{"when": "nightly", "hour_utc": 2}` -> "nightly, hour utc 2"), never Rust `Debug` text.

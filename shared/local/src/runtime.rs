@@ -620,15 +620,8 @@ where
     Fut: std::future::Future<Output = Result<entra_sync_core::ports::Listing<T>, StoreError>>,
 {
     let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = list(after.take()).await?;
-        out.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return Ok(out),
-        }
-    }
+    entra_sync_core::ports::for_each_page(&mut list, |items| out.extend(items)).await?;
+    Ok(out)
 }
 
 /// Everything the mirror holds for one tenant.

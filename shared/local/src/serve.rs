@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Duration;
 use entra_sync_core::model::AccountId;
-use entra_sync_core::ports::{Secret, SecretVault};
+use entra_sync_core::ports::{APP_CLIENT_SECRET, Secret, SecretVault};
 use entra_sync_core::services::ConnectDeps;
 use entra_sync_core::services::connect::{start_consent, validate_account_id};
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
@@ -163,13 +163,13 @@ pub async fn run_serve(
             }
             let creds = emu.app();
             app.vault
-                .put_secret(CLIENT_SECRET_NAME, &Secret::new(creds.client_secret))
+                .put_secret(APP_CLIENT_SECRET, &Secret::new(creds.client_secret))
                 .await?;
             let config = GraphConfig::new(
                 url(&emu.graph_base_url())?,
                 url(&emu.login_base_url())?,
                 creds.client_id,
-                app.vault.get_secret(CLIENT_SECRET_NAME).await?,
+                app.vault.get_secret(APP_CLIENT_SECRET).await?,
             );
             emulator = Some(emu);
             (config, Some(info.tenant_id))

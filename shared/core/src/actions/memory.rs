@@ -15,7 +15,7 @@ use super::record::ActionRecord;
 use super::workflow::{Workflow, WorkflowStatus};
 use crate::error::{QueueError, StoreError};
 use crate::model::{StoredGroup, StoredUser, TenantId};
-use crate::ports::{Listing, MirrorStore};
+use crate::ports::{Listing, MirrorStore, for_each_page};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -244,22 +244,22 @@ impl TargetLookup for ScanningLookup {
         handle: &str,
     ) -> Result<Vec<StoredUser>, StoreError> {
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .mirror
-                .list_users(tenant, after.as_deref(), SCAN_PAGE)
-                .await?;
-            out.extend(page.items.into_iter().filter(|u| {
-                [&u.user.user_principal_name, &u.user.mail]
-                    .into_iter()
-                    .any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(handle)))
-            }));
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        for_each_page(
+            |after: Option<String>| async move {
+                self.mirror
+                    .list_users(tenant, after.as_deref(), SCAN_PAGE)
+                    .await
+            },
+            |items| {
+                out.extend(items.into_iter().filter(|u| {
+                    [&u.user.user_principal_name, &u.user.mail]
+                        .into_iter()
+                        .any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(handle)))
+                }))
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     async fn groups_by_name(
@@ -268,23 +268,23 @@ impl TargetLookup for ScanningLookup {
         name: &str,
     ) -> Result<Vec<StoredGroup>, StoreError> {
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .mirror
-                .list_groups(tenant, after.as_deref(), SCAN_PAGE)
-                .await?;
-            out.extend(page.items.into_iter().filter(|g| {
-                g.group
-                    .display_name
-                    .as_deref()
-                    .is_some_and(|d| d.trim().eq_ignore_ascii_case(name.trim()))
-            }));
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        for_each_page(
+            |after: Option<String>| async move {
+                self.mirror
+                    .list_groups(tenant, after.as_deref(), SCAN_PAGE)
+                    .await
+            },
+            |items| {
+                out.extend(items.into_iter().filter(|g| {
+                    g.group
+                        .display_name
+                        .as_deref()
+                        .is_some_and(|d| d.trim().eq_ignore_ascii_case(name.trim()))
+                }))
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     async fn groups_of_user(
@@ -293,22 +293,22 @@ impl TargetLookup for ScanningLookup {
         user_id: &str,
     ) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .mirror
-                .list_memberships(tenant, after.as_deref(), SCAN_PAGE)
-                .await?;
-            out.extend(
-                page.items
-                    .into_iter()
-                    .filter(|m| m.present && m.member.id == user_id)
-                    .map(|m| m.group_id),
-            );
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        for_each_page(
+            |after: Option<String>| async move {
+                self.mirror
+                    .list_memberships(tenant, after.as_deref(), SCAN_PAGE)
+                    .await
+            },
+            |items| {
+                out.extend(
+                    items
+                        .into_iter()
+                        .filter(|m| m.present && m.member.id == user_id)
+                        .map(|m| m.group_id),
+                )
+            },
+        )
+        .await?;
+        Ok(out)
     }
 }

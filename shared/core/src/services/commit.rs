@@ -14,7 +14,7 @@ use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Stream, TenantId};
 use crate::page::RoundMode;
 use crate::plan::{Plan, sweep_groups, sweep_memberships, sweep_users};
-use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, RunStore};
+use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, Pages, RunStore};
 use crate::run::{RunStatus, RunUpdate};
 
 /// The ports a commit needs.
@@ -183,41 +183,29 @@ async fn sweep(
     let mut total = Plan::default();
     match stream {
         Stream::Users => {
-            let mut after: Option<String> = None;
-            loop {
-                let page = deps
-                    .mirror
-                    .list_users(tenant, after.as_deref(), SWEEP_BATCH)
-                    .await?;
+            let mut pages = Pages::default();
+            while let Some(after) = pages.next_after() {
+                let page = deps.mirror.list_users(tenant, after, SWEEP_BATCH).await?;
                 let plan = sweep_users(tenant, &page.items, cycle);
                 let landed = deps.mirror.put_users(tenant, &plan.users).await?;
                 merge(&mut total, plan, landed);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
+                pages.advance(page.next);
             }
         }
         Stream::Groups => {
-            let mut after: Option<String> = None;
-            loop {
-                let page = deps
-                    .mirror
-                    .list_groups(tenant, after.as_deref(), SWEEP_BATCH)
-                    .await?;
+            let mut pages = Pages::default();
+            while let Some(after) = pages.next_after() {
+                let page = deps.mirror.list_groups(tenant, after, SWEEP_BATCH).await?;
                 let plan = sweep_groups(tenant, &page.items, cycle);
                 let landed = deps.mirror.put_groups(tenant, &plan.groups).await?;
                 merge(&mut total, plan, landed);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
+                pages.advance(page.next);
             }
-            let mut after: Option<String> = None;
-            loop {
+            let mut pages = Pages::default();
+            while let Some(after) = pages.next_after() {
                 let page = deps
                     .mirror
-                    .list_memberships(tenant, after.as_deref(), SWEEP_BATCH)
+                    .list_memberships(tenant, after, SWEEP_BATCH)
                     .await?;
                 let plan = sweep_memberships(tenant, &page.items, cycle);
                 let landed = deps
@@ -225,10 +213,7 @@ async fn sweep(
                     .put_memberships(tenant, &plan.memberships)
                     .await?;
                 merge(&mut total, plan, landed);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
+                pages.advance(page.next);
             }
         }
     }

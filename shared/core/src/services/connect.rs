@@ -1,4 +1,4 @@
-//! Connecting a directory (PRODUCT.md section 1): the admin-consent flow's start and callback,
+//! Connecting a directory: the admin-consent flow's start and callback,
 //! the connection lifecycle (Connected -> NeedsReauthorization -> Connected, Disconnected) and
 //! the plain words every failure is told in.
 //!
@@ -45,7 +45,8 @@ pub struct ConnectDeps {
 }
 
 /// Why the admin-consent page sent the admin back without a consent, from the callback's
-/// `error` and the `AADSTSnnnn` code leading its `error_description` (GRAPH.md 1.1).
+/// `error` and the `AADSTSnnnn` code leading its `error_description` (Entra's consent page
+/// reports a denial or a cancel that way).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsentDenial {
     /// AADSTS90094: a tenant policy requires an administrator to approve the app (a request
@@ -118,7 +119,7 @@ pub fn aadsts_code(description: &str) -> Option<u64> {
 }
 
 /// What the consent page sent back, already split into its two shapes. Any `error` means
-/// failure, even beside `admin_consent=True` (GRAPH.md 1.1).
+/// failure, even beside `admin_consent=True` (Entra sends both when an admin declines).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsentCallback {
     Granted {
@@ -262,7 +263,8 @@ fn sanitize_code(s: &str) -> String {
         .collect()
 }
 
-/// Plain words for a token failure that needs a new consent, by AADSTS code (GRAPH.md 1.2).
+/// Plain words for a token failure that needs a new consent, by the AADSTS code Entra's token
+/// endpoint puts first in `error_description`.
 pub fn reauthorization_reason(code: &str) -> String {
     let what = match code.trim_start_matches("AADSTS") {
         "7000229" => {

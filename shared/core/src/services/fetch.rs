@@ -1,5 +1,6 @@
 //! Fetch: read one directory's delta rounds page by page and hand each page to the work queue,
-//! checkpointing the cursor after every enqueue (LIMITS.md section 6.4):
+//! checkpointing the cursor after every enqueue, so a crash or timeout resumes mid-round
+//! (docs/reliability.md):
 //!
 //! 1. enqueue the page first (its message id is stable, so a crash that re-enqueues is harmless);
 //! 2. then advance the checkpoint (`nextLink`, page number) with a conditional write;
@@ -203,7 +204,7 @@ async fn fetch_locked(
             Some(run) if !run.is_finished() => run,
             Some(_) => {
                 let mut run = SyncRun::new(
-                    new_run_id(deps.clock.now()),
+                    crate::run::new_run_id(deps.clock.now()),
                     tenant.clone(),
                     opts.trigger,
                     deps.clock.now(),
@@ -235,7 +236,7 @@ async fn fetch_locked(
         },
         None => {
             let run = SyncRun::new(
-                new_run_id(deps.clock.now()),
+                crate::run::new_run_id(deps.clock.now()),
                 tenant.clone(),
                 opts.trigger,
                 deps.clock.now(),
@@ -465,15 +466,6 @@ pub fn plain_words(e: &SyncError) -> String {
             "The sync stopped: {other}. Nothing was deactivated. This does not go away by itself: the next run fails the same way until it is fixed."
         ),
     }
-}
-
-fn new_run_id(now: chrono::DateTime<chrono::Utc>) -> String {
-    // Time-ordered so the activity log sorts naturally; the uuid keeps it unique.
-    format!(
-        "{}-{}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -42,19 +42,14 @@ pub struct ScheduleReport {
     pub not_due: usize,
 }
 
-/// A stable delay in `[0, max_jitter)` for `tenant` (FNV-1a of the id; no randomness, so the
+/// A stable delay in `[0, max_jitter)` for `tenant` (the stable hash of the id; no randomness, so the
 /// schedule is reproducible and tests can check it).
 pub fn jitter_for(tenant: &TenantId, max_jitter: Duration) -> Duration {
     let secs = max_jitter.as_secs();
     if secs == 0 {
         return Duration::ZERO;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tenant.as_str().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    Duration::from_secs(h % secs)
+    Duration::from_secs(crate::keys::stable_hash(tenant.as_str()) % secs)
 }
 
 /// Request one fetch of every directory that can sync, and one of every directory that needs

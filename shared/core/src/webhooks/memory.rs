@@ -17,7 +17,7 @@ use super::ports::{
 use super::review::{ReviewItem, ReviewStatus, review_listing_key};
 use crate::error::{QueueError, StoreError};
 use crate::model::{AccountId, StoredUser, TenantId};
-use crate::ports::{Listing, MirrorStore, Secret};
+use crate::ports::{Listing, MirrorStore, Secret, for_each_page};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -280,23 +280,21 @@ impl EmployeeLookup for ScanningEmployeeLookup {
     ) -> Result<Vec<StoredUser>, StoreError> {
         let want = employee_id.trim();
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .mirror
-                .list_users(tenant, after.as_deref(), 1000)
-                .await?;
-            out.extend(page.items.into_iter().filter(|u| {
-                u.user
-                    .employee_id
-                    .as_deref()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(want))
-            }));
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        for_each_page(
+            |after: Option<String>| async move {
+                self.mirror.list_users(tenant, after.as_deref(), 1000).await
+            },
+            |items| {
+                out.extend(items.into_iter().filter(|u| {
+                    u.user
+                        .employee_id
+                        .as_deref()
+                        .is_some_and(|e| e.trim().eq_ignore_ascii_case(want))
+                }))
+            },
+        )
+        .await?;
+        Ok(out)
     }
 }
 

@@ -119,7 +119,8 @@ impl Cx<'_> {
     }
 }
 
-/// Resource-unit cost of a read (GRAPH.md 9.2): base cost, -1 with `$select`, +1 with
+/// Resource-unit cost of a read, as Graph's identity throttling counts it: base cost, -1 with
+/// `$select`, +1 with
 /// `$expand`, -1 with `$top` below 20, at least 1.
 pub(crate) fn read_cost(base: u32, q: &Query) -> u32 {
     let mut cost = i64::from(base);

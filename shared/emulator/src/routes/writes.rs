@@ -1,4 +1,4 @@
-//! Graph writes used by the actions function (GRAPH.md section 8), and the reads that go
+//! Graph writes used by the actions function (docs/actions.md), and the reads that go
 //! with them (`/users/{id}/appRoleAssignments`, `/servicePrincipals/{id}`,
 //! `/directory/deletedItems/{id}`). Every directory write goes through the same `Directory`
 //! mutations as `TenantHandle`, so it shows up in the next delta round.

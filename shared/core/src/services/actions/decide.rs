@@ -9,6 +9,7 @@ use super::{ActionDeps, ActionError, announce, get_action, store};
 use crate::actions::ports::ActionFilter;
 use crate::actions::record::{ActionRecord, ActionStatus};
 use crate::model::{AccountId, TenantId};
+use crate::ports::Pages;
 
 /// Approve or reject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,11 +113,11 @@ pub async fn expire_overdue(deps: &ActionDeps, tenant: &TenantId) -> Result<usiz
         user_id: None,
         status: Some("pending_approval".into()),
     };
-    let mut after: Option<String> = None;
-    loop {
+    let mut pages = Pages::default();
+    while let Some(after) = pages.next_after() {
         let page = deps
             .actions
-            .list_actions(tenant, &filter, after.as_deref(), 200)
+            .list_actions(tenant, &filter, after, 200)
             .await?;
         for mut r in page.items {
             if r.expire(now) {
@@ -132,10 +133,7 @@ pub async fn expire_overdue(deps: &ActionDeps, tenant: &TenantId) -> Result<usiz
                 }
             }
         }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
+        pages.advance(page.next);
     }
     redeliver_stale(deps, tenant, now).await?;
     Ok(expired)
@@ -153,11 +151,11 @@ async fn redeliver_stale(
         user_id: None,
         status: Some("queued".into()),
     };
-    let mut after: Option<String> = None;
-    loop {
+    let mut pages = Pages::default();
+    while let Some(after) = pages.next_after() {
         let page = deps
             .actions
-            .list_actions(tenant, &filter, after.as_deref(), 200)
+            .list_actions(tenant, &filter, after, 200)
             .await?;
         for r in page.items {
             let since = r.history.last().map_or(r.requested_at, |h| h.at);
@@ -165,9 +163,7 @@ async fn redeliver_stale(
                 enqueue(deps, &r).await?;
             }
         }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return Ok(()),
-        }
+        pages.advance(page.next);
     }
+    Ok(())
 }

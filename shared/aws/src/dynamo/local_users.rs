@@ -1,9 +1,6 @@
-//! The projection's stores on the DynamoDB table (docs/data-model.md, "Settings and local
-//! users"): per-connection settings and the host product's users, with the index items that find
-//! users by email and by directory link.
+//! The host product's users on the DynamoDB table (docs/data-model.md, "Settings and local
+//! users"), with the index items that find users by email and by directory link.
 //!
-//! * Settings: one item `T#<tenant>` / `SETTINGS` with `version`; `put_settings` is one PutItem
-//!   conditioned on `attribute_not_exists(pk)` (expected 0) or `version = :expected`.
 //! * A local user: one item per user, `A#<account>#LU#<local id>` / `LOCALUSER`, with `rev` (N)
 //!   for optimistic concurrency, `email`, `body`, and a sharded `gsi1` entry for the listing.
 //! * Email index: `A#<account>#EMAIL#<email>` / `LU#<local id>`; link index:
@@ -23,24 +20,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{AccountId, TenantId};
-use entra_sync_core::ports::{Listing, LocalUserStore, SettingsStore};
+use entra_sync_core::ports::{Listing, LocalUserStore};
 use entra_sync_core::provision::{DirectoryLink, LocalUser};
-use entra_sync_core::settings::ConnectionSettings;
 use futures::{StreamExt, TryStreamExt};
 
+use super::{Item, SERVICE};
 use crate::dynamo::{
     DEFAULT_LISTING_SHARDS, DynamoStore, MAX_ATTEMPTS, backoff, body, conditional, get_n, get_s,
     key_item, n, retry_unprocessed, retryable, s, shard_of, tenant_pk, to_json,
 };
 use crate::error::{AwsCallError, Class};
 
-type Item = HashMap<String, AttributeValue>;
-
-const SERVICE: &str = "dynamodb";
-const SETTINGS_SK: &str = "SETTINGS";
 const USER_SK: &str = "LOCALUSER";
 /// Users written (or index partitions queried) in parallel per call.
 const CONCURRENCY: usize = 16;
@@ -332,57 +325,6 @@ impl DynamoStore {
             .collect::<Result<_, _>>()?;
         users.sort_by(|x, y| (&x.account_id, &x.local_id).cmp(&(&y.account_id, &y.local_id)));
         Ok(users)
-    }
-}
-
-#[async_trait]
-impl SettingsStore for DynamoStore {
-    async fn get_settings(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<ConnectionSettings>, StoreError> {
-        self.get_item(tenant_pk(tenant), SETTINGS_SK.to_owned())
-            .await?
-            .map(|i| body(&i))
-            .transpose()
-    }
-
-    async fn put_settings(
-        &self,
-        tenant: &TenantId,
-        settings: &ConnectionSettings,
-        expected: u64,
-    ) -> Result<(), StoreError> {
-        let conflict = || {
-            StoreError::Conflict(format!(
-                "settings of {tenant} are not at version {expected}, or version {} does not follow it",
-                settings.version
-            ))
-        };
-        if expected.checked_add(1) != Some(settings.version) {
-            return Err(conflict());
-        }
-        let item = HashMap::from([
-            ("pk".to_owned(), s(tenant_pk(tenant))),
-            ("sk".to_owned(), s(SETTINGS_SK)),
-            ("tenant".to_owned(), s(tenant.as_str())),
-            ("version".to_owned(), n(settings.version)),
-            ("body".to_owned(), s(to_json(settings)?)),
-        ]);
-        let landed = match expected {
-            0 => {
-                self.put_if(item, "attribute_not_exists(pk)", vec![])
-                    .await?
-            }
-            e => {
-                self.put_if(item, "version = :e", vec![(":e", n(e))])
-                    .await?
-            }
-        };
-        match landed {
-            true => Ok(()),
-            false => Err(conflict()),
-        }
     }
 }
 

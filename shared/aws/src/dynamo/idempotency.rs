@@ -20,12 +20,12 @@ use entra_sync_core::idempotency::{Begin, Claim, IdempotencyRecord, RecordStatus
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::IdempotencyStore;
 
+use super::SERVICE;
 use crate::dynamo::{
     DynamoStore, conditional, epoch_secs, get_n, get_s, key_item, n, s, tenant_pk,
 };
 use crate::error::{AwsCallError, Class};
 
-const SERVICE: &str = "dynamodb";
 const SK: &str = "IDEM";
 /// A record that disappears between the failed condition and the read (released or expired in
 /// between) is claimed again, at most this often.

@@ -1,5 +1,5 @@
 //! The HR webhooks' stores on SQLite (tables `hr_endpoints`, `hr_deliveries`, `hr_reviews`,
-//! `hr_people` and the `employeeId` index of migration 6 in sqlite.rs): the endpoint records,
+//! `hr_people` and the `employeeId` index of migration 6 in schema.rs): the endpoint records,
 //! the delivery log, the review list, what we keep per HR person, and the directory lookup by
 //! employee id.
 //!

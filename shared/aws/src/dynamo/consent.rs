@@ -12,10 +12,10 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::ports::{ConsentStateStore, PendingConsent};
 
+use super::SERVICE;
 use crate::dynamo::{DynamoStore, body, conditional, key_item, n, s, to_json};
 use crate::error::{AwsCallError, Class};
 
-const SERVICE: &str = "dynamodb";
 /// TTL deletion is lazy; keep the item a day past its expiry at most (the caller checks
 /// `expires_at` anyway).
 const TTL_SLACK_SECS: i64 = 24 * 3600;

@@ -38,14 +38,12 @@ use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::Listing;
 use serde::de::DeserializeOwned;
 
+use super::{Item, SERVICE};
 use crate::dynamo::{
     DynamoStore, GSI1, body, conditional, get_n, get_s, key_item, n, retryable, s, to_json,
 };
 use crate::error::{AwsCallError, Class};
 
-type Item = HashMap<String, AttributeValue>;
-
-const SERVICE: &str = "dynamodb";
 const ACTION_SK: &str = "ACTION";
 const WORKFLOW_SK: &str = "WORKFLOW";
 /// The partition of the due list. It lists workflows of every tenant for the one scheduler

@@ -1,10 +1,6 @@
-//! The projection's stores on SQLite (tables `settings` and `local_users`, see the migration in
-//! sqlite.rs): per-connection settings with their version condition, and the host product's
-//! users with indexes on (account, email) and (link tenant, link object).
+//! The host product's users on SQLite (table `local_users`, see migration 3 in schema.rs), with
+//! indexes on (account, email) and (link tenant, link object).
 //!
-//! * `put_settings` is one statement: an `INSERT ... ON CONFLICT DO NOTHING` for the first save
-//!   (expected 0), an `UPDATE ... WHERE version = expected` afterwards; no row changed means the
-//!   condition failed.
 //! * `put_local_users` upserts every user in one transaction. The email and link are columns of
 //!   the user's row, so an upsert that changes them moves the user in the indexes as well: no
 //!   index entry outlives the value it was made from.
@@ -14,24 +10,11 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{AccountId, TenantId};
-use entra_sync_core::ports::{Listing, LocalUserStore, SettingsStore};
+use entra_sync_core::ports::{Listing, LocalUserStore};
 use entra_sync_core::provision::LocalUser;
-use entra_sync_core::settings::ConnectionSettings;
 use rusqlite::{OptionalExtension, params};
 
-use crate::sqlite::{SqliteStore, internal};
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Internal(Box::new(e)))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Conflict(format!("settings version {v} too large")))
-}
+use crate::sqlite::{SqliteStore, from_json, internal, to_json};
 
 /// Distinct keys, so a repeated key neither costs a second lookup nor returns a user twice.
 fn distinct(keys: &[String]) -> Vec<String> {
@@ -40,69 +23,6 @@ fn distinct(keys: &[String]) -> Vec<String> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
-}
-
-#[async_trait]
-impl SettingsStore for SqliteStore {
-    async fn get_settings(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<ConnectionSettings>, StoreError> {
-        let t = tenant.as_str().to_owned();
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM settings WHERE tenant_id = ?1", [t], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(internal)?;
-            body.as_deref().map(from_json).transpose()
-        })
-        .await
-    }
-
-    async fn put_settings(
-        &self,
-        tenant: &TenantId,
-        settings: &ConnectionSettings,
-        expected: u64,
-    ) -> Result<(), StoreError> {
-        let conflict = || {
-            StoreError::Conflict(format!(
-                "settings of {tenant} are not at version {expected}, or version {} does not follow it",
-                settings.version
-            ))
-        };
-        if expected.checked_add(1) != Some(settings.version) {
-            return Err(conflict());
-        }
-        let t = tenant.as_str().to_owned();
-        let version = to_i64(settings.version)?;
-        let expected_i = to_i64(expected)?;
-        let body = to_json(settings)?;
-        let landed = self
-            .with(move |c| {
-                let changed = match expected_i {
-                    0 => c.execute(
-                        "INSERT INTO settings (tenant_id, version, body) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (tenant_id) DO NOTHING",
-                        params![t, version, body],
-                    ),
-                    _ => c.execute(
-                        "UPDATE settings SET version = ?2, body = ?3
-                         WHERE tenant_id = ?1 AND version = ?4",
-                        params![t, version, body, expected_i],
-                    ),
-                }
-                .map_err(internal)?;
-                Ok(changed == 1)
-            })
-            .await?;
-        match landed {
-            true => Ok(()),
-            false => Err(conflict()),
-        }
-    }
 }
 
 #[async_trait]

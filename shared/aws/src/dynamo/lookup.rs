@@ -7,7 +7,7 @@
 //!   lookup is one consistent Query of the handle's partition plus a BatchGetItem of the
 //!   users it names; only users whose stored name or mail still is the handle are returned, so
 //!   an item left behind by a rename costs a read, never a wrong answer.
-//! * The user put path (dynamo.rs `put_mirror`) writes the user item with `ReturnValues
+//! * The user put path (`put_mirror` in mirror.rs) writes the user item with `ReturnValues
 //!   ALL_OLD`; when it landed, the handles the new state added get their items (condition: no
 //!   item of a newer user version) and the handles it dropped lose theirs (condition: made by an
 //!   older version). A user whose name and mail did not change costs nothing more. A put that
@@ -25,16 +25,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use entra_sync_core::actions::ports::TargetLookup;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{StoredGroup, StoredUser, TenantId, Version};
-use entra_sync_core::ports::MirrorStore;
+use entra_sync_core::ports::{MirrorStore, for_each_page};
 use serde::Deserialize;
 
-use crate::actions::Put;
+use super::actions::Put;
+use super::{Item, SERVICE};
 use crate::dynamo::{DynamoStore, GSI1, VERSION_CONDITION, get_n, get_s, n, retryable, s};
 use crate::error::{AwsCallError, Class};
 
-type Item = HashMap<String, AttributeValue>;
-
-const SERVICE: &str = "dynamodb";
 /// Groups read per page while looking for a name.
 const SCAN_PAGE: usize = 1000;
 
@@ -234,22 +232,21 @@ impl TargetLookup for DynamoStore {
     ) -> Result<Vec<StoredGroup>, StoreError> {
         let wanted = name.trim();
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .list_groups(tenant, after.as_deref(), SCAN_PAGE)
-                .await?;
-            out.extend(page.items.into_iter().filter(|g| {
-                g.group
-                    .display_name
-                    .as_deref()
-                    .is_some_and(|d| d.trim().eq_ignore_ascii_case(wanted))
-            }));
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        for_each_page(
+            |after: Option<String>| async move {
+                self.list_groups(tenant, after.as_deref(), SCAN_PAGE).await
+            },
+            |items| {
+                out.extend(items.into_iter().filter(|g| {
+                    g.group
+                        .display_name
+                        .as_deref()
+                        .is_some_and(|d| d.trim().eq_ignore_ascii_case(wanted))
+                }))
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     async fn groups_of_user(

@@ -1,0 +1,97 @@
+use async_trait::async_trait;
+use entra_sync_core::error::StoreError;
+use entra_sync_core::model::{Connection, TenantId};
+use entra_sync_core::ports::ConnectionStore;
+use rusqlite::{OptionalExtension, params};
+
+use super::*;
+
+#[async_trait]
+impl ConnectionStore for SqliteStore {
+    async fn get_connection(&self, tenant: &TenantId) -> Result<Option<Connection>, StoreError> {
+        let t = tenant.0.clone();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM connections WHERE tenant_id = ?1",
+                    [t],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
+        let t = connection.tenant_id.0.clone();
+        let body = to_json(connection)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO connections (tenant_id, body) VALUES (?1, ?2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
+                params![t, body],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_connection(
+        &self,
+        connection: &Connection,
+        expected: Option<&Connection>,
+    ) -> Result<(), StoreError> {
+        let t = connection.tenant_id.0.clone();
+        let body = to_json(connection)?;
+        let expected = expected.cloned();
+        self.with(move |c| {
+            // Compare and write inside one immediate transaction: SQLite serialises writers,
+            // across processes too. The stored body is decoded before the comparison, so
+            // records written by older versions (without newer fields) compare by value.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM connections WHERE tenant_id = ?1",
+                    [&t],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            let stored: Option<Connection> = stored.map(|b| from_json(&b)).transpose()?;
+            if stored != expected {
+                return Err(StoreError::Conflict(format!("connection {t}")));
+            }
+            tx.execute(
+                "INSERT INTO connections (tenant_id, body) VALUES (?1, ?2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
+                params![t, body],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT body FROM connections ORDER BY tenant_id")
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(from_json(&r.map_err(internal)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

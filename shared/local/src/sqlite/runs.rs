@@ -1,0 +1,98 @@
+use async_trait::async_trait;
+use entra_sync_core::error::StoreError;
+use entra_sync_core::model::TenantId;
+use entra_sync_core::ports::RunStore;
+use entra_sync_core::run::{RunUpdate, SyncRun};
+use rusqlite::{OptionalExtension, params};
+
+use super::*;
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: &SyncRun) -> Result<(), StoreError> {
+        let t = run.tenant_id.0.clone();
+        let id = run.run_id.clone();
+        let started = run.started_at.to_rfc3339();
+        let body = to_json(run)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO runs (tenant_id, run_id, started_at, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                params![t, id, started, body],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        update: &RunUpdate,
+    ) -> Result<SyncRun, StoreError> {
+        let t = tenant.0.clone();
+        let id = run_id.to_owned();
+        let update = update.clone();
+        self.with(move |c| {
+            // Read-modify-write inside one immediate transaction: SQLite serialises writers.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let body: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM runs WHERE tenant_id = ?1 AND run_id = ?2",
+                    params![t, id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
+            let mut run: SyncRun = match body {
+                Some(b) => from_json(&b)?,
+                None => return Err(StoreError::Corrupt(format!("run {id} not found"))),
+            };
+            update.apply(&mut run);
+            tx.execute(
+                "UPDATE runs SET body = ?3 WHERE tenant_id = ?1 AND run_id = ?2",
+                params![t, id, to_json(&run)?],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(run)
+        })
+        .await
+    }
+
+    async fn get_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        let mut v = self
+            .get_many("runs", "run_id", tenant, vec![run_id.to_owned()])
+            .await?;
+        Ok(v.pop())
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
+        let t = tenant.0.clone();
+        let limit = to_i64(limit as u64);
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM runs WHERE tenant_id = ?1 ORDER BY started_at DESC, run_id DESC LIMIT ?2",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![t, limit], |r| r.get::<_, String>(0))
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(from_json(&r.map_err(internal)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
