@@ -262,8 +262,11 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
             projection: Some(entra_sync_aws::projection_ports(&store)),
         },
         // The message idempotency records on the same table, as in the deployed function.
-        idempotency: store.clone(),
-        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+        claims: entra_sync_core::services::claim::Claims::new(
+            store.clone(),
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            Arc::new(SystemClock),
+        ),
     };
     let mut pages = receive(&q.sqs, &q.pages, 120).await;
     assert!(pages.len() > 10, "only {} page messages", pages.len());

@@ -622,8 +622,11 @@ async fn reconcile_world() -> (entra_sync_reconcile::handler::Deps, Arc<MemorySt
             clock: Arc::new(ManualClock::new(now())),
             projection: None,
         },
-        idempotency: Arc::new(entra_sync_core::memory::MemoryIdempotency::new()),
-        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+        claims: entra_sync_core::services::claim::Claims::new(
+            Arc::new(entra_sync_core::memory::MemoryIdempotency::new()),
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            Arc::new(ManualClock::new(now())),
+        ),
     };
     (deps, store)
 }

@@ -887,8 +887,11 @@ async fn pipeline(world: Arc<World>) -> Pipeline {
             clock: Arc::new(SystemClock),
             projection: Some(entra_sync_aws::projection_ports(&store)),
         },
-        idempotency: store,
-        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+        claims: entra_sync_core::services::claim::Claims::new(
+            store,
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            Arc::new(SystemClock),
+        ),
     });
     let graph = GraphClient::new(w.graph_config("FetchFunction").await).unwrap();
     let fetch = w.clients("FetchFunction");

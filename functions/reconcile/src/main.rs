@@ -6,6 +6,7 @@ use entra_sync_aws::{DynamoStore, EventBridgeSink, config, load_sdk_config};
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::ports::SystemClock;
 use entra_sync_core::services::ReconcileDeps;
+use entra_sync_core::services::claim::Claims;
 use entra_sync_reconcile::handler::{Deps, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -23,6 +24,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let clock = Arc::new(SystemClock);
     let deps = Deps {
         reconcile: ReconcileDeps {
             cursors: store.clone(),
@@ -32,11 +34,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 aws_sdk_eventbridge::Client::new(&sdk),
                 bus,
             )),
-            clock: Arc::new(SystemClock),
+            clock: clock.clone(),
             projection: Some(entra_sync_aws::projection_ports(&store)),
         },
-        idempotency: store,
-        idempotency_config,
+        claims: Claims::new(store, idempotency_config, clock),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -22,5 +22,8 @@ pub use project::{
     add_local_user, check_settings_edit, confirm_held, group_problems, import, load_settings,
     preview, project_run, reject_held, save_settings, set_local_status, sign_in_lookup,
 };
-pub use reconcile::{ReconcileDeps, ReconcileOutcome, reconcile_page};
+pub use reconcile::{
+    DELIVERY_KEY_PREFIX, DeliveryOutcome, ReconcileDeps, ReconcileOutcome, delivery_key,
+    payload_hash, reconcile_delivery, reconcile_page,
+};
 pub use schedule::{ScheduleDeps, ScheduleReport, jitter_for, schedule_fetches};
