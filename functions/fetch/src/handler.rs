@@ -154,16 +154,16 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use async_trait::async_trait;
     use entra_sync_core::error::DirectoryError;
-    use entra_sync_core::memory::{
-        CollectingEvents, CollectingFetchRequests, CollectingQueue, MemoryStore,
-    };
+    use entra_sync_core::memory::{CollectingFetchRequests, CollectingQueue, MemoryStore};
     use entra_sync_core::model::{
         AccountId, Connection, ConnectionStatus, DirectoryUser, Stream, TenantId,
     };
     use entra_sync_core::page::{
         FetchedPage, ManagerChange, PageItems, PageLink, PageRequest, UserDelta,
     };
-    use entra_sync_core::ports::{ConnectionStore, DirectoryReader, LeaseStore, SystemClock};
+    use entra_sync_core::ports::{ConnectionStore, DirectoryReader, LeaseStore};
+
+    use entra_sync_core::testing::DepsBuilder;
 
     use super::*;
 
@@ -229,18 +229,7 @@ mod tests {
         let pages = Arc::new(CollectingQueue::new());
         let requests = Arc::new(CollectingFetchRequests::new());
         let deps = Deps {
-            fetch: FetchDeps {
-                directory: Arc::new(TwoPages),
-                connections: store.clone(),
-                cursors: store.clone(),
-                leases: store.clone(),
-                runs: store.clone(),
-                queue: pages.clone(),
-                mirror: store.clone(),
-                events: Arc::new(CollectingEvents::new()),
-                clock: Arc::new(SystemClock),
-                projection: None,
-            },
+            fetch: DepsBuilder::on(&store).fetch(Arc::new(TwoPages), pages.clone()),
             requests: requests.clone(),
         };
         World {

@@ -121,12 +121,13 @@ mod tests {
     use chrono::DateTime;
     use entra_sync_core::cursor::CursorRecord;
     use entra_sync_core::idempotency::{Begin, IdempotencyConfig};
-    use entra_sync_core::memory::{CollectingEvents, ManualClock, MemoryIdempotency, MemoryStore};
+    use entra_sync_core::memory::{ManualClock, MemoryIdempotency, MemoryStore};
     use entra_sync_core::model::{Stream, TenantId};
     use entra_sync_core::ports::{CursorStore, MirrorStore, RunStore};
     use entra_sync_core::run::{SyncRun, Trigger};
 
     use entra_sync_core::services::{delivery_key, payload_hash};
+    use entra_sync_core::testing::DepsBuilder;
 
     use super::*;
 
@@ -145,14 +146,7 @@ mod tests {
             .unwrap();
         let clock = Arc::new(ManualClock::new(now));
         let deps = Deps {
-            reconcile: ReconcileDeps {
-                cursors: store.clone(),
-                mirror: store.clone(),
-                runs: store.clone(),
-                events: Arc::new(CollectingEvents::new()),
-                clock: clock.clone(),
-                projection: None,
-            },
+            reconcile: DepsBuilder::on(&store).clock(clock.clone()).reconcile(),
             claims: Claims::new(
                 Arc::new(MemoryIdempotency::new()),
                 IdempotencyConfig::default(),

@@ -1,5 +1,6 @@
 //! Translate the scheduled event into `schedule_fetches`, and its failure into a Lambda
-//! `Diagnostic` whose `error_type` says whether a retry can help.
+//! `Diagnostic` whose `error_type` says whether a retry can help. [`invoke`] is that edge: the
+//! one place a scheduler failure is logged (the service and [`handle`] only return it).
 
 use std::time::Duration;
 
@@ -52,6 +53,19 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
+/// One invocation as the Lambda runtime sees it: [`handle`], and a failure logged once and
+/// answered as a [`Diagnostic`].
+pub async fn invoke(
+    deps: &Deps,
+    settings: &Settings,
+    event: serde_json::Value,
+) -> Result<Response, Diagnostic> {
+    handle(deps, settings, event).await.map_err(|e| {
+        error!(error = %e, class = e.class().as_str(), "scheduling failed");
+        Diagnostic::from(e)
+    })
+}
+
 /// Handle one invocation. The event's content does not matter beyond being a scheduled
 /// EventBridge event: every connection that can sync is requested.
 pub async fn handle(
@@ -59,16 +73,11 @@ pub async fn handle(
     settings: &Settings,
     event: serde_json::Value,
 ) -> Result<Response, HandlerError> {
-    let event: EventBridgeEvent = serde_json::from_value(event).map_err(|e| {
-        error!(error = %e, "scheduler invoked with something that is not an EventBridge event");
-        HandlerError::Malformed(e)
-    })?;
+    let event: EventBridgeEvent = serde_json::from_value(event).map_err(HandlerError::Malformed)?;
     tracing::debug!(source = %event.source, detail_type = %event.detail_type, "schedule fired");
     let ScheduleReport {
         requested, skipped, ..
-    } = schedule_fetches(deps, settings.max_jitter)
-        .await
-        .inspect_err(|e| error!(error = %e, class = e.class().as_str(), "scheduling failed"))?;
+    } = schedule_fetches(deps, settings.max_jitter).await?;
     Ok(Response { requested, skipped })
 }
 
@@ -82,6 +91,7 @@ mod tests {
     use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, ReauthRetry, TenantId};
     use entra_sync_core::ports::{ConnectionStore, RunStore};
     use entra_sync_core::run::Trigger;
+    use entra_sync_core::testing::DepsBuilder;
 
     use super::*;
 
@@ -131,12 +141,9 @@ mod tests {
         let requests = Arc::new(CollectingFetchRequests::new());
         let clock = Arc::new(ManualClock::new(now()));
         (
-            Deps {
-                connections: store.clone(),
-                settings: store.clone(),
-                requests: requests.clone(),
-                clock: clock.clone(),
-            },
+            DepsBuilder::on(&store)
+                .clock(clock.clone())
+                .schedule(requests.clone()),
             requests,
             store,
             clock,

@@ -13,8 +13,8 @@ use entra_sync_core::ports::LocalUserStore;
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
     ImportMode, LocalUserError, Preview, PreviewItem, ProjectError, ProjectOutcome,
-    activate_local_user, add_local_user, check_settings_edit, confirm_held, import,
-    load_settings, preview, reject_held, save_settings, set_local_status, sign_in_lookup,
+    activate_local_user, add_local_user, check_settings_edit, confirm_held, import, load_settings,
+    preview, reject_held, save_settings, set_local_status, sign_in_lookup,
 };
 use entra_sync_core::settings::{ConnectionSettings, SettingsChange, SettingsError, parse_edit};
 

@@ -14,7 +14,7 @@ use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
 use entra_sync_core::services::claim::{ClaimError, Claims};
 use entra_sync_core::services::{
     DELIVERY_KEY_PREFIX, DeliveryOutcome, FetchDeps, FetchOptions, ProjectDeps, ProjectionPorts,
-    ReconcileDeps, payload_hash, plain_words, reconcile_delivery, run_fetch,
+    ReconcileDeps, SyncDeps, payload_hash, plain_words, reconcile_delivery, run_fetch,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -422,48 +422,25 @@ impl LocalApp {
 
     /// The stores the projection of the host product's users needs.
     pub fn projection_ports(&self) -> ProjectionPorts {
-        ProjectionPorts {
-            connections: self.store.clone(),
-            settings: self.store.clone(),
-            local_users: self.store.clone(),
-        }
+        ProjectionPorts::from_store(&self.store)
     }
 
     /// Every port the projection services (settings, preview, import, confirm, reject) use.
     pub fn project_deps(&self) -> ProjectDeps {
-        ProjectDeps::new(
-            &self.projection_ports(),
-            self.store.clone(),
-            self.store.clone(),
-            self.store.clone(),
-            self.clock.clone(),
-        )
+        ProjectDeps::from_store(&self.store, self.clock.clone())
     }
 
     pub fn fetch_deps(&self, directory: Arc<dyn DirectoryReader>) -> FetchDeps {
-        FetchDeps {
+        FetchDeps::new(
+            &self.store,
             directory,
-            connections: self.store.clone(),
-            cursors: self.store.clone(),
-            leases: self.store.clone(),
-            runs: self.store.clone(),
-            queue: Arc::new(self.queue.clone()),
-            mirror: self.store.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: Some(self.projection_ports()),
-        }
+            Arc::new(self.queue.clone()),
+            self.reconcile_deps(),
+        )
     }
 
     pub fn reconcile_deps(&self) -> ReconcileDeps {
-        ReconcileDeps {
-            cursors: self.store.clone(),
-            mirror: self.store.clone(),
-            runs: self.store.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: Some(self.projection_ports()),
-        }
+        SyncDeps::from_store(&self.store, self.events.clone(), self.clock.clone())
     }
 
     /// The claims of the page messages, on the store's idempotency records.
@@ -728,6 +705,7 @@ mod tests {
     use entra_sync_core::model::{StoredGroup, StoredMembership, StoredUser, Stream};
     use entra_sync_core::ports::{CursorStore, Listing};
     use entra_sync_core::run::Trigger;
+    use entra_sync_core::testing::DepsBuilder;
     use tokio::sync::Notify;
 
     use super::*;
@@ -864,19 +842,12 @@ mod tests {
             go: Notify::new(),
         });
         let events = Arc::new(CollectingEvents::new());
+        let world = DepsBuilder::on(&store).events(events.clone());
         let deps = ReconcileDeps {
-            cursors: store.clone(),
             mirror: mirror.clone(),
-            runs: store.clone(),
-            events: events.clone(),
-            clock: Arc::new(SystemClock),
-            projection: None,
+            ..world.reconcile()
         };
-        let claims = Claims::new(
-            store.clone(),
-            IdempotencyConfig::default(),
-            Arc::new(SystemClock),
-        );
+        let claims = world.claims_on(store.clone());
 
         // Worker one takes the delivery and stops just before writing what it planned.
         let one = tokio::spawn({
@@ -923,7 +894,9 @@ mod tests {
             payload_hash(&d.body)
         ));
         let claims = app.claims();
-        let claim = claims.config.claim(&key, payload_hash(&d.body), app.clock.now());
+        let claim = claims
+            .config
+            .claim(&key, payload_hash(&d.body), app.clock.now());
         assert_eq!(
             claims.store.begin(&t, &claim).await.unwrap(),
             entra_sync_core::idempotency::Begin::Started

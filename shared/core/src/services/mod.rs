@@ -5,6 +5,7 @@ pub mod actions;
 pub mod claim;
 mod commit;
 pub mod connect;
+mod deps;
 mod fetch;
 mod project;
 mod reconcile;
@@ -15,6 +16,7 @@ pub use commit::{CommitDeps, try_commit};
 pub use connect::{
     ConnectDeps, ConnectError, complete_consent, disconnect, start_consent, start_reconnect,
 };
+pub use deps::{StorePorts, SyncDeps, SyncStore};
 pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, plain_words, run_fetch};
 pub use project::{
     ImportMode, ImportReport, LocalUserError, Preview, PreviewItem, ProjectDeps, ProjectError,

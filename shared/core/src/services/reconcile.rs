@@ -10,47 +10,23 @@
 //! workers would plan from the same state and both publish the page's change events.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
 use super::claim::{ClaimError, Claimed, Claims};
-use super::commit::{CommitDeps, try_commit};
-use super::project::ProjectionPorts;
+use super::commit::try_commit;
+use super::deps::SyncDeps;
 use crate::error::SyncError;
 use crate::model::Version;
 use crate::page::{GroupDelta, PageItems, PageMessage};
 use crate::plan::{Plan, edge_key, plan_groups, plan_users};
-use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, RunStore};
 use crate::run::RunUpdate;
 
-/// The ports reconcile uses.
-#[derive(Clone)]
-pub struct ReconcileDeps {
-    pub cursors: Arc<dyn CursorStore>,
-    pub mirror: Arc<dyn MirrorStore>,
-    pub runs: Arc<dyn RunStore>,
-    pub events: Arc<dyn EventSink>,
-    pub clock: Arc<dyn Clock>,
-    /// The host product's users: projected when a run's reads are complete. `None`: mirror
-    /// only (the run succeeds once both streams are committed).
-    pub projection: Option<ProjectionPorts>,
-}
-
-impl ReconcileDeps {
-    fn commit_deps(&self) -> CommitDeps {
-        CommitDeps {
-            cursors: self.cursors.clone(),
-            mirror: self.mirror.clone(),
-            runs: self.runs.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: self.projection.clone(),
-        }
-    }
-}
+/// The ports reconcile uses: cursors (read, applied markers, commit), the mirror, runs and
+/// events; the same set a commit uses, since reconcile commits the round after each page.
+pub type ReconcileDeps = SyncDeps;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReconcileOutcome {
@@ -226,7 +202,7 @@ pub async fn reconcile_page(
             .update_run(tenant, &msg.run_id, &RunUpdate::AddCounts(counts))
             .await?;
     }
-    let committed = try_commit(&deps.commit_deps(), tenant, stream).await?;
+    let committed = try_commit(deps, tenant, stream).await?;
     info!(
         tenant = %tenant,
         stream = %stream,
