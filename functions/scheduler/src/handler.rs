@@ -95,6 +95,40 @@ mod tests {
 
     use super::*;
 
+    /// A fetch queue that refuses every request.
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl entra_sync_core::ports::FetchRequests for Refusing {
+        async fn request_fetches(
+            &self,
+            _requests: Vec<(entra_sync_core::ports::FetchRequest, Duration)>,
+        ) -> Result<(), entra_sync_core::error::QueueError> {
+            Err(entra_sync_core::error::QueueError::Rejected("full".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_schedule_is_logged_once_where_it_becomes_the_diagnostic() {
+        let (_, _, store, clock) = world().await;
+        let deps = DepsBuilder::on(&store)
+            .clock(clock)
+            .schedule(Arc::new(Refusing));
+        let logged = entra_sync_core::testing::LoggedProblems::new();
+        let _guard = tracing::subscriber::set_default(logged.clone());
+        assert!(handle(&deps, &settings(), sample("happy")).await.is_err());
+        assert_eq!(
+            logged.count(),
+            0,
+            "handle returns the error without logging it"
+        );
+        let err = invoke(&deps, &settings(), sample("happy"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, "Permanent");
+        assert_eq!(logged.count(), 1, "invoke logs it once");
+    }
+
     fn conn(id: &str, status: ConnectionStatus) -> Connection {
         Connection {
             tenant_id: TenantId::new(id),

@@ -116,3 +116,38 @@ impl<S: StorePorts> DepsBuilder<S> {
         ScheduleDeps::from_store(&self.store, requests, self.clock.clone())
     }
 }
+
+/// Counts the warnings and errors logged while it is the thread's default subscriber
+/// (`tracing::subscriber::set_default`), for tests that check a failure is logged once, where
+/// it is decided.
+#[derive(Clone, Default)]
+pub struct LoggedProblems(Arc<std::sync::atomic::AtomicUsize>);
+
+impl LoggedProblems {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Warnings and errors logged so far.
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl tracing::Subscriber for LoggedProblems {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() <= tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
