@@ -16,7 +16,8 @@ use entra_sync_aws::{
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::ports::{ConnectionStore, LocalUserStore, RunStore, Secret, SystemClock};
 use entra_sync_core::run::RunStatus;
-use entra_sync_core::services::{FetchDeps, ReconcileDeps, ScheduleDeps};
+
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
 use entra_sync_local::runtime::export_mirror;
@@ -189,12 +190,7 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
 
     // 1. The hourly schedule fires.
     let scheduled = entra_sync_scheduler::handler::handle(
-        &ScheduleDeps {
-            connections: store.clone(),
-            settings: store.clone(),
-            requests: fetch_requests.clone(),
-            clock: Arc::new(SystemClock),
-        },
+        &DepsBuilder::on(&store).schedule(fetch_requests.clone()),
         &entra_sync_scheduler::handler::Settings {
             max_jitter: Duration::ZERO,
         },
@@ -206,18 +202,10 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
 
     // 2. Fetch, a few pages per invocation: each paused fetch requests its continuation.
     let fetch_deps = entra_sync_fetch::handler::Deps {
-        fetch: FetchDeps {
-            directory: graph.clone(),
-            connections: store.clone(),
-            cursors: store.clone(),
-            leases: store.clone(),
-            runs: store.clone(),
-            queue: page_queue.clone(),
-            mirror: store.clone(),
-            events: events.clone(),
-            clock: Arc::new(SystemClock),
-            projection: Some(entra_sync_aws::projection_ports(&store)),
-        },
+        fetch: DepsBuilder::on(&store)
+            .events(events.clone())
+            .projected()
+            .fetch(graph.clone(), page_queue.clone()),
         requests: fetch_requests.clone(),
     };
     let settings = entra_sync_fetch::handler::Settings {
@@ -254,17 +242,16 @@ async fn scheduled_sync_through_the_lambda_handlers_on_moto_converges_and_shrugs
 
     // 3. Reconcile every page message SQS holds, in batches of ten, newest first.
     let reconcile_deps = entra_sync_reconcile::handler::Deps {
-        reconcile: ReconcileDeps {
-            cursors: store.clone(),
-            mirror: store.clone(),
-            runs: store.clone(),
-            events: events.clone(),
-            clock: Arc::new(SystemClock),
-            projection: Some(entra_sync_aws::projection_ports(&store)),
-        },
+        reconcile: DepsBuilder::on(&store)
+            .events(events.clone())
+            .projected()
+            .reconcile(),
         // The message idempotency records on the same table, as in the deployed function.
-        idempotency: store.clone(),
-        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+        claims: entra_sync_core::services::claim::Claims::new(
+            store.clone(),
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            Arc::new(SystemClock),
+        ),
     };
     let mut pages = receive(&q.sqs, &q.pages, 120).await;
     assert!(pages.len() > 10, "only {} page messages", pages.len());

@@ -20,7 +20,8 @@ use entra_sync_core::ports::{
 };
 use entra_sync_core::run::{RunStatus, Trigger};
 use entra_sync_core::services::connect::tenant_secret_names;
-use entra_sync_core::services::{FetchOptions, ScheduleDeps, schedule_fetches};
+use entra_sync_core::services::{FetchOptions, schedule_fetches};
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{ConsentOutcome, Emulator, EmulatorConfig, TenantSpec, TokenBlock};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
 use entra_sync_http::connect::ConnectConfig;
@@ -193,12 +194,9 @@ impl World {
     async fn schedule(&self) -> (usize, usize, Vec<TenantId>) {
         let requests = Arc::new(CollectingFetchRequests::new());
         let report = schedule_fetches(
-            &ScheduleDeps {
-                connections: self.app.store.clone(),
-                settings: self.app.store.clone(),
-                requests: requests.clone(),
-                clock: self.clock.clone(),
-            },
+            &DepsBuilder::on(&self.app.store)
+                .clock(self.clock.clone())
+                .schedule(requests.clone()),
             Duration::from_secs(60),
         )
         .await

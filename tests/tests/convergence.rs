@@ -32,9 +32,9 @@ use entra_sync_core::model::{
 use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{ConnectionStore, CursorStore, Secret};
 use entra_sync_core::services::{
-    FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, ReconcileOutcome, reconcile_page,
-    run_fetch,
+    FetchOptions, FetchOutcome, ReconcileOutcome, reconcile_page, run_fetch,
 };
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, RouteMatch, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
 use entra_sync_local::runtime::{Export, export_mirror};
@@ -404,26 +404,14 @@ async fn clean_full_sync(client: &Arc<GraphClient>, tenant: &TenantId) -> Export
     let events = Arc::new(CollectingEvents::new());
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     store.put_connection(&connection(tenant)).await.unwrap();
-    let fetch = FetchDeps {
-        directory: client.clone(),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue: queue.clone(),
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events,
-        clock,
-        projection: None,
-    };
+    let fetch = DepsBuilder::on(&store)
+        .events(events.clone())
+        .clock(clock.clone())
+        .fetch(client.clone(), queue.clone());
+    let reconcile = DepsBuilder::on(&store)
+        .events(events)
+        .clock(clock)
+        .reconcile();
     run_fetch(&fetch, tenant, &FetchOptions::default())
         .await
         .expect("clean full sync");
@@ -535,26 +523,14 @@ async fn run_case(case: &CaseSpec) -> Result<(), TestCaseError> {
     for t in &tenants {
         inner.put_connection(&connection(t)).await.unwrap();
     }
-    let fetch = FetchDeps {
-        directory: env.client.clone(),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue,
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events,
-        clock: clock.clone(),
-        projection: None,
-    };
+    let fetch = DepsBuilder::on(&store)
+        .events(events.clone())
+        .clock(clock.clone())
+        .fetch(env.client.clone(), queue);
+    let reconcile = DepsBuilder::on(&store)
+        .events(events)
+        .clock(clock.clone())
+        .reconcile();
 
     let mut rng = Rng(case.order_seed);
     // Copies of delivered pages kept back for later rounds.

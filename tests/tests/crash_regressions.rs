@@ -10,6 +10,7 @@ use entra_sync_core::ports::{ConnectionStore, RunStore, Secret};
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, reconcile_page, run_fetch,
 };
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{Emulator, EmulatorConfig, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig};
 use entra_sync_local::runtime::export_mirror;
@@ -62,26 +63,17 @@ async fn world(emu: &Emulator, client: &Arc<GraphClient>, spec: &TenantSpec) -> 
         })
         .await
         .unwrap();
-    let fetch = FetchDeps {
-        directory: client.clone(),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue: Arc::new(FaultyQueue::new(queue.clone(), crashes.clone(), audit)),
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store,
-        events,
-        clock,
-        projection: None,
-    };
+    let fetch = DepsBuilder::on(&store)
+        .events(events.clone())
+        .clock(clock.clone())
+        .fetch(
+            client.clone(),
+            Arc::new(FaultyQueue::new(queue.clone(), crashes.clone(), audit)),
+        );
+    let reconcile = DepsBuilder::on(&store)
+        .events(events)
+        .clock(clock)
+        .reconcile();
     World {
         tenant,
         inner,
@@ -292,28 +284,19 @@ async fn a_page_re_read_after_a_crash_that_splits_differently_never_shares_a_num
     });
     let events = Arc::new(CollectingEvents::new());
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let fetch = FetchDeps {
-        directory: Arc::new(ShrinkingPage {
-            reads_of_first: std::sync::atomic::AtomicU32::new(1),
-        }),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue: queue.clone(),
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events,
-        clock,
-        projection: None,
-    };
+    let fetch = DepsBuilder::on(&store)
+        .events(events.clone())
+        .clock(clock.clone())
+        .fetch(
+            Arc::new(ShrinkingPage {
+                reads_of_first: std::sync::atomic::AtomicU32::new(1),
+            }),
+            queue.clone(),
+        );
+    let reconcile = DepsBuilder::on(&store)
+        .events(events)
+        .clock(clock)
+        .reconcile();
 
     // Round 1 (full, clean): a, b, c, d are in the mirror.
     run_fetch(&fetch, &tenant, &FetchOptions::default())

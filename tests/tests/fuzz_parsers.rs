@@ -35,7 +35,7 @@ use entra_sync_core::ports::{
     ConnectionStore, CursorStore, DirectoryReader, FetchRequest, RunStore,
 };
 use entra_sync_core::run::{SyncRun, Trigger};
-use entra_sync_core::services::{FetchDeps, ReconcileDeps};
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_graph::{parse_groups_page, parse_organization, parse_users_page};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -616,16 +616,14 @@ async fn reconcile_world() -> (entra_sync_reconcile::handler::Deps, Arc<MemorySt
         .await
         .unwrap();
     let deps = entra_sync_reconcile::handler::Deps {
-        reconcile: ReconcileDeps {
-            cursors: store.clone(),
-            mirror: store.clone(),
-            runs: store.clone(),
-            events: Arc::new(CollectingEvents::new()),
-            clock: Arc::new(ManualClock::new(now())),
-            projection: None,
-        },
-        idempotency: Arc::new(entra_sync_core::memory::MemoryIdempotency::new()),
-        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+        reconcile: DepsBuilder::on(&store)
+            .clock(Arc::new(ManualClock::new(now())))
+            .reconcile(),
+        claims: entra_sync_core::services::claim::Claims::new(
+            Arc::new(entra_sync_core::memory::MemoryIdempotency::new()),
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            Arc::new(ManualClock::new(now())),
+        ),
     };
     (deps, store)
 }
@@ -736,18 +734,10 @@ fn the_fetch_handler_refuses_malformed_requests_and_never_panics() {
     .unwrap();
     let events = Arc::new(CollectingEvents::new());
     let deps = Deps {
-        fetch: FetchDeps {
-            directory: Arc::new(EmptyDirectory),
-            connections: store.clone(),
-            cursors: store.clone(),
-            leases: store.clone(),
-            runs: store.clone(),
-            queue: Arc::new(CollectingQueue::new()),
-            mirror: store.clone(),
-            events,
-            clock: Arc::new(ManualClock::new(now())),
-            projection: None,
-        },
+        fetch: DepsBuilder::on(&store)
+            .events(events)
+            .clock(Arc::new(ManualClock::new(now())))
+            .fetch(Arc::new(EmptyDirectory), Arc::new(CollectingQueue::new())),
         requests: Arc::new(CollectingFetchRequests::new()),
     };
     let settings = Settings {
@@ -795,12 +785,9 @@ fn the_scheduler_refuses_what_is_not_an_eventbridge_event_and_never_panics() {
         .enable_all()
         .build()
         .unwrap();
-    let deps = entra_sync_core::services::ScheduleDeps {
-        connections: Arc::new(MemoryStore::new()),
-        settings: Arc::new(MemoryStore::new()),
-        requests: Arc::new(CollectingFetchRequests::new()),
-        clock: Arc::new(ManualClock::new(now())),
-    };
+    let deps = DepsBuilder::on(&Arc::new(MemoryStore::new()))
+        .clock(Arc::new(ManualClock::new(now())))
+        .schedule(Arc::new(CollectingFetchRequests::new()));
     let settings = Settings {
         max_jitter: Duration::from_secs(900),
     };

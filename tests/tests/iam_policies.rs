@@ -55,8 +55,9 @@ use entra_sync_core::services::actions::{
     ActionDeps, ActionsConfig, StartWorkflow, get_workflow, start_workflow,
 };
 use entra_sync_core::services::claim::Claims;
-use entra_sync_core::services::{ConnectDeps, FetchDeps, ReconcileDeps, ScheduleDeps};
+use entra_sync_core::services::{ConnectDeps, ScheduleDeps};
 use entra_sync_core::settings::{ConnectionSettings, Schedule};
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{Emulator, EmulatorConfig, GroupKind, NewGroup, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory, RetryPolicy};
 use entra_sync_http::connect::{ConnectConfig, ConnectState, router};
@@ -900,30 +901,26 @@ async fn pipeline(world: Arc<World>) -> Pipeline {
             .unwrap()
             .with_timezone(&Utc),
     ));
-    let schedule = ScheduleDeps {
-        connections: scheduler.clone(),
-        settings: scheduler,
-        clock: clock.clone(),
-        requests: Arc::new(SqsFetchRequests::new(
+    let schedule = DepsBuilder::on(&scheduler)
+        .clock(clock.clone())
+        .schedule(Arc::new(SqsFetchRequests::new(
             w.clients("SchedulerFunction").sqs.clone(),
             w.fetch_queue.clone(),
-        )),
-    };
+        )));
     let store = w.store("ReconcileFunction");
     let reconcile = Arc::new(ReconcileDepsOf {
-        reconcile: ReconcileDeps {
-            cursors: store.clone(),
-            mirror: store.clone(),
-            runs: store.clone(),
-            events: Arc::new(EventBridgeSink::new(
+        reconcile: DepsBuilder::on(&store)
+            .events(Arc::new(EventBridgeSink::new(
                 w.clients("ReconcileFunction").events.clone(),
                 &w.bus,
-            )),
-            clock: Arc::new(SystemClock),
-            projection: Some(entra_sync_aws::projection_ports(&store)),
-        },
-        idempotency: store,
-        idempotency_config: entra_sync_core::idempotency::IdempotencyConfig::default(),
+            )))
+            .projected()
+            .reconcile(),
+        claims: entra_sync_core::services::claim::Claims::new(
+            store,
+            entra_sync_core::idempotency::IdempotencyConfig::default(),
+            Arc::new(SystemClock),
+        ),
     });
     let graph = GraphClient::new(w.graph_config("FetchFunction").await).unwrap();
     let fetch = w.clients("FetchFunction");
@@ -935,18 +932,10 @@ async fn pipeline(world: Arc<World>) -> Pipeline {
     });
     let store = w.store("FetchFunction");
     let fetch = entra_sync_fetch::handler::Deps {
-        fetch: FetchDeps {
-            directory: Arc::new(graph),
-            connections: store.clone(),
-            cursors: store.clone(),
-            leases: store.clone(),
-            runs: store.clone(),
-            queue: pages.clone(),
-            mirror: store.clone(),
-            events: Arc::new(EventBridgeSink::new(fetch.events.clone(), &w.bus)),
-            clock: Arc::new(SystemClock),
-            projection: Some(entra_sync_aws::projection_ports(&store)),
-        },
+        fetch: DepsBuilder::on(&store)
+            .events(Arc::new(EventBridgeSink::new(fetch.events.clone(), &w.bus)))
+            .projected()
+            .fetch(Arc::new(graph), pages.clone()),
         requests: Arc::new(SqsFetchRequests::new(
             fetch.sqs.clone(),
             w.fetch_queue.clone(),

@@ -46,6 +46,7 @@ use entra_sync_core::services::{
 use entra_sync_core::settings::{
     Automatic, BreakerThreshold, ConnectionSettings, Deprovisioning, GroupRole, ProvisioningRules,
 };
+use entra_sync_core::testing::DepsBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError};
 use serde_json::Value;
@@ -330,15 +331,9 @@ impl World {
     }
 
     fn deps(&self) -> ProjectDeps {
-        ProjectDeps {
-            connections: self.store.clone(),
-            settings: self.store.clone(),
-            local_users: self.store.clone(),
-            mirror: self.store.clone(),
-            runs: self.store.clone(),
-            cursors: self.store.clone(),
-            clock: self.clock.clone(),
-        }
+        DepsBuilder::on(&self.store)
+            .clock(self.clock.clone())
+            .project()
     }
 
     /// Store settings without projecting (the next run or import uses them).

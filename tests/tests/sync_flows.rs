@@ -14,6 +14,7 @@ use entra_sync_core::run::RunStatus;
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, reconcile_page, run_fetch,
 };
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, RouteMatch, TenantSpec};
 use entra_sync_graph::{GraphClient, GraphConfig, RetryPolicy};
 use entra_sync_local::demo::connect;
@@ -161,26 +162,14 @@ async fn harness(s: &Setup) -> Harness {
     let queue = Arc::new(CollectingQueue::new());
     let events = Arc::new(CollectingEvents::new());
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let fetch = FetchDeps {
-        directory: s.client.clone(),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue: queue.clone(),
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events,
-        clock,
-        projection: None,
-    };
+    let fetch = DepsBuilder::on(&store)
+        .events(events.clone())
+        .clock(clock.clone())
+        .fetch(s.client.clone(), queue.clone());
+    let reconcile = DepsBuilder::on(&store)
+        .events(events)
+        .clock(clock)
+        .reconcile();
     use entra_sync_core::ports::ConnectionStore;
     store
         .put_connection(&entra_sync_core::model::Connection {

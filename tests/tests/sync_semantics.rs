@@ -25,6 +25,7 @@ use entra_sync_core::services::{
     reconcile_page, reject_held, run_fetch, save_settings, set_local_status, sign_in_lookup,
 };
 use entra_sync_core::settings::{Automatic, ConnectionSettings, Deprovisioning, GroupRole};
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{
     Emulator, EmulatorConfig, Fault, FaultKind, GroupKind, NewGroup, NewUser, RouteMatch,
     TenantHandle, TenantSpec,
@@ -93,26 +94,12 @@ impl World {
             settings: store.clone(),
             local_users: local_users.unwrap_or_else(|| store.clone()),
         };
-        let fetch = FetchDeps {
-            directory: client,
-            connections: store.clone(),
-            cursors: store.clone(),
-            leases: store.clone(),
-            runs: store.clone(),
-            queue: queue.clone(),
-            mirror: store.clone(),
-            events: events.clone(),
-            clock: clock.clone(),
-            projection: Some(ports.clone()),
-        };
-        let reconcile = ReconcileDeps {
-            cursors: store.clone(),
-            mirror: store.clone(),
-            runs: store.clone(),
-            events: events.clone(),
-            clock: clock.clone(),
-            projection: Some(ports),
-        };
+        let deps = DepsBuilder::on(&store)
+            .events(events.clone())
+            .clock(clock.clone())
+            .projection(ports);
+        let fetch = deps.fetch(client, queue.clone());
+        let reconcile = deps.reconcile();
         let account = AccountId(ACCOUNT.into());
         store
             .put_connection(&Connection {
@@ -149,15 +136,9 @@ impl World {
     }
 
     fn deps(&self) -> ProjectDeps {
-        ProjectDeps {
-            connections: self.store.clone(),
-            settings: self.store.clone(),
-            local_users: self.store.clone(),
-            mirror: self.store.clone(),
-            runs: self.store.clone(),
-            cursors: self.store.clone(),
-            clock: self.clock.clone(),
-        }
+        DepsBuilder::on(&self.store)
+            .clock(self.clock.clone())
+            .project()
     }
 
     /// One scheduled run: fetch every page, deliver every message, return the run.
@@ -1025,12 +1006,9 @@ async fn a_daily_schedule_syncs_once_a_day_hourly_every_tick() {
     use entra_sync_core::settings::Schedule;
     let w = World::new().await;
     let requests = Arc::new(CollectingFetchRequests::new());
-    let deps = ScheduleDeps {
-        connections: w.store.clone(),
-        settings: w.store.clone(),
-        requests: requests.clone(),
-        clock: w.clock.clone(),
-    };
+    let deps = DepsBuilder::on(&w.store)
+        .clock(w.clock.clone())
+        .schedule(requests.clone());
     let tick =
         |deps: ScheduleDeps| async move { schedule_fetches(&deps, Duration::ZERO).await.unwrap() };
     assert_eq!(tick(deps.clone()).await.requested, 1, "hourly by default");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entra_sync_core::cursor::CursorRecord;
-use entra_sync_core::memory::{CollectingEvents, ManualClock, MemoryStore};
+use entra_sync_core::memory::{ManualClock, MemoryStore};
 use entra_sync_core::model::{
     AccountId, Connection, ConnectionStatus, DirectoryGroup, DirectoryUser, MemberRef, MemberType,
     Presence, RemovalReason, StoredGroup, StoredMembership, StoredUser, Stream, TenantId, Version,
@@ -22,7 +22,8 @@ use entra_sync_core::ports::{
     ConnectionStore, CursorStore, LeaseStore, Listing, MirrorStore, RunStore,
 };
 use entra_sync_core::run::{RunUpdate, SyncRun, Trigger};
-use entra_sync_core::services::{ReconcileDeps, ReconcileOutcome, reconcile_page};
+use entra_sync_core::services::{ReconcileOutcome, reconcile_page};
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_local::sqlite::SqliteStore;
 
 /// Every store port.
@@ -510,14 +511,9 @@ async fn reconcile_for_b_never_touches_a<S: Store>(s: Arc<S>) {
     }
     let a_before = view(&*s, &a()).await;
 
-    let deps = ReconcileDeps {
-        cursors: s.clone(),
-        mirror: s.clone(),
-        runs: s.clone(),
-        events: Arc::new(CollectingEvents::new()),
-        clock: Arc::new(ManualClock::new(now())),
-        projection: None,
-    };
+    let deps = DepsBuilder::on(&s)
+        .clock(Arc::new(ManualClock::new(now())))
+        .reconcile();
     // B's whole round: users u1..u3 only (u4..u6 are swept), g1 removed, g10's member changed.
     let messages = [
         page(

@@ -154,16 +154,16 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use async_trait::async_trait;
     use entra_sync_core::error::DirectoryError;
-    use entra_sync_core::memory::{
-        CollectingEvents, CollectingFetchRequests, CollectingQueue, MemoryStore,
-    };
+    use entra_sync_core::memory::{CollectingFetchRequests, CollectingQueue, MemoryStore};
     use entra_sync_core::model::{
         AccountId, Connection, ConnectionStatus, DirectoryUser, Stream, TenantId,
     };
     use entra_sync_core::page::{
         FetchedPage, ManagerChange, PageItems, PageLink, PageRequest, UserDelta,
     };
-    use entra_sync_core::ports::{ConnectionStore, DirectoryReader, LeaseStore, SystemClock};
+    use entra_sync_core::ports::{ConnectionStore, DirectoryReader, LeaseStore};
+
+    use entra_sync_core::testing::DepsBuilder;
 
     use super::*;
 
@@ -205,6 +205,28 @@ mod tests {
         }
     }
 
+    /// A directory that does not answer.
+    struct Unreachable;
+
+    #[async_trait]
+    impl DirectoryReader for Unreachable {
+        async fn fetch_page(
+            &self,
+            _tenant: &TenantId,
+            _stream: Stream,
+            _request: &PageRequest,
+        ) -> Result<FetchedPage, DirectoryError> {
+            Err(DirectoryError::Transient {
+                status: Some(503),
+                url: None,
+                source: None,
+            })
+        }
+        fn requests_sent(&self, _tenant: &TenantId) -> u64 {
+            0
+        }
+    }
+
     struct World {
         deps: Deps,
         store: Arc<MemoryStore>,
@@ -230,18 +252,7 @@ mod tests {
         let pages = Arc::new(CollectingQueue::new());
         let requests = Arc::new(CollectingFetchRequests::new());
         let deps = Deps {
-            fetch: FetchDeps {
-                directory: Arc::new(TwoPages),
-                connections: store.clone(),
-                cursors: store.clone(),
-                leases: store.clone(),
-                runs: store.clone(),
-                queue: pages.clone(),
-                mirror: store.clone(),
-                events: Arc::new(CollectingEvents::new()),
-                clock: Arc::new(SystemClock),
-                projection: None,
-            },
+            fetch: DepsBuilder::on(&store).fetch(Arc::new(TwoPages), pages.clone()),
             requests: requests.clone(),
         };
         World {
@@ -283,6 +294,18 @@ mod tests {
         assert!(failures(&r).is_empty());
         assert_eq!(w.pages.drain().len(), 3, "two user pages, one group page");
         assert!(w.requests.take().is_empty(), "nothing left to continue");
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_logged_once_by_the_handler_that_decides_its_retry() {
+        let mut w = world().await;
+        w.deps.fetch.directory = Arc::new(Unreachable);
+        let logged = entra_sync_core::testing::LoggedProblems::new();
+        let _guard = tracing::subscriber::set_default(logged.clone());
+        let event = sample(include_str!("../../../events/fetch/happy.json"));
+        let r = handle_message(&w.deps, &settings(100), "req-1", &event.records[0]).await;
+        assert_eq!(r, RequestResult::Retry);
+        assert_eq!(logged.count(), 1, "one warning for one failed fetch");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use entra_sync_aws::{
     load_sdk_config, secrets,
 };
 use entra_sync_core::ports::{SecretVault, SystemClock};
-use entra_sync_core::services::FetchDeps;
+use entra_sync_core::services::{FetchDeps, SyncDeps};
 use entra_sync_fetch::handler::{Deps, Settings, handle};
 use entra_sync_graph::{GraphClient, GraphConfig};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -52,22 +52,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ))?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let events = Arc::new(EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        bus,
+    ));
     let deps = Deps {
-        fetch: FetchDeps {
-            directory: Arc::new(graph),
-            connections: store.clone(),
-            cursors: store.clone(),
-            leases: store.clone(),
-            runs: store.clone(),
-            queue: Arc::new(SqsPageQueue::new(sqs.clone(), page_queue)),
-            mirror: store.clone(),
-            events: Arc::new(EventBridgeSink::new(
-                aws_sdk_eventbridge::Client::new(&sdk),
-                bus,
-            )),
-            clock: Arc::new(SystemClock),
-            projection: Some(entra_sync_aws::projection_ports(&store)),
-        },
+        fetch: FetchDeps::new(
+            &store,
+            Arc::new(graph),
+            Arc::new(SqsPageQueue::new(sqs.clone(), page_queue)),
+            SyncDeps::from_store(&store, events, Arc::new(SystemClock)),
+        ),
         requests: Arc::new(SqsFetchRequests::new(sqs, fetch_queue)),
     };
     let (deps, settings) = (&deps, &settings);

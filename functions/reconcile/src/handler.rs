@@ -1,21 +1,16 @@
-//! Translate an SQS batch into `reconcile_page` calls and their outcomes into the batch
-//! response: the one place a reconcile failure is classified and logged.
+//! Translate an SQS batch into claimed `reconcile_delivery` calls and their outcomes into the
+//! batch response: the one place a reconcile failure is classified and logged.
 //!
-//! Each message is claimed under its SQS message id in the idempotency store first
-//! (shared/core/src/idempotency.rs): a message another worker already applied is acknowledged
-//! without work, and one another worker is applying right now (SQS delivers a standard queue's
-//! message twice at times, or again after a visibility timeout while a slow worker still runs)
-//! is reported failed, to be retried once that worker is done. Without the claim both workers
-//! would plan from the same state and both publish the page's change events.
-
-use std::sync::Arc;
+//! Each message is claimed under its SQS message id by the core's claim service: a message
+//! another worker already applied is acknowledged without work, and one another worker is
+//! applying right now is reported failed, to be retried once that worker is done.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use entra_sync_core::idempotency::{Begin, IdempotencyConfig};
 use entra_sync_core::page::PageMessage;
-use entra_sync_core::ports::IdempotencyStore;
-use entra_sync_core::services::{ReconcileDeps, ReconcileOutcome, reconcile_page};
-use sha2::{Digest, Sha256};
+use entra_sync_core::services::claim::{ClaimError, Claims};
+use entra_sync_core::services::{
+    DeliveryOutcome, ReconcileDeps, ReconcileOutcome, reconcile_delivery,
+};
 use tracing::{Instrument, error, info, info_span, warn};
 
 /// The ports reconcile uses: cursors (read, applied markers, commit), the mirror, runs, events,
@@ -23,11 +18,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 #[derive(Clone)]
 pub struct Deps {
     pub reconcile: ReconcileDeps,
-    pub idempotency: Arc<dyn IdempotencyStore>,
-    /// How long a message's record lives, and its in-progress claim (at least the function
-    /// timeout, and below the queue's visibility timeout so a redelivery after a crash can take
-    /// the claim over).
-    pub idempotency_config: IdempotencyConfig,
+    /// The messages' claims. Their in-progress claim lasts at least the function timeout, and
+    /// less than the queue's visibility timeout so a redelivery after a crash can take it over.
+    pub claims: Claims,
 }
 
 /// What became of one message.
@@ -65,36 +58,6 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-/// The idempotency key of a delivery: its SQS message id.
-fn idempotency_key(message_id: &str) -> String {
-    format!("reconcile#{message_id}")
-}
-
-fn sha256_hex(body: &str) -> String {
-    Sha256::digest(body.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The answer stored for a completed message (ids and counts only).
-fn stored_answer(outcome: &ReconcileOutcome) -> String {
-    match outcome {
-        ReconcileOutcome::Applied {
-            writes,
-            first_time,
-            committed,
-        } => serde_json::json!({
-            "applied": true,
-            "writes": writes,
-            "first_time": first_time,
-            "committed": committed,
-        }),
-        ReconcileOutcome::Abandoned => serde_json::json!({ "applied": false }),
-    }
-    .to_string()
-}
-
 /// Parse, claim and apply one message.
 pub async fn handle_message(deps: &Deps, message: &SqsMessage) -> MessageResult {
     let message_id = message.message_id.as_deref().unwrap_or("");
@@ -118,54 +81,31 @@ pub async fn handle_message(deps: &Deps, message: &SqsMessage) -> MessageResult 
         page = page.page_seq
     );
     async {
-        let tenant = &page.tenant_id;
-        let key = idempotency_key(message_id);
-        let claim =
-            deps.idempotency_config
-                .claim(&key, sha256_hex(body), deps.reconcile.clock.now());
-        match deps.idempotency.begin(tenant, &claim).await {
-            Ok(Begin::Started) => {}
-            Ok(Begin::AlreadyCompleted(_)) => {
+        match reconcile_delivery(&deps.reconcile, &deps.claims, message_id, body, &page).await {
+            Ok(DeliveryOutcome::Applied(outcome)) => MessageResult::Applied(outcome),
+            Ok(DeliveryOutcome::AlreadyApplied) => {
                 info!("page message already applied; acknowledged");
-                return MessageResult::AlreadyApplied;
+                MessageResult::AlreadyApplied
             }
-            Ok(Begin::InProgress { until }) => {
+            Ok(DeliveryOutcome::Busy { until }) => {
                 warn!(claimed_until = %until, "page message is being applied elsewhere; will be retried");
-                return MessageResult::Failed { retryable: true };
+                MessageResult::Failed { retryable: true }
             }
-            Ok(Begin::PayloadMismatch) => {
+            Ok(DeliveryOutcome::Mismatch) => {
                 error!("message id seen before with another body; not applied");
-                return MessageResult::Failed { retryable: false };
+                MessageResult::Failed { retryable: false }
             }
-            Err(e) => {
+            Err(ClaimError::Store(e)) => {
                 warn!(error = %e, "idempotency record unavailable; will be retried");
-                return MessageResult::Failed { retryable: true };
+                MessageResult::Failed { retryable: true }
             }
-        }
-        match reconcile_page(&deps.reconcile, &page).await {
-            Ok(outcome) => {
-                if let Err(e) = deps
-                    .idempotency
-                    .complete(tenant, &key, &stored_answer(&outcome), claim.expires_at)
-                    .await
-                {
-                    // The page is applied; a redelivery would re-apply it harmlessly.
-                    warn!(error = %e, "page applied but its idempotency record was not completed");
-                }
-                MessageResult::Applied(outcome)
+            Err(ClaimError::Work(e)) if e.is_retryable() => {
+                warn!(error = %e, class = e.class().as_str(), "page not applied; will be retried");
+                MessageResult::Failed { retryable: true }
             }
-            Err(e) => {
-                if let Err(re) = deps.idempotency.release(tenant, &key).await {
-                    // The claim expires on its own; the retry waits for that.
-                    warn!(error = %re, "idempotency claim not released");
-                }
-                if e.is_retryable() {
-                    warn!(error = %e, class = e.class().as_str(), "page not applied; will be retried");
-                    MessageResult::Failed { retryable: true }
-                } else {
-                    error!(error = %e, class = e.class().as_str(), "page cannot be applied");
-                    MessageResult::Failed { retryable: false }
-                }
+            Err(ClaimError::Work(e)) => {
+                error!(error = %e, class = e.class().as_str(), "page cannot be applied");
+                MessageResult::Failed { retryable: false }
             }
         }
     }
@@ -180,10 +120,14 @@ mod tests {
 
     use chrono::DateTime;
     use entra_sync_core::cursor::CursorRecord;
-    use entra_sync_core::memory::{CollectingEvents, ManualClock, MemoryIdempotency, MemoryStore};
+    use entra_sync_core::idempotency::{Begin, IdempotencyConfig};
+    use entra_sync_core::memory::{ManualClock, MemoryIdempotency, MemoryStore};
     use entra_sync_core::model::{Stream, TenantId};
     use entra_sync_core::ports::{CursorStore, MirrorStore, RunStore};
     use entra_sync_core::run::{SyncRun, Trigger};
+
+    use entra_sync_core::services::{delivery_key, payload_hash};
+    use entra_sync_core::testing::DepsBuilder;
 
     use super::*;
 
@@ -200,17 +144,14 @@ mod tests {
             .create_run(&SyncRun::new("run-1".into(), t, Trigger::Scheduled, now))
             .await
             .unwrap();
+        let clock = Arc::new(ManualClock::new(now));
         let deps = Deps {
-            reconcile: ReconcileDeps {
-                cursors: store.clone(),
-                mirror: store.clone(),
-                runs: store.clone(),
-                events: Arc::new(CollectingEvents::new()),
-                clock: Arc::new(ManualClock::new(now)),
-                projection: None,
-            },
-            idempotency: Arc::new(MemoryIdempotency::new()),
-            idempotency_config: IdempotencyConfig::default(),
+            reconcile: DepsBuilder::on(&store).clock(clock.clone()).reconcile(),
+            claims: Claims::new(
+                Arc::new(MemoryIdempotency::new()),
+                IdempotencyConfig::default(),
+                clock,
+            ),
         };
         (deps, store)
     }
@@ -219,12 +160,13 @@ mod tests {
     async fn claim_now(deps: &Deps, m: &SqsMessage) -> Begin {
         let body = m.body.as_deref().unwrap();
         let page: PageMessage = serde_json::from_str(body).unwrap();
-        let claim = deps.idempotency_config.claim(
-            idempotency_key(m.message_id.as_deref().unwrap()),
-            sha256_hex(body),
+        let claim = deps.claims.config.claim(
+            delivery_key(m.message_id.as_deref().unwrap()),
+            payload_hash(body),
             deps.reconcile.clock.now(),
         );
-        deps.idempotency
+        deps.claims
+            .store
             .begin(&page.tenant_id, &claim)
             .await
             .unwrap()
@@ -338,14 +280,17 @@ mod tests {
         let t = TenantId::new("tenant-a");
         assert_eq!(store.applied_pages(&t, Stream::Users, 1).await.unwrap(), 1);
         // That worker died: once its claim expires, the redelivery applies the page.
-        let clock = ManualClock::new(deps.reconcile.clock.now());
-        clock.advance(deps.idempotency_config.in_progress_expiry + chrono::Duration::seconds(1));
+        let clock = Arc::new(ManualClock::new(deps.reconcile.clock.now()));
+        clock.advance(deps.claims.config.in_progress_expiry + chrono::Duration::seconds(1));
         let later = Deps {
             reconcile: ReconcileDeps {
-                clock: Arc::new(clock),
+                clock: clock.clone(),
                 ..deps.reconcile.clone()
             },
-            ..deps.clone()
+            claims: Claims {
+                clock,
+                ..deps.claims.clone()
+            },
         };
         assert!(matches!(
             handle_message(&later, first).await,

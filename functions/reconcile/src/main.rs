@@ -5,7 +5,8 @@ use std::sync::Arc;
 use entra_sync_aws::{DynamoStore, EventBridgeSink, config, load_sdk_config};
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::ports::SystemClock;
-use entra_sync_core::services::ReconcileDeps;
+use entra_sync_core::services::SyncDeps;
+use entra_sync_core::services::claim::Claims;
 use entra_sync_reconcile::handler::{Deps, handle};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -23,20 +24,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let clock = Arc::new(SystemClock);
+    let events = Arc::new(EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        bus,
+    ));
     let deps = Deps {
-        reconcile: ReconcileDeps {
-            cursors: store.clone(),
-            mirror: store.clone(),
-            runs: store.clone(),
-            events: Arc::new(EventBridgeSink::new(
-                aws_sdk_eventbridge::Client::new(&sdk),
-                bus,
-            )),
-            clock: Arc::new(SystemClock),
-            projection: Some(entra_sync_aws::projection_ports(&store)),
-        },
-        idempotency: store,
-        idempotency_config,
+        reconcile: SyncDeps::from_store(&store, events, clock.clone()),
+        claims: Claims::new(store, idempotency_config, clock),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

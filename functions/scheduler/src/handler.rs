@@ -1,5 +1,6 @@
 //! Translate the scheduled event into `schedule_fetches`, and its failure into a Lambda
-//! `Diagnostic` whose `error_type` says whether a retry can help.
+//! `Diagnostic` whose `error_type` says whether a retry can help. [`invoke`] is that edge: the
+//! one place a scheduler failure is logged (the service and [`handle`] only return it).
 
 use std::time::Duration;
 
@@ -52,6 +53,19 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
+/// One invocation as the Lambda runtime sees it: [`handle`], and a failure logged once and
+/// answered as a [`Diagnostic`].
+pub async fn invoke(
+    deps: &Deps,
+    settings: &Settings,
+    event: serde_json::Value,
+) -> Result<Response, Diagnostic> {
+    handle(deps, settings, event).await.map_err(|e| {
+        error!(error = %e, class = e.class().as_str(), "scheduling failed");
+        Diagnostic::from(e)
+    })
+}
+
 /// Handle one invocation. The event's content does not matter beyond being a scheduled
 /// EventBridge event: every connection that can sync is requested.
 pub async fn handle(
@@ -59,16 +73,11 @@ pub async fn handle(
     settings: &Settings,
     event: serde_json::Value,
 ) -> Result<Response, HandlerError> {
-    let event: EventBridgeEvent = serde_json::from_value(event).map_err(|e| {
-        error!(error = %e, "scheduler invoked with something that is not an EventBridge event");
-        HandlerError::Malformed(e)
-    })?;
+    let event: EventBridgeEvent = serde_json::from_value(event).map_err(HandlerError::Malformed)?;
     tracing::debug!(source = %event.source, detail_type = %event.detail_type, "schedule fired");
     let ScheduleReport {
         requested, skipped, ..
-    } = schedule_fetches(deps, settings.max_jitter)
-        .await
-        .inspect_err(|e| error!(error = %e, class = e.class().as_str(), "scheduling failed"))?;
+    } = schedule_fetches(deps, settings.max_jitter).await?;
     Ok(Response { requested, skipped })
 }
 
@@ -82,8 +91,43 @@ mod tests {
     use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, ReauthRetry, TenantId};
     use entra_sync_core::ports::{ConnectionStore, RunStore};
     use entra_sync_core::run::Trigger;
+    use entra_sync_core::testing::DepsBuilder;
 
     use super::*;
+
+    /// A fetch queue that refuses every request.
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl entra_sync_core::ports::FetchRequests for Refusing {
+        async fn request_fetches(
+            &self,
+            _requests: Vec<(entra_sync_core::ports::FetchRequest, Duration)>,
+        ) -> Result<(), entra_sync_core::error::QueueError> {
+            Err(entra_sync_core::error::QueueError::Rejected("full".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_schedule_is_logged_once_where_it_becomes_the_diagnostic() {
+        let (_, _, store, clock) = world().await;
+        let deps = DepsBuilder::on(&store)
+            .clock(clock)
+            .schedule(Arc::new(Refusing));
+        let logged = entra_sync_core::testing::LoggedProblems::new();
+        let _guard = tracing::subscriber::set_default(logged.clone());
+        assert!(handle(&deps, &settings(), sample("happy")).await.is_err());
+        assert_eq!(
+            logged.count(),
+            0,
+            "handle returns the error without logging it"
+        );
+        let err = invoke(&deps, &settings(), sample("happy"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type, "Permanent");
+        assert_eq!(logged.count(), 1, "invoke logs it once");
+    }
 
     fn conn(id: &str, status: ConnectionStatus) -> Connection {
         Connection {
@@ -132,12 +176,9 @@ mod tests {
         let requests = Arc::new(CollectingFetchRequests::new());
         let clock = Arc::new(ManualClock::new(now()));
         (
-            Deps {
-                connections: store.clone(),
-                settings: store.clone(),
-                requests: requests.clone(),
-                clock: clock.clone(),
-            },
+            DepsBuilder::on(&store)
+                .clock(clock.clone())
+                .schedule(requests.clone()),
             requests,
             store,
             clock,

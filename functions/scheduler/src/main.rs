@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use entra_sync_aws::{DynamoStore, SqsFetchRequests, config, load_sdk_config};
 use entra_sync_core::ports::SystemClock;
-use entra_sync_scheduler::handler::{Deps, Settings, handle};
+use entra_sync_scheduler::handler::{Deps, Settings, invoke};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -17,19 +17,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-    let deps = Deps {
-        connections: store.clone(),
-        settings: store,
-        clock: Arc::new(SystemClock),
-        requests: Arc::new(SqsFetchRequests::new(
+    let deps = Deps::from_store(
+        &store,
+        Arc::new(SqsFetchRequests::new(
             aws_sdk_sqs::Client::new(&sdk),
             fetch_queue,
         )),
-    };
+        Arc::new(SystemClock),
+    );
     let (deps, settings) = (&deps, &settings);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handle(deps, settings, event.payload).await
+            invoke(deps, settings, event.payload).await
         },
     ))
     .await

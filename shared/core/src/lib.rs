@@ -21,4 +21,5 @@ pub mod provision;
 pub mod run;
 pub mod services;
 pub mod settings;
+pub mod testing;
 pub mod webhooks;

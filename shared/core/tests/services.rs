@@ -23,6 +23,7 @@ use entra_sync_core::run::RunStatus;
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, FetchOutcome, ReconcileDeps, reconcile_page, run_fetch,
 };
+use entra_sync_core::testing::DepsBuilder;
 
 type Script = HashMap<(Stream, String), Result<FetchedPage, fn() -> DirectoryError>>;
 
@@ -141,26 +142,14 @@ async fn world() -> World {
         })
         .await
         .unwrap();
-    let fetch = FetchDeps {
-        directory: dir.clone(),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue: queue.clone(),
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events,
-        clock,
-        projection: None,
-    };
+    let fetch = DepsBuilder::on(&store)
+        .events(events.clone())
+        .clock(clock.clone())
+        .fetch(dir.clone(), queue.clone());
+    let reconcile = DepsBuilder::on(&store)
+        .events(events)
+        .clock(clock)
+        .reconcile();
     World {
         tenant,
         dir,

@@ -193,7 +193,7 @@ async fn reconcile_cpu(
     use entra_sync_core::page::{PageMessage, PageRequest};
     use entra_sync_core::ports::{CursorStore, RunStore, Secret, SystemClock};
     use entra_sync_core::run::{SyncRun, Trigger};
-    use entra_sync_core::services::{ReconcileDeps, reconcile_page};
+    use entra_sync_core::services::{SyncDeps, reconcile_page};
     use entra_sync_graph::{GraphClient, GraphConfig};
 
     let fail = |e: &dyn std::fmt::Display| LocalError::Failed(format!("reconcile CPU: {e}"));
@@ -236,14 +236,11 @@ async fn reconcile_cpu(
         }
     }
     emulator.set_latency(latency);
-    let deps = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store.clone(),
-        events: Arc::new(CollectingEvents::new()),
-        clock: Arc::new(SystemClock),
-        projection: None,
-    };
+    let deps = SyncDeps::mirror_only(
+        &store,
+        Arc::new(CollectingEvents::new()),
+        Arc::new(SystemClock),
+    );
     let started = Instant::now();
     for m in &messages {
         reconcile_page(&deps, m).await?;

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entra_sync_core::error::{StoreError, SyncError};
+use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{Clock, DirectoryReader, MirrorStore, RunStore, SystemClock};
 use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
+use entra_sync_core::services::claim::{ClaimError, Claims};
 use entra_sync_core::services::{
-    FetchDeps, FetchOptions, ProjectDeps, ProjectionPorts, ReconcileDeps, plain_words,
-    reconcile_page, run_fetch,
+    DELIVERY_KEY_PREFIX, DeliveryOutcome, FetchDeps, FetchOptions, ProjectDeps, ProjectionPorts,
+    ReconcileDeps, SyncDeps, payload_hash, plain_words, reconcile_delivery, run_fetch,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -420,48 +422,34 @@ impl LocalApp {
 
     /// The stores the projection of the host product's users needs.
     pub fn projection_ports(&self) -> ProjectionPorts {
-        ProjectionPorts {
-            connections: self.store.clone(),
-            settings: self.store.clone(),
-            local_users: self.store.clone(),
-        }
+        ProjectionPorts::from_store(&self.store)
     }
 
     /// Every port the projection services (settings, preview, import, confirm, reject) use.
     pub fn project_deps(&self) -> ProjectDeps {
-        ProjectDeps::new(
-            &self.projection_ports(),
-            self.store.clone(),
-            self.store.clone(),
-            self.store.clone(),
-            self.clock.clone(),
-        )
+        ProjectDeps::from_store(&self.store, self.clock.clone())
     }
 
     pub fn fetch_deps(&self, directory: Arc<dyn DirectoryReader>) -> FetchDeps {
-        FetchDeps {
+        FetchDeps::new(
+            &self.store,
             directory,
-            connections: self.store.clone(),
-            cursors: self.store.clone(),
-            leases: self.store.clone(),
-            runs: self.store.clone(),
-            queue: Arc::new(self.queue.clone()),
-            mirror: self.store.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: Some(self.projection_ports()),
-        }
+            Arc::new(self.queue.clone()),
+            self.reconcile_deps(),
+        )
     }
 
     pub fn reconcile_deps(&self) -> ReconcileDeps {
-        ReconcileDeps {
-            cursors: self.store.clone(),
-            mirror: self.store.clone(),
-            runs: self.store.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: Some(self.projection_ports()),
-        }
+        SyncDeps::from_store(&self.store, self.events.clone(), self.clock.clone())
+    }
+
+    /// The claims of the page messages, on the store's idempotency records.
+    pub fn claims(&self) -> Claims {
+        Claims::new(
+            self.store.clone(),
+            IdempotencyConfig::default(),
+            self.clock.clone(),
+        )
     }
 
     /// Run one sync of one directory to its end: fetch streams pages into the durable queue
@@ -475,8 +463,12 @@ impl LocalApp {
         settings: &SyncSettings,
         mut progress: impl FnMut(&SyncRun),
     ) -> Result<SyncRun, LocalError> {
-        // Claims of a previous process that died are void.
+        // Claims of a previous process that died are void: its queue deliveries, and its
+        // claims on the pages it was applying (which would hold their redelivery back).
         self.queue.release_claims().await?;
+        self.store
+            .release_abandoned_claims(tenant, DELIVERY_KEY_PREFIX)
+            .await?;
         // A full read replaces every page set aside before: they would fail this run too.
         if options.force_full {
             let purged = self.queue.purge_dead_letters().await?;
@@ -486,12 +478,14 @@ impl LocalApp {
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let deps = self.reconcile_deps();
+        let claims = self.claims();
         let store_file = Arc::new(self.data_dir().store());
         let handler = move |d: Delivery| {
             let deps = deps.clone();
+            let claims = claims.clone();
             let store_file = store_file.clone();
             async move {
-                let result = handle_delivery(&deps, &d, &store_file).await;
+                let result = handle_delivery(&deps, &claims, &d, &store_file).await;
                 (d, result)
             }
         };
@@ -635,7 +629,18 @@ pub struct Export {
 /// The one place a queue delivery's failure is classified (and logged, by the queue). A
 /// permanent failure says what is wrong, and where, for the run's failure text, which adds
 /// what to do.
-async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery, store_file: &Path) -> HandlerResult {
+///
+/// Each delivery is claimed first, as the reconcile function claims its SQS messages: a worker
+/// whose delivery became visible again (its visibility timeout passed while another worker
+/// still applies it) waits for that worker instead of applying the page a second time. The
+/// queue's message ids repeat (one per page of a round: a page read again after a crash is
+/// enqueued under the same id), so a delivery is named by its id and its body's digest.
+async fn handle_delivery(
+    deps: &ReconcileDeps,
+    claims: &Claims,
+    d: &Delivery,
+    store_file: &Path,
+) -> HandlerResult {
     let msg: PageMessage = match serde_json::from_str(&d.body) {
         Ok(m) => m,
         Err(e) => {
@@ -645,14 +650,32 @@ async fn handle_delivery(deps: &ReconcileDeps, d: &Delivery, store_file: &Path) 
             ));
         }
     };
-    match reconcile_page(deps, &msg).await {
-        Ok(_) => HandlerResult::Done,
-        Err(e) if e.is_retryable() => HandlerResult::Retry(plain_words(&e)),
-        Err(SyncError::Store(StoreError::Corrupt(what))) => HandlerResult::Poison(format!(
-            "the store {} holds an item it cannot read ({what})",
-            store_file.display()
+    let delivery_id = format!("{}#{}", d.message_id, payload_hash(&d.body));
+    match reconcile_delivery(deps, claims, &delivery_id, &d.body, &msg).await {
+        Ok(DeliveryOutcome::Applied(_) | DeliveryOutcome::AlreadyApplied) => HandlerResult::Done,
+        Ok(DeliveryOutcome::Busy { until }) => HandlerResult::RetryAfter(
+            format!(
+                "the page message {} is being applied by another worker",
+                d.message_id
+            ),
+            (until - deps.clock.now()).to_std().unwrap_or_default(),
+        ),
+        Ok(DeliveryOutcome::Mismatch) => HandlerResult::Poison(format!(
+            "the page message {} was claimed before for another body",
+            d.message_id
         )),
-        Err(e) => HandlerResult::Poison(e.to_string()),
+        Err(ClaimError::Store(e)) => HandlerResult::Retry(format!(
+            "the claim of the page message {} could not be read or written: {e}",
+            d.message_id
+        )),
+        Err(ClaimError::Work(e)) if e.is_retryable() => HandlerResult::Retry(plain_words(&e)),
+        Err(ClaimError::Work(SyncError::Store(StoreError::Corrupt(what)))) => {
+            HandlerResult::Poison(format!(
+                "the store {} holds an item it cannot read ({what})",
+                store_file.display()
+            ))
+        }
+        Err(ClaimError::Work(e)) => HandlerResult::Poison(e.to_string()),
     }
 }
 
@@ -661,5 +684,227 @@ pub fn ensure_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => std::fs::create_dir_all(p),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use entra_sync_core::cursor::CursorRecord;
+    use entra_sync_core::memory::CollectingEvents;
+    use entra_sync_core::model::{StoredGroup, StoredMembership, StoredUser, Stream};
+    use entra_sync_core::ports::{CursorStore, Listing};
+    use entra_sync_core::run::Trigger;
+    use entra_sync_core::testing::DepsBuilder;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// The mirror of a store whose first user write waits until the test lets it go: the
+    /// worker making it has read the mirror and planned, and is about to write.
+    struct PausedWrite {
+        inner: Arc<SqliteStore>,
+        first: AtomicBool,
+        entered: Notify,
+        go: Notify,
+    }
+
+    #[async_trait]
+    impl MirrorStore for PausedWrite {
+        async fn get_users(
+            &self,
+            tenant: &TenantId,
+            ids: &[String],
+        ) -> Result<Vec<StoredUser>, StoreError> {
+            self.inner.get_users(tenant, ids).await
+        }
+        async fn put_users(
+            &self,
+            tenant: &TenantId,
+            users: &[StoredUser],
+        ) -> Result<u64, StoreError> {
+            if self.first.swap(false, Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.go.notified().await;
+            }
+            self.inner.put_users(tenant, users).await
+        }
+        async fn list_users(
+            &self,
+            tenant: &TenantId,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Listing<StoredUser>, StoreError> {
+            self.inner.list_users(tenant, after, limit).await
+        }
+        async fn get_groups(
+            &self,
+            tenant: &TenantId,
+            ids: &[String],
+        ) -> Result<Vec<StoredGroup>, StoreError> {
+            self.inner.get_groups(tenant, ids).await
+        }
+        async fn put_groups(
+            &self,
+            tenant: &TenantId,
+            groups: &[StoredGroup],
+        ) -> Result<u64, StoreError> {
+            self.inner.put_groups(tenant, groups).await
+        }
+        async fn list_groups(
+            &self,
+            tenant: &TenantId,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Listing<StoredGroup>, StoreError> {
+            self.inner.list_groups(tenant, after, limit).await
+        }
+        async fn get_memberships(
+            &self,
+            tenant: &TenantId,
+            keys: &[(String, String)],
+        ) -> Result<Vec<StoredMembership>, StoreError> {
+            self.inner.get_memberships(tenant, keys).await
+        }
+        async fn put_memberships(
+            &self,
+            tenant: &TenantId,
+            edges: &[StoredMembership],
+        ) -> Result<u64, StoreError> {
+            self.inner.put_memberships(tenant, edges).await
+        }
+        async fn memberships_of_group(
+            &self,
+            tenant: &TenantId,
+            group_id: &str,
+        ) -> Result<Vec<StoredMembership>, StoreError> {
+            self.inner.memberships_of_group(tenant, group_id).await
+        }
+        async fn list_memberships(
+            &self,
+            tenant: &TenantId,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Listing<StoredMembership>, StoreError> {
+            self.inner.list_memberships(tenant, after, limit).await
+        }
+    }
+
+    /// The first page of the reconcile function's sample batch: users of round 1 of run-1.
+    fn page_body() -> String {
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/reconcile/happy.json")).unwrap();
+        event["Records"][0]["body"].as_str().unwrap().to_owned()
+    }
+
+    fn delivery(attempt: u32) -> Delivery {
+        Delivery {
+            message_id: "tenant-a#users#1#0".into(),
+            body: page_body(),
+            attempt,
+        }
+    }
+
+    #[tokio::test]
+    async fn two_workers_given_the_same_delivery_at_once_apply_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.sqlite");
+        let store = Arc::new(SqliteStore::open(&file).unwrap());
+        let t = TenantId::new("tenant-a");
+        let (round, _) = CursorRecord::default().begin_round("run-1");
+        store
+            .save_cursor(&t, Stream::Users, &round, None)
+            .await
+            .unwrap();
+        store
+            .create_run(&SyncRun::new(
+                "run-1".into(),
+                t.clone(),
+                Trigger::Scheduled,
+                chrono::Utc::now(),
+            ))
+            .await
+            .unwrap();
+        let mirror = Arc::new(PausedWrite {
+            inner: store.clone(),
+            first: AtomicBool::new(true),
+            entered: Notify::new(),
+            go: Notify::new(),
+        });
+        let events = Arc::new(CollectingEvents::new());
+        let world = DepsBuilder::on(&store).events(events.clone());
+        let deps = ReconcileDeps {
+            mirror: mirror.clone(),
+            ..world.reconcile()
+        };
+        let claims = world.claims_on(store.clone());
+
+        // Worker one takes the delivery and stops just before writing what it planned.
+        let one = tokio::spawn({
+            let (deps, claims, file) = (deps.clone(), claims.clone(), file.clone());
+            async move { handle_delivery(&deps, &claims, &delivery(1), &file).await }
+        });
+        mirror.entered.notified().await;
+        // Its visibility timeout passed: worker two gets the same delivery meanwhile.
+        let two = handle_delivery(&deps, &claims, &delivery(2), &file).await;
+        assert!(
+            matches!(two, HandlerResult::RetryAfter(..)),
+            "the second worker waits for the first: {two:?}"
+        );
+        mirror.go.notify_one();
+        assert!(matches!(one.await.unwrap(), HandlerResult::Done));
+
+        let published: Vec<String> = events.take().into_iter().map(|e| e.object_id).collect();
+        let mut distinct = published.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(!published.is_empty());
+        assert_eq!(
+            published.len(),
+            distinct.len(),
+            "each change was published once: {published:?}"
+        );
+        // The retry of worker two's delivery is acknowledged without work.
+        assert!(matches!(
+            handle_delivery(&deps, &claims, &delivery(3), &file).await,
+            HandlerResult::Done
+        ));
+        assert!(events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn page_claims_a_dead_process_left_behind_are_dropped_and_claimed_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = LocalApp::open(&DataDir::new(dir.path()), &SyncSettings::default()).unwrap();
+        let t = TenantId::new("tenant-a");
+        let d = delivery(1);
+        let key = entra_sync_core::services::delivery_key(&format!(
+            "{}#{}",
+            d.message_id,
+            payload_hash(&d.body)
+        ));
+        let claims = app.claims();
+        let claim = claims
+            .config
+            .claim(&key, payload_hash(&d.body), app.clock.now());
+        assert_eq!(
+            claims.store.begin(&t, &claim).await.unwrap(),
+            entra_sync_core::idempotency::Begin::Started
+        );
+        assert_eq!(
+            app.store
+                .release_abandoned_claims(&t, DELIVERY_KEY_PREFIX)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            claims.store.begin(&t, &claim).await.unwrap(),
+            entra_sync_core::idempotency::Begin::Started,
+            "the page can be claimed again at once"
+        );
     }
 }

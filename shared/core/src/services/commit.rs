@@ -2,11 +2,10 @@
 //! deltaLink. Called by reconcile after each page and by fetch after the last page, so whichever
 //! finishes last commits; the conditional cursor write makes a double commit harmless.
 
-use std::sync::Arc;
-
 use tracing::{info, warn};
 
-use super::project::{ProjectDeps, ProjectError, ProjectOutcome, ProjectionPorts, project_run};
+use super::deps::SyncDeps;
+use super::project::{ProjectDeps, ProjectError, ProjectOutcome, project_run};
 
 use crate::cursor::CursorState;
 use crate::error::{StoreError, SyncError};
@@ -14,19 +13,10 @@ use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Stream, TenantId};
 use crate::page::RoundMode;
 use crate::plan::{Plan, sweep_groups, sweep_memberships, sweep_users};
-use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, Pages, RunStore};
 use crate::run::{RunStatus, RunUpdate};
 
-/// The ports a commit needs.
-#[derive(Clone)]
-pub struct CommitDeps {
-    pub cursors: Arc<dyn CursorStore>,
-    pub mirror: Arc<dyn MirrorStore>,
-    pub runs: Arc<dyn RunStore>,
-    pub events: Arc<dyn EventSink>,
-    pub clock: Arc<dyn Clock>,
-    pub projection: Option<ProjectionPorts>,
-}
+/// The ports a commit needs: the set reconcile uses, which fetch embeds.
+pub type CommitDeps = SyncDeps;
 
 const SWEEP_BATCH: usize = 1000;
 

@@ -21,46 +21,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::Duration;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::commit::{CommitDeps, try_commit};
+use super::commit::try_commit;
 use super::connect::{clear_reauthorization, mark_needs_reauthorization};
-use super::project::ProjectionPorts;
+use super::deps::{SyncDeps, SyncStore};
 use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{ConnectionStatus, Stream, TenantId};
 use crate::page::{PageItems, PageLink, PageMessage};
-use crate::ports::{
-    Clock, ConnectionStore, CursorStore, DirectoryReader, EventSink, LeaseStore, MirrorStore,
-    Revision, RunStore, WorkQueue,
-};
+use crate::ports::{ConnectionStore, DirectoryReader, LeaseStore, Revision, WorkQueue};
 use crate::run::{RunStatus, RunUpdate, SyncRun, Trigger};
 
-/// The ports fetch uses (and, for committing, the mirror and event sink).
+/// The ports fetch uses: the directory, the connections, the lease and the page queue, and
+/// the ports reconcile uses (cursors, runs; the mirror and events to commit a round reconcile
+/// already finished).
 #[derive(Clone)]
 pub struct FetchDeps {
     pub directory: Arc<dyn DirectoryReader>,
     pub connections: Arc<dyn ConnectionStore>,
-    pub cursors: Arc<dyn CursorStore>,
     pub leases: Arc<dyn LeaseStore>,
-    pub runs: Arc<dyn RunStore>,
     pub queue: Arc<dyn WorkQueue>,
-    pub mirror: Arc<dyn MirrorStore>,
-    pub events: Arc<dyn EventSink>,
-    pub clock: Arc<dyn Clock>,
-    /// The host product's users: projected when a run's reads are complete. `None`: mirror
-    /// only (the run succeeds once both streams are committed).
-    pub projection: Option<ProjectionPorts>,
+    pub sync: SyncDeps,
 }
 
 impl FetchDeps {
-    fn commit_deps(&self) -> CommitDeps {
-        CommitDeps {
-            cursors: self.cursors.clone(),
-            mirror: self.mirror.clone(),
-            runs: self.runs.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: self.projection.clone(),
+    /// Fetch on `store`'s connections and lease, reading `directory` into `queue`, with
+    /// `sync` for everything it shares with reconcile.
+    pub fn new<S: SyncStore>(
+        store: &Arc<S>,
+        directory: Arc<dyn DirectoryReader>,
+        queue: Arc<dyn WorkQueue>,
+        sync: SyncDeps,
+    ) -> Self {
+        Self {
+            directory,
+            connections: store.clone(),
+            leases: store.clone(),
+            queue,
+            sync,
         }
     }
 }
@@ -136,7 +134,7 @@ pub async fn run_fetch(
         .get_connection(tenant)
         .await?
         .ok_or_else(|| SyncError::UnknownConnection(tenant.to_string()))?;
-    let now = deps.clock.now();
+    let now = deps.sync.clock.now();
     if let Some(why) = conn.fetch_refusal(opts.trigger, now) {
         return Err(SyncError::ConnectionNotSyncable {
             tenant: tenant.to_string(),
@@ -189,7 +187,7 @@ async fn fetch_locked(
     // Resume the run of a round in progress, or start a new one.
     let mut cursors = Vec::with_capacity(Stream::ALL.len());
     for stream in Stream::ALL {
-        let loaded = deps.cursors.load_cursor(tenant, stream).await?;
+        let loaded = deps.sync.cursors.load_cursor(tenant, stream).await?;
         cursors.push((stream, loaded));
     }
     let in_progress = cursors.iter().find_map(|(_, c)| {
@@ -200,17 +198,17 @@ async fn fetch_locked(
     // a lost record is recreated under its id). A run that failed keeps its id and entry: a
     // new run continues its round.
     let run = match in_progress {
-        Some(id) => match deps.runs.get_run(tenant, &id).await? {
+        Some(id) => match deps.sync.runs.get_run(tenant, &id).await? {
             Some(run) if !run.is_finished() => run,
             Some(_) => {
                 let mut run = SyncRun::new(
-                    crate::run::new_run_id(deps.clock.now()),
+                    crate::run::new_run_id(deps.sync.clock.now()),
                     tenant.clone(),
                     opts.trigger,
-                    deps.clock.now(),
+                    deps.sync.clock.now(),
                 );
                 run.continues = Some(id.clone());
-                deps.runs.create_run(&run).await?;
+                deps.sync.runs.create_run(&run).await?;
                 for (stream, loaded) in &mut cursors {
                     let Some((record, rev)) = loaded.as_mut() else {
                         continue;
@@ -219,6 +217,7 @@ async fn fetch_locked(
                         && let Some(adopted) = record.adopt(&run.run_id)
                     {
                         *rev = deps
+                            .sync
                             .cursors
                             .save_cursor(tenant, *stream, &adopted, Some(*rev))
                             .await?;
@@ -229,19 +228,19 @@ async fn fetch_locked(
                 run
             }
             None => {
-                let run = SyncRun::new(id, tenant.clone(), opts.trigger, deps.clock.now());
-                deps.runs.create_run(&run).await?;
+                let run = SyncRun::new(id, tenant.clone(), opts.trigger, deps.sync.clock.now());
+                deps.sync.runs.create_run(&run).await?;
                 run
             }
         },
         None => {
             let run = SyncRun::new(
-                crate::run::new_run_id(deps.clock.now()),
+                crate::run::new_run_id(deps.sync.clock.now()),
                 tenant.clone(),
                 opts.trigger,
-                deps.clock.now(),
+                deps.sync.clock.now(),
             );
-            deps.runs.create_run(&run).await?;
+            deps.sync.runs.create_run(&run).await?;
             run
         }
     };
@@ -318,7 +317,8 @@ async fn fetch_locked(
         }
     }
     let spent = deps.directory.requests_sent(tenant) - requests_before;
-    deps.runs
+    deps.sync
+        .runs
         .update_run(tenant, &run_id, &RunUpdate::AddGraphRequests(spent))
         .await?;
     if let Err(e) = result {
@@ -328,11 +328,10 @@ async fn fetch_locked(
 
     if report.outcome != FetchOutcome::Paused {
         // Reconcile may have applied everything already; whoever is last commits.
-        let commit = deps.commit_deps();
         for stream in Stream::ALL {
-            try_commit(&commit, tenant, stream).await?;
+            try_commit(&deps.sync, tenant, stream).await?;
         }
-        if let Some(run) = deps.runs.get_run(tenant, &run_id).await?
+        if let Some(run) = deps.sync.runs.get_run(tenant, &run_id).await?
             && run.users.committed
             && run.groups.committed
         {
@@ -370,6 +369,7 @@ async fn note_access_restored(deps: &FetchDeps, tenant: &TenantId, run_id: &str)
         retry.attempts
     );
     if let Err(e) = deps
+        .sync
         .runs
         .update_run(tenant, run_id, &RunUpdate::Note(note))
         .await
@@ -382,15 +382,16 @@ async fn note_access_restored(deps: &FetchDeps, tenant: &TenantId, run_id: &str)
 /// round stays at its checkpoint; the next fetch continues it under a new run. A token refused
 /// because consent was revoked or a policy blocks the app quarantines the connection: the
 /// scheduler retries it with growing intervals, a manual sync tries at once.
+/// The failure itself is logged by the caller, which decides what it means (retry, drop, tell
+/// the person who asked).
 async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &SyncError) {
-    warn!(tenant = %tenant, run_id = %run_id, error = %e, class = e.class().as_str(), "fetch failed");
     let flagged = match e {
         SyncError::Directory(de) => {
             match mark_needs_reauthorization(
                 deps.connections.as_ref(),
                 tenant,
                 de,
-                deps.clock.now(),
+                deps.sync.clock.now(),
             )
             .await
             {
@@ -417,9 +418,9 @@ async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &S
         status: RunStatus::Failed {
             error: error.clone(),
         },
-        at: deps.clock.now(),
+        at: deps.sync.clock.now(),
     };
-    if let Err(le) = deps.runs.update_run(tenant, run_id, &finish).await {
+    if let Err(le) = deps.sync.runs.update_run(tenant, run_id, &finish).await {
         warn!(tenant = %tenant, run_id = %run_id, error = %le, "could not record the failed run");
     }
     let event = ChangeEvent {
@@ -430,7 +431,7 @@ async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &S
             error,
         },
     };
-    if let Err(ee) = deps.events.publish(&[event]).await {
+    if let Err(ee) = deps.sync.events.publish(&[event]).await {
         warn!(tenant = %tenant, error = %ee, "could not publish sync failure");
     }
 }
@@ -493,7 +494,12 @@ async fn fetch_stream(
     loop {
         let (next, fresh) = record.begin_round(run_id);
         if fresh {
-            rev = Some(deps.cursors.save_cursor(tenant, stream, &next, rev).await?);
+            rev = Some(
+                deps.sync
+                    .cursors
+                    .save_cursor(tenant, stream, &next, rev)
+                    .await?,
+            );
         }
         record = next;
         let CursorState::InRound {
@@ -527,12 +533,14 @@ async fn fetch_stream(
                 let note = format!(
                     "The {stream} round was abandoned and the whole directory is read again: {e} (the app's token is only sent to the configured host). Nothing is deactivated before that read is complete."
                 );
-                deps.runs
+                deps.sync
+                    .runs
                     .update_run(tenant, &run_id, &RunUpdate::Note(note))
                     .await?;
                 record = record.require_full(FullReason::LinkUnusable);
                 rev = Some(
-                    deps.cursors
+                    deps.sync
+                        .cursors
                         .save_cursor(tenant, stream, &record, rev)
                         .await?,
                 );
@@ -544,7 +552,8 @@ async fn fetch_stream(
                 report.resyncs += 1;
                 record = record.require_full(FullReason::TokenExpired);
                 rev = Some(
-                    deps.cursors
+                    deps.sync
+                        .cursors
                         .save_cursor(tenant, stream, &record, rev)
                         .await?,
                 );
@@ -601,7 +610,8 @@ async fn fetch_stream(
                 ));
             };
             rev = Some(
-                deps.cursors
+                deps.sync
+                    .cursors
                     .save_cursor(tenant, stream, &reserving, rev)
                     .await?,
             );
@@ -612,7 +622,8 @@ async fn fetch_stream(
         if let Some(b) = budget.as_mut() {
             *b = b.saturating_sub(1);
         }
-        deps.runs
+        deps.sync
+            .runs
             .update_run(
                 tenant,
                 &run_id,
@@ -635,7 +646,8 @@ async fn fetch_stream(
             ));
         };
         rev = Some(
-            deps.cursors
+            deps.sync
+                .cursors
                 .save_cursor(tenant, stream, &advanced, rev)
                 .await?,
         );

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod claim;
 mod commit;
 pub mod connect;
+mod deps;
 mod fetch;
 mod project;
 mod reconcile;
@@ -15,6 +16,7 @@ pub use commit::{CommitDeps, try_commit};
 pub use connect::{
     ConnectDeps, ConnectError, complete_consent, disconnect, start_consent, start_reconnect,
 };
+pub use deps::{StorePorts, SyncDeps, SyncStore};
 pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, plain_words, run_fetch};
 pub use project::{
     ImportMode, ImportReport, LocalUserError, Preview, PreviewItem, ProjectDeps, ProjectError,
@@ -22,5 +24,8 @@ pub use project::{
     add_local_user, check_settings_edit, confirm_held, group_problems, import, load_settings,
     preview, project_run, reject_held, save_settings, set_local_status, sign_in_lookup,
 };
-pub use reconcile::{ReconcileDeps, ReconcileOutcome, reconcile_page};
+pub use reconcile::{
+    DELIVERY_KEY_PREFIX, DeliveryOutcome, ReconcileDeps, ReconcileOutcome, delivery_key,
+    payload_hash, reconcile_delivery, reconcile_page,
+};
 pub use schedule::{ScheduleDeps, ScheduleReport, jitter_for, schedule_fetches};

@@ -1,46 +1,32 @@
 //! Reconcile: apply one page to the mirror. Safe under at-least-once delivery: a replayed page,
 //! or an older page delivered after a newer one, plans no write; pages of abandoned rounds are
 //! dropped.
+//!
+//! A queue consumer applies each delivery through [`reconcile_delivery`], which claims it first
+//! ([`Claims`]): a delivery another worker already applied is acknowledged without work, and one
+//! another worker is applying right now (a standard SQS queue delivers a message twice at
+//! times, and any queue delivers it again after a visibility timeout while a slow worker still
+//! runs) is answered `Busy`, to be retried once that worker is done. Without the claim both
+//! workers would plan from the same state and both publish the page's change events.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
-use super::commit::{CommitDeps, try_commit};
-use super::project::ProjectionPorts;
+use super::claim::{ClaimError, Claimed, Claims};
+use super::commit::try_commit;
+use super::deps::SyncDeps;
 use crate::error::SyncError;
 use crate::model::Version;
 use crate::page::{GroupDelta, PageItems, PageMessage};
 use crate::plan::{Plan, edge_key, plan_groups, plan_users};
-use crate::ports::{Clock, CursorStore, EventSink, MirrorStore, RunStore};
 use crate::run::RunUpdate;
 
-/// The ports reconcile uses.
-#[derive(Clone)]
-pub struct ReconcileDeps {
-    pub cursors: Arc<dyn CursorStore>,
-    pub mirror: Arc<dyn MirrorStore>,
-    pub runs: Arc<dyn RunStore>,
-    pub events: Arc<dyn EventSink>,
-    pub clock: Arc<dyn Clock>,
-    /// The host product's users: projected when a run's reads are complete. `None`: mirror
-    /// only (the run succeeds once both streams are committed).
-    pub projection: Option<ProjectionPorts>,
-}
-
-impl ReconcileDeps {
-    fn commit_deps(&self) -> CommitDeps {
-        CommitDeps {
-            cursors: self.cursors.clone(),
-            mirror: self.mirror.clone(),
-            runs: self.runs.clone(),
-            events: self.events.clone(),
-            clock: self.clock.clone(),
-            projection: self.projection.clone(),
-        }
-    }
-}
+/// The ports reconcile uses: cursors (read, applied markers, commit), the mirror, runs and
+/// events; the same set a commit uses, since reconcile commits the round after each page.
+pub type ReconcileDeps = SyncDeps;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReconcileOutcome {
@@ -53,6 +39,78 @@ pub enum ReconcileOutcome {
     },
     /// From a round that a later full round replaced: nothing to do.
     Abandoned,
+}
+
+/// What became of one claimed delivery of a page message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// This worker applied the page.
+    Applied(ReconcileOutcome),
+    /// This delivery was applied before (a redelivery): acknowledge it without work.
+    AlreadyApplied,
+    /// Another worker is applying this delivery right now, at most until `until`: retry later.
+    Busy { until: DateTime<Utc> },
+    /// The delivery id was claimed before for another body (a caller's bug): not applied.
+    Mismatch,
+}
+
+/// The idempotency key of a delivery: `reconcile#` and the delivery id.
+pub fn delivery_key(delivery_id: &str) -> String {
+    format!("{DELIVERY_KEY_PREFIX}{delivery_id}")
+}
+
+/// What every reconcile delivery key starts with.
+pub const DELIVERY_KEY_PREFIX: &str = "reconcile#";
+
+/// The digest a delivery's claim records of its body (SHA-256, hex).
+pub fn payload_hash(body: &str) -> String {
+    hex::encode(Sha256::digest(body.as_bytes()))
+}
+
+/// The answer stored for an applied delivery (ids and counts only).
+fn stored_answer(outcome: &ReconcileOutcome) -> String {
+    match outcome {
+        ReconcileOutcome::Applied {
+            writes,
+            first_time,
+            committed,
+        } => serde_json::json!({
+            "applied": true,
+            "writes": writes,
+            "first_time": first_time,
+            "committed": committed,
+        }),
+        ReconcileOutcome::Abandoned => serde_json::json!({ "applied": false }),
+    }
+    .to_string()
+}
+
+/// Apply one delivery of a page message once. `delivery_id` names the delivery (an SQS message
+/// id; for a queue whose ids repeat, its id and the body's digest), `body` is the message as it
+/// arrived and `msg` the page parsed from it. The claim is released when applying fails, so the
+/// retry runs at once; the caller decides what the failure means for the delivery.
+pub async fn reconcile_delivery(
+    deps: &ReconcileDeps,
+    claims: &Claims,
+    delivery_id: &str,
+    body: &str,
+    msg: &PageMessage,
+) -> Result<DeliveryOutcome, ClaimError<SyncError>> {
+    let claimed = claims
+        .run_once(
+            &msg.tenant_id,
+            &delivery_key(delivery_id),
+            &payload_hash(body),
+            stored_answer,
+            || reconcile_page(deps, msg),
+        )
+        .await?;
+    Ok(match claimed {
+        Claimed::Ran(outcome) => DeliveryOutcome::Applied(outcome),
+        Claimed::AlreadyDone(_) => DeliveryOutcome::AlreadyApplied,
+        Claimed::Busy { until } => DeliveryOutcome::Busy { until },
+        Claimed::Mismatch => DeliveryOutcome::Mismatch,
+    })
 }
 
 /// Apply one page.
@@ -144,7 +202,7 @@ pub async fn reconcile_page(
             .update_run(tenant, &msg.run_id, &RunUpdate::AddCounts(counts))
             .await?;
     }
-    let committed = try_commit(&deps.commit_deps(), tenant, stream).await?;
+    let committed = try_commit(deps, tenant, stream).await?;
     info!(
         tenant = %tenant,
         stream = %stream,

@@ -29,6 +29,22 @@ pub struct ScheduleDeps {
     pub clock: Arc<dyn Clock>,
 }
 
+impl ScheduleDeps {
+    /// Scheduling on `store`'s connections and settings, sending requests to `requests`.
+    pub fn from_store<S: ConnectionStore + SettingsStore + 'static>(
+        store: &Arc<S>,
+        requests: Arc<dyn FetchRequests>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            connections: store.clone(),
+            settings: store.clone(),
+            requests,
+            clock,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduleReport {
     /// Fetch requests sent (reauthorization retries included).

@@ -18,6 +18,29 @@ fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("idempotency time {ms}")))
 }
 
+impl SqliteStore {
+    /// Drop `tenant`'s in-progress claims whose key starts with `prefix`: the claims of a
+    /// process that died while applying. Only for a caller that knows no live worker holds such
+    /// a claim (the local sync, which holds the data directory and starts its workers after
+    /// this). Completed records stay. Returns how many claims were dropped.
+    pub async fn release_abandoned_claims(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+    ) -> Result<usize, StoreError> {
+        let (t, p) = (tenant.as_str().to_owned(), prefix.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM idempotency
+                 WHERE tenant_id = ?1 AND status = ?2 AND substr(key, 1, length(?3)) = ?3",
+                params![t, RecordStatus::InProgress.as_str(), p],
+            )
+            .map_err(internal)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
     async fn begin(&self, tenant: &TenantId, claim: &Claim) -> Result<Begin, StoreError> {
