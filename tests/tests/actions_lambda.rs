@@ -32,10 +32,9 @@ use entra_sync_core::services::actions::{
     decide_action, get_workflow, start_workflow, submit_action,
 };
 use entra_sync_core::services::claim::Claims;
-use entra_sync_core::services::{
-    FetchDeps, FetchOptions, ReconcileDeps, reconcile_page, run_fetch,
-};
+use entra_sync_core::services::{FetchOptions, reconcile_page, run_fetch};
 use entra_sync_core::settings::ConnectionSettings;
+use entra_sync_core::testing::DepsBuilder;
 use entra_sync_emulator::{
     DEFAULT_APP_PERMISSIONS, Emulator, EmulatorConfig, GroupKind, NewGroup, NewServicePrincipal,
     NewUser, TenantHandle, TenantSpec, WriteOp,
@@ -151,26 +150,9 @@ async fn sync(emulator: &Emulator, aws: &Aws, tenant: &TenantId) {
     let events = Arc::new(EventBridgeSink::new(aws.events.clone(), &aws.bus));
     let clock = Arc::new(entra_sync_core::ports::SystemClock);
     let store = aws.store.clone();
-    let fetch = FetchDeps {
-        directory: Arc::new(graph(emulator)),
-        connections: store.clone(),
-        cursors: store.clone(),
-        leases: store.clone(),
-        runs: store.clone(),
-        queue: queue.clone(),
-        mirror: store.clone(),
-        events: events.clone(),
-        clock: clock.clone(),
-        projection: None,
-    };
-    let reconcile = ReconcileDeps {
-        cursors: store.clone(),
-        mirror: store.clone(),
-        runs: store,
-        events,
-        clock,
-        projection: None,
-    };
+    let deps = DepsBuilder::on(&store).events(events).clock(clock);
+    let fetch = deps.fetch(Arc::new(graph(emulator)), queue.clone());
+    let reconcile = deps.reconcile();
     run_fetch(&fetch, tenant, &FetchOptions::default())
         .await
         .unwrap();

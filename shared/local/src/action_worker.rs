@@ -106,7 +106,7 @@ impl DirectoryAccess {
             (Some(s), _) => s,
             (None, true) => {
                 app.vault
-                    .get_secret(crate::demo::CLIENT_SECRET_NAME)
+                    .get_secret(entra_sync_core::ports::APP_CLIENT_SECRET)
                     .await?
             }
             (None, false) => {

@@ -181,7 +181,9 @@ pub fn process_deps(
 
 /// The action queue's file in a data directory.
 pub fn action_queue_path(dir: &DataDir) -> PathBuf {
-    dir.root.join("actions-queue.sqlite")
+    // The one local action queue: `serve`'s action worker and `entra-sync actions run` consume
+    // it, so workflows a delivery starts run like any other.
+    dir.action_queue()
 }
 
 /// The write half's deps on a data directory: the SQLite stores, the durable local action

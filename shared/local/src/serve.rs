@@ -31,7 +31,6 @@ use tracing::{info, warn};
 use url::Url;
 
 use crate::action_worker::{DirectoryAccess, run_ticks, run_worker};
-use crate::demo::CLIENT_SECRET_NAME;
 use crate::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
 
 /// The connect deps on a local data directory.

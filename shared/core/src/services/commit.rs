@@ -13,6 +13,7 @@ use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Stream, TenantId};
 use crate::page::RoundMode;
 use crate::plan::{Plan, sweep_groups, sweep_memberships, sweep_users};
+use crate::ports::Pages;
 use crate::run::{RunStatus, RunUpdate};
 
 /// The ports a commit needs: the set reconcile uses, which fetch embeds.
