@@ -181,9 +181,9 @@ pub fn process_deps(
 
 /// The action queue's file in a data directory.
 pub fn action_queue_path(dir: &DataDir) -> PathBuf {
-    // The one local action queue: `serve`'s action worker and `entra-sync actions run` consume
-    // it, so workflows a delivery starts run like any other.
-    dir.action_queue()
+    // Not yet the action worker's queue (`DataDir::action_queue`): joining them needs serve's
+    // action worker to run these workflows with the same writer; see docs/hr-webhooks.md.
+    dir.root.join("actions-queue.sqlite")
 }
 
 /// The write half's deps on a data directory: the SQLite stores, the durable local action
