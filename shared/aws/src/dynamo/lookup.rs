@@ -2,11 +2,13 @@
 //! (docs/data-model.md, "Name lookups").
 //!
 //! * Users by handle: one small item per user principal name and per mail,
-//!   `T#<tenant>#UH#<handle>` / `U#<user id>`, the handle in ASCII lower case (the lookup is
-//!   ASCII case-insensitive), with the `cycle` and `page` of the user write that made it. A
-//!   lookup is one consistent Query of the handle's partition plus a BatchGetItem of the
-//!   users it names; only users whose stored name or mail still is the handle are returned, so
-//!   an item left behind by a rename costs a read, never a wrong answer.
+//!   `T#<tenant>#UH#<handle>` / `U#<user id>`, and one per employee id (`employeeId`, trimmed),
+//!   `T#<tenant>#UE#<employee id>` / `U#<user id>` (the HR webhooks' `EmployeeLookup`, in
+//!   webhooks.rs), the handle in ASCII lower case (the lookups are ASCII case-insensitive),
+//!   with the `cycle` and `page` of the user write that made it. A lookup is one consistent
+//!   Query of the handle's partition plus a BatchGetItem of the users it names; only users
+//!   whose stored name, mail or employee id still is the handle are returned, so an item left
+//!   behind by a rename costs a read, never a wrong answer.
 //! * The user put path (`put_mirror` in mirror.rs) writes the user item with `ReturnValues
 //!   ALL_OLD`; when it landed, the handles the new state added get their items (condition: no
 //!   item of a newer user version) and the handles it dropped lose theirs (condition: made by an
@@ -48,6 +50,8 @@ struct HandleFields {
     user_principal_name: Option<String>,
     #[serde(default)]
     mail: Option<String>,
+    #[serde(default)]
+    employee_id: Option<String>,
 }
 
 /// A user's handles: user principal name and mail, ASCII lower case, empty ones left out.
@@ -60,6 +64,30 @@ fn handles(upn: Option<&str>, mail: Option<&str>) -> BTreeSet<String> {
         .collect()
 }
 
+/// The lookup key of an employee id: trimmed, ASCII lower case; none when empty.
+pub(crate) fn employee_key(employee_id: &str) -> Option<String> {
+    let k = employee_id.trim().to_ascii_lowercase();
+    (!k.is_empty()).then_some(k)
+}
+
+/// The partition suffixes of a user's handle items: `UH#<name or mail>` and `UE#<employee id>`.
+fn handle_keys(
+    upn: Option<&str>,
+    mail: Option<&str>,
+    employee_id: Option<&str>,
+) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = handles(upn, mail)
+        .into_iter()
+        .map(|h| format!("UH#{h}"))
+        .collect();
+    keys.extend(
+        employee_id
+            .and_then(employee_key)
+            .map(|k| format!("UE#{k}")),
+    );
+    keys
+}
+
 /// The handles and version of a user item (as written by the put path).
 fn item_handles(item: &Item) -> Result<(BTreeSet<String>, Version), StoreError> {
     let view: HandleView = serde_json::from_str(get_s(item, "body")?)
@@ -69,16 +97,27 @@ fn item_handles(item: &Item) -> Result<(BTreeSet<String>, Version), StoreError> 
         u32::try_from(get_n(item, "page")?).unwrap_or(u32::MAX),
     );
     Ok((
-        handles(
+        handle_keys(
             view.user.user_principal_name.as_deref(),
             view.user.mail.as_deref(),
+            view.user.employee_id.as_deref(),
         ),
         version,
     ))
 }
 
+/// The partition of a handle item; `key` is one of [`handle_keys`].
+fn handle_item_pk(t: &TenantId, key: &str) -> String {
+    format!("T#{t}#{key}")
+}
+
 fn handle_pk(t: &TenantId, handle: &str) -> String {
-    format!("T#{t}#UH#{handle}")
+    handle_item_pk(t, &format!("UH#{handle}"))
+}
+
+/// The partition of the handle items of users with the employee id `key` ([`employee_key`]).
+pub(crate) fn employee_handle_pk(t: &TenantId, key: &str) -> String {
+    handle_item_pk(t, &format!("UE#{key}"))
 }
 
 fn handle_sk(user_id: &str) -> String {
@@ -114,7 +153,7 @@ impl DynamoStore {
                 }
                 for h in old.difference(&new) {
                     self.delete_if(
-                        handle_pk(tenant, h),
+                        handle_item_pk(tenant, h),
                         handle_sk(user_id),
                         Some("#cycle < :c OR (#cycle = :c AND #page < :p)"),
                         version_values(version),
@@ -144,7 +183,7 @@ impl DynamoStore {
         v: Version,
     ) -> Result<(), StoreError> {
         let item = HashMap::from([
-            ("pk".to_owned(), s(handle_pk(tenant, handle))),
+            ("pk".to_owned(), s(handle_item_pk(tenant, handle))),
             ("sk".to_owned(), s(handle_sk(user_id))),
             ("tenant".to_owned(), s(tenant.as_str())),
             ("user_id".to_owned(), s(user_id)),
@@ -297,6 +336,22 @@ mod tests {
     fn handle_keys_lead_with_the_tenant() {
         let t = TenantId::new("t1");
         assert_eq!(handle_pk(&t, "ann@contoso.com"), "T#t1#UH#ann@contoso.com");
+        assert_eq!(employee_handle_pk(&t, "e123"), "T#t1#UE#e123");
         assert_eq!(handle_sk("u1"), "U#u1");
+    }
+
+    #[test]
+    fn a_user_has_a_handle_item_per_name_mail_and_employee_id() {
+        let keys = handle_keys(
+            Some("Ann@Contoso.com"),
+            Some("ann@contoso.com"),
+            Some(" E123 "),
+        );
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            ["UE#e123", "UH#ann@contoso.com"]
+        );
+        assert!(handle_keys(None, None, Some("  ")).is_empty());
+        assert_eq!(employee_key(" E-9 ").as_deref(), Some("e-9"));
     }
 }

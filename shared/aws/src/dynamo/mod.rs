@@ -18,7 +18,8 @@
 //!
 //! One file per port, named as on the SQLite side (`shared/local/src/sqlite/`): `connections`,
 //! `cursors`, `leases`, `mirror`, `runs`, `settings`, `local_users`, `idempotency`, `consent`,
-//! `actions` (actions and workflows), `lookup` (the actions' target lookup); `table` holds what
+//! `actions` (actions and workflows), `lookup` (the actions' target lookup and the employee-id
+//! handles), `webhooks` (the HR webhook stores); `table` holds what
 //! they share (attribute helpers, conditional puts, batch reads, index queries, the table's
 //! creation).
 
@@ -34,6 +35,7 @@ mod mirror;
 mod runs;
 mod settings;
 mod table;
+mod webhooks;
 
 use aws_sdk_dynamodb::Client;
 
