@@ -15,6 +15,12 @@
 //!   (`ActionMessage::group_id`), so one user's actions are delivered in order, one at a time,
 //!   while other users' proceed; deduplication id = tenant + action (`ActionMessage::dedup_id`),
 //!   so the same action sent twice within SQS's five-minute window is one message.
+//! * HR webhook deliveries go to a FIFO queue too ([`SqsDeliveryQueue`]): message group = the
+//!   endpoint (account + source), so one endpoint's deliveries are processed one at a time, in
+//!   the order they were accepted (a hire before the termination that follows it), while other
+//!   endpoints proceed. The deduplication id is the delivery and the millisecond of the send:
+//!   every send is a message, because a replay must be processed even inside SQS's five-minute
+//!   deduplication window; a copy is harmless (the processor does nothing twice).
 
 use std::time::Duration;
 
@@ -23,8 +29,10 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use entra_sync_core::actions::ports::{ActionMessage, ActionQueue};
 use entra_sync_core::error::QueueError;
+use entra_sync_core::keys::stable_hash;
 use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{FetchRequest, FetchRequests, WorkQueue};
+use entra_sync_core::webhooks::ports::{DeliveryMessage, DeliveryQueue};
 
 use crate::error::{AwsCallError, Class};
 
@@ -271,5 +279,103 @@ impl ActionQueue for SqsActionQueue {
             });
         }
         send_all(&self.client, &self.queue_url, out).await
+    }
+}
+
+/// The HR webhook delivery queue (the webhook route and replays -> the processor): an SQS FIFO
+/// queue (its name ends in `.fifo`).
+#[derive(Clone, Debug)]
+pub struct SqsDeliveryQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDeliveryQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// SQS's limit for message group and deduplication ids, and the characters it allows
+/// (alphanumerics and ASCII punctuation).
+const FIFO_ID_MAX: usize = 128;
+
+fn fifo_safe(id: &str) -> bool {
+    !id.is_empty() && id.len() <= FIFO_ID_MAX && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The message group of a delivery: its endpoint (`account/source`), or a stable hash of it
+/// when the account id does not fit SQS's rules.
+pub fn delivery_group_id(m: &DeliveryMessage) -> String {
+    let endpoint = m.endpoint().to_string();
+    match fifo_safe(&endpoint) {
+        true => endpoint,
+        false => format!("endpoint-{:016x}", stable_hash(&endpoint)),
+    }
+}
+
+/// The deduplication id of one send: the delivery (a stable hash of it) and the send's
+/// millisecond.
+pub fn delivery_dedup_id(m: &DeliveryMessage, sent_ms: i64) -> String {
+    format!("{:016x}-{sent_ms}", stable_hash(&m.dedup_id()))
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsDeliveryQueue {
+    async fn enqueue_delivery(&self, message: &DeliveryMessage) -> Result<(), QueueError> {
+        let body =
+            serde_json::to_string(message).map_err(|e| QueueError::Rejected(e.to_string()))?;
+        let sent_ms = chrono::Utc::now().timestamp_millis();
+        send_all(
+            &self.client,
+            &self.queue_url,
+            vec![Outgoing {
+                body,
+                delay: Duration::ZERO,
+                page_id: None,
+                fifo: Some((
+                    delivery_group_id(message),
+                    delivery_dedup_id(message, sent_ms),
+                )),
+            }],
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use entra_sync_core::model::AccountId;
+    use entra_sync_core::webhooks::Source;
+
+    use super::*;
+
+    fn msg(account: &str) -> DeliveryMessage {
+        DeliveryMessage {
+            account_id: AccountId(account.into()),
+            source: Source::HiBob,
+            delivery_id: "d1".into(),
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_grouped_by_its_endpoint_within_sqs_rules() {
+        assert_eq!(delivery_group_id(&msg("acct-1")), "acct-1/hibob");
+        let odd = delivery_group_id(&msg("acct with spaces"));
+        assert!(fifo_safe(&odd) && odd.starts_with("endpoint-"), "{odd}");
+        assert_eq!(odd, delivery_group_id(&msg("acct with spaces")), "stable");
+        let long = delivery_group_id(&msg(&"a".repeat(200)));
+        assert!(fifo_safe(&long), "{long}");
+    }
+
+    #[test]
+    fn every_send_of_a_delivery_has_its_own_deduplication_id() {
+        let a = delivery_dedup_id(&msg("acct-1"), 1);
+        assert!(fifo_safe(&a));
+        assert_ne!(a, delivery_dedup_id(&msg("acct-1"), 2));
+        assert_ne!(a, delivery_dedup_id(&msg("acct-2"), 1));
     }
 }

@@ -7,6 +7,7 @@
 //! Each use case takes the deps it uses: the webhook route holds [`ReceiveDeps`] only (the
 //! endpoint records, the vault for the signing secrets, the delivery log and the queue).
 
+mod consume;
 mod endpoints;
 mod process;
 mod receive;
@@ -14,6 +15,7 @@ mod review;
 
 use chrono::Duration;
 
+pub use consume::{claim_key, handle_delivery_message};
 pub use endpoints::{
     CreateEndpoint, CreatedEndpoint, EndpointDeps, RotatedSecret, create_endpoint,
     forget_expired_secrets, get_endpoint, list_deliveries, list_endpoints, rotate_secret,

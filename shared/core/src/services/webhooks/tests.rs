@@ -13,6 +13,7 @@ use crate::actions::workflow::{StepSpec, Template, WorkflowOrigin, WorkflowStatu
 use crate::memory::MemoryVault;
 use crate::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use crate::ports::{Clock, ConnectionStore, MirrorStore, Secret, SecretVault, SettingsStore};
+use crate::services::actions::MessageVerdict;
 use crate::webhooks::Source;
 use crate::webhooks::delivery::{Answer, Outcome, Processing, Refusal};
 use crate::webhooks::mapping::{HrField, HrRule, HrSettings};
@@ -1036,4 +1037,83 @@ async fn a_signed_bamboohr_termination_blocks_the_user_and_empties_their_groups_
         "out of its groups"
     );
     assert_eq!(wf.origin, WorkflowOrigin::HrWebhook { delivery_id: d.id });
+}
+
+/// The queue consumer: a message is processed under a claim on its queue message id, so a
+/// copy of it that arrives while a worker holds it is retried later, never processed at once.
+#[tokio::test]
+async fn a_delivery_message_is_processed_once_and_a_copy_held_by_another_worker_waits() {
+    let h = hr().await;
+    let secret = standard_endpoint(&h).await;
+    let body = hire("E100", "ann@contoso.com", "2026-12-14", "Sales");
+    let Answer::Accepted { delivery_id } = post_std(&h, &secret, "msg_c", &body).await else {
+        panic!()
+    };
+    let queued = h.queue.drain().remove(0);
+    let msg = serde_json::to_string(&queued).unwrap();
+
+    // Another worker holds message m-2 (its visibility timeout ran out mid-processing).
+    let claims = &h.px.actions.claims;
+    let claim = claims
+        .config
+        .claim(claim_key("m-2"), queued.dedup_id(), claims.clock.now());
+    claims.store.begin(&tenant(), &claim).await.unwrap();
+    let verdict = handle_delivery_message(&h.px, "m-2", &msg).await;
+    assert!(
+        matches!(verdict, MessageVerdict::Retry { after: Some(_) }),
+        "{verdict:?}"
+    );
+    let key = crate::webhooks::endpoint::EndpointKey {
+        account_id: account(),
+        source: Source::Standard,
+    };
+    let stored = h
+        .hooks
+        .get_delivery(&key, &delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.processing,
+        Processing::Queued,
+        "nothing was processed"
+    );
+
+    // Its own message is processed, once; the same message again is acknowledged.
+    assert_eq!(
+        handle_delivery_message(&h.px, "m-1", &msg).await,
+        MessageVerdict::Ack
+    );
+    assert_eq!(
+        handle_delivery_message(&h.px, "m-1", &msg).await,
+        MessageVerdict::Ack
+    );
+    let done = h
+        .hooks
+        .get_delivery(&key, &delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.workflow_ids.len(), 1);
+    let wfs =
+        h.w.deps
+            .workflows
+            .list_workflows(&tenant(), None, 50)
+            .await
+            .unwrap();
+    assert_eq!(wfs.items.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_delivery_messages_go_to_the_dead_letter_queue() {
+    let h = hr().await;
+    assert_eq!(
+        handle_delivery_message(&h.px, "m-x", "{not json").await,
+        MessageVerdict::DeadLetter
+    );
+    let unknown = r#"{"account_id":"acct-a","source":"standard","delivery_id":"nope"}"#;
+    assert_eq!(
+        handle_delivery_message(&h.px, "m-y", unknown).await,
+        MessageVerdict::DeadLetter
+    );
 }
