@@ -8,7 +8,9 @@
 //! a reauthorization-needing connection beside the hourly one; then the actions function: a
 //! direct submit run at once, a request that waits for approval, a future-dated offboarding
 //! workflow started by the host product, the tick that runs it when due (and expires the
-//! overdue approval), and the queued batches of its steps.
+//! overdue approval), and the queued batches of its steps; then the HR webhooks functions: the
+//! route accepts a signed HiBob termination, and the queue function processes it (reading the
+//! employee from a HiBob emulator with the endpoint's API credential) into an offboarding.
 //!
 //! Every AWS call each function makes is recorded (an SDK interceptor), including the calls
 //! whose errors a handler logs and swallows. Then, per function:
@@ -66,12 +68,14 @@ use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 7] = [
     "ConnectFunction",
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
     "ActionsFunction",
+    "WebhooksRouteFunction",
+    "WebhooksQueueFunction",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -552,8 +556,12 @@ fn problems(name: &str, f: &Function, calls: &[Call]) -> Vec<String> {
                     out.push(format!("{name}: the grant {a} on {r} is used by no call"));
                 }
                 let exact = if r.contains(":secretsmanager:") {
+                    // Per-tenant and per-endpoint secrets: the tenant, or the account and
+                    // source of the endpoint (and the secret's generation), vary.
                     r.trim_end_matches("-??????")
                         .replace("/tenants/*/", "/tenants/TENANT/")
+                        .replace("/webhook/*/signing/*", "/webhook/ENDPOINT/signing/N")
+                        .replace("/webhook/*/api", "/webhook/ENDPOINT/api")
                 } else {
                     r.clone()
                 };
@@ -597,6 +605,7 @@ struct World {
     fetch_queue: String,
     page_queue: String,
     action_queue: String,
+    delivery_queue: String,
     bus: String,
 }
 
@@ -697,6 +706,16 @@ async fn world() -> World {
         .unwrap()
         .queue_url
         .unwrap();
+    let delivery_queue = admin
+        .sqs
+        .create_queue()
+        .queue_name(format!("entra-sync-{STAGE}-webhooks.fifo"))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     World {
         _moto: moto,
         emulator,
@@ -706,6 +725,7 @@ async fn world() -> World {
         fetch_queue,
         page_queue,
         action_queue,
+        delivery_queue,
         bus,
     }
 }
@@ -1176,6 +1196,177 @@ async fn act(w: &World, tenant: &TenantId, team: &str) {
     assert_eq!(handle.user(&user).unwrap()["accountEnabled"], false);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The HR webhooks functions, as their binaries wire them; the endpoint is created by the
+// operator (the administrator's clients)
+
+async fn hooks(w: &World, tenant: &TenantId) {
+    use entra_sync_core::actions::ports::WorkflowStore;
+    use entra_sync_core::services::webhooks::{
+        CreateEndpoint, EndpointDeps, ProcessDeps, ReceiveDeps, WebhookConfig, create_endpoint,
+    };
+    use entra_sync_core::webhooks::Source;
+    use entra_sync_core::webhooks::verify::{SigningKey, sign};
+    use entra_sync_hr::emulator::{EmulatedEmployee, HiBobEmulator};
+
+    let (route, queue) = ("WebhooksRouteFunction", "WebhooksQueueFunction");
+    // Calls outside their policies are refused: the route reads no app credential, the
+    // queue function scans nothing.
+    let r = w.clients(route);
+    let denied = r
+        .secrets
+        .get_secret_value()
+        .secret_id(format!("{}app/client-secret", secret_prefix()))
+        .send()
+        .await;
+    assert!(denied.is_err());
+    let q = w.clients(queue);
+    assert!(
+        q.dynamodb
+            .scan()
+            .table_name(table_name())
+            .send()
+            .await
+            .is_err()
+    );
+    let statuses: Vec<Option<u16>> = w
+        .recorder(route)
+        .calls()
+        .iter()
+        .chain(w.recorder(queue).calls().iter())
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(400 | 403))),
+        "{statuses:?}"
+    );
+    w.recorder(route).clear();
+    w.recorder(queue).clear();
+
+    // The operator: a HiBob endpoint with its webhook secret and a service user.
+    let hibob = HiBobEmulator::new();
+    hibob.add_service_user("svc-iam", "token-iam");
+    let (hibob_url, _server) = hibob.start().await.unwrap();
+    let handle = w.emulator.tenant(tenant.as_str()).unwrap();
+    let user = handle.user_ids()[5].clone();
+    let upn = handle.user(&user).unwrap()["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let today = Utc::now().date_naive();
+    hibob.put_employee(EmulatedEmployee {
+        id: "3332883854254932743".into(),
+        email: Some(upn.clone()),
+        termination_date: Some((today - chrono::Days::new(1)).to_string()),
+        ..Default::default()
+    });
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let admin_vault = Arc::new(SecretsManagerVault::new(
+        w.admin.secrets.clone(),
+        secret_prefix(),
+        secrets::DEFAULT_TTL,
+    ));
+    let secret = "iam-hibob-webhook-secret";
+    create_endpoint(
+        &EndpointDeps {
+            connections: w.admin_store.clone(),
+            endpoints: w.admin_store.clone(),
+            deliveries: w.admin_store.clone(),
+            vault: admin_vault,
+            clock: clock.clone(),
+            config: WebhookConfig::default(),
+        },
+        CreateEndpoint {
+            account: AccountId(ACCOUNT_ID.into()),
+            source: Source::HiBob,
+            tenant: tenant.clone(),
+            secret: Some(entra_sync_core::ports::Secret::new(secret)),
+            api_credential: Some(entra_sync_core::ports::Secret::new("svc-iam:token-iam")),
+        },
+    )
+    .await
+    .unwrap();
+
+    // The route: a signed HiBob termination, as API Gateway hands it over.
+    let body = r#"{"companyId":1,"type":"employee.left","triggeredBy":"system","triggeredAt":"2026-12-01T09:00:00","version":"v2","data":{"employeeId":"3332883854254932743"}}"#;
+    let key = SigningKey::from_secret(Source::HiBob, secret).unwrap();
+    let vault = |c: &Clients| {
+        Arc::new(SecretsManagerVault::new(
+            c.secrets.clone(),
+            secret_prefix(),
+            secrets::DEFAULT_TTL,
+        ))
+    };
+    let app = entra_sync_webhooks::app(entra_sync_http::hooks::router(
+        entra_sync_http::hooks::HooksState::new(ReceiveDeps {
+            endpoints: w.store(route),
+            vault: vault(r),
+            deliveries: w.store(route),
+            queue: Arc::new(entra_sync_aws::SqsDeliveryQueue::new(
+                r.sqs.clone(),
+                w.delivery_queue.clone(),
+            )),
+            clock: clock.clone(),
+            limits: WebhookConfig::default().limits,
+        }),
+    ));
+    let req = Request::post(format!("/hooks/{ACCOUNT_ID}/hibob"))
+        .header("content-type", "application/json")
+        .header("bob-signature", sign::hibob(&key, body.as_bytes()))
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_none_refused(route, w.recorder(route));
+
+    // The queue function: Lambda's event source mapping hands it the queued delivery.
+    let store = w.store(queue);
+    let graph = GraphClient::new(w.graph_config(queue).await).unwrap();
+    let actions = action_deps(w, store.clone(), &q.sqs, &q.events, graph, clock.clone());
+    let deps = ProcessDeps {
+        actions,
+        endpoints: store.clone(),
+        deliveries: store.clone(),
+        reviews: store.clone(),
+        people: store.clone(),
+        employees: store,
+        hr_api: Arc::new(
+            entra_sync_hr::HiBobClient::new(entra_sync_hr::HiBobConfig {
+                base_url: hibob_url,
+                ..Default::default()
+            })
+            .unwrap(),
+        ),
+        vault: vault(q),
+    };
+    let messages = receive(&w.admin.sqs, &w.delivery_queue, 120).await;
+    assert_eq!(messages.len(), 1);
+    let r = entra_sync_webhooks::handler::handle_batch(&deps, as_event(&messages)).await;
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    acknowledge(&w.admin.sqs, &w.delivery_queue, &messages).await;
+    assert_none_refused(queue, w.recorder(queue));
+    assert!(
+        hibob.requests() >= 1,
+        "the employee was read from HiBob's API"
+    );
+    let wfs = w
+        .admin_store
+        .list_workflows(tenant, None, 50)
+        .await
+        .unwrap();
+    assert!(
+        wfs.items
+            .iter()
+            .any(|wf| wf.requested_by == "hr-webhook:hibob"),
+        "an offboarding was started: {:?}",
+        wfs.items
+            .iter()
+            .map(|w| &w.requested_by)
+            .collect::<Vec<_>>()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_runs_under_exactly_its_template_policy() {
     let world = Arc::new(world().await);
@@ -1280,6 +1471,8 @@ async fn every_function_runs_under_exactly_its_template_policy() {
 
     // The actions function on the synced directory.
     act(w, &hourly, team).await;
+    // The HR webhooks functions on it.
+    hooks(w, &hourly).await;
 
     // Connect again: reconnect (a new consent link), then disconnect (the tenant's secrets
     // go, if any).
