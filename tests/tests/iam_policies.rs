@@ -1200,7 +1200,7 @@ async fn act(w: &World, tenant: &TenantId, team: &str) {
 // The HR webhooks functions, as their binaries wire them; the endpoint is created by the
 // operator (the administrator's clients)
 
-async fn hooks(w: &World, tenant: &TenantId) {
+async fn hooks(w: &World, tenant: &TenantId, team: &str) {
     use entra_sync_core::actions::ports::WorkflowStore;
     use entra_sync_core::services::webhooks::{
         CreateEndpoint, EndpointDeps, ProcessDeps, ReceiveDeps, WebhookConfig, create_endpoint,
@@ -1210,13 +1210,16 @@ async fn hooks(w: &World, tenant: &TenantId) {
     use entra_sync_hr::emulator::{EmulatedEmployee, HiBobEmulator};
 
     let (route, queue) = ("WebhooksRouteFunction", "WebhooksQueueFunction");
-    // Calls outside their policies are refused: the route reads no app credential, the
-    // queue function scans nothing.
+    // Calls outside their policies are refused (moto checks the action; the resources are
+    // checked against the template below): the route queries nothing, the queue function
+    // scans nothing.
     let r = w.clients(route);
     let denied = r
-        .secrets
-        .get_secret_value()
-        .secret_id(format!("{}app/client-secret", secret_prefix()))
+        .dynamodb
+        .query()
+        .table_name(table_name())
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("x".into()))
         .send()
         .await;
     assert!(denied.is_err());
@@ -1261,6 +1264,26 @@ async fn hooks(w: &World, tenant: &TenantId) {
         termination_date: Some((today - chrono::Days::new(1)).to_string()),
         ..Default::default()
     });
+    // A hire the day before, onboarded into the team (a group named in the mapping).
+    let joiner = handle.user_ids()[6].clone();
+    let joiner_upn = handle.user(&joiner).unwrap()["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hibob.put_employee(EmulatedEmployee {
+        id: "3332883854254932744".into(),
+        email: Some(joiner_upn),
+        start_date: Some((today - chrono::Days::new(1)).to_string()),
+        ..Default::default()
+    });
+    let mut settings = w.admin_store.get_settings(tenant).await.unwrap().unwrap();
+    let expected = settings.version;
+    settings.version += 1;
+    settings.hr.groups = vec![team.to_owned()];
+    w.admin_store
+        .put_settings(tenant, &settings, expected)
+        .await
+        .unwrap();
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let admin_vault = Arc::new(SecretsManagerVault::new(
         w.admin.secrets.clone(),
@@ -1288,8 +1311,7 @@ async fn hooks(w: &World, tenant: &TenantId) {
     .await
     .unwrap();
 
-    // The route: a signed HiBob termination, as API Gateway hands it over.
-    let body = r#"{"companyId":1,"type":"employee.left","triggeredBy":"system","triggeredAt":"2026-12-01T09:00:00","version":"v2","data":{"employeeId":"3332883854254932743"}}"#;
+    // The route: a signed HiBob termination and a signed hire, as API Gateway hands them over.
     let key = SigningKey::from_secret(Source::HiBob, secret).unwrap();
     let vault = |c: &Clients| {
         Arc::new(SecretsManagerVault::new(
@@ -1311,13 +1333,31 @@ async fn hooks(w: &World, tenant: &TenantId) {
             limits: WebhookConfig::default().limits,
         }),
     ));
-    let req = Request::post(format!("/hooks/{ACCOUNT_ID}/hibob"))
-        .header("content-type", "application/json")
-        .header("bob-signature", sign::hibob(&key, body.as_bytes()))
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let post = |body: String| {
+        let app = app.clone();
+        let signature = sign::hibob(&key, body.as_bytes());
+        async move {
+            let req = Request::post(format!("/hooks/{ACCOUNT_ID}/hibob"))
+                .header("content-type", "application/json")
+                .header("bob-signature", signature)
+                .body(Body::from(body))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    let event = |kind: &str, id: &str| {
+        format!(
+            r#"{{"companyId":1,"type":"{kind}","triggeredBy":"system","triggeredAt":"2026-12-01T09:00:00","version":"v2","data":{{"employeeId":"{id}"}}}}"#
+        )
+    };
+    assert_eq!(
+        post(event("employee.left", "3332883854254932743")).await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(event("employee.joined", "3332883854254932744")).await,
+        StatusCode::ACCEPTED
+    );
     assert_none_refused(route, w.recorder(route));
 
     // The queue function: Lambda's event source mapping hands it the queued delivery.
@@ -1340,11 +1380,30 @@ async fn hooks(w: &World, tenant: &TenantId) {
         ),
         vault: vault(q),
     };
-    let messages = receive(&w.admin.sqs, &w.delivery_queue, 120).await;
-    assert_eq!(messages.len(), 1);
-    let r = entra_sync_webhooks::handler::handle_batch(&deps, as_event(&messages)).await;
-    assert!(r.batch_item_failures.is_empty(), "{r:?}");
-    acknowledge(&w.admin.sqs, &w.delivery_queue, &messages).await;
+    // Both deliveries in one batch, in the order accepted. HiBob's API is down for the first
+    // (a retryable failure: the message fails and its claim is released), so the hire behind
+    // it in the endpoint's group fails too; delivered again, both succeed.
+    hibob.fail_next(503, 1);
+    let batch = receive(&w.admin.sqs, &w.delivery_queue, 1).await;
+    assert_eq!(batch.len(), 2);
+    let r = entra_sync_webhooks::handler::handle_batch(&deps, as_event(&batch)).await;
+    assert_eq!(r.batch_item_failures.len(), 2, "{r:?}");
+    let mut handled = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = receive(&w.admin.sqs, &w.delivery_queue, 120).await;
+        let r = entra_sync_webhooks::handler::handle_batch(&deps, as_event(&again)).await;
+        assert!(r.batch_item_failures.is_empty(), "{r:?}");
+        acknowledge(&w.admin.sqs, &w.delivery_queue, &again).await;
+        handled += again.len();
+        if handled == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        handled, 2,
+        "both deliveries were processed when delivered again"
+    );
     assert_none_refused(queue, w.recorder(queue));
     assert!(
         hibob.requests() >= 1,
@@ -1355,15 +1414,16 @@ async fn hooks(w: &World, tenant: &TenantId) {
         .list_workflows(tenant, None, 50)
         .await
         .unwrap();
-    assert!(
-        wfs.items
-            .iter()
-            .any(|wf| wf.requested_by == "hr-webhook:hibob"),
-        "an offboarding was started: {:?}",
-        wfs.items
-            .iter()
-            .map(|w| &w.requested_by)
-            .collect::<Vec<_>>()
+    let started: Vec<&str> = wfs
+        .items
+        .iter()
+        .filter(|wf| wf.requested_by == "hr-webhook:hibob")
+        .map(|wf| wf.template.as_str())
+        .collect();
+    assert_eq!(
+        started.len(),
+        2,
+        "an offboarding and an onboarding: {started:?}"
     );
 }
 
@@ -1472,7 +1532,7 @@ async fn every_function_runs_under_exactly_its_template_policy() {
     // The actions function on the synced directory.
     act(w, &hourly, team).await;
     // The HR webhooks functions on it.
-    hooks(w, &hourly).await;
+    hooks(w, &hourly, team).await;
 
     // Connect again: reconnect (a new consent link), then disconnect (the tenant's secrets
     // go, if any).
