@@ -9,12 +9,14 @@
 use entra_sync_tests::template::{self, function, resource, transformed};
 use serde_json::{Value, json};
 
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 7] = [
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
     "ConnectFunction",
     "ActionsFunction",
+    "WebhooksRouteFunction",
+    "WebhooksQueueFunction",
 ];
 
 fn get_att(v: &Value) -> &str {
@@ -264,4 +266,87 @@ fn every_function_traces_with_xray() {
             f.managed
         );
     }
+}
+
+#[test]
+fn the_hr_webhook_route_is_public_throttled_and_alarmed_on_signature_failures() {
+    let route =
+        &resource("ConnectApi")["Properties"]["Body"]["paths"]["/hooks/{account}/{source}"]["post"];
+    assert_eq!(
+        route["security"],
+        json!([{"NONE": []}]),
+        "the signature is the proof, not IAM"
+    );
+    assert!(
+        route["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .contains("${WebhooksRouteFunction.Arn}")
+    );
+    let stage = &resource("ConnectApiApiGatewayDefaultStage")["Properties"];
+    let route = &stage["RouteSettings"]["POST /hooks/{account}/{source}"];
+    assert_eq!(
+        route["ThrottlingRateLimit"],
+        json!({"Ref": "HooksRateLimit"})
+    );
+    assert_eq!(
+        route["ThrottlingBurstLimit"],
+        json!({"Ref": "HooksBurstLimit"})
+    );
+    // Refused signatures are counted from the route's log and alarmed.
+    let filter = &resource("WebhookSignatureFailuresMetric")["Properties"];
+    assert_eq!(
+        filter["LogGroupName"],
+        json!({"Ref": "WebhooksRouteLogGroup"})
+    );
+    assert!(
+        filter["FilterPattern"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_signature")
+    );
+    let metric = filter["MetricTransformations"][0]["MetricName"].clone();
+    let alarm = &resource("WebhookSignatureFailuresAlarm")["Properties"];
+    assert_eq!(alarm["MetricName"], metric);
+    assert_eq!(
+        alarm["Namespace"],
+        filter["MetricTransformations"][0]["MetricNamespace"]
+    );
+}
+
+#[test]
+fn the_delivery_queue_is_fifo_with_a_fifo_dead_letter_queue_and_partial_batch_failures() {
+    let queue = &resource("DeliveryQueue")["Properties"];
+    assert_eq!(
+        queue["FifoQueue"], true,
+        "one endpoint's deliveries keep their order"
+    );
+    let dlq = get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
+    assert_eq!(resource(dlq)["Properties"]["FifoQueue"], true);
+    assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() > 1);
+    let timeout = function("WebhooksQueueFunction").properties["Timeout"]
+        .as_u64()
+        .expect("a timeout");
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+    let mapping = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == "DeliveryQueue"
+        })
+        .expect("the delivery queue feeds a function");
+    assert_eq!(
+        mapping["Properties"]["FunctionName"],
+        json!({"Ref": "WebhooksQueueFunction"})
+    );
+    assert_eq!(
+        mapping["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert!(alarmed(dlq, "ApproximateNumberOfMessagesVisible"));
+    assert!(alarmed("WebhooksQueueFunction", "Errors"));
+    let env = &resource("WebhooksRouteFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["DELIVERY_QUEUE_URL"], json!({"Ref": "DeliveryQueue"}));
 }
