@@ -195,3 +195,83 @@ async fn the_queue_sample_names_the_bamboohr_samples_delivery() {
     let queued = w.queue.drain();
     assert_eq!(serde_json::to_value(&queued[0]).unwrap(), body);
 }
+
+/// The queue function's handler on the delivery queue's sample batch: the BambooHR delivery
+/// (accepted from its sample first) is processed and acknowledged (Bob is in no directory
+/// here, so he is held for review); the malformed message is reported as a batch item failure,
+/// so it goes to the dead-letter queue after its receives.
+#[tokio::test]
+async fn the_queue_sample_is_processed_and_its_malformed_message_fails_alone() {
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use entra_sync_core::actions::budget::WriteBudget;
+    use entra_sync_core::actions::memory::{CollectingActionQueue, MemoryActions, ScanningLookup};
+    use entra_sync_core::directory_write::MemoryDirectoryWriter;
+    use entra_sync_core::idempotency::IdempotencyConfig;
+    use entra_sync_core::memory::{CollectingEvents, MemoryStore};
+    use entra_sync_core::memory_idempotency::MemoryIdempotency;
+    use entra_sync_core::services::actions::{ActionDeps, ActionsConfig};
+    use entra_sync_core::services::claim::Claims;
+    use entra_sync_core::services::webhooks::ProcessDeps;
+    use entra_sync_core::webhooks::memory::{MemoryHrDirectory, ScanningEmployeeLookup};
+
+    let w = world().await;
+    let a = send(&w, "bamboohr").await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    let store = Arc::new(MemoryStore::new());
+    let actions = Arc::new(MemoryActions::new());
+    let clock = Arc::new(ManualClock::new(
+        DateTime::from_timestamp(SIGNED_AT, 0).unwrap(),
+    ));
+    let deps = ProcessDeps {
+        actions: ActionDeps {
+            connections: store.clone(),
+            settings: store.clone(),
+            mirror: store.clone(),
+            cursors: store.clone(),
+            lookup: Arc::new(ScanningLookup {
+                mirror: store.clone(),
+            }),
+            actions: actions.clone(),
+            workflows: actions,
+            queue: Arc::new(CollectingActionQueue::new()),
+            writer: Arc::new(MemoryDirectoryWriter::new()),
+            claims: Claims::new(
+                Arc::new(MemoryIdempotency::new()),
+                IdempotencyConfig::default(),
+                clock.clone(),
+            ),
+            budget: Arc::new(WriteBudget::default()),
+            events: Arc::new(CollectingEvents::new()),
+            clock,
+            config: ActionsConfig::default(),
+        },
+        endpoints: w.hooks.clone(),
+        deliveries: w.hooks.clone(),
+        reviews: w.hooks.clone(),
+        people: w.hooks.clone(),
+        employees: Arc::new(ScanningEmployeeLookup { mirror: store }),
+        hr_api: Arc::new(MemoryHrDirectory::new()),
+        vault: Arc::new(MemoryVault::default()),
+    };
+    let event: SqsEvent = serde_json::from_str(sample("sqs")).unwrap();
+    let r = crate::handler::handle_batch(&deps, event).await;
+    let failed: Vec<&str> = r
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["7c1d2e3f-0000-4000-8000-000000000002"]);
+    let id = a.body["delivery_id"].as_str().unwrap();
+    let d = w
+        .hooks
+        .get_delivery(&key(Source::BambooHr), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(d.processing, Processing::Done { .. }),
+        "{:?}",
+        d.processing
+    );
+    assert_eq!(d.review_ids.len(), 1, "Bob matches nobody: held for review");
+}
