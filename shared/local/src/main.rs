@@ -111,6 +111,10 @@ struct BenchArgs {
     /// Only the actions section (no syncs).
     #[arg(long)]
     only_actions: bool,
+    /// Iterations per case of the HR webhooks section (verification + enqueue of a 10 KB body,
+    /// p50/p99/max; the target is a p99 under 5 ms); 0 skips it.
+    #[arg(long, default_value_t = 3000)]
+    webhook_iterations: usize,
 }
 
 #[derive(Args)]
@@ -593,6 +597,20 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
                 opts.latency.as_millis(),
                 entra_sync_local::bench_actions::render_action_table(&rows)
             ))
+        }
+    };
+    let actions_table = match args.webhook_iterations {
+        0 => actions_table,
+        n => {
+            eprintln!("hr webhooks: {n} iterations per case");
+            let report = entra_sync_hr::bench::run(n).await;
+            let section = format!(
+                "### HR webhooks (verify + parse + store + enqueue below HTTP, in-memory adapters; target p99 under 5 ms)\n\n```\n{report}```\n"
+            );
+            Some(match actions_table {
+                Some(a) => format!("{a}\n{section}"),
+                None => section,
+            })
         }
     };
     if args.only_actions {
