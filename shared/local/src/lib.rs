@@ -7,6 +7,7 @@ pub mod action_worker;
 pub mod admin;
 pub mod bench;
 pub mod bench_actions;
+pub mod cli;
 pub mod demo;
 pub mod events;
 pub mod hooks_cli;

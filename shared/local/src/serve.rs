@@ -223,7 +223,7 @@ pub async fn run_serve(
         let stop = stop_rx.clone();
         tokio::spawn(async move { run_ticks(&deps, stop).await })
     };
-    let hooks = crate::hooks_worker::serve_hooks(&app, Arc::new(graph.clone()), stop_rx)?;
+    let hooks = crate::hooks_worker::serve_hooks(&app, actions.deps.clone(), stop_rx)?;
     let routes = serve_router_with(&app, graph, config, hooks.routes);
     on_ready(&ServeInfo {
         base_url,
