@@ -778,7 +778,9 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                 }
             }
             items.truncate(a.limit);
-            cli::print_list(a.place.json, &items, "no actions", |r| print_action(r, false))?;
+            cli::print_list(a.place.json, &items, "no actions", |r| {
+                print_action(r, false)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         ActionsCommand::Show(a) => {
@@ -978,7 +980,11 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
 }
 
 /// Run the queue (unless `serve` does) and return the workflow as it is then.
-pub(crate) async fn settle_workflow(o: &Opened, actions: &LocalActions, id: &str) -> Result<Workflow> {
+pub(crate) async fn settle_workflow(
+    o: &Opened,
+    actions: &LocalActions,
+    id: &str,
+) -> Result<Workflow> {
     if o.served {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
-use entra_sync_core::services::actions::ActionDeps;
 use entra_sync_core::ports::Secret;
+use entra_sync_core::services::actions::ActionDeps;
 use entra_sync_core::services::webhooks::{
     self as hooks, CreateEndpoint, WebhookError, create_endpoint, dismiss_review, list_deliveries,
     list_endpoints, list_reviews, replay_delivery, resolve_review, rotate_secret, set_enabled,
@@ -24,7 +24,9 @@ use entra_sync_graph::{GraphClient, GraphConfig};
 
 use crate::act::Place;
 use crate::cli::{self, Opened};
-use crate::hooks_worker::{LocalDeliveryQueue, endpoint_deps, process_deps, queue_path, receive_deps};
+use crate::hooks_worker::{
+    LocalDeliveryQueue, endpoint_deps, process_deps, queue_path, receive_deps,
+};
 use crate::outln;
 use crate::queue::QueueConfig;
 use crate::runtime::{LocalApp, tenant_id_arg};
@@ -328,7 +330,9 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
                 .await
                 .map_err(plain)?;
             let empty = format!("no webhook endpoints for account {}", o.account);
-            cli::print_list(target.json, &all, &empty, |e| outln!("{}", endpoint_line(e)))?;
+            cli::print_list(target.json, &all, &empty, |e| {
+                outln!("{}", endpoint_line(e))
+            })?;
         }
         HooksCommand::Rotate {
             source,
@@ -397,7 +401,8 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             by,
             place,
         } => {
-            let o = cli::open_write_beside_serve(&place.data_dir, place.tenant_id.as_deref()).await?;
+            let o =
+                cli::open_write_beside_serve(&place.data_dir, place.tenant_id.as_deref()).await?;
             let (actions, _) = crate::act::services(&place, &o).await?;
             let deps = processor_with(&o.app, actions.deps.clone())?;
             let item = resolve_review(&deps, &o.account, &o.tenant, &id, &user, &by)

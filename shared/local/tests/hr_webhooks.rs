@@ -363,7 +363,13 @@ async fn a_signed_bamboohr_termination_offboards_the_user_through_the_local_prog
     // A changing command works beside the running `serve` (which holds the lock).
     let mut create = hooks(
         dir,
-        &["create", "--source", "hibob", "--secret-env", "E2E_HIBOB_KEY"],
+        &[
+            "create",
+            "--source",
+            "hibob",
+            "--secret-env",
+            "E2E_HIBOB_KEY",
+        ],
     );
     create
         .args(["--tenant-id", tenant.as_str()])
