@@ -293,10 +293,10 @@ mod tests {
                 id: format!("u{i:03}"),
                 mail: Some(format!("{}{i}@contoso.com", ["ann", "bob"][i % 2])),
                 department: Some(dept.to_owned()),
-                account_enabled: Some(i % 5 != 0),
+                account_enabled: Some(!i.is_multiple_of(5)),
                 ..DirectoryUser::default()
             },
-            presence: if i % 7 == 0 {
+            presence: if i.is_multiple_of(7) {
                 Presence::Removed {
                     reason: RemovalReason::SoftDeleted,
                 }
