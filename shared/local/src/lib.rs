@@ -5,6 +5,7 @@ pub mod act;
 pub mod action_queue;
 pub mod action_worker;
 pub mod admin;
+pub mod api_serve;
 pub mod bench;
 pub mod bench_actions;
 pub mod cli;
