@@ -9,12 +9,13 @@
 use entra_sync_tests::template::{self, function, resource, transformed};
 use serde_json::{Value, json};
 
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 6] = [
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
     "ConnectFunction",
     "ActionsFunction",
+    "ApiFunction",
 ];
 
 fn get_att(v: &Value) -> &str {
