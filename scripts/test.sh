@@ -20,13 +20,22 @@ fi
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
 SAM_TRANSLATOR_VERSION=1.115.0
-if ! .venv/bin/python -c "import moto, samtranslator, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION' and m.version('cfn-lint') == '$CFN_LINT_VERSION' and m.version('aws-sam-translator') == '$SAM_TRANSLATOR_VERSION'" >/dev/null 2>&1; then
-  step "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION and aws-sam-translator $SAM_TRANSLATOR_VERSION into .venv"
+# openapi-spec-validator: the admin API's OpenAPI document (docs/openapi.json) against the
+# OpenAPI 3.1 specification.
+OPENAPI_VALIDATOR_VERSION=0.9.0
+if ! .venv/bin/python -c "import moto, samtranslator, openapi_spec_validator, importlib.metadata as m; assert m.version('moto') == '$MOTO_VERSION' and m.version('cfn-lint') == '$CFN_LINT_VERSION' and m.version('aws-sam-translator') == '$SAM_TRANSLATOR_VERSION' and m.version('openapi-spec-validator') == '$OPENAPI_VALIDATOR_VERSION'" >/dev/null 2>&1; then
+  step "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION, aws-sam-translator $SAM_TRANSLATOR_VERSION and openapi-spec-validator $OPENAPI_VALIDATOR_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" \
-    "aws-sam-translator==$SAM_TRANSLATOR_VERSION"
+    "aws-sam-translator==$SAM_TRANSLATOR_VERSION" \
+    "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
 fi
+
+# The committed document is the generated one (the cargo tests check that); here it is checked
+# against the OpenAPI 3.1 specification.
+step "openapi-spec-validator docs/openapi.json"
+.venv/bin/openapi-spec-validator docs/openapi.json
 
 step "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml

@@ -566,3 +566,54 @@ pub async fn runs(store: &dyn RunStore) {
             .is_err()
     );
 }
+
+/// The activity log page by page: newest first (two runs started at the same instant in run id
+/// order, descending), every run once across the pages, `next` only while more follow; an
+/// unknown `after` gives an empty page; another tenant's runs never show.
+pub async fn run_pages(store: &dyn RunStore) {
+    let t = TenantId::new("tenant-pages");
+    let other = TenantId::new("tenant-pages-other");
+    let started = [0, 1, 1, 2, 3];
+    for (i, h) in started.iter().enumerate() {
+        let run = SyncRun::new(
+            format!("p{i}"),
+            t.clone(),
+            Trigger::Scheduled,
+            t0() + Duration::hours(*h),
+        );
+        store.create_run(&run).await.unwrap();
+    }
+    store
+        .create_run(&SyncRun::new(
+            "x0".into(),
+            other.clone(),
+            Trigger::Manual,
+            t0() + Duration::hours(9),
+        ))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_runs_page(&t, after.as_deref(), 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|r| r.run_id.clone()));
+        pages += 1;
+        match page.next {
+            Some(n) => {
+                assert_eq!(Some(&n), seen.last(), "next is the page's last run");
+                after = Some(n);
+            }
+            None => break,
+        }
+        assert!(pages < 10, "the listing does not end");
+    }
+    assert_eq!(seen, ["p4", "p3", "p2", "p1", "p0"]);
+    assert_eq!(pages, 3);
+    let whole = store.list_runs_page(&t, None, 5).await.unwrap();
+    assert_eq!(whole.items.len(), 5);
+    assert_eq!(whole.next, None, "no next when nothing follows");
+    let unknown = store.list_runs_page(&t, Some("x0"), 5).await.unwrap();
+    assert!(unknown.items.is_empty() && unknown.next.is_none());
+}

@@ -156,6 +156,7 @@ pub async fn fetch_requests(requests: &dyn FetchRequests, consumer: &dyn Request
         tenant_id: TenantId::new(format!("tenant-{i:02}")),
         trigger: Trigger::Scheduled,
         force_full: i == 0,
+        run_id: None,
     };
     // 12 due now (two SQS batches) and one delayed by ten minutes.
     let mut batch: Vec<(FetchRequest, Duration)> =

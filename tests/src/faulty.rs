@@ -521,6 +521,16 @@ impl<S: StorePorts + ?Sized> RunStore for FaultyStore<S> {
         self.audit.check_tenant("list_runs", tenant);
         self.guarded(self.inner.list_runs(tenant, limit)).await
     }
+    async fn list_runs_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<SyncRun>, StoreError> {
+        self.audit.check_tenant("list_runs_page", tenant);
+        self.guarded(self.inner.list_runs_page(tenant, after, limit))
+            .await
+    }
 }
 
 /// A queue whose enqueue can crash (before or after the messages are accepted) and whose

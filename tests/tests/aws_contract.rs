@@ -101,6 +101,11 @@ async fn dynamodb_store_keeps_the_run_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_store_pages_the_activity_log() {
+    contract::run_pages(&store().await).await;
+}
+
+#[tokio::test]
 async fn dynamodb_consent_states_are_taken_once() {
     let s = store().await;
     entra_sync_tests::contract_consent::take_once(&s).await;

@@ -29,6 +29,11 @@ async fn memory_store_keeps_the_run_contract() {
 }
 
 #[tokio::test]
+async fn memory_store_pages_the_activity_log() {
+    contract::run_pages(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn memory_store_keeps_the_settings_contract() {
     entra_sync_tests::contract_projection::settings(&MemoryStore::new()).await;
 }

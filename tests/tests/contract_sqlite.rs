@@ -41,6 +41,12 @@ async fn sqlite_store_keeps_the_run_contract() {
 }
 
 #[tokio::test]
+async fn sqlite_store_pages_the_activity_log() {
+    let (_d, s) = store();
+    contract::run_pages(&s).await;
+}
+
+#[tokio::test]
 async fn sqlite_store_reopens_with_its_data_and_refuses_a_newer_schema() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store.sqlite");

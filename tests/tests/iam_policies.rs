@@ -68,7 +68,7 @@ use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "ConnectFunction",
     "SchedulerFunction",
     "FetchFunction",
@@ -76,6 +76,7 @@ const FUNCTIONS: [&str; 7] = [
     "ActionsFunction",
     "WebhooksRouteFunction",
     "WebhooksQueueFunction",
+    "ApiFunction",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -766,6 +767,8 @@ impl World {
 struct Connect {
     routes: axum::Router,
     recorder: Recorder,
+    /// The function whose policy the calls run under.
+    name: &'static str,
 }
 
 async fn connect(w: &World) -> Connect {
@@ -798,13 +801,14 @@ async fn connect(w: &World) -> Connect {
     Connect {
         routes,
         recorder: w.recorder(name).clone(),
+        name,
     }
 }
 
 impl Connect {
     async fn call(&self, req: Request<Body>) -> (StatusCode, String) {
         let resp = self.routes.clone().oneshot(req).await.unwrap();
-        assert_none_refused("ConnectFunction", &self.recorder);
+        assert_none_refused(self.name, &self.recorder);
         let status = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
@@ -815,6 +819,18 @@ impl Connect {
     async fn get(&self, path: &str) -> (StatusCode, String) {
         self.call(Request::get(path).body(Body::empty()).unwrap())
             .await
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Value) -> (StatusCode, String) {
+        self.call(
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
     }
 
     async fn post(&self, path: &str) -> (StatusCode, String) {
@@ -851,6 +867,143 @@ impl Connect {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin API, as its main.rs wires it; the host product's backend calls it (IAM: every
+// account, which API Gateway decided before the function runs)
+
+struct Backend;
+
+impl entra_sync_http::api::auth::Authenticator for Backend {
+    fn authenticate(
+        &self,
+        _request: &axum::extract::Request,
+    ) -> Result<entra_sync_http::api::auth::Caller, entra_sync_http::api::auth::AuthError> {
+        Ok(entra_sync_http::api::auth::Caller::AllAccounts)
+    }
+}
+
+async fn admin_api(w: &World) -> Connect {
+    let name = "ApiFunction";
+    let gc = w.graph_config(name).await;
+    let store = w.store(name);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let routes = entra_sync_http::api::router(entra_sync_http::api::ApiState {
+        connect: ConnectDeps {
+            consent_states: store.clone(),
+            connections: store.clone(),
+            directory: Arc::new(GraphTenantDirectory(GraphClient::new(gc.clone()).unwrap())),
+            vault: Arc::new(SecretsManagerVault::new(
+                w.clients(name).secrets.clone(),
+                secret_prefix(),
+                secrets::DEFAULT_TTL,
+            )),
+            clock: clock.clone(),
+        },
+        connect_config: Arc::new(ConnectConfig {
+            login_base_url: gc.login_base_url.clone(),
+            client_id: gc.client_id.clone(),
+            redirect_uri: Some(
+                url::Url::parse("https://connect.example.com/connect/callback").unwrap(),
+            ),
+            scope: gc.scope(),
+            state_ttl: chrono::Duration::minutes(10),
+            return_url: None,
+        }),
+        project: entra_sync_core::services::ProjectDeps::from_store(&store, clock.clone()),
+        sync: entra_sync_core::services::sync_now::SyncNowDeps {
+            connections: store.clone(),
+            runs: store,
+            requests: Arc::new(SqsFetchRequests::new(
+                w.clients(name).sqs.clone(),
+                w.fetch_queue.clone(),
+            )),
+            clock,
+        },
+        auth: Arc::new(Backend),
+    });
+    Connect {
+        routes,
+        recorder: w.recorder(name).clone(),
+        name,
+    }
+}
+
+/// The host product's backend through the admin API: every kind of route it uses on a synced
+/// directory (reads, a settings change, a preview and an import, a sync now, a consent start).
+async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId) {
+    let api = admin_api(w).await;
+    let base = format!("/v1/accounts/{ACCOUNT_ID}/connections");
+    let at = format!("{base}/{tenant}");
+    for path in [
+        base.clone(),
+        at.clone(),
+        format!("{at}/settings"),
+        format!("{at}/runs?limit=2"),
+        format!("{at}/users?limit=5&status=enabled"),
+        format!("{at}/groups?limit=5"),
+        format!("/v1/accounts/{ACCOUNT_ID}/host-users?limit=5"),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, runs) = api.get(&format!("{at}/runs?limit=1")).await;
+    let runs: Value = serde_json::from_str(&runs).unwrap();
+    let run = runs["items"][0]["run_id"].as_str().unwrap().to_owned();
+    let (status, body) = api.get(&format!("{at}/runs/{run}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let patch = json!({"breaker": {"max_percent": 30}});
+    let (status, body) = api
+        .send("POST", &format!("{at}/settings/validate"), patch.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.send("PATCH", &format!("{at}/settings"), patch).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for route in ["preview", "import"] {
+        let (status, body) = api
+            .send(
+                "POST",
+                &format!("{at}/{route}"),
+                json!({"mode": "only_updated"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{route}: {body}");
+    }
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT_ID}/sign-in-lookup"),
+            json!({"email": "nobody@contoso.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an unknown email: {body}");
+    let (status, body) = api.send("POST", &format!("{at}/sync"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = api.send("POST", &base, json!({"label": "Fabrikam"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .send("POST", &format!("{at}/reconnect"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A host user deleted, and another connection disconnected (its secrets go).
+    let (_, users) = api
+        .get(&format!("/v1/accounts/{ACCOUNT_ID}/host-users?limit=1"))
+        .await;
+    let users: Value = serde_json::from_str(&users).unwrap();
+    let local_id = users["items"][0]["local_id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .send(
+            "DELETE",
+            &format!("/v1/accounts/{ACCOUNT_ID}/host-users/{local_id}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .send("POST", &format!("{base}/{other}/disconnect"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1533,6 +1686,9 @@ async fn every_function_runs_under_exactly_its_template_policy() {
     act(w, &hourly, team).await;
     // The HR webhooks functions on it.
     hooks(w, &hourly, team).await;
+
+    // The admin API on it.
+    use_admin_api(w, &hourly, &daily).await;
 
     // Connect again: reconnect (a new consent link), then disconnect (the tenant's secrets
     // go, if any).

@@ -9,7 +9,7 @@
 use entra_sync_tests::template::{self, function, resource, transformed};
 use serde_json::{Value, json};
 
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
@@ -17,6 +17,7 @@ const FUNCTIONS: [&str; 7] = [
     "ActionsFunction",
     "WebhooksRouteFunction",
     "WebhooksQueueFunction",
+    "ApiFunction",
 ];
 
 fn get_att(v: &Value) -> &str {

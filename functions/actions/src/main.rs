@@ -7,7 +7,6 @@ use std::sync::Arc;
 use entra_sync_actions::handler::handle;
 use entra_sync_aws::{
     DynamoStore, EventBridgeSink, SecretsManagerVault, SqsActionQueue, config, load_sdk_config,
-    secrets,
 };
 use entra_sync_core::actions::budget::{BudgetConfig, DEFAULT_WRITES_PER_SECOND, WriteBudget};
 use entra_sync_core::idempotency::IdempotencyConfig;
@@ -23,16 +22,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = config::required("TABLE_NAME")?;
     let action_queue = config::required("ACTION_QUEUE_URL")?;
     let bus = config::required("EVENT_BUS_NAME")?;
-    let secret_prefix = config::required("SECRET_PREFIX")?;
-    let client_id = config::required("GRAPH_CLIENT_ID")?;
-    let graph_url = url::Url::parse(&config::optional(
-        "GRAPH_BASE_URL",
-        "https://graph.microsoft.com",
-    ))?;
-    let login_url = url::Url::parse(&config::optional(
-        "LOGIN_BASE_URL",
-        "https://login.microsoftonline.com",
-    ))?;
+    let graph_app = config::graph_app()?;
     let writes_per_second =
         config::optional("WRITES_PER_SECOND", &DEFAULT_WRITES_PER_SECOND.to_string())
             .trim()
@@ -59,16 +49,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
 
     let sdk = load_sdk_config().await;
-    let vault = SecretsManagerVault::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        secret_prefix,
-        secrets::DEFAULT_TTL,
-    );
-    let client_secret = vault.get_secret("app/client-secret").await?;
+    let vault = SecretsManagerVault::from_env(&sdk)?;
+    let client_secret = vault
+        .get_secret(entra_sync_core::ports::APP_CLIENT_SECRET)
+        .await?;
     let graph = GraphClient::new(GraphConfig::new(
-        graph_url,
-        login_url,
-        client_id,
+        graph_app.graph_url,
+        graph_app.login_url,
+        graph_app.client_id,
         client_secret,
     ))?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));

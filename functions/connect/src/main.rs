@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use entra_sync_aws::{DynamoStore, SecretsManagerVault, config, load_sdk_config, secrets};
+use entra_sync_aws::{DynamoStore, SecretsManagerVault, config, load_sdk_config};
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::ConnectDeps;
 use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory};
@@ -14,21 +14,12 @@ use entra_sync_http::connect::{ConnectConfig, ConnectState, router};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
-    let secret_prefix = config::required("SECRET_PREFIX")?;
-    let client_id = config::required("GRAPH_CLIENT_ID")?;
+    let graph_app = config::graph_app()?;
     // Empty: the callback URL is derived per request from API Gateway's domain name.
     let redirect_uri = match config::optional("REDIRECT_URI", "") {
         s if s.is_empty() => None,
         s => Some(url::Url::parse(&s)?),
     };
-    let graph_url = url::Url::parse(&config::optional(
-        "GRAPH_BASE_URL",
-        "https://graph.microsoft.com",
-    ))?;
-    let login_url = url::Url::parse(&config::optional(
-        "LOGIN_BASE_URL",
-        "https://login.microsoftonline.com",
-    ))?;
     let return_url = match config::optional("RETURN_URL", "") {
         s if s.is_empty() => None,
         s => Some(url::Url::parse(&s)?),
@@ -36,18 +27,14 @@ async fn main() -> Result<(), lambda_http::Error> {
     let state_ttl = config::seconds("STATE_TTL_SECONDS", 600)?;
 
     let sdk = load_sdk_config().await;
-    let vault = Arc::new(SecretsManagerVault::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        secret_prefix,
-        secrets::DEFAULT_TTL,
-    ));
+    let vault = Arc::new(SecretsManagerVault::from_env(&sdk)?);
     let client_secret = vault
         .get_secret(entra_sync_core::ports::APP_CLIENT_SECRET)
         .await?;
     let graph_config = GraphConfig::new(
-        graph_url,
-        login_url.clone(),
-        client_id.clone(),
+        graph_app.graph_url,
+        graph_app.login_url.clone(),
+        graph_app.client_id.clone(),
         client_secret,
     );
     let scope = graph_config.scope();
@@ -62,8 +49,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             clock: Arc::new(SystemClock),
         },
         config: Arc::new(ConnectConfig {
-            login_base_url: login_url,
-            client_id,
+            login_base_url: graph_app.login_url,
+            client_id: graph_app.client_id,
             redirect_uri,
             scope,
             state_ttl: chrono::Duration::from_std(state_ttl)?,

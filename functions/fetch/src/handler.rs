@@ -109,6 +109,7 @@ pub async fn handle_message(
             max_pages: Some(settings.max_pages),
             trigger: request.trigger,
             force_full: request.force_full,
+            run_id: request.run_id.clone(),
         };
         match run_fetch(&deps.fetch, &request.tenant_id, &options).await {
             Ok(report) if report.outcome == FetchOutcome::Paused => {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use entra_sync_aws::{
     DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, config,
-    load_sdk_config, secrets,
+    load_sdk_config,
 };
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::{FetchDeps, SyncDeps};
@@ -20,34 +20,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let page_queue = config::required("PAGE_QUEUE_URL")?;
     let fetch_queue = config::required("FETCH_QUEUE_URL")?;
     let bus = config::required("EVENT_BUS_NAME")?;
-    let secret_prefix = config::required("SECRET_PREFIX")?;
-    let client_id = config::required("GRAPH_CLIENT_ID")?;
-    let graph_url = url::Url::parse(&config::optional(
-        "GRAPH_BASE_URL",
-        "https://graph.microsoft.com",
-    ))?;
-    let login_url = url::Url::parse(&config::optional(
-        "LOGIN_BASE_URL",
-        "https://login.microsoftonline.com",
-    ))?;
+    let graph_app = config::graph_app()?;
     let settings = Settings {
         max_pages: u32::try_from(config::number("MAX_PAGES_PER_INVOCATION", 200)?)?,
         lease_ttl: config::seconds("LEASE_TTL_SECONDS", 900)?,
     };
 
     let sdk = load_sdk_config().await;
-    let vault = SecretsManagerVault::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        secret_prefix,
-        secrets::DEFAULT_TTL,
-    );
+    let vault = SecretsManagerVault::from_env(&sdk)?;
     let client_secret = vault
         .get_secret(entra_sync_core::ports::APP_CLIENT_SECRET)
         .await?;
     let graph = GraphClient::new(GraphConfig::new(
-        graph_url,
-        login_url,
-        client_id,
+        graph_app.graph_url,
+        graph_app.login_url,
+        graph_app.client_id,
         client_secret,
     ))?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));

@@ -48,3 +48,55 @@ pub fn number(name: &'static str, default: u64) -> Result<u64, ConfigError> {
         }),
     }
 }
+
+/// How a function reaches Microsoft Graph: `GRAPH_CLIENT_ID` (the app registration, required),
+/// `GRAPH_BASE_URL` and `LOGIN_BASE_URL` (default: the global cloud; a national cloud names
+/// its own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphApp {
+    pub client_id: String,
+    pub graph_url: url::Url,
+    pub login_url: url::Url,
+}
+
+/// Read [`GraphApp`] from the environment.
+pub fn graph_app() -> Result<GraphApp, ConfigError> {
+    Ok(GraphApp {
+        client_id: required("GRAPH_CLIENT_ID")?,
+        graph_url: url("GRAPH_BASE_URL", "https://graph.microsoft.com")?,
+        login_url: url("LOGIN_BASE_URL", "https://login.microsoftonline.com")?,
+    })
+}
+
+/// An absolute URL, with a default.
+pub fn url(name: &'static str, default: &str) -> Result<url::Url, ConfigError> {
+    parse_url(name, &optional(name, default))
+}
+
+fn parse_url(name: &'static str, value: &str) -> Result<url::Url, ConfigError> {
+    url::Url::parse(value.trim()).map_err(|_| ConfigError::Invalid {
+        name,
+        expected: "an absolute URL (https://...)",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_named_and_never_echoed() {
+        let err = parse_url("GRAPH_BASE_URL", "graph.microsoft.us")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GRAPH_BASE_URL"), "{err}");
+        assert!(
+            !err.contains("graph.microsoft.us"),
+            "names, never values: {err}"
+        );
+        let ok = parse_url("GRAPH_BASE_URL", " https://graph.microsoft.us ").unwrap();
+        assert_eq!(ok.host_str(), Some("graph.microsoft.us"));
+    }
+}

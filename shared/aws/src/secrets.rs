@@ -48,6 +48,15 @@ impl SecretsManagerVault {
         }
     }
 
+    /// The function's vault: secrets named under `SECRET_PREFIX`, cached for [`DEFAULT_TTL`].
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::new(
+            Client::new(sdk),
+            crate::config::required("SECRET_PREFIX")?,
+            DEFAULT_TTL,
+        ))
+    }
+
     fn id(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }

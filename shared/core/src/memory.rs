@@ -511,6 +511,35 @@ impl RunStore for MemoryStore {
             .cloned())
     }
 
+    async fn list_runs_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<SyncRun>, StoreError> {
+        let runs = self.list_runs(tenant, usize::MAX).await?;
+        let start = match after {
+            None => 0,
+            Some(a) => match runs.iter().position(|r| r.run_id == a) {
+                Some(i) => i + 1,
+                None => runs.len(),
+            },
+        };
+        let mut items: Vec<SyncRun> = runs
+            .into_iter()
+            .skip(start)
+            .take(limit.saturating_add(1))
+            .collect();
+        let next = match items.len() > limit {
+            true => {
+                items.truncate(limit);
+                items.last().map(|r| r.run_id.clone())
+            }
+            false => None,
+        };
+        Ok(Listing { items, next })
+    }
+
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError> {
         let s = lock(&self.state);
         let mut runs: Vec<SyncRun> = s

@@ -241,6 +241,15 @@ pub trait RunStore: Send + Sync {
     -> Result<Option<SyncRun>, StoreError>;
     /// Newest first.
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError>;
+    /// One page of the activity log, newest first (by start time, then run id, descending):
+    /// the runs after `after`, the run id a previous page gave as `next`. A run id the tenant
+    /// has no run of gives an empty page.
+    async fn list_runs_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<SyncRun>, StoreError>;
 }
 
 /// Per-connection settings (filters, mapping, rules), versioned.
@@ -318,6 +327,10 @@ pub struct FetchRequest {
     /// Start a full round even if a deltaLink exists (an operator's forced resync).
     #[serde(default)]
     pub force_full: bool,
+    /// The run "sync now" already recorded (so its id could be answered at once): the fetch
+    /// runs under it unless it continues a round in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// Where fetch requests go (an SQS queue in AWS), each after its own delay so tenants spread

@@ -15,6 +15,7 @@
 //! | [`request_id`] | [`RequestId`] and [`RequestDomain`]: what the platform (or the client) says about the request |
 //! | [`json`] | JSON routes: the `Content-Type: application/json` requirement and body errors that name the field |
 //! | [`html`] | pages for browsers: escaping and the page frame |
+//! | [`api`] | the admin API (`/v1`): connections, settings, imports, sync now, runs, held runs, the mirror, the host product's users |
 //! | [`connect`] | the connect routes: admin consent, callback, an account's connections |
 //! | [`hooks`] | the HR webhook route: `POST /hooks/{account}/{source}` |
 //!
@@ -29,6 +30,7 @@
 //! builds an error body: the stack renders the error with the request id and writes the one log
 //! line of the request, at warn (refused) or error (failed) with the error's detail.
 
+pub mod api;
 pub mod connect;
 pub mod error;
 pub mod hooks;

@@ -21,7 +21,6 @@ use entra_sync_core::actions::record::{ActionRecord, ActionStatus, Origin};
 use entra_sync_core::actions::workflow::{AppRef, Template, Workflow, WorkflowOrigin};
 use entra_sync_core::actions::{ActionSpec, WorkflowParams};
 use entra_sync_core::directory_write::WRITE_PERMISSIONS;
-use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::{ConnectionStore, Secret};
 use entra_sync_core::services::actions::{
     self as svc, DecideRequest, Decision, ExecuteOutcome, StartWorkflow, SubmitRequest,
@@ -31,8 +30,9 @@ use entra_sync_graph::GraphClient;
 use serde::Serialize;
 
 use crate::action_worker::{DirectoryAccess, LocalActions, QueueRun, run_queue_until_idle, tick};
+use crate::cli::{self, Opened, print_json as json};
 use crate::outln;
-use crate::runtime::{Access, LocalApp, LocalError, open_directory, tenant_id_arg};
+use crate::runtime::tenant_id_arg;
 
 /// The read permissions the sync needs: a reconsent that enables actions asks for them too
 /// (an admin consent replaces what was granted).
@@ -249,59 +249,14 @@ pub struct ListWorkflowsArgs {
     pub place: Place,
 }
 
-/// An opened data directory for the action commands.
-struct Opened {
-    app: LocalApp,
-    tenant: TenantId,
-    account: AccountId,
-    /// A running `serve` holds the lock and runs the queue.
-    served: bool,
-}
-
-fn command_name() -> String {
-    let words: Vec<String> = std::env::args()
-        .skip(1)
-        .take_while(|a| !a.starts_with('-'))
-        .take(2)
-        .collect();
-    words.join(" ")
-}
-
 /// Open for a command that changes something: with the lock, or next to the `serve` that
 /// holds it.
 async fn open_write(p: &Place) -> Result<Opened> {
-    let command = command_name();
-    match open_directory(&p.data_dir, p.tenant_id.as_deref(), Access::Write(&command)).await {
-        Ok((app, c)) => Ok(Opened {
-            app,
-            tenant: c.tenant_id,
-            account: c.account_id,
-            served: false,
-        }),
-        Err(LocalError::Busy {
-            holder: Some(h), ..
-        }) if h.command == "serve" => {
-            let (app, c) =
-                open_directory(&p.data_dir, p.tenant_id.as_deref(), Access::Read).await?;
-            Ok(Opened {
-                app,
-                tenant: c.tenant_id,
-                account: c.account_id,
-                served: true,
-            })
-        }
-        Err(e) => Err(e.into()),
-    }
+    cli::open_write_beside_serve(&p.data_dir, p.tenant_id.as_deref()).await
 }
 
 async fn open_read(p: &Place) -> Result<Opened> {
-    let (app, c) = open_directory(&p.data_dir, p.tenant_id.as_deref(), Access::Read).await?;
-    Ok(Opened {
-        app,
-        tenant: c.tenant_id,
-        account: c.account_id,
-        served: false,
-    })
+    cli::open_read(&p.data_dir, p.tenant_id.as_deref()).await
 }
 
 /// How Graph is reached: the flags, else what `serve` noted.
@@ -337,15 +292,10 @@ fn access(p: &Place, o: &Opened) -> Result<(DirectoryAccess, Option<Secret>)> {
     }
 }
 
-async fn services(p: &Place, o: &Opened) -> Result<(LocalActions, DirectoryAccess)> {
+pub(crate) async fn services(p: &Place, o: &Opened) -> Result<(LocalActions, DirectoryAccess)> {
     let (access, secret) = access(p, o)?;
     let client: GraphClient = access.client(&o.app, secret).await?;
     Ok((o.app.actions(Arc::new(client))?, access))
-}
-
-fn json<T: Serialize>(v: &T) -> Result<()> {
-    outln!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 /// One line per action, for people.
@@ -828,11 +778,9 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                 }
             }
             items.truncate(a.limit);
-            match a.place.json {
-                true => json(&items)?,
-                false if items.is_empty() => outln!("no actions"),
-                false => items.iter().for_each(|r| print_action(r, false)),
-            }
+            cli::print_list(a.place.json, &items, "no actions", |r| {
+                print_action(r, false)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         ActionsCommand::Show(a) => {
@@ -843,10 +791,7 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                 .get_action(&o.tenant, &a.id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no action {} in directory {}", a.id, o.tenant))?;
-            match a.place.json {
-                true => json(&r)?,
-                false => print_action(&r, true),
-            }
+            cli::print_one(a.place.json, &r, |r| print_action(r, true))?;
             Ok(ExitCode::SUCCESS)
         }
         ActionsCommand::Approve(a) => decide(a, Decision::Approve).await,
@@ -901,10 +846,7 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
 }
 
 fn show_result(p: &Place, r: &ActionRecord) -> Result<ExitCode> {
-    match p.json {
-        true => json(r)?,
-        false => print_action(r, false),
-    }
+    cli::print_one(p.json, r, |r| print_action(r, false))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -990,11 +932,9 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
                 .store
                 .list_workflows(&o.tenant, None, a.limit.clamp(1, 200))
                 .await?;
-            match a.place.json {
-                true => json(&page.items)?,
-                false if page.items.is_empty() => outln!("no workflows"),
-                false => page.items.iter().for_each(|w| print_workflow(w, false)),
-            }
+            cli::print_list(a.place.json, &page.items, "no workflows", |w| {
+                print_workflow(w, false)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         WorkflowCommand::Show(a) => {
@@ -1005,10 +945,7 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
                 .get_workflow(&o.tenant, &a.id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no workflow {} in directory {}", a.id, o.tenant))?;
-            match a.place.json {
-                true => json(&wf)?,
-                false => print_workflow(&wf, true),
-            }
+            cli::print_one(a.place.json, &wf, |w| print_workflow(w, true))?;
             Ok(ExitCode::SUCCESS)
         }
         WorkflowCommand::Cancel(a) => {
@@ -1043,7 +980,11 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
 }
 
 /// Run the queue (unless `serve` does) and return the workflow as it is then.
-async fn settle_workflow(o: &Opened, actions: &LocalActions, id: &str) -> Result<Workflow> {
+pub(crate) async fn settle_workflow(
+    o: &Opened,
+    actions: &LocalActions,
+    id: &str,
+) -> Result<Workflow> {
     if o.served {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -1065,10 +1006,7 @@ async fn settle_workflow(o: &Opened, actions: &LocalActions, id: &str) -> Result
 }
 
 fn show_workflow(p: &Place, wf: &Workflow) -> Result<ExitCode> {
-    match p.json {
-        true => json(wf)?,
-        false => print_workflow(wf, true),
-    }
+    cli::print_one(p.json, wf, |w| print_workflow(w, true))?;
     Ok(match wf.status {
         entra_sync_core::actions::WorkflowStatus::Failed { .. } => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,

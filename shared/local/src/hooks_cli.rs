@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
-use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::Secret;
+use entra_sync_core::services::actions::ActionDeps;
 use entra_sync_core::services::webhooks::{
     self as hooks, CreateEndpoint, WebhookError, create_endpoint, dismiss_review, list_deliveries,
     list_endpoints, list_reviews, replay_delivery, resolve_review, rotate_secret, set_enabled,
@@ -21,15 +21,15 @@ use entra_sync_core::webhooks::delivery::{Delivery, Outcome, Processing};
 use entra_sync_core::webhooks::endpoint::WebhookEndpoint;
 use entra_sync_core::webhooks::review::{ReviewItem, ReviewStatus};
 use entra_sync_graph::{GraphClient, GraphConfig};
-use serde::Serialize;
 
+use crate::act::Place;
+use crate::cli::{self, Opened};
 use crate::hooks_worker::{
-    LocalDeliveryQueue, action_queue_path, endpoint_deps, local_action_deps, process_deps,
-    queue_path, receive_deps,
+    LocalDeliveryQueue, endpoint_deps, process_deps, queue_path, receive_deps,
 };
 use crate::outln;
 use crate::queue::QueueConfig;
-use crate::runtime::{Access, LocalApp, open_directory, tenant_id_arg};
+use crate::runtime::{LocalApp, tenant_id_arg};
 
 #[derive(Args)]
 pub struct HooksArgs {
@@ -65,28 +65,6 @@ impl From<SourceArg> for Source {
             SourceArg::Standard => Source::Standard,
         }
     }
-}
-
-/// The Graph client a resolved review's workflow needs (as for `sync`).
-#[derive(Args, Clone)]
-pub struct GraphArgs {
-    #[arg(long, env = "ENTRA_SYNC_CLIENT_ID")]
-    pub client_id: String,
-    /// Environment variable holding the client secret.
-    #[arg(long, default_value = "ENTRA_SYNC_CLIENT_SECRET")]
-    pub client_secret_env: String,
-    #[arg(
-        long,
-        default_value = "https://graph.microsoft.com",
-        env = "ENTRA_SYNC_GRAPH_URL"
-    )]
-    pub graph_url: url::Url,
-    #[arg(
-        long,
-        default_value = "https://login.microsoftonline.com",
-        env = "ENTRA_SYNC_LOGIN_URL"
-    )]
-    pub login_url: url::Url,
 }
 
 #[derive(Subcommand)]
@@ -130,6 +108,7 @@ pub enum HooksCommand {
         #[command(flatten)]
         target: HooksTarget,
     },
+    /// Accept deliveries again.
     Enable {
         #[arg(long, value_enum)]
         source: SourceArg,
@@ -161,10 +140,10 @@ pub enum HooksCommand {
         user: String,
         #[arg(long, default_value = "cli")]
         by: String,
+        /// Where the data lives, which directory, and how Microsoft Graph is reached (the
+        /// workflow's actions run now, unless a running `serve` runs them).
         #[command(flatten)]
-        graph: Box<GraphArgs>,
-        #[command(flatten)]
-        target: HooksTarget,
+        place: Box<Place>,
     },
     /// Close a review item without starting anything.
     Dismiss {
@@ -184,30 +163,13 @@ pub enum HooksCommand {
     },
 }
 
-struct Opened {
-    app: LocalApp,
-    tenant: TenantId,
-    account: AccountId,
-}
-
 async fn open(t: &HooksTarget, write: bool) -> Result<Opened> {
-    let command = std::env::args()
-        .skip(1)
-        .take_while(|a| !a.starts_with('-'))
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let access = if write {
-        Access::Write(&command)
+    let tenant = t.tenant_id.as_deref();
+    if write {
+        cli::open_write_beside_serve(&t.data_dir, tenant).await
     } else {
-        Access::Read
-    };
-    let (app, connection) = open_directory(&t.data_dir, t.tenant_id.as_deref(), access).await?;
-    Ok(Opened {
-        app,
-        tenant: connection.tenant_id,
-        account: connection.account_id,
-    })
+        cli::open_read(&t.data_dir, tenant).await
+    }
 }
 
 fn secret_from_env(var: &Option<String>) -> Result<Option<Secret>> {
@@ -218,11 +180,6 @@ fn secret_from_env(var: &Option<String>) -> Result<Option<Secret>> {
                 .map_err(|_| anyhow!("the environment variable {name} is not set"))
         })
         .transpose()
-}
-
-fn print_json<T: Serialize>(v: &T) -> Result<()> {
-    outln!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 /// A webhook error in plain words (the service's message).
@@ -296,45 +253,19 @@ fn review_line(r: &ReviewItem) -> String {
     )
 }
 
-/// The processor's deps on a data directory. `graph`: the Graph client a command that starts
-/// workflows needs (resolve). Without it (listing and dismissing reviews, which never write the
-/// directory) the writer points at a closed loopback port, so a write could never leave the
-/// machine.
-fn processor(app: &LocalApp, graph: Option<&GraphArgs>) -> Result<hooks::ProcessDeps> {
-    let config = match graph {
-        Some(graph) => {
-            let secret = std::env::var(&graph.client_secret_env)
-                .map(Secret::new)
-                .map_err(|_| {
-                    anyhow!(
-                        "the environment variable {} (the client secret) is not set",
-                        graph.client_secret_env
-                    )
-                })?;
-            GraphConfig::new(
-                graph.graph_url.clone(),
-                graph.login_url.clone(),
-                graph.client_id.clone(),
-                secret,
-            )
-        }
-        None => {
-            let nowhere = url::Url::parse("http://127.0.0.1:9/").context("loopback URL")?;
-            GraphConfig::new(nowhere.clone(), nowhere, String::new(), Secret::new(""))
-        }
-    };
+/// The processor's deps for the commands that never write the directory (listing and
+/// dismissing reviews): the writer points at a closed loopback port, so a write could never
+/// leave the machine.
+fn processor(app: &LocalApp) -> Result<hooks::ProcessDeps> {
+    let nowhere = url::Url::parse("http://127.0.0.1:9/").context("loopback URL")?;
+    let config = GraphConfig::new(nowhere.clone(), nowhere, String::new(), Secret::new(""));
     let client = GraphClient::new(config).context("building the Graph client")?;
-    let dir = app.data_dir();
-    let actions = crate::action_queue::LocalActionQueue::open(
-        &action_queue_path(&dir),
-        QueueConfig::default(),
-    )?;
+    processor_with(app, app.actions(Arc::new(client))?.deps)
+}
+
+fn processor_with(app: &LocalApp, actions: ActionDeps) -> Result<hooks::ProcessDeps> {
     let hr_api = crate::hooks_worker::hibob_client().context("building the HiBob client")?;
-    Ok(process_deps(
-        app,
-        local_action_deps(app, Arc::new(actions), Arc::new(client)),
-        Arc::new(hr_api),
-    ))
+    Ok(process_deps(app, actions, Arc::new(hr_api)))
 }
 
 async fn toggle(source: SourceArg, target: HooksTarget, enabled: bool) -> Result<()> {
@@ -342,12 +273,7 @@ async fn toggle(source: SourceArg, target: HooksTarget, enabled: bool) -> Result
     let e = set_enabled(&endpoint_deps(&o.app), &o.account, source.into(), enabled)
         .await
         .map_err(plain)?;
-    if target.json {
-        print_json(&e)?;
-    } else {
-        outln!("{}", endpoint_line(&e));
-    }
-    Ok(())
+    cli::print_one(target.json, &e, |e| outln!("{}", endpoint_line(e)))
 }
 
 fn grace(hours: Option<u32>) -> Result<Option<chrono::Duration>> {
@@ -385,7 +311,7 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             .map_err(plain)?;
             let path = format!("/hooks/{}/{}", o.account, created.endpoint.key.source);
             if target.json {
-                print_json(&serde_json::json!({
+                cli::print_json(&serde_json::json!({
                     "endpoint": created.endpoint,
                     "path": path,
                     "secret": created.secret.as_ref().map(Secret::expose),
@@ -403,15 +329,10 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             let all = list_endpoints(&endpoint_deps(&o.app), &o.account)
                 .await
                 .map_err(plain)?;
-            if target.json {
-                print_json(&all)?;
-            } else if all.is_empty() {
-                outln!("no webhook endpoints for account {}", o.account);
-            } else {
-                for e in &all {
-                    outln!("{}", endpoint_line(e));
-                }
-            }
+            let empty = format!("no webhook endpoints for account {}", o.account);
+            cli::print_list(target.json, &all, &empty, |e| {
+                outln!("{}", endpoint_line(e))
+            })?;
         }
         HooksCommand::Rotate {
             source,
@@ -432,7 +353,7 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             .await
             .map_err(plain)?;
             if target.json {
-                print_json(&serde_json::json!({
+                cli::print_json(&serde_json::json!({
                     "endpoint": rotated.endpoint,
                     "secret": rotated.secret.as_ref().map(Secret::expose),
                 }))?;
@@ -460,61 +381,48 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             )
             .await
             .map_err(plain)?;
-            if target.json {
-                print_json(&page.items)?;
-            } else if page.items.is_empty() {
-                outln!("no deliveries");
-            } else {
-                for d in &page.items {
-                    outln!("{}", delivery_line(d));
-                }
-            }
+            cli::print_list(target.json, &page.items, "no deliveries", |d| {
+                outln!("{}", delivery_line(d))
+            })?;
         }
         HooksCommand::Reviews { all, limit, target } => {
             let o = open(&target, false).await?;
-            let deps = processor(&o.app, None)?;
+            let deps = processor(&o.app)?;
             let page = list_reviews(&deps, &o.account, &o.tenant, !all, None, limit)
                 .await
                 .map_err(plain)?;
-            if target.json {
-                print_json(&page.items)?;
-            } else if page.items.is_empty() {
-                outln!("no review items");
-            } else {
-                for r in &page.items {
-                    outln!("{}", review_line(r));
-                }
-            }
+            cli::print_list(target.json, &page.items, "no review items", |r| {
+                outln!("{}", review_line(r))
+            })?;
         }
         HooksCommand::Resolve {
             id,
             user,
             by,
-            graph,
-            target,
+            place,
         } => {
-            let o = open(&target, true).await?;
-            let deps = processor(&o.app, Some(&graph))?;
+            let o =
+                cli::open_write_beside_serve(&place.data_dir, place.tenant_id.as_deref()).await?;
+            let (actions, _) = crate::act::services(&place, &o).await?;
+            let deps = processor_with(&o.app, actions.deps.clone())?;
             let item = resolve_review(&deps, &o.account, &o.tenant, &id, &user, &by)
                 .await
                 .map_err(plain)?;
-            if target.json {
-                print_json(&item)?;
-            } else {
-                outln!("{}", review_line(&item));
+            if let ReviewStatus::Resolved { workflow_ids, .. } = &item.status {
+                // The workflows' due steps run now (or in `serve`, when it runs).
+                for wf in workflow_ids {
+                    crate::act::settle_workflow(&o, &actions, wf).await?;
+                }
             }
+            cli::print_one(place.json, &item, |r| outln!("{}", review_line(r)))?;
         }
         HooksCommand::Dismiss { id, by, target } => {
             let o = open(&target, true).await?;
-            let deps = processor(&o.app, None)?;
+            let deps = processor(&o.app)?;
             let item = dismiss_review(&deps, &o.account, &o.tenant, &id, &by)
                 .await
                 .map_err(plain)?;
-            if target.json {
-                print_json(&item)?;
-            } else {
-                outln!("{}", review_line(&item));
-            }
+            cli::print_one(target.json, &item, |r| outln!("{}", review_line(r)))?;
         }
         HooksCommand::Replay { source, id, target } => {
             let o = open(&target, true).await?;
@@ -528,11 +436,12 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             )
             .await
             .map_err(plain)?;
-            if target.json {
-                print_json(&d)?;
-            } else {
-                outln!("queued again: {}", delivery_line(&d));
-            }
+            cli::print_one(target.json, &d, |d| {
+                outln!("queued again: {}", delivery_line(d));
+                if !o.served {
+                    outln!("(`entra-sync serve` processes it when it runs)");
+                }
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

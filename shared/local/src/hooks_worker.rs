@@ -17,13 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use entra_sync_core::actions::budget::{BudgetConfig, WriteBudget};
-use entra_sync_core::actions::ports::ActionQueue;
-use entra_sync_core::directory_write::DirectoryWriter;
 use entra_sync_core::error::{QueueError, StoreError};
-use entra_sync_core::idempotency::IdempotencyConfig;
-use entra_sync_core::services::actions::{ActionDeps, ActionsConfig};
-use entra_sync_core::services::claim::Claims;
+use entra_sync_core::services::actions::ActionDeps;
 use entra_sync_core::services::webhooks::{
     EndpointDeps, ProcessDeps, ReceiveDeps, WebhookConfig, process_delivery,
 };
@@ -179,42 +174,6 @@ pub fn process_deps(
     }
 }
 
-/// The action queue's file in a data directory.
-pub fn action_queue_path(dir: &DataDir) -> PathBuf {
-    // Not yet the action worker's queue (`DataDir::action_queue`): joining them needs serve's
-    // action worker to run these workflows with the same writer; see docs/hr-webhooks.md.
-    dir.root.join("actions-queue.sqlite")
-}
-
-/// The write half's deps on a data directory: the SQLite stores, the durable local action
-/// queue, the claims on the SQLite idempotency store, and `writer` (the Graph client).
-pub fn local_action_deps(
-    app: &LocalApp,
-    queue: Arc<dyn ActionQueue>,
-    writer: Arc<dyn DirectoryWriter>,
-) -> ActionDeps {
-    ActionDeps {
-        connections: app.store.clone(),
-        settings: app.store.clone(),
-        mirror: app.store.clone(),
-        cursors: app.store.clone(),
-        lookup: app.store.clone(),
-        actions: app.store.clone(),
-        workflows: app.store.clone(),
-        queue,
-        writer,
-        claims: Claims::new(
-            app.store.clone(),
-            IdempotencyConfig::default(),
-            app.clock.clone(),
-        ),
-        budget: Arc::new(WriteBudget::new(BudgetConfig::default())),
-        events: app.events.clone(),
-        clock: app.clock.clone(),
-        config: ActionsConfig::default(),
-    }
-}
-
 /// The HiBob API client: `https://api.hibob.com`, or the base URL in `ENTRA_SYNC_HIBOB_URL`
 /// (a sandbox, or an emulator in tests).
 pub fn hibob_client() -> Result<entra_sync_hr::HiBobClient, reqwest::Error> {
@@ -232,20 +191,16 @@ pub struct ServedHooks {
     pub worker: tokio::task::JoinHandle<()>,
 }
 
-/// Open the delivery and action queues of the data directory, build the route and start one
-/// delivery worker. `writer` is the Graph client the workflows' actions use.
+/// Open the delivery queue of the data directory, build the route and start one delivery
+/// worker. `actions`: the write half `serve` runs (its action queue, worker and write budget),
+/// where the workflows the deliveries start run like any other.
 pub fn serve_hooks(
     app: &LocalApp,
-    writer: Arc<dyn DirectoryWriter>,
+    actions: ActionDeps,
     stop: watch::Receiver<bool>,
 ) -> Result<ServedHooks, crate::runtime::LocalError> {
-    let dir = app.data_dir();
     let deliveries = Arc::new(LocalDeliveryQueue::open(
-        &queue_path(&dir),
-        QueueConfig::default(),
-    )?);
-    let actions = Arc::new(crate::action_queue::LocalActionQueue::open(
-        &action_queue_path(&dir),
+        &queue_path(&app.data_dir()),
         QueueConfig::default(),
     )?);
     let hr_api = hibob_client().map_err(|e| {
@@ -254,11 +209,7 @@ pub fn serve_hooks(
     let routes = entra_sync_http::hooks::routes(entra_sync_http::hooks::HooksState::new(
         receive_deps(app, deliveries.clone()),
     ));
-    let deps = process_deps(
-        app,
-        local_action_deps(app, actions, writer),
-        Arc::new(hr_api),
-    );
+    let deps = process_deps(app, actions, Arc::new(hr_api));
     let worker = tokio::spawn(async move { deliveries.run_workers(1, deps, stop).await });
     Ok(ServedHooks { routes, worker })
 }

@@ -76,6 +76,19 @@ enum Command {
     /// Start, list, show, cancel or retry workflows (onboarding, offboarding, lost-device).
     #[command(subcommand)]
     Workflow(entra_sync_local::act::WorkflowCommand),
+    /// The admin API's key (`serve` creates one at its first start).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Replace the API key and print the new one (the old one stops working at the next
+    /// `serve`; only the new key's SHA-256 digest is stored).
+    Rotate {
+        #[arg(long, default_value = ".entra-sync/serve", env = "ENTRA_SYNC_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -239,6 +252,16 @@ async fn main() -> ExitCode {
         Command::Act(args) => entra_sync_local::act::run_act(*args).await,
         Command::Actions(cmd) => entra_sync_local::act::run_actions(cmd).await,
         Command::Workflow(cmd) => entra_sync_local::act::run_workflow(cmd).await,
+        Command::ApiKey(ApiKeyCommand::Rotate { data_dir }) => {
+            let dir = entra_sync_local::runtime::DataDir::new(&data_dir);
+            entra_sync_local::api_serve::rotate_api_key(&dir)
+                .map(|key| {
+                    outln!("New admin API key (shown once; restart `serve` to use it):");
+                    outln!("  {key}");
+                    ExitCode::SUCCESS
+                })
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(code) => code,
@@ -736,6 +759,15 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         );
         if let Some(t) = &info.emulated_tenant {
             outln!("  emulated tenant: {t} (not consented yet)");
+        }
+        outln!(
+            "  admin API: {}/v1 (document: {}/v1/openapi.json)",
+            info.base_url,
+            info.base_url
+        );
+        if let Some(key) = &info.new_api_key {
+            outln!("  admin API key (shown once; `entra-sync api-key rotate` makes a new one):");
+            outln!("    {key}");
         }
         outln!("Press Ctrl-C to stop.");
     })

@@ -3,6 +3,8 @@
 //! tenant first, so a person can click through admin consent in a browser without a Microsoft
 //! tenant.
 //!
+//! The admin API (`/v1`, see [`crate::api_serve`]) is served beside them, behind its API key.
+//!
 //! Besides the connect routes, `GET /` shows a small form (local only) that starts a consent for
 //! an account and sends the browser to the consent page. Both go through the same stack
 //! ([`entra_sync_http::app`]): error format, request ids, log line, security headers.
@@ -121,6 +123,8 @@ pub struct ServeInfo {
     pub redirect_uri: Url,
     /// The emulated tenant, when `--emulator` started one.
     pub emulated_tenant: Option<String>,
+    /// The admin API's key, when this `serve` created it (shown once; only its digest is kept).
+    pub new_api_key: Option<String>,
 }
 
 fn url(s: &str) -> Result<Url, LocalError> {
@@ -223,12 +227,22 @@ pub async fn run_serve(
         let stop = stop_rx.clone();
         tokio::spawn(async move { run_ticks(&deps, stop).await })
     };
-    let hooks = crate::hooks_worker::serve_hooks(&app, Arc::new(graph.clone()), stop_rx)?;
-    let routes = serve_router_with(&app, graph, config, hooks.routes);
+    let hooks = crate::hooks_worker::serve_hooks(&app, actions.deps.clone(), stop_rx)?;
+    // The admin API behind its key (created at the first serve).
+    let (key, new_api_key) = crate::api_serve::api_key(&dir)?;
+    let api = crate::api_serve::api_routes(
+        &app,
+        connect_deps(&app, graph.clone()),
+        config.clone(),
+        Arc::new(graph.clone()),
+        key,
+    );
+    let routes = serve_router_with(&app, graph, config, hooks.routes.merge(api));
     on_ready(&ServeInfo {
         base_url,
         redirect_uri,
         emulated_tenant,
+        new_api_key,
     });
     info!(listen = %local, "connect and webhook routes served");
     let served = axum::serve(listener, routes)

@@ -1,29 +1,21 @@
 //! HR webhooks end to end through the local program: `entra-sync sync` fills the mirror from
 //! an emulated tenant, `entra-sync hooks create` makes the endpoints, `entra-sync serve`
-//! receives signed deliveries on 127.0.0.1 and its worker processes them; the workflows'
-//! actions are then executed with the core's executor on the same data directory, and the
-//! emulator shows the result.
+//! receives signed deliveries on 127.0.0.1, its webhook worker processes them and its action
+//! worker runs the workflows' actions; the emulator shows the result.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use entra_sync_core::actions::ActionKind;
-use entra_sync_core::actions::ports::ActionMessage;
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
-use entra_sync_core::ports::{ConnectionStore, Secret, SettingsStore};
-use entra_sync_core::services::actions::{handle_action_message, run_due_workflows};
+use entra_sync_core::ports::{ConnectionStore, SettingsStore};
 use entra_sync_core::settings::ConnectionSettings;
 use entra_sync_core::webhooks::Source;
 use entra_sync_core::webhooks::mapping::HrSettings;
 use entra_sync_core::webhooks::verify::{SigningKey, sign};
 use entra_sync_emulator::{DEFAULT_APP_PERMISSIONS, Emulator, EmulatorConfig, NewUser, TenantSpec};
-use entra_sync_graph::{GraphClient, GraphConfig};
-use entra_sync_local::action_queue::LocalActionQueue;
-use entra_sync_local::hooks_worker::{action_queue_path, local_action_deps};
-use entra_sync_local::queue::QueueConfig;
 use entra_sync_local::runtime::{DataDir, DirLock, LocalApp, SyncSettings};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -368,48 +360,36 @@ async fn a_signed_bamboohr_termination_offboards_the_user_through_the_local_prog
         }
     })
     .await;
-    let mut served = served;
-    served.child.start_kill().unwrap();
-    let _ = served.child.wait().await;
+    // A changing command works beside the running `serve` (which holds the lock).
+    let mut create = hooks(
+        dir,
+        &[
+            "create",
+            "--source",
+            "hibob",
+            "--secret-env",
+            "E2E_HIBOB_KEY",
+        ],
+    );
+    create
+        .args(["--tenant-id", tenant.as_str()])
+        .env("E2E_HIBOB_KEY", "hibob-key-for-the-e2e-test");
+    run(create).await;
 
-    // 5. The workflow's actions, executed by the core's executor on the same data directory:
-    //    Ann ends blocked and out of her group.
-    let app = LocalApp::open(&DataDir::new(dir), &SyncSettings::default()).unwrap();
-    let creds = emulator.app();
-    let client = GraphClient::new(GraphConfig::new(
-        url::Url::parse(&emulator.graph_base_url()).unwrap(),
-        url::Url::parse(&emulator.login_base_url()).unwrap(),
-        creds.client_id.clone(),
-        Secret::new(creds.client_secret.clone()),
-    ))
-    .unwrap();
-    let queue = LocalActionQueue::open(
-        &action_queue_path(&DataDir::new(dir)),
-        QueueConfig::default(),
-    )
-    .unwrap();
-    let deps = local_action_deps(&app, Arc::new(queue.clone()), Arc::new(client));
-    for _ in 0..20 {
-        run_due_workflows(&deps, 100).await.unwrap();
-        while let Some(m) = queue.queue().claim().await.unwrap() {
-            let msg: ActionMessage = serde_json::from_str(&m.body).unwrap();
-            handle_action_message(&deps, &msg).await;
-            queue.queue().ack(&m.message_id).await.unwrap();
-        }
+    // 5. The offboarding's actions run in `serve` (its action worker takes the steps the
+    //    delivery's workflow queued): Ann ends blocked and out of her group.
+    eventually("Ann is blocked and out of her group", || {
         let blocked = t.user(&ann_id).unwrap()["accountEnabled"] == false;
         let member = t
             .members(&group)
             .unwrap()
             .iter()
             .any(|(id, _)| *id == ann_id);
-        if blocked && !member {
-            emulator.shutdown().await;
-            return;
-        }
-    }
-    panic!(
-        "Ann is not offboarded: {:?}, member of {group}: {:?}",
-        t.user(&ann_id),
-        t.members(&group)
-    );
+        async move { blocked && !member }
+    })
+    .await;
+    let mut served = served;
+    served.child.start_kill().unwrap();
+    let _ = served.child.wait().await;
+    emulator.shutdown().await;
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use entra_sync_aws::{
     DynamoStore, EventBridgeSink, SecretsManagerVault, SqsActionQueue, config, load_sdk_config,
-    secrets,
 };
 use entra_sync_core::actions::budget::WriteBudget;
 use entra_sync_core::idempotency::IdempotencyConfig;
@@ -26,16 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = config::required("TABLE_NAME")?;
     let action_queue = config::required("ACTION_QUEUE_URL")?;
     let bus = config::required("EVENT_BUS_NAME")?;
-    let secret_prefix = config::required("SECRET_PREFIX")?;
-    let client_id = config::required("GRAPH_CLIENT_ID")?;
-    let graph_url = url::Url::parse(&config::optional(
-        "GRAPH_BASE_URL",
-        "https://graph.microsoft.com",
-    ))?;
-    let login_url = url::Url::parse(&config::optional(
-        "LOGIN_BASE_URL",
-        "https://login.microsoftonline.com",
-    ))?;
+    let graph_app = config::graph_app()?;
     let hibob_url = config::optional("HIBOB_BASE_URL", &HiBobConfig::default().base_url);
     // A claim outlives the function's timeout, so a live worker is never taken over.
     let claim = config::seconds("CLAIM_SECONDS", 120)?;
@@ -45,16 +35,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
 
     let sdk = load_sdk_config().await;
-    let vault = Arc::new(SecretsManagerVault::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        secret_prefix,
-        secrets::DEFAULT_TTL,
-    ));
+    let vault = Arc::new(SecretsManagerVault::from_env(&sdk)?);
     let client_secret = vault.get_secret(APP_CLIENT_SECRET).await?;
     let graph = GraphClient::new(GraphConfig::new(
-        graph_url,
-        login_url,
-        client_id,
+        graph_app.graph_url,
+        graph_app.login_url,
+        graph_app.client_id,
         client_secret,
     ))?;
     let hr_api = HiBobClient::new(HiBobConfig {

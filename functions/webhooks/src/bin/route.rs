@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use entra_sync_aws::{
-    DynamoStore, SecretsManagerVault, SqsDeliveryQueue, config, load_sdk_config, secrets,
-};
+use entra_sync_aws::{DynamoStore, SecretsManagerVault, SqsDeliveryQueue, config, load_sdk_config};
 use entra_sync_core::ports::SystemClock;
 use entra_sync_core::services::webhooks::{ReceiveDeps, WebhookConfig};
 use entra_sync_http::hooks::{HooksState, router};
@@ -15,18 +13,13 @@ use entra_sync_http::hooks::{HooksState, router};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
-    let secret_prefix = config::required("SECRET_PREFIX")?;
     let delivery_queue = config::required("DELIVERY_QUEUE_URL")?;
 
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let deps = ReceiveDeps {
         endpoints: store.clone(),
-        vault: Arc::new(SecretsManagerVault::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
-            secret_prefix,
-            secrets::DEFAULT_TTL,
-        )),
+        vault: Arc::new(SecretsManagerVault::from_env(&sdk)?),
         deliveries: store,
         queue: Arc::new(SqsDeliveryQueue::new(
             aws_sdk_sqs::Client::new(&sdk),

@@ -118,6 +118,14 @@ pub(crate) enum Put {
     Refused { stored: Option<Item> },
 }
 
+/// A record's conditional write, with the stored record decoded when the condition failed.
+pub(crate) enum Written<T> {
+    /// Written; `old` is the item it replaced, if there was one.
+    Landed { old: Option<Item> },
+    /// The condition failed; `stored` is the record as it is (absent: there is none).
+    Refused { stored: Option<T> },
+}
+
 fn non_empty(item: Option<Item>) -> Option<Item> {
     item.filter(|i| !i.is_empty())
 }
@@ -134,6 +142,49 @@ fn opt_s(item: &Item, name: &str) -> Option<String> {
 }
 
 impl DynamoStore {
+    /// Put a new record's `item` unless its key exists.
+    pub(crate) async fn put_new<T: DeserializeOwned>(
+        &self,
+        item: Item,
+    ) -> Result<Written<T>, StoreError> {
+        self.put_record(item, "attribute_not_exists(pk)", vec![])
+            .await
+    }
+
+    /// Replace a record's `item` if its stored `rev` is `expected_rev`.
+    pub(crate) async fn put_if_rev<T: DeserializeOwned>(
+        &self,
+        item: Item,
+        expected_rev: u64,
+    ) -> Result<Written<T>, StoreError> {
+        self.put_record(item, "rev = :e", vec![(":e", n(expected_rev))])
+            .await
+    }
+
+    async fn put_record<T: DeserializeOwned>(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Written<T>, StoreError> {
+        Ok(match self.put_returning(item, condition, values).await? {
+            Put::Landed { old } => Written::Landed { old },
+            Put::Refused { stored } => Written::Refused {
+                stored: decode(stored.as_ref())?,
+            },
+        })
+    }
+
+    /// The record under (`pk`, `sk`), if there is one.
+    pub(crate) async fn get_record<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let item = self.get_item(pk, sk.to_owned()).await?;
+        decode(item.as_ref())
+    }
+
     /// A conditional PutItem that returns the replaced item when it lands and the stored item
     /// when its condition fails (both at no extra capacity cost).
     pub(crate) async fn put_returning(
@@ -424,17 +475,9 @@ impl ActionStore for DynamoStore {
     ) -> Result<Option<ActionRecord>, StoreError> {
         let entries = action_entries(record);
         self.put_action_entries(record, &entries).await?;
-        match self
-            .put_returning(
-                self.action_item(record)?,
-                "attribute_not_exists(pk)",
-                vec![],
-            )
-            .await?
-        {
-            Put::Landed { .. } => Ok(None),
-            Put::Refused { stored } => {
-                let stored: Option<ActionRecord> = decode(stored.as_ref())?;
+        match self.put_new(self.action_item(record)?).await? {
+            Written::Landed { .. } => Ok(None),
+            Written::Refused { stored } => {
                 self.drop_lost_action_entries(record, &entries, stored.as_ref())
                     .await?;
                 match stored {
@@ -450,10 +493,7 @@ impl ActionStore for DynamoStore {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        let item = self
-            .get_item(action_pk(tenant, id), ACTION_SK.to_owned())
-            .await?;
-        decode(item.as_ref())
+        self.get_record(action_pk(tenant, id), ACTION_SK).await
     }
 
     async fn update_action(
@@ -466,16 +506,11 @@ impl ActionStore for DynamoStore {
         let status = [ActionEntry::Status(record.status.as_str().to_owned())];
         self.put_action_entries(record, &status).await?;
         let landed = self
-            .put_returning(
-                self.action_item(record)?,
-                "rev = :e",
-                vec![(":e", n(expected_rev))],
-            )
+            .put_if_rev(self.action_item(record)?, expected_rev)
             .await?;
         let old = match landed {
-            Put::Landed { old } => old,
-            Put::Refused { stored } => {
-                let stored: Option<ActionRecord> = decode(stored.as_ref())?;
+            Written::Landed { old } => old,
+            Written::Refused { stored } => {
                 self.drop_lost_action_entries(record, &status, stored.as_ref())
                     .await?;
                 return Err(StoreError::Conflict(format!("action {}", record.id)));
@@ -674,17 +709,9 @@ impl DynamoStore {
 impl WorkflowStore for DynamoStore {
     async fn create_workflow(&self, workflow: &Workflow) -> Result<Option<Workflow>, StoreError> {
         self.put_due_entry(workflow).await?;
-        match self
-            .put_returning(
-                self.workflow_item(workflow)?,
-                "attribute_not_exists(pk)",
-                vec![],
-            )
-            .await?
-        {
-            Put::Landed { .. } => Ok(None),
-            Put::Refused { stored } => {
-                let stored: Option<Workflow> = decode(stored.as_ref())?;
+        match self.put_new(self.workflow_item(workflow)?).await? {
+            Written::Landed { .. } => Ok(None),
+            Written::Refused { stored } => {
                 self.drop_lost_due_entry(workflow, stored.as_ref()).await?;
                 match stored {
                     Some(s) => Ok(Some(s)),
@@ -699,10 +726,7 @@ impl WorkflowStore for DynamoStore {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<Workflow>, StoreError> {
-        let item = self
-            .get_item(workflow_pk(tenant, id), WORKFLOW_SK.to_owned())
-            .await?;
-        decode(item.as_ref())
+        self.get_record(workflow_pk(tenant, id), WORKFLOW_SK).await
     }
 
     async fn update_workflow(
@@ -712,16 +736,11 @@ impl WorkflowStore for DynamoStore {
     ) -> Result<(), StoreError> {
         self.put_due_entry(workflow).await?;
         let old = match self
-            .put_returning(
-                self.workflow_item(workflow)?,
-                "rev = :e",
-                vec![(":e", n(expected_rev))],
-            )
+            .put_if_rev(self.workflow_item(workflow)?, expected_rev)
             .await?
         {
-            Put::Landed { old } => old,
-            Put::Refused { stored } => {
-                let stored: Option<Workflow> = decode(stored.as_ref())?;
+            Written::Landed { old } => old,
+            Written::Refused { stored } => {
                 self.drop_lost_due_entry(workflow, stored.as_ref()).await?;
                 return Err(StoreError::Conflict(format!("workflow {}", workflow.id)));
             }

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::TenantId;
-use entra_sync_core::ports::RunStore;
+use entra_sync_core::ports::{Listing, RunStore};
 use entra_sync_core::run::{RunUpdate, SyncRun};
 
 use super::*;
@@ -81,6 +81,49 @@ impl RunStore for DynamoStore {
             .await?
             .map(|i| body(&i))
             .transpose()
+    }
+
+    async fn list_runs_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<SyncRun>, StoreError> {
+        // The index key of the named run: the page continues below it.
+        let below = match after {
+            None => None,
+            Some(a) => match self.get_run(tenant, a).await? {
+                Some(run) => {
+                    let started = u64::try_from(run.started_at.timestamp_millis()).unwrap_or(0);
+                    Some(format!("{started:020}#{}", run.run_id))
+                }
+                None => {
+                    return Ok(Listing {
+                        items: Vec::new(),
+                        next: None,
+                    });
+                }
+            },
+        };
+        let (rows, _) = self
+            .query_index(
+                format!("T#{tenant}#RUNS"),
+                below.as_deref(),
+                limit.saturating_add(1),
+                false,
+            )
+            .await?;
+        let mut items: Vec<SyncRun> = self
+            .read_in_order(rows.into_iter().map(|(_, pk, sk)| (pk, sk)).collect())
+            .await?;
+        let next = match items.len() > limit {
+            true => {
+                items.truncate(limit);
+                items.last().map(|r| r.run_id.clone())
+            }
+            false => None,
+        };
+        Ok(Listing { items, next })
     }
 
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError> {

@@ -328,9 +328,14 @@ impl DynamoStore {
                 .scan_index_forward(forward)
                 .limit(i32::try_from(want).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
+            // `after` in the direction read: above it forward, below it backward.
+            let condition = match forward {
+                true => "gsi1pk = :p AND gsi1sk > :a",
+                false => "gsi1pk = :p AND gsi1sk < :a",
+            };
             req = match after {
                 Some(a) => req
-                    .key_condition_expression("gsi1pk = :p AND gsi1sk > :a")
+                    .key_condition_expression(condition)
                     .expression_attribute_values(":a", s(a)),
                 None => req.key_condition_expression("gsi1pk = :p"),
             };

@@ -74,6 +74,8 @@ pub struct FetchOptions {
     pub trigger: Trigger,
     /// Start a full round even if a deltaLink exists.
     pub force_full: bool,
+    /// A run recorded before the fetch started ("sync now"): a new round runs under it.
+    pub run_id: Option<String>,
 }
 
 impl Default for FetchOptions {
@@ -84,6 +86,7 @@ impl Default for FetchOptions {
             max_pages: None,
             trigger: Trigger::Manual,
             force_full: false,
+            run_id: None,
         }
     }
 }
@@ -234,14 +237,17 @@ async fn fetch_locked(
             }
         },
         None => {
-            let run = SyncRun::new(
-                crate::run::new_run_id(deps.sync.clock.now()),
-                tenant.clone(),
-                opts.trigger,
-                deps.sync.clock.now(),
-            );
+            let id = match &opts.run_id {
+                Some(id) => id.clone(),
+                None => crate::run::new_run_id(deps.sync.clock.now()),
+            };
+            let run = SyncRun::new(id, tenant.clone(), opts.trigger, deps.sync.clock.now());
+            // Creating a recorded run leaves it as it is.
             deps.sync.runs.create_run(&run).await?;
-            run
+            match deps.sync.runs.get_run(tenant, &run.run_id).await? {
+                Some(stored) if !stored.is_finished() => stored,
+                _ => run,
+            }
         }
     };
     let run_id = run.run_id.clone();

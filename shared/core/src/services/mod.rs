@@ -2,6 +2,7 @@
 //! `Deps` struct holding only the ports it uses.
 
 pub mod actions;
+pub mod browse;
 pub mod claim;
 mod commit;
 pub mod connect;
@@ -10,6 +11,7 @@ mod fetch;
 mod project;
 mod reconcile;
 mod schedule;
+pub mod sync_now;
 pub mod webhooks;
 
 pub use commit::{CommitDeps, try_commit};

@@ -93,6 +93,7 @@ pub async fn schedule_fetches(
                         tenant_id: c.tenant_id.clone(),
                         trigger: Trigger::Scheduled,
                         force_full: false,
+                        run_id: None,
                     },
                     jitter_for(&c.tenant_id, max_jitter),
                 ));
@@ -121,6 +122,7 @@ pub async fn schedule_fetches(
                 tenant_id: c.tenant_id,
                 trigger: Trigger::Scheduled,
                 force_full: false,
+                run_id: None,
             },
             delay,
         ));

@@ -10,9 +10,8 @@
 //!   same statement.
 //! * A workflow row has `due_at` (the time of a `scheduled` workflow, else NULL) under a
 //!   partial index: the due list reads only scheduled rows, oldest first, across tenants.
-//! * Creates are `INSERT ... ON CONFLICT DO NOTHING` and read the stored row back in the same
-//!   IMMEDIATE transaction when it was there; updates are `UPDATE ... WHERE rev = expected`, and
-//!   no changed row is a `Conflict`.
+//! * Both are JSON rows with a revision (rows.rs): creates return the stored row when it was
+//!   there, updates are conditional on `rev`.
 //! * Cursors are the listing key of a page's last item (opaque to callers).
 
 use async_trait::async_trait;
@@ -24,10 +23,11 @@ use entra_sync_core::actions::{ActionRecord, Workflow, WorkflowStatus};
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::Listing;
-use rusqlite::{OptionalExtension, params, params_from_iter};
-use serde::de::DeserializeOwned;
+use rusqlite::params;
+use rusqlite::types::Value;
 
-use crate::sqlite::{SqliteStore, from_json, internal, to_i64, to_json};
+use crate::sqlite::rows::{Row, int, text};
+use crate::sqlite::{SqliteStore, internal, to_i64, to_json};
 
 /// The sortable text of a due time: RFC 3339 in UTC with nanoseconds, fixed width, so text
 /// order is time order and no precision is lost (a workflow due a millisecond after `now` is
@@ -47,50 +47,34 @@ const DUE: &str = "SELECT tenant_id, id FROM workflows
      WHERE due_at IS NOT NULL AND due_at <= ?1
      ORDER BY due_at, tenant_id, id LIMIT ?2";
 
-/// The query of one listing page: `clauses` joined by AND, newest first.
-fn listing_sql(table: &str, clauses: &[&str], limit: usize) -> String {
-    format!(
-        "SELECT listing_key, body FROM {table} WHERE {} ORDER BY listing_key DESC LIMIT {limit}",
-        clauses.join(" AND ")
-    )
+fn action_key(tenant: &TenantId, id: &str) -> Vec<(&'static str, Value)> {
+    vec![("tenant_id", text(tenant.as_str())), ("id", text(id))]
 }
 
-/// One page of `table`, newest first: rows matching `conditions` (SQL with `?` placeholders
-/// and their values) whose listing key is below `after`.
-fn newest_first<T: DeserializeOwned>(
-    c: &rusqlite::Connection,
-    table: &str,
-    mut conditions: Vec<(&str, String)>,
-    after: Option<String>,
-    limit: usize,
-) -> Result<Listing<T>, StoreError> {
-    let limit = limit.max(1);
-    if let Some(a) = after {
-        conditions.push(("listing_key < ?", a));
-    }
-    let clauses: Vec<&str> = conditions.iter().map(|(sql, _)| *sql).collect();
-    let sql = listing_sql(table, &clauses, limit + 1);
-    let mut stmt = c.prepare_cached(&sql).map_err(internal)?;
-    let rows = stmt
-        .query_map(params_from_iter(conditions.iter().map(|(_, v)| v)), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .map_err(internal)?;
-    let mut items = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    for row in rows {
-        let (key, body) = row.map_err(internal)?;
-        if items.len() == limit {
-            more = true;
-            break;
-        }
-        items.push(from_json(&body)?);
-        last = Some(key);
-    }
-    Ok(Listing {
-        items,
-        next: if more { last } else { None },
+fn action_row(r: &ActionRecord) -> Result<Row, StoreError> {
+    Ok(Row {
+        table: "actions",
+        key: action_key(&r.tenant_id, &r.id),
+        columns: vec![
+            ("listing_key", text(action_listing_key(r))),
+            ("user_id", text(r.target.user_id.clone())),
+            ("status", text(r.status.as_str())),
+            ("rev", int(r.rev)),
+            ("body", text(to_json(r)?)),
+        ],
+    })
+}
+
+fn workflow_row(w: &Workflow) -> Result<Row, StoreError> {
+    Ok(Row {
+        table: "workflows",
+        key: action_key(&w.tenant_id, &w.id),
+        columns: vec![
+            ("listing_key", text(workflow_listing_key(w))),
+            ("due_at", due_of(w).map_or(Value::Null, Value::Text)),
+            ("rev", int(w.rev)),
+            ("body", text(to_json(w)?)),
+        ],
     })
 }
 
@@ -100,44 +84,7 @@ impl ActionStore for SqliteStore {
         &self,
         record: &ActionRecord,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        let row = (
-            record.tenant_id.as_str().to_owned(),
-            record.id.clone(),
-            action_listing_key(record),
-            record.target.user_id.clone(),
-            record.status.as_str(),
-            to_i64(record.rev),
-            to_json(record)?,
-        );
-        self.with(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let (tenant, id, key, user, status, rev, body) = row;
-            let added = tx
-                .execute(
-                    "INSERT INTO actions (tenant_id, id, listing_key, user_id, status, rev, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant_id, id) DO NOTHING",
-                    params![tenant, id, key, user, status, rev, body],
-                )
-                .map_err(internal)?;
-            let stored = match added {
-                1 => None,
-                _ => {
-                    let body: String = tx
-                        .query_row(
-                            "SELECT body FROM actions WHERE tenant_id = ?1 AND id = ?2",
-                            params![tenant, id],
-                            |r| r.get(0),
-                        )
-                        .map_err(internal)?;
-                    Some(from_json(&body)?)
-                }
-            };
-            tx.commit().map_err(internal)?;
-            Ok(stored)
-        })
-        .await
+        self.create_row(action_row(record)?).await
     }
 
     async fn get_action(
@@ -145,19 +92,7 @@ impl ActionStore for SqliteStore {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        let (t, id) = (tenant.as_str().to_owned(), id.to_owned());
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM actions WHERE tenant_id = ?1 AND id = ?2",
-                    params![t, id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(internal)?;
-            body.map(|b| from_json(&b)).transpose()
-        })
-        .await
+        self.get_row("actions", action_key(tenant, id)).await
     }
 
     async fn update_action(
@@ -165,39 +100,9 @@ impl ActionStore for SqliteStore {
         record: &ActionRecord,
         expected_rev: u64,
     ) -> Result<(), StoreError> {
-        let row = (
-            record.tenant_id.as_str().to_owned(),
-            record.id.clone(),
-            action_listing_key(record),
-            record.target.user_id.clone(),
-            record.status.as_str(),
-            to_i64(record.rev),
-            to_json(record)?,
-        );
-        self.with(move |c| {
-            let (tenant, id, key, user, status, rev, body) = row;
-            let changed = c
-                .execute(
-                    "UPDATE actions SET listing_key = ?3, user_id = ?4, status = ?5, rev = ?6,
-                     body = ?7 WHERE tenant_id = ?1 AND id = ?2 AND rev = ?8",
-                    params![
-                        tenant,
-                        id,
-                        key,
-                        user,
-                        status,
-                        rev,
-                        body,
-                        to_i64(expected_rev)
-                    ],
-                )
-                .map_err(internal)?;
-            match changed {
-                0 => Err(StoreError::Conflict(format!("action {id}"))),
-                _ => Ok(()),
-            }
-        })
-        .await
+        let what = format!("action {}", record.id);
+        self.update_row(action_row(record)?, expected_rev, what)
+            .await
     }
 
     async fn list_actions(
@@ -207,59 +112,21 @@ impl ActionStore for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Listing<ActionRecord>, StoreError> {
-        let mut conditions = vec![("tenant_id = ?", tenant.as_str().to_owned())];
+        let mut conditions = vec![("tenant_id =", text(tenant.as_str()))];
         if let Some(u) = &filter.user_id {
-            conditions.push(("user_id = ?", u.clone()));
+            conditions.push(("user_id =", text(u.clone())));
         }
         if let Some(s) = &filter.status {
-            conditions.push(("status = ?", s.clone()));
+            conditions.push(("status =", text(s.clone())));
         }
-        let after = after.map(str::to_owned);
-        self.with(move |c| newest_first(c, "actions", conditions, after, limit))
-            .await
+        self.newest_first("actions", conditions, after, limit).await
     }
 }
 
 #[async_trait]
 impl WorkflowStore for SqliteStore {
     async fn create_workflow(&self, workflow: &Workflow) -> Result<Option<Workflow>, StoreError> {
-        let row = (
-            workflow.tenant_id.as_str().to_owned(),
-            workflow.id.clone(),
-            workflow_listing_key(workflow),
-            due_of(workflow),
-            to_i64(workflow.rev),
-            to_json(workflow)?,
-        );
-        self.with(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let (tenant, id, key, due, rev, body) = row;
-            let added = tx
-                .execute(
-                    "INSERT INTO workflows (tenant_id, id, listing_key, due_at, rev, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, id) DO NOTHING",
-                    params![tenant, id, key, due, rev, body],
-                )
-                .map_err(internal)?;
-            let stored = match added {
-                1 => None,
-                _ => {
-                    let body: String = tx
-                        .query_row(
-                            "SELECT body FROM workflows WHERE tenant_id = ?1 AND id = ?2",
-                            params![tenant, id],
-                            |r| r.get(0),
-                        )
-                        .map_err(internal)?;
-                    Some(from_json(&body)?)
-                }
-            };
-            tx.commit().map_err(internal)?;
-            Ok(stored)
-        })
-        .await
+        self.create_row(workflow_row(workflow)?).await
     }
 
     async fn get_workflow(
@@ -267,19 +134,7 @@ impl WorkflowStore for SqliteStore {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<Workflow>, StoreError> {
-        let (t, id) = (tenant.as_str().to_owned(), id.to_owned());
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row(
-                    "SELECT body FROM workflows WHERE tenant_id = ?1 AND id = ?2",
-                    params![t, id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(internal)?;
-            body.map(|b| from_json(&b)).transpose()
-        })
-        .await
+        self.get_row("workflows", action_key(tenant, id)).await
     }
 
     async fn update_workflow(
@@ -287,29 +142,9 @@ impl WorkflowStore for SqliteStore {
         workflow: &Workflow,
         expected_rev: u64,
     ) -> Result<(), StoreError> {
-        let row = (
-            workflow.tenant_id.as_str().to_owned(),
-            workflow.id.clone(),
-            workflow_listing_key(workflow),
-            due_of(workflow),
-            to_i64(workflow.rev),
-            to_json(workflow)?,
-        );
-        self.with(move |c| {
-            let (tenant, id, key, due, rev, body) = row;
-            let changed = c
-                .execute(
-                    "UPDATE workflows SET listing_key = ?3, due_at = ?4, rev = ?5, body = ?6
-                     WHERE tenant_id = ?1 AND id = ?2 AND rev = ?7",
-                    params![tenant, id, key, due, rev, body, to_i64(expected_rev)],
-                )
-                .map_err(internal)?;
-            match changed {
-                0 => Err(StoreError::Conflict(format!("workflow {id}"))),
-                _ => Ok(()),
-            }
-        })
-        .await
+        let what = format!("workflow {}", workflow.id);
+        self.update_row(workflow_row(workflow)?, expected_rev, what)
+            .await
     }
 
     async fn list_workflows(
@@ -318,9 +153,8 @@ impl WorkflowStore for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Listing<Workflow>, StoreError> {
-        let conditions = vec![("tenant_id = ?", tenant.as_str().to_owned())];
-        let after = after.map(str::to_owned);
-        self.with(move |c| newest_first(c, "workflows", conditions, after, limit))
+        let conditions = vec![("tenant_id =", text(tenant.as_str()))];
+        self.newest_first("workflows", conditions, after, limit)
             .await
     }
 
@@ -353,6 +187,8 @@ mod tests {
 
     use super::*;
     use crate::sqlite::lookup::{GROUPS_BY_NAME, GROUPS_OF_USER, USERS_BY_HANDLE};
+    use crate::sqlite::rows::listing_sql;
+    use rusqlite::params_from_iter;
 
     /// The query plan of `sql` (parameters unbound: the plan does not depend on them).
     fn plan(c: &rusqlite::Connection, sql: &str) -> String {
@@ -378,12 +214,12 @@ mod tests {
         let c = crate::sqlite::open_database(&path).unwrap();
         let by_user = listing_sql(
             "actions",
-            &["tenant_id = ?", "user_id = ?", "listing_key < ?"],
+            &["tenant_id =", "user_id =", "listing_key <"],
             11,
         );
-        let by_status = listing_sql("actions", &["tenant_id = ?", "status = ?"], 11);
-        let all = listing_sql("actions", &["tenant_id = ?", "listing_key < ?"], 11);
-        let workflows = listing_sql("workflows", &["tenant_id = ?"], 11);
+        let by_status = listing_sql("actions", &["tenant_id =", "status ="], 11);
+        let all = listing_sql("actions", &["tenant_id =", "listing_key <"], 11);
+        let workflows = listing_sql("workflows", &["tenant_id ="], 11);
         let cases: [(&str, &[&str], bool); 8] = [
             (USERS_BY_HANDLE, &["users_by_upn", "users_by_mail"], false),
             (GROUPS_BY_NAME, &["groups_by_name"], false),

@@ -22,6 +22,7 @@ mod leases;
 mod local_users;
 mod lookup;
 mod mirror;
+mod rows;
 mod runs;
 mod schema;
 mod settings;

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::TenantId;
-use entra_sync_core::ports::RunStore;
+use entra_sync_core::ports::{Listing, RunStore};
 use entra_sync_core::run::{RunUpdate, SyncRun};
 use rusqlite::{OptionalExtension, params};
 
@@ -73,6 +73,62 @@ impl RunStore for SqliteStore {
             .get_many("runs", "run_id", tenant, vec![run_id.to_owned()])
             .await?;
         Ok(v.pop())
+    }
+
+    async fn list_runs_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<SyncRun>, StoreError> {
+        let t = tenant.0.clone();
+        let after = after.map(str::to_owned);
+        let take = to_i64(limit.saturating_add(1) as u64);
+        let mut items: Vec<SyncRun> = self
+            .with(move |c| {
+                // The page starts after the named run, in the order of `list_runs`.
+                let (started, id) = match &after {
+                    None => (None, None),
+                    Some(a) => {
+                        let started: Option<String> = c
+                            .query_row(
+                                "SELECT started_at FROM runs WHERE tenant_id = ?1 AND run_id = ?2",
+                                params![t, a],
+                                |r| r.get(0),
+                            )
+                            .optional()
+                            .map_err(internal)?;
+                        match started {
+                            Some(s) => (Some(s), Some(a.clone())),
+                            None => return Ok(Vec::new()),
+                        }
+                    }
+                };
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT body FROM runs WHERE tenant_id = ?1
+                         AND (?2 IS NULL OR started_at < ?2 OR (started_at = ?2 AND run_id < ?3))
+                         ORDER BY started_at DESC, run_id DESC LIMIT ?4",
+                    )
+                    .map_err(internal)?;
+                let rows = stmt
+                    .query_map(params![t, started, id, take], |r| r.get::<_, String>(0))
+                    .map_err(internal)?;
+                let mut out = Vec::new();
+                for r in rows {
+                    out.push(from_json(&r.map_err(internal)?)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        let next = match items.len() > limit {
+            true => {
+                items.truncate(limit);
+                items.last().map(|r| r.run_id.clone())
+            }
+            false => None,
+        };
+        Ok(Listing { items, next })
     }
 
     async fn list_runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, StoreError> {

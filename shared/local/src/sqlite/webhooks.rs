@@ -3,11 +3,8 @@
 //! the delivery log, the review list, what we keep per HR person, and the directory lookup by
 //! employee id.
 //!
-//! * Every row keeps the record as JSON in `body`, beside its key columns, `rev` (the
-//!   condition of updates) and, for listings, `listing_key` (newest first = descending).
-//! * Creates are `INSERT ... ON CONFLICT DO NOTHING`; when the row was there, the stored one is
-//!   read back in the same IMMEDIATE transaction and returned. Updates are
-//!   `UPDATE ... WHERE rev = expected`; no changed row is a `Conflict`.
+//! * The records are JSON rows with a revision (rows.rs: create-or-return, conditional
+//!   update, newest-first pages).
 //! * Endpoint records hold vault names only: the signing secrets and API credentials live in
 //!   the vault.
 //! * The employee id lookup reads an expression index over the mirror's user rows
@@ -25,197 +22,9 @@ use entra_sync_core::webhooks::mapping::HrPerson;
 use entra_sync_core::webhooks::ports::{DeliveryStore, EmployeeLookup, HrPersonStore, ReviewStore};
 use entra_sync_core::webhooks::review::{ReviewItem, ReviewStatus, review_listing_key};
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params_from_iter};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::sqlite::{SqliteStore, internal};
-
-fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Internal(Box::new(e)))
-}
-
-fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn int(v: u64) -> Value {
-    Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-fn text(s: impl Into<String>) -> Value {
-    Value::Text(s.into())
-}
-
-/// A row: its key columns (the primary key) and the other columns, `body` last.
-struct Row {
-    table: &'static str,
-    key: Vec<(&'static str, Value)>,
-    columns: Vec<(&'static str, Value)>,
-}
-
-fn where_key(key: &[(&'static str, Value)], first: usize) -> String {
-    key.iter()
-        .enumerate()
-        .map(|(i, (c, _))| format!("{c} = ?{}", first + i))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
-fn get_body<T: DeserializeOwned>(
-    c: &rusqlite::Connection,
-    table: &str,
-    key: &[(&'static str, Value)],
-) -> Result<Option<T>, StoreError> {
-    let sql = format!("SELECT body FROM {table} WHERE {}", where_key(key, 1));
-    let body: Option<String> = c
-        .query_row(&sql, params_from_iter(key.iter().map(|(_, v)| v)), |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(internal)?;
-    body.map(|b| from_json(&b)).transpose()
-}
-
-impl SqliteStore {
-    /// Insert `row` unless its key exists; then return the stored record.
-    async fn create_row<T: DeserializeOwned + Send + 'static>(
-        &self,
-        row: Row,
-    ) -> Result<Option<T>, StoreError> {
-        self.with(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let cols: Vec<&str> = row
-                .key
-                .iter()
-                .chain(&row.columns)
-                .map(|(c, _)| *c)
-                .collect();
-            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-            let conflict: Vec<&str> = row.key.iter().map(|(c, _)| *c).collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO NOTHING",
-                row.table,
-                cols.join(", "),
-                marks.join(", "),
-                conflict.join(", ")
-            );
-            let added = tx
-                .execute(
-                    &sql,
-                    params_from_iter(row.key.iter().chain(&row.columns).map(|(_, v)| v)),
-                )
-                .map_err(internal)?;
-            let stored = match added {
-                1 => None,
-                _ => get_body(&tx, row.table, &row.key)?,
-            };
-            tx.commit().map_err(internal)?;
-            Ok(stored)
-        })
-        .await
-    }
-
-    /// Replace `row` if its stored `rev` is `expected_rev`; else `Conflict` naming `what`.
-    async fn update_row(
-        &self,
-        row: Row,
-        expected_rev: u64,
-        what: String,
-    ) -> Result<(), StoreError> {
-        self.with(move |c| {
-            let sets: Vec<String> = row
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| format!("{c} = ?{}", i + 1))
-                .collect();
-            let n = row.columns.len();
-            let sql = format!(
-                "UPDATE {} SET {} WHERE {} AND rev = ?{}",
-                row.table,
-                sets.join(", "),
-                where_key(&row.key, n + 1),
-                n + row.key.len() + 1
-            );
-            let expected = int(expected_rev);
-            let values = row
-                .columns
-                .iter()
-                .chain(&row.key)
-                .map(|(_, v)| v)
-                .chain(std::iter::once(&expected));
-            let changed = c
-                .execute(&sql, params_from_iter(values))
-                .map_err(internal)?;
-            match changed {
-                0 => Err(StoreError::Conflict(what)),
-                _ => Ok(()),
-            }
-        })
-        .await
-    }
-
-    async fn get_row<T: DeserializeOwned + Send + 'static>(
-        &self,
-        table: &'static str,
-        key: Vec<(&'static str, Value)>,
-    ) -> Result<Option<T>, StoreError> {
-        self.with(move |c| get_body(c, table, &key)).await
-    }
-
-    /// One page of `table`, newest first: rows matching `conditions` whose listing key is
-    /// below `after`.
-    async fn newest_first<T: DeserializeOwned + Send + 'static>(
-        &self,
-        table: &'static str,
-        mut conditions: Vec<(&'static str, Value)>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Listing<T>, StoreError> {
-        let limit = limit.max(1);
-        if let Some(a) = after {
-            conditions.push(("listing_key <", text(a)));
-        }
-        self.with(move |c| {
-            let clauses: Vec<String> = conditions
-                .iter()
-                .enumerate()
-                .map(|(i, (sql, _))| format!("{sql} ?{}", i + 1))
-                .collect();
-            let sql = format!(
-                "SELECT listing_key, body FROM {table} WHERE {} ORDER BY listing_key DESC LIMIT {}",
-                clauses.join(" AND "),
-                limit + 1
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(internal)?;
-            let rows = stmt
-                .query_map(params_from_iter(conditions.iter().map(|(_, v)| v)), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(internal)?;
-            let mut items = Vec::new();
-            let mut last = None;
-            let mut more = false;
-            for row in rows {
-                let (key, body) = row.map_err(internal)?;
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(from_json(&body)?);
-                last = Some(key);
-            }
-            Ok(Listing {
-                items,
-                next: if more { last } else { None },
-            })
-        })
-        .await
-    }
-}
+use crate::sqlite::rows::{Row, int, text};
+use crate::sqlite::{SqliteStore, from_json, internal, to_json};
 
 fn endpoint_key(k: &EndpointKey) -> Vec<(&'static str, Value)> {
     vec![
@@ -461,6 +270,7 @@ mod tests {
     use entra_sync_core::model::{DirectoryUser, StoredUser, Version};
     use entra_sync_core::ports::MirrorStore;
     use entra_sync_core::webhooks::contract;
+    use rusqlite::params_from_iter;
 
     use super::*;
 

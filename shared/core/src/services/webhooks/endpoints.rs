@@ -89,7 +89,7 @@ fn choose_secret(source: Source, given: Option<Secret>) -> Result<(Secret, bool)
             Ok((generate_secret().map_err(|_| WebhookError::Random)?, true))
         }
         None => Err(WebhookError::Invalid(vec![format!(
-            "secret: {} generates the signing key in its own webhook settings; paste it here",
+            "secret: {} generates the signing key in its own webhook settings; give that key (the CLI reads it from the environment variable named by --secret-env)",
             match source {
                 Source::BambooHr => "BambooHR",
                 _ => "HiBob",

@@ -1,0 +1,78 @@
+//! Wiring only: configuration, the adapters and the Graph client (built once per cold start,
+//! the app's client secret read from Secrets Manager), the admin API served by `lambda_http`.
+
+use std::sync::Arc;
+
+use entra_sync_api::{DEFAULT_ACCOUNT_CLAIM, app};
+use entra_sync_aws::{DynamoStore, SecretsManagerVault, SqsFetchRequests, config, load_sdk_config};
+use entra_sync_core::ports::{SecretVault, SystemClock};
+use entra_sync_core::services::sync_now::SyncNowDeps;
+use entra_sync_core::services::{ConnectDeps, ProjectDeps};
+use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory};
+use entra_sync_http::api::ApiState;
+use entra_sync_http::api::auth::PlatformCaller;
+use entra_sync_http::connect::ConnectConfig;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let table = config::required("TABLE_NAME")?;
+    let fetch_queue = config::required("FETCH_QUEUE_URL")?;
+    let graph_app = config::graph_app()?;
+    let account_claim = config::optional("JWT_ACCOUNT_CLAIM", DEFAULT_ACCOUNT_CLAIM);
+    // The consent callback is the connect function's route: its URL, as configured there.
+    let redirect_uri = match config::optional("REDIRECT_URI", "") {
+        s if s.is_empty() => None,
+        s => Some(url::Url::parse(&s)?),
+    };
+    let return_url = match config::optional("RETURN_URL", "") {
+        s if s.is_empty() => None,
+        s => Some(url::Url::parse(&s)?),
+    };
+    let state_ttl = config::seconds("STATE_TTL_SECONDS", 600)?;
+
+    let sdk = load_sdk_config().await;
+    let vault = Arc::new(SecretsManagerVault::from_env(&sdk)?);
+    let client_secret = vault
+        .get_secret(entra_sync_core::ports::APP_CLIENT_SECRET)
+        .await?;
+    let graph_config = GraphConfig::new(
+        graph_app.graph_url,
+        graph_app.login_url.clone(),
+        graph_app.client_id.clone(),
+        client_secret,
+    );
+    let scope = graph_config.scope();
+    let graph = GraphClient::new(graph_config)?;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let clock = Arc::new(SystemClock);
+    let state = ApiState {
+        connect: ConnectDeps {
+            consent_states: store.clone(),
+            connections: store.clone(),
+            directory: Arc::new(GraphTenantDirectory(graph)),
+            vault,
+            clock: clock.clone(),
+        },
+        connect_config: Arc::new(ConnectConfig {
+            login_base_url: graph_app.login_url,
+            client_id: graph_app.client_id,
+            redirect_uri,
+            scope,
+            state_ttl: chrono::Duration::from_std(state_ttl)?,
+            return_url,
+        }),
+        project: ProjectDeps::from_store(&store, clock.clone()),
+        sync: SyncNowDeps {
+            connections: store.clone(),
+            runs: store,
+            requests: Arc::new(SqsFetchRequests::new(
+                aws_sdk_sqs::Client::new(&sdk),
+                fetch_queue,
+            )),
+            clock,
+        },
+        auth: Arc::new(PlatformCaller),
+    };
+    lambda_http::run(app(state, &account_claim)).await
+}

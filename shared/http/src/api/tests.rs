@@ -1,0 +1,931 @@
+//! Route tests of the admin API on the in-memory ports. Every answer a test receives is checked
+//! against the OpenAPI document: its status must be documented for the route, and its JSON body
+//! must validate against the schema documented for that status.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Duration};
+use entra_sync_core::error::DirectoryError;
+use entra_sync_core::memory::{CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault};
+use entra_sync_core::memory_consent::MemoryConsentStates;
+use entra_sync_core::model::{
+    AccountId, Connection, ConnectionStatus, DirectoryUser, Presence, StoredUser, TenantId,
+    VerifiedDomain, Version,
+};
+use entra_sync_core::ports::{
+    ConnectionStore, LocalUserStore, MirrorStore, RunStore, TenantDetails, TenantDirectory,
+};
+use entra_sync_core::provision::{LocalStatus, LocalUser};
+use entra_sync_core::run::{BreakerHold, RunUpdate, SyncRun, Trigger};
+use entra_sync_core::services::sync_now::SyncNowDeps;
+use entra_sync_core::services::{ConnectDeps, ProjectDeps};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use url::Url;
+
+use super::auth::{ApiKey, Authenticator, Caller, PlatformCaller};
+use super::{ApiState, RouteSpec, document, route_specs, router};
+use crate::connect::ConnectConfig;
+
+const TENANT: &str = "6e9f0c7a-3b8d-4d2e-9a6f-0c4b7d21e9a3";
+const OTHER_TENANT: &str = "7a1b2c3d-3b8d-4d2e-9a6f-0c4b7d21e9a3";
+const ACCOUNT: &str = "acct-1";
+
+struct FakeDirectory;
+
+#[async_trait]
+impl TenantDirectory for FakeDirectory {
+    async fn tenant_details(&self, tenant: &TenantId) -> Result<TenantDetails, DirectoryError> {
+        Ok(TenantDetails {
+            tenant_id: tenant.clone(),
+            name: Some("Contoso".into()),
+            verified_domains: Vec::new(),
+        })
+    }
+    async fn forget_tenant(&self, _tenant: &TenantId) {}
+}
+
+struct World {
+    app: axum::Router,
+    store: Arc<MemoryStore>,
+    requests: Arc<CollectingFetchRequests>,
+    key: String,
+    doc: Value,
+}
+
+fn t0() -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp(1_770_113_700, 0).unwrap()
+}
+
+fn connection(account: &str, tenant: &str) -> Connection {
+    Connection {
+        tenant_id: TenantId::new(tenant),
+        account_id: AccountId(account.into()),
+        label: "Contoso".into(),
+        tenant_name: Some("Contoso Ltd".into()),
+        verified_domains: vec![VerifiedDomain {
+            name: "contoso.com".into(),
+            is_default: true,
+            is_initial: false,
+        }],
+        status: ConnectionStatus::Connected,
+        connected_at: t0(),
+        granted_permissions: Default::default(),
+    }
+}
+
+fn user(i: usize) -> StoredUser {
+    StoredUser {
+        user: DirectoryUser {
+            id: format!("u{i:03}"),
+            display_name: Some(format!("User {i}")),
+            mail: Some(format!("user{i}@contoso.com")),
+            department: Some(["Sales", "Engineering"][i % 2].into()),
+            account_enabled: Some(i % 4 != 3),
+            ..DirectoryUser::default()
+        },
+        presence: Presence::Present,
+        version: Version::new(1, 0),
+    }
+}
+
+async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
+    let store = Arc::new(MemoryStore::new());
+    let requests = Arc::new(CollectingFetchRequests::default());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (key, api_key) = ApiKey::generate([3; 32]);
+    let auth = auth.unwrap_or_else(|| Arc::new(api_key));
+    store
+        .put_connection(&connection(ACCOUNT, TENANT))
+        .await
+        .unwrap();
+    store
+        .put_connection(&connection("acct-2", OTHER_TENANT))
+        .await
+        .unwrap();
+    let t = TenantId::new(TENANT);
+    let users: Vec<StoredUser> = (0..12).map(user).collect();
+    store.put_users(&t, &users).await.unwrap();
+    let state = ApiState {
+        connect: ConnectDeps {
+            consent_states: Arc::new(MemoryConsentStates::new()),
+            connections: store.clone(),
+            directory: Arc::new(FakeDirectory),
+            vault: Arc::new(MemoryVault::default()),
+            clock: clock.clone(),
+        },
+        connect_config: Arc::new(ConnectConfig {
+            login_base_url: Url::parse("https://login.microsoftonline.com").unwrap(),
+            client_id: "5e1f0c7a-3b8d-4d2e-9a6f-0c4b7d21e9a3".into(),
+            redirect_uri: Some(Url::parse("https://api.example.com/connect/callback").unwrap()),
+            scope: "https://graph.microsoft.com/.default".into(),
+            state_ttl: Duration::minutes(10),
+            return_url: None,
+        }),
+        project: ProjectDeps::from_store(&store, clock.clone()),
+        sync: SyncNowDeps {
+            connections: store.clone(),
+            runs: store.clone(),
+            requests: requests.clone(),
+            clock,
+        },
+        auth,
+    };
+    World {
+        app: router(state),
+        store,
+        requests,
+        key,
+        doc: serde_json::from_str(document()).unwrap(),
+    }
+}
+
+async fn world() -> World {
+    world_with(None).await
+}
+
+/// The route template of a concrete path (the table's, for `method`).
+fn template(method: &str, path: &str) -> Option<RouteSpec> {
+    let segments: Vec<&str> = path.split('/').collect();
+    route_specs()
+        .into_iter()
+        .filter(|s| s.method == method)
+        .filter(|s| {
+            let t: Vec<&str> = s.path.split('/').collect();
+            t.len() == segments.len()
+                && t.iter()
+                    .zip(&segments)
+                    .all(|(t, p)| t.starts_with('{') || t == p)
+        })
+        .max_by_key(|s| s.path.split('/').filter(|t| !t.starts_with('{')).count())
+}
+
+/// Check an answer against the document: status documented, body valid against its schema.
+fn check_against_document(doc: &Value, method: &str, path: &str, status: StatusCode, body: &Value) {
+    let Some(spec) = template(method, path) else {
+        // Not an API route (the stack's 404): the one error format.
+        assert!(
+            body["error"].is_string() && body["request_id"].is_string(),
+            "{body}"
+        );
+        return;
+    };
+    let op = &doc["paths"][spec.path][method.to_lowercase()];
+    let answer = &op["responses"][status.as_str()];
+    assert!(
+        answer.is_object(),
+        "{method} {} answered {status}, which the document does not list",
+        spec.path
+    );
+    let schema = &answer["content"]["application/json"]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {} {status}: no JSON schema",
+        spec.path
+    );
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {} {status}: the answer does not match its schema: {errors:?}\n{body}",
+        spec.path
+    );
+}
+
+impl World {
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        check_against_document(&self.doc, &method, &path, status, &body);
+        (status, body, headers)
+    }
+
+    fn req(&self, method: &str, path: &str, body: Option<Value>) -> Request<Body> {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key));
+        if body.is_some() || !matches!(method, "GET" | "DELETE") {
+            r = r.header(header::CONTENT_TYPE, "application/json");
+        }
+        r.body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap()
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, b, _) = self.send(self.req(method, path, body)).await;
+        (s, b)
+    }
+}
+
+fn base() -> String {
+    format!("/v1/accounts/{ACCOUNT}/connections/{TENANT}")
+}
+
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    if std::env::var_os("ENTRA_SYNC_WRITE_OPENAPI").is_some() {
+        std::fs::write(path, document()).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == document(),
+        "docs/openapi.json is not the document the code generates. Regenerate it with\n  ENTRA_SYNC_WRITE_OPENAPI=1 cargo test -p entra-sync-http the_committed_document_is_the_generated_one\nand commit it."
+    );
+}
+
+#[test]
+fn every_route_is_in_the_document_and_nothing_else() {
+    let doc: Value = serde_json::from_str(document()).unwrap();
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            if ["get", "put", "post", "patch", "delete", "head", "options"]
+                .contains(&method.as_str())
+            {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = route_specs()
+        .iter()
+        .map(|s| (s.method.to_owned(), s.path.to_owned()))
+        .collect();
+    assert_eq!(documented, routed);
+    // Public routes say so; every other route needs the bearer scheme.
+    for spec in route_specs() {
+        let op = &doc["paths"][spec.path][spec.method.to_lowercase()];
+        let open = op["security"] == json!([{}]);
+        assert_eq!(open, spec.public, "{} {}", spec.method, spec.path);
+    }
+}
+
+/// A concrete path for a template.
+fn concrete(path: &str) -> String {
+    path.replace("{account}", ACCOUNT)
+        .replace("{tenant}", TENANT)
+        .replace("{run}", "20260101T000000Z-00000000")
+        .replace("{local_id}", "l1")
+}
+
+#[tokio::test]
+async fn every_route_refuses_no_credentials_and_a_wrong_key() {
+    let w = world().await;
+    let (wrong, _) = ApiKey::generate([9; 32]);
+    for spec in route_specs() {
+        let path = concrete(spec.path);
+        for auth in [
+            None,
+            Some(format!("Bearer {wrong}")),
+            Some("Basic dXNlcjpwYXNz".into()),
+        ] {
+            let mut r = Request::builder()
+                .method(spec.method)
+                .uri(&path)
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(a) = &auth {
+                r = r.header(header::AUTHORIZATION, a);
+            }
+            let (status, body, headers) = w.send(r.body(Body::from("{}")).unwrap()).await;
+            if spec.public {
+                assert_eq!(status, StatusCode::OK, "{} {path}", spec.method);
+                continue;
+            }
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {path} {auth:?}",
+                spec.method
+            );
+            assert_eq!(body["error"], "unauthorized");
+            assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        }
+    }
+    assert!(w.requests.take().is_empty(), "nothing ran");
+}
+
+#[tokio::test]
+async fn another_accounts_caller_gets_404_on_every_route_and_changes_nothing() {
+    // A console token of acct-2 (as API Gateway's JWT authorizer names it).
+    let w = world_with(Some(Arc::new(PlatformCaller))).await;
+    let before = w.store.list_connections().await.unwrap();
+    for spec in route_specs().into_iter().filter(|s| !s.public) {
+        let path = concrete(spec.path);
+        let mut r = Request::builder()
+            .method(spec.method)
+            .uri(&path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"label": "x", "email": "user1@contoso.com"}).to_string(),
+            ))
+            .unwrap();
+        r.extensions_mut()
+            .insert(Caller::Account(AccountId("acct-2".into())));
+        let (status, body, _) = w.send(r).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{} {path}: {body}",
+            spec.method
+        );
+        assert!(!body.to_string().contains("Contoso"), "{body}");
+        // Without a caller at all (no authorizer ran): 401.
+        let r = Request::builder()
+            .method(spec.method)
+            .uri(&path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        assert_eq!(w.send(r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(w.store.list_connections().await.unwrap(), before);
+    assert!(w.requests.take().is_empty());
+    // The account's own caller sees its connection; acct-2's sees its own only.
+    let mut r = Request::get(format!("/v1/accounts/acct-2/connections/{TENANT}"))
+        .body(Body::empty())
+        .unwrap();
+    r.extensions_mut()
+        .insert(Caller::Account(AccountId("acct-2".into())));
+    assert_eq!(w.send(r).await.0, StatusCode::NOT_FOUND);
+    let mut r = Request::get(format!("/v1/accounts/acct-2/connections/{OTHER_TENANT}"))
+        .body(Body::empty())
+        .unwrap();
+    r.extensions_mut()
+        .insert(Caller::Account(AccountId("acct-2".into())));
+    assert_eq!(w.send(r).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_document_is_served_and_health_answers() {
+    let w = world().await;
+    let resp = w
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/v1/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    assert_eq!(std::str::from_utf8(&bytes).unwrap(), document());
+    let (s, b) = w.call("GET", "/v1/health", None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
+
+#[tokio::test]
+async fn connections_list_show_start_reconnect_and_disconnect() {
+    let w = world().await;
+    let (s, b) = w
+        .call("GET", &format!("/v1/accounts/{ACCOUNT}/connections"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    assert_eq!(b["items"][0]["tenant_id"], TENANT);
+    assert_eq!(b["items"][0]["status"], "connected");
+    let (s, b) = w.call("GET", &base(), None).await;
+    assert_eq!((s, b["label"].as_str()), (StatusCode::OK, Some("Contoso")));
+    let (s, _) = w
+        .call(
+            "GET",
+            &format!("/v1/accounts/{ACCOUNT}/connections/{OTHER_TENANT}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another account's tenant");
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT}/connections"),
+            Some(json!({"label": "Fabrikam"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["consent_url"].as_str().unwrap().contains("adminconsent"));
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT}/connections"),
+            Some(json!({"lable": "typo"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["message"].as_str().unwrap().contains("lable"));
+    let (s, _) = w.call("POST", &format!("{}/reconnect", base()), None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, b) = w
+        .call("POST", &format!("{}/disconnect", base()), None)
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("disconnected"))
+    );
+    // A state change needs a JSON content type (CSRF).
+    let r = Request::post(format!("{}/disconnect", base()))
+        .header(header::AUTHORIZATION, format!("Bearer {}", w.key))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(w.send(r).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn connection_lists_page_with_a_cursor() {
+    let w = world().await;
+    for i in 0..3 {
+        let t = format!("0000000{i}-3b8d-4d2e-9a6f-0c4b7d21e9a3");
+        w.store
+            .put_connection(&connection(ACCOUNT, &t))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/accounts/{ACCOUNT}/connections?limit=2");
+    loop {
+        let (s, b) = w.call("GET", &path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        seen.extend(
+            b["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["tenant_id"].clone()),
+        );
+        match b["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/accounts/{ACCOUNT}/connections?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4);
+}
+
+#[tokio::test]
+async fn settings_carry_their_version_and_refuse_a_stale_one() {
+    let w = world().await;
+    let path = format!("{}/settings", base());
+    let (s, b, h) = w.send(w.req("GET", &path, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["version"], 0);
+    assert_eq!(h[header::ETAG], "\"0\"");
+
+    // PUT without If-Match: 428; with it: saved, and the diff says what changed.
+    let (s, _) = w
+        .call(
+            "PUT",
+            &path,
+            Some(json!({"breaker": {"max_count": {"count": 5}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PRECONDITION_REQUIRED);
+    let mut r = w.req("PUT", &path, Some(json!({"breaker": {"max_percent": 20}})));
+    r.headers_mut()
+        .insert(header::IF_MATCH, "\"0\"".parse().unwrap());
+    let (s, b, h) = w.send(r).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["version"], 1);
+    assert_eq!(h[header::ETAG], "\"1\"");
+    assert!(
+        b["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "breaker.max_percent"),
+        "{b}"
+    );
+    assert_eq!(b["run"]["trigger"], "settings_changed");
+
+    // A PATCH naming the old version: 412, nothing saved.
+    let mut r = w.req(
+        "PATCH",
+        &path,
+        Some(json!({"filters": {"departments": {"mode": "all"}}})),
+    );
+    r.headers_mut()
+        .insert(header::IF_MATCH, "\"0\"".parse().unwrap());
+    let (s, b, _) = w.send(r).await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{b}");
+    assert_eq!(b["error"], "precondition_failed");
+    // A PUT naming the old version: 412 too.
+    let mut r = w.req("PUT", &path, Some(json!({})));
+    r.headers_mut()
+        .insert(header::IF_MATCH, "\"0\"".parse().unwrap());
+    assert_eq!(w.send(r).await.0, StatusCode::PRECONDITION_FAILED);
+
+    // A merge patch keeps the fields it leaves out.
+    let mut r = w.req(
+        "PATCH",
+        &path,
+        Some(json!({"schedule": {"every": "daily", "hour_utc": 3}})),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/merge-patch+json".parse().unwrap(),
+    );
+    r.headers_mut()
+        .insert(header::IF_MATCH, "\"1\"".parse().unwrap());
+    let (s, b, _) = w.send(r).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["version"], 2);
+    assert_eq!(b["settings"]["breaker"]["max_percent"], 20, "kept: {b}");
+    assert_eq!(b["settings"]["schedule"]["hour_utc"], 3);
+    // A whole PUT resets what it leaves out.
+    let mut r = w.req("PUT", &path, Some(json!({})));
+    r.headers_mut()
+        .insert(header::IF_MATCH, "\"2\"".parse().unwrap());
+    let (s, b, _) = w.send(r).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_ne!(b["settings"]["breaker"]["max_percent"], 20, "{b}");
+}
+
+#[tokio::test]
+async fn settings_validation_lists_every_problem_and_saves_nothing() {
+    let w = world().await;
+    let path = format!("{}/settings/validate", base());
+    let (s, b) = w
+        .call(
+            "POST",
+            &path,
+            Some(json!({"breaker": {"max_percent": 300}, "group_roles": [{"group_id": "nope", "role": "admin"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["valid"], false);
+    let problems = b["problems"].as_array().unwrap();
+    assert!(problems.len() >= 2, "{b}");
+    let (s, b) = w
+        .call("POST", &path, Some(json!({"breaker": {"max_percent": 30}})))
+        .await;
+    assert_eq!((s, &b["valid"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(b["changes"][0]["path"], "breaker.max_percent");
+    let (_, b) = w.call("GET", &format!("{}/settings", base()), None).await;
+    assert_eq!(b["version"], 0, "nothing saved");
+    // PATCH with a problem: 422 naming it.
+    let (s, b) = w
+        .call(
+            "PATCH",
+            &format!("{}/settings", base()),
+            Some(json!({"breaker": {"max_percent": 300}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["message"].as_str().unwrap().contains("max_percent"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn preview_then_import_of_selected_users() {
+    let w = world().await;
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{}/preview", base()),
+            Some(json!({"mode": "new_and_updated"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let creates: Vec<String> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["action"] == "create")
+        .map(|i| i["object_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!creates.is_empty(), "{b}");
+    for mode in ["only_new", "only_updated"] {
+        let (s, _) = w
+            .call(
+                "POST",
+                &format!("{}/preview", base()),
+                Some(json!({ "mode": mode })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _) = w
+        .call(
+            "POST",
+            &format!("{}/preview", base()),
+            Some(json!({"mode": "selected"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{}/import", base()),
+            Some(json!({"mode": "selected", "object_ids": [creates[0]]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["run"]["trigger"], "import");
+    assert_eq!(b["run"]["provisioning"]["created"], 1);
+    let (s, b) = w
+        .call("GET", &format!("/v1/accounts/{ACCOUNT}/host-users"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    assert_eq!(b["items"][0]["object_id"], creates[0].as_str());
+}
+
+#[tokio::test]
+async fn sync_now_answers_202_and_a_second_request_gets_the_running_run() {
+    let w = world().await;
+    let (s, b, h) = w
+        .send(w.req("POST", &format!("{}/sync", base()), None))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["started"], true);
+    let id = b["run"]["run_id"].as_str().unwrap().to_owned();
+    assert!(h[header::LOCATION].to_str().unwrap().ends_with(&id));
+    assert_eq!(w.requests.take().len(), 1);
+    let (s, b) = w.call("POST", &format!("{}/sync", base()), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (b["started"].as_bool(), b["run"]["run_id"].as_str()),
+        (Some(false), Some(id.as_str()))
+    );
+    assert!(w.requests.take().is_empty(), "one at a time");
+    let (s, b) = w.call("GET", &format!("{}/runs/{id}", base()), None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("running")));
+}
+
+#[tokio::test]
+async fn runs_page_newest_first_and_bad_cursors_and_limits_name_the_parameter() {
+    let w = world().await;
+    let t = TenantId::new(TENANT);
+    for i in 0..5 {
+        let run = SyncRun::new(
+            format!("r{i}"),
+            t.clone(),
+            Trigger::Scheduled,
+            t0() + Duration::minutes(i),
+        );
+        w.store.create_run(&run).await.unwrap();
+    }
+    w.store
+        .update_run(
+            &t,
+            "r0",
+            &RunUpdate::Finish {
+                status: entra_sync_core::run::RunStatus::Succeeded,
+                at: t0() + Duration::seconds(90),
+            },
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut path = format!("{}/runs?limit=2", base());
+    let mut last = Value::Null;
+    loop {
+        let (s, b) = w.call("GET", &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        for r in b["items"].as_array().unwrap() {
+            seen.push(r["run_id"].as_str().unwrap().to_owned());
+            last = r.clone();
+        }
+        match b["next_cursor"].as_str() {
+            Some(c) => path = format!("{}/runs?limit=2&cursor={c}", base()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["r4", "r3", "r2", "r1", "r0"]);
+    assert_eq!(last["duration_seconds"], 90);
+    assert!(last["finished_at"].is_string());
+    for (q, name) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=garbage", "cursor"),
+        ("sort=asc", "sort"),
+    ] {
+        let (s, b) = w.call("GET", &format!("{}/runs?{q}", base()), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}");
+        assert!(b["message"].as_str().unwrap().contains(name), "{q}: {b}");
+    }
+    // A cursor of another list is not a runs cursor.
+    let (_, b) = w
+        .call("GET", &format!("{}/users?limit=2", base()), None)
+        .await;
+    let users_cursor = b["next_cursor"].as_str().unwrap().to_owned();
+    let (s, _) = w
+        .call(
+            "GET",
+            &format!("{}/runs?cursor={users_cursor}", base()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_held_run_is_rejected_and_a_run_that_is_not_held_is_refused() {
+    let w = world().await;
+    let t = TenantId::new(TENANT);
+    let run = SyncRun::new("held-1".into(), t.clone(), Trigger::Scheduled, t0());
+    w.store.create_run(&run).await.unwrap();
+    w.store
+        .update_run(
+            &t,
+            "held-1",
+            &RunUpdate::Hold(BreakerHold {
+                deactivations: 40,
+                active_before: 50,
+                threshold: "more than 10 %".into(),
+                empty_read: false,
+                held_at: t0(),
+                held_since: None,
+                applied_deactivations: 0,
+            }),
+        )
+        .await
+        .unwrap();
+    let (s, b) = w
+        .call("GET", &format!("{}/runs/held-1", base()), None)
+        .await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("held")));
+    assert_eq!(b["hold"]["deactivations"], 40);
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{}/runs/held-1/reject", base()),
+            Some(json!({"by": "ann"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["status"].as_str(), b["rejected_by"].as_str()),
+        (Some("rejected"), Some("ann"))
+    );
+    let (s, b) = w
+        .call("POST", &format!("{}/runs/held-1/confirm", base()), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["error"], "not_held");
+    let (s, _) = w
+        .call("POST", &format!("{}/runs/nope/confirm", base()), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn mirror_users_filter_and_show_their_host_user() {
+    let w = world().await;
+    let t = TenantId::new(TENANT);
+    let mut host = LocalUser::pre_existing(
+        AccountId(ACCOUNT.into()),
+        "l1",
+        "user2@contoso.com",
+        LocalStatus::Pending,
+        t0(),
+    );
+    host.link = Some(entra_sync_core::provision::DirectoryLink {
+        tenant_id: t.clone(),
+        object_id: "u002".into(),
+    });
+    host.fields.insert("department".into(), "Sales".into());
+    host.fields.insert("badge".into(), "B-2".into());
+    w.store
+        .put_local_users(std::slice::from_ref(&host))
+        .await
+        .unwrap();
+
+    let (s, b) = w
+        .call(
+            "GET",
+            &format!("{}/users?department=sales&status=enabled&limit=200", base()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ids: Vec<&str> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["object_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["u000", "u002", "u004", "u006", "u008", "u010"]);
+    let u2 = &b["items"][1];
+    assert_eq!(u2["host_user"]["fields"]["badge"], "B-2");
+    assert_eq!(u2["host_user"]["status"], "pending");
+    let (_, b) = w
+        .call("GET", &format!("{}/users?status=disabled", base()), None)
+        .await;
+    assert_eq!(b["items"].as_array().unwrap().len(), 3);
+    let (_, b) = w
+        .call("GET", &format!("{}/users?email_prefix=USER1", base()), None)
+        .await;
+    assert_eq!(
+        b["items"].as_array().unwrap().len(),
+        3,
+        "user1, user10, user11"
+    );
+    let (s, b) = w
+        .call("GET", &format!("{}/users?status=gone", base()), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["message"].as_str().unwrap().contains("status"));
+    let (s, b) = w.call("GET", &format!("{}/groups", base()), None).await;
+    assert_eq!(
+        (s, b["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+
+    // Host users: by status, activate, delete, and the sign-in lookup.
+    let (_, b) = w
+        .call(
+            "GET",
+            &format!("/v1/accounts/{ACCOUNT}/host-users?status=active"),
+            None,
+        )
+        .await;
+    assert!(b["items"].as_array().unwrap().is_empty());
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT}/sign-in-lookup"),
+            Some(json!({"email": "USER2@contoso.com"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["may_sign_in"], false);
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT}/host-users/l1/activate"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{b}"
+    );
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT}/host-users/l1/activate"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (_, b) = w
+        .call(
+            "GET",
+            &format!("/v1/accounts/{ACCOUNT}/host-users?status=active"),
+            None,
+        )
+        .await;
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    let (s, b) = w
+        .call(
+            "DELETE",
+            &format!("/v1/accounts/{ACCOUNT}/host-users/l1"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("deleted_locally"))
+    );
+    let (s, _) = w
+        .call(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT}/sign-in-lookup"),
+            Some(json!({"email": "nobody@contoso.com"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = w
+        .call(
+            "DELETE",
+            &format!("/v1/accounts/{ACCOUNT}/host-users/missing"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

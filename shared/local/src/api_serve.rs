@@ -1,0 +1,268 @@
+//! The admin API in `entra-sync serve`: the `entra-sync-http` API router on the embedded
+//! adapters, behind a bearer API key.
+//!
+//! The key is 32 random bytes, created at the first `serve` of a data directory and printed
+//! once; only its SHA-256 digest is kept (`api-key.sha256` in the data directory, readable by
+//! its owner only). `entra-sync api-key rotate` replaces it and prints the new one. A key of 256
+//! random bits cannot be guessed, so a fast hash is enough (a slow password hash protects keys
+//! people choose).
+//!
+//! "Sync now" requests run in this process: each one runs the local sync of the directory (the
+//! same fetch and reconcile as `entra-sync sync`) under the run the API already recorded.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use entra_sync_core::error::QueueError;
+use entra_sync_core::ports::{DirectoryReader, FetchRequest, FetchRequests, RunStore};
+use entra_sync_core::run::{RunStatus, RunUpdate};
+use entra_sync_core::services::FetchOptions;
+use entra_sync_core::services::sync_now::SyncNowDeps;
+use entra_sync_http::api::auth::ApiKey;
+use entra_sync_http::api::{self, ApiState};
+use entra_sync_http::connect::ConnectConfig;
+use rand::RngCore;
+use tracing::{info, warn};
+
+use crate::runtime::{DataDir, LocalApp, LocalError, SyncSettings};
+
+fn key_file(dir: &DataDir) -> PathBuf {
+    dir.root.join("api-key.sha256")
+}
+
+fn write_digest(dir: &DataDir, digest: &str) -> Result<(), LocalError> {
+    let path = key_file(dir);
+    let io = |source| LocalError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{digest}\n")).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
+fn new_key() -> (String, ApiKey) {
+    let mut random = [0u8; 32];
+    rand::rng().fill_bytes(&mut random);
+    ApiKey::generate(random)
+}
+
+/// The data directory's API key: the stored one, or a new one (returned once, to print).
+pub fn api_key(dir: &DataDir) -> Result<(ApiKey, Option<String>), LocalError> {
+    let path = key_file(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ApiKey::from_digest_hex(&text)
+            .map(|k| (k, None))
+            .ok_or_else(|| {
+                LocalError::Failed(format!(
+                    "{} is not an API key digest; run `entra-sync api-key rotate --data-dir {}` for a new key",
+                    path.display(),
+                    dir.root.display()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, auth) = new_key();
+            write_digest(dir, &ApiKey::digest_hex(&key))?;
+            Ok((auth, Some(key)))
+        }
+        Err(source) => Err(LocalError::DataDir { path, source }),
+    }
+}
+
+/// Replace the API key; returns the new key (the old one stops working at the next `serve`).
+pub fn rotate_api_key(dir: &DataDir) -> Result<String, LocalError> {
+    std::fs::create_dir_all(&dir.root).map_err(|source| LocalError::DataDir {
+        path: dir.root.clone(),
+        source,
+    })?;
+    let (key, _) = new_key();
+    write_digest(dir, &ApiKey::digest_hex(&key))?;
+    Ok(key)
+}
+
+/// "Sync now" in this process: each request runs one local sync in the background.
+pub struct LocalSyncs {
+    app: LocalApp,
+    directory: Arc<dyn DirectoryReader>,
+}
+
+impl LocalSyncs {
+    pub fn new(app: LocalApp, directory: Arc<dyn DirectoryReader>) -> Self {
+        Self { app, directory }
+    }
+}
+
+#[async_trait]
+impl FetchRequests for LocalSyncs {
+    async fn request_fetches(
+        &self,
+        requests: Vec<(FetchRequest, std::time::Duration)>,
+    ) -> Result<(), QueueError> {
+        for (request, delay) in requests {
+            let app = self.app.clone();
+            let directory = self.directory.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let options = FetchOptions {
+                    trigger: request.trigger,
+                    force_full: request.force_full,
+                    run_id: request.run_id.clone(),
+                    ..FetchOptions::default()
+                };
+                let tenant = request.tenant_id.clone();
+                match app
+                    .sync(
+                        directory,
+                        &tenant,
+                        &options,
+                        &SyncSettings::default(),
+                        |_| {},
+                    )
+                    .await
+                {
+                    Ok(run) => info!(tenant = %tenant, run_id = %run.run_id, "sync now finished"),
+                    Err(e) => {
+                        warn!(tenant = %tenant, error = %e, "sync now failed");
+                        // The recorded run would otherwise stay running.
+                        if let Some(id) = &request.run_id {
+                            let finish = RunUpdate::Finish {
+                                status: RunStatus::Failed {
+                                    error: format!("The sync failed: {e}"),
+                                },
+                                at: app.clock.now(),
+                            };
+                            if let Err(e) = app.store.update_run(&tenant, id, &finish).await {
+                                warn!(tenant = %tenant, error = %e, "failed sync not recorded");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The API's routes on a local data directory (to merge before the stack).
+pub fn api_routes(
+    app: &LocalApp,
+    connect: entra_sync_core::services::ConnectDeps,
+    config: ConnectConfig,
+    directory: Arc<dyn DirectoryReader>,
+    key: ApiKey,
+) -> Router {
+    api::routes(ApiState {
+        connect,
+        connect_config: Arc::new(config),
+        project: app.project_deps(),
+        sync: SyncNowDeps {
+            connections: app.store.clone(),
+            runs: app.store.clone(),
+            requests: Arc::new(LocalSyncs::new(app.clone(), directory)),
+            clock: app.clock.clone(),
+        },
+        auth: Arc::new(key),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_api_on_sqlite_needs_the_key_and_answers_with_it() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode, header};
+        use entra_sync_core::ports::Secret;
+        use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory};
+        use tower::ServiceExt;
+        use url::Url;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let app = LocalApp::open(&dir, &SyncSettings::default()).unwrap();
+        let login = Url::parse("https://login.microsoftonline.com").unwrap();
+        let graph = GraphClient::new(GraphConfig::new(
+            Url::parse("https://graph.microsoft.com").unwrap(),
+            login.clone(),
+            "app".to_owned(),
+            Secret::new("not used"),
+        ))
+        .unwrap();
+        let connect = entra_sync_core::services::ConnectDeps {
+            consent_states: app.store.clone(),
+            connections: app.store.clone(),
+            directory: Arc::new(GraphTenantDirectory(graph.clone())),
+            vault: app.vault.clone(),
+            clock: app.clock.clone(),
+        };
+        let config = ConnectConfig {
+            login_base_url: login,
+            client_id: "app".into(),
+            redirect_uri: Some(Url::parse("http://127.0.0.1:8080/connect/callback").unwrap()),
+            scope: "https://graph.microsoft.com/.default".into(),
+            state_ttl: chrono::Duration::minutes(10),
+            return_url: None,
+        };
+        let (key, shown) = api_key(&dir).unwrap();
+        let shown = shown.unwrap();
+        let routes = entra_sync_http::app(api_routes(&app, connect, config, Arc::new(graph), key));
+        let get = |auth: Option<String>| {
+            let mut r = Request::get("/v1/accounts/local/connections");
+            if let Some(a) = auth {
+                r = r.header(header::AUTHORIZATION, a);
+            }
+            r.body(Body::empty()).unwrap()
+        };
+        let resp = routes.clone().oneshot(get(None)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let resp = routes
+            .clone()
+            .oneshot(get(Some("Bearer esk_wrong".into())))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let resp = routes
+            .oneshot(get(Some(format!("Bearer {shown}"))))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_key_is_made_once_stored_as_a_digest_and_rotated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let (first, shown) = api_key(&dir).unwrap();
+        let key = shown.expect("a new key is shown once");
+        let stored = std::fs::read_to_string(key_file(&dir)).unwrap();
+        assert!(!stored.contains(&key), "only the digest is stored");
+        assert_eq!(stored.trim(), ApiKey::digest_hex(&key));
+        let (again, shown) = api_key(&dir).unwrap();
+        assert!(shown.is_none(), "never shown again");
+        let _ = (first, again);
+        let rotated = rotate_api_key(&dir).unwrap();
+        assert_ne!(rotated, key);
+        assert_eq!(
+            std::fs::read_to_string(key_file(&dir)).unwrap().trim(),
+            ApiKey::digest_hex(&rotated)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(key_file(&dir))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "owner only");
+        }
+    }
+}
