@@ -37,7 +37,8 @@ use crate::api::ApiState;
 use crate::api::auth::Caller;
 
 /// The console pages' policy: styles from this origin (the CSS file), nothing else; no framing.
-pub const CONSOLE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub const CONSOLE_CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "entra_sync_console";

@@ -25,7 +25,10 @@ pub(super) fn routes() -> Router<ConsoleState> {
         .route("/console/", get(home))
         .route("/console/accounts/{account}/", get(account_page))
         .route("/console/accounts/{account}/connect", post(connect))
-        .route("/console/accounts/{account}/directories/{tenant}/", get(details))
+        .route(
+            "/console/accounts/{account}/directories/{tenant}/",
+            get(details),
+        )
         .route(
             "/console/accounts/{account}/directories/{tenant}/reconnect",
             post(reconnect),
@@ -34,14 +37,26 @@ pub(super) fn routes() -> Router<ConsoleState> {
             "/console/accounts/{account}/directories/{tenant}/disconnect",
             post(disconnect),
         )
-        .route("/console/accounts/{account}/directories/{tenant}/users", get(users))
+        .route(
+            "/console/accounts/{account}/directories/{tenant}/users",
+            get(users),
+        )
         .route(
             "/console/accounts/{account}/directories/{tenant}/users/{local_id}/activate",
             post(activate),
         )
-        .route("/console/accounts/{account}/directories/{tenant}/groups", get(groups))
-        .route("/console/accounts/{account}/directories/{tenant}/runs", get(runs))
-        .route("/console/accounts/{account}/directories/{tenant}/sync", post(sync))
+        .route(
+            "/console/accounts/{account}/directories/{tenant}/groups",
+            get(groups),
+        )
+        .route(
+            "/console/accounts/{account}/directories/{tenant}/runs",
+            get(runs),
+        )
+        .route(
+            "/console/accounts/{account}/directories/{tenant}/sync",
+            post(sync),
+        )
         .route(
             "/console/accounts/{account}/directories/{tenant}/runs/{run}",
             get(run_page),
@@ -221,9 +236,8 @@ async fn body_json(resp: Response) -> Result<Value, HttpError> {
     let bytes = axum::body::to_bytes(resp.into_body(), 4 * 1024 * 1024)
         .await
         .map_err(|e| {
-            HttpError::from_status(StatusCode::INTERNAL_SERVER_ERROR).with_detail(format_args!(
-                "the API answer could not be read: {e}"
-            ))
+            HttpError::from_status(StatusCode::INTERNAL_SERVER_ERROR)
+                .with_detail(format_args!("the API answer could not be read: {e}"))
         })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         HttpError::from_status(StatusCode::INTERNAL_SERVER_ERROR)
@@ -258,8 +272,7 @@ pub(super) async fn login(State(s): State<ConsoleState>, u: Uri) -> Response {
     match s.auth.sign_in(&token) {
         Some(id) => {
             let mut resp = see_other("/console/");
-            let cookie =
-                format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console");
+            let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console");
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -275,10 +288,7 @@ pub(super) async fn login(State(s): State<ConsoleState>, u: Uri) -> Response {
 }
 
 async fn home(State(s): State<ConsoleState>) -> Response {
-    see_other(&format!(
-        "/console/accounts/{}/",
-        enc(&s.default_account.0)
-    ))
+    see_other(&format!("/console/accounts/{}/", enc(&s.default_account.0)))
 }
 
 fn status_text(c: &ConnectionView) -> String {
@@ -532,12 +542,20 @@ async fn users(
             let st = word(&h.status);
             let action = match st.as_str() {
                 "pending" => ctx.button(
-                    &format!("{}/users/{}/activate", ctx.base(), escape(&enc(&h.local_id))),
+                    &format!(
+                        "{}/users/{}/activate",
+                        ctx.base(),
+                        escape(&enc(&h.local_id))
+                    ),
                     "Activate",
                     &[],
                 ),
                 "deactivated" => ctx.button(
-                    &format!("{}/users/{}/activate", ctx.base(), escape(&enc(&h.local_id))),
+                    &format!(
+                        "{}/users/{}/activate",
+                        ctx.base(),
+                        escape(&enc(&h.local_id))
+                    ),
                     "Activate again",
                     &[("force", "true")],
                 ),
@@ -778,7 +796,11 @@ async fn run_page(
 fn run_body(ctx: &Ctx<'_>, r: &RunView, notice: Option<&str>) -> String {
     let mut body = String::from("<h1>Run</h1>");
     if let Some(n) = notice {
-        let _ = write!(body, "<p class=\"notice\" role=\"status\">{}</p>", escape(n));
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\">{}</p>",
+            escape(n)
+        );
     }
     let _ = write!(
         body,
@@ -843,7 +865,11 @@ async fn confirm(
         csrf: &session.csrf,
     };
     let note = format!("Confirmed: {}.", label_of(&done.outcome));
-    Ok(ctx.page("Activity Log", "Run", &run_body(&ctx, &done.run, Some(&note))))
+    Ok(ctx.page(
+        "Activity Log",
+        "Run",
+        &run_body(&ctx, &done.run, Some(&note)),
+    ))
 }
 
 async fn reject(
@@ -915,10 +941,26 @@ fn settings_form(ctx: &Ctx<'_>, version: u64, s: &Value) -> String {
         ctx.base(),
         ctx.csrf_field()
     );
-    out.push_str(&section_controls("email_domains", "Email domains", &filters["email_domains"]));
-    out.push_str(&section_controls("departments", "Departments", &filters["departments"]));
-    out.push_str(&section_controls("office_locations", "Office locations", &filters["office_locations"]));
-    out.push_str(&section_controls("groups", "Groups (object ids)", &filters["groups"]));
+    out.push_str(&section_controls(
+        "email_domains",
+        "Email domains",
+        &filters["email_domains"],
+    ));
+    out.push_str(&section_controls(
+        "departments",
+        "Departments",
+        &filters["departments"],
+    ));
+    out.push_str(&section_controls(
+        "office_locations",
+        "Office locations",
+        &filters["office_locations"],
+    ));
+    out.push_str(&section_controls(
+        "groups",
+        "Groups (object ids)",
+        &filters["groups"],
+    ));
     out.push_str(&checkbox(
         "include_disabled",
         "Import accounts disabled in the directory (as deactivated users)",
@@ -962,7 +1004,10 @@ fn settings_form(ctx: &Ctx<'_>, version: u64, s: &Value) -> String {
     out.push_str("<h2>Rules</h2><p><label for=\"automatic\">What a sync does on its own</label> <select id=\"automatic\" name=\"automatic\">");
     for (v, n) in [
         ("everything", "Create new users and update existing ones"),
-        ("updates_only", "Update existing users; new users wait for an import"),
+        (
+            "updates_only",
+            "Update existing users; new users wait for an import",
+        ),
         ("nothing", "Change no user; imports apply changes"),
     ] {
         let sel = match v == automatic {
@@ -975,7 +1020,9 @@ fn settings_form(ctx: &Ctx<'_>, version: u64, s: &Value) -> String {
     out.push_str(&checkbox(
         "auto_activate_verified_domains",
         "Activate new users of the verified domains at once",
-        rules["auto_activate_verified_domains"].as_bool().unwrap_or(false),
+        rules["auto_activate_verified_domains"]
+            .as_bool()
+            .unwrap_or(false),
     ));
     out.push_str(&checkbox(
         "recreate_deleted_locally",
@@ -1092,7 +1139,9 @@ async fn save_settings(
 ) -> Page {
     let fields = form_fields(&bytes);
     let mut headers = HeaderMap::new();
-    if let Some(v) = field(&fields, "version").and_then(|v| HeaderValue::from_str(&format!("\"{}\"", v.trim())).ok()) {
+    if let Some(v) = field(&fields, "version")
+        .and_then(|v| HeaderValue::from_str(&format!("\"{}\"", v.trim())).ok())
+    {
         headers.insert(header::IF_MATCH, v);
     }
     let patch = settings_patch(&fields);
@@ -1111,7 +1160,9 @@ async fn save_settings(
         csrf: &session.csrf,
     };
     let version = saved["version"].as_u64().unwrap_or(0);
-    let mut body = String::from("<h1>Settings</h1><div class=\"notice\" role=\"status\"><p>Saved. What changed:</p><ul>");
+    let mut body = String::from(
+        "<h1>Settings</h1><div class=\"notice\" role=\"status\"><p>Saved. What changed:</p><ul>",
+    );
     let changes = saved["changes"].as_array().cloned().unwrap_or_default();
     if changes.is_empty() {
         body.push_str("<li>nothing</li>");
@@ -1196,7 +1247,14 @@ async fn import_page(
         body,
         "</select> <button type=\"submit\">Preview</button></p></form>\
          <h2>Preview</h2><p role=\"status\">Would create {}, link {}, update {}, deactivate {}, reactivate {}; {} unchanged, {} skipped (settings version {}).</p>",
-        c.created, c.linked, c.updated, c.deactivated, c.reactivated, c.unchanged, c.skipped, p.settings_version
+        c.created,
+        c.linked,
+        c.updated,
+        c.deactivated,
+        c.reactivated,
+        c.unchanged,
+        c.skipped,
+        p.settings_version
     );
     let _ = write!(
         body,
