@@ -16,15 +16,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use entra_sync_core::error::QueueError;
+use entra_sync_core::model::AccountId;
 use entra_sync_core::ports::{DirectoryReader, FetchRequest, FetchRequests, RunStore};
 use entra_sync_core::run::{RunStatus, RunUpdate};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_core::services::sync_now::SyncNowDeps;
-use entra_sync_core::model::AccountId;
 use entra_sync_http::api::auth::{ApiKey, Caller};
-use entra_sync_http::console::{self, ConsoleAuth, ConsoleState};
 use entra_sync_http::api::{self, ApiState};
 use entra_sync_http::connect::ConnectConfig;
+use entra_sync_http::console::{self, ConsoleAuth, ConsoleState};
 use rand::RngCore;
 use tracing::{info, warn};
 
