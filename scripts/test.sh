@@ -32,6 +32,22 @@ if ! .venv/bin/python -c "import moto, samtranslator, openapi_spec_validator, im
     "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION"
 fi
 
+# Chromium and chromedriver for the admin console's browser test
+# (shared/local/tests/console_browser.rs, which fails without them): Debian's packages, installed
+# only when missing.
+if { [ -z "${ENTRA_SYNC_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; } ||
+   { [ -z "${ENTRA_SYNC_CHROMEDRIVER:-}" ] && [ ! -x /usr/bin/chromedriver ]; }; then
+  step "installing chromium and chromium-driver (apt-get)"
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  if ! { $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq chromium chromium-driver; } >/dev/null; then
+    echo "Could not install chromium and chromium-driver with apt-get; the console's browser test needs them." >&2
+    echo "Install them yourself (Debian/Ubuntu: apt-get install -y chromium chromium-driver), or set" >&2
+    echo "ENTRA_SYNC_CHROMIUM and ENTRA_SYNC_CHROMEDRIVER to other binaries, and run this again." >&2
+    exit 1
+  fi
+fi
+
 # The committed document is the generated one (the cargo tests check that); here it is checked
 # against the OpenAPI 3.1 specification.
 step "openapi-spec-validator docs/openapi.json"

@@ -16,6 +16,7 @@
 //! | [`json`] | JSON routes: the `Content-Type: application/json` requirement and body errors that name the field |
 //! | [`html`] | pages for browsers: escaping and the page frame |
 //! | [`api`] | the admin API (`/v1`): connections, settings, imports, sync now, runs, held runs, the mirror, the host product's users |
+//! | [`console`] | the admin console (`/console/`): server-rendered pages over the API's routes, with a login token, a session cookie and CSRF tokens |
 //! | [`connect`] | the connect routes: admin consent, callback, an account's connections |
 //! | [`hooks`] | the HR webhook route: `POST /hooks/{account}/{source}` |
 //!
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod connect;
+pub mod console;
 pub mod error;
 pub mod hooks;
 pub mod html;

@@ -16,13 +16,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use entra_sync_core::error::QueueError;
+use entra_sync_core::model::AccountId;
 use entra_sync_core::ports::{DirectoryReader, FetchRequest, FetchRequests, RunStore};
 use entra_sync_core::run::{RunStatus, RunUpdate};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_core::services::sync_now::SyncNowDeps;
-use entra_sync_http::api::auth::ApiKey;
+use entra_sync_http::api::auth::{ApiKey, Caller};
 use entra_sync_http::api::{self, ApiState};
 use entra_sync_http::connect::ConnectConfig;
+use entra_sync_http::console::{self, ConsoleAuth, ConsoleState};
 use rand::RngCore;
 use tracing::{info, warn};
 
@@ -150,15 +152,15 @@ impl FetchRequests for LocalSyncs {
     }
 }
 
-/// The API's routes on a local data directory (to merge before the stack).
-pub fn api_routes(
+/// The API's state on a local data directory.
+pub fn api_state(
     app: &LocalApp,
     connect: entra_sync_core::services::ConnectDeps,
     config: ConnectConfig,
     directory: Arc<dyn DirectoryReader>,
     key: ApiKey,
-) -> Router {
-    api::routes(ApiState {
+) -> ApiState {
+    ApiState {
         connect,
         connect_config: Arc::new(config),
         project: app.project_deps(),
@@ -169,7 +171,32 @@ pub fn api_routes(
             clock: app.clock.clone(),
         },
         auth: Arc::new(key),
-    })
+    }
+}
+
+/// The API's routes on a local data directory (to merge before the stack).
+pub fn api_routes(
+    app: &LocalApp,
+    connect: entra_sync_core::services::ConnectDeps,
+    config: ConnectConfig,
+    directory: Arc<dyn DirectoryReader>,
+    key: ApiKey,
+) -> Router {
+    api::routes(api_state(app, connect, config, directory, key))
+}
+
+/// The API's routes and the admin console's on the same state (to merge before the stack),
+/// with the console's one-time login token (to print as `/console/login?token=<token>`). The
+/// console's sessions act for every account, as the API key does; `/console/` opens the
+/// account `local`.
+pub fn api_and_console_routes(state: ApiState) -> (Router, String) {
+    let (auth, token) = ConsoleAuth::new(Caller::AllAccounts);
+    let console = console::routes(ConsoleState {
+        api: state.clone(),
+        auth,
+        default_account: AccountId("local".to_owned()),
+    });
+    (api::routes(state).merge(console), token)
 }
 
 #[cfg(test)]

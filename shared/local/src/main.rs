@@ -765,6 +765,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
             info.base_url,
             info.base_url
         );
+        outln!("  admin console (this address signs one browser in, once):");
+        outln!("    {}", info.console_url);
         if let Some(key) = &info.new_api_key {
             outln!("  admin API key (shown once; `entra-sync api-key rotate` makes a new one):");
             outln!("    {key}");

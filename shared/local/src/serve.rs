@@ -125,6 +125,8 @@ pub struct ServeInfo {
     pub emulated_tenant: Option<String>,
     /// The admin API's key, when this `serve` created it (shown once; only its digest is kept).
     pub new_api_key: Option<String>,
+    /// The admin console's one-time sign-in address (a new one at every start).
+    pub console_url: String,
 }
 
 fn url(s: &str) -> Result<Url, LocalError> {
@@ -230,19 +232,23 @@ pub async fn run_serve(
     let hooks = crate::hooks_worker::serve_hooks(&app, actions.deps.clone(), stop_rx)?;
     // The admin API behind its key (created at the first serve).
     let (key, new_api_key) = crate::api_serve::api_key(&dir)?;
-    let api = crate::api_serve::api_routes(
+    let api = crate::api_serve::api_state(
         &app,
         connect_deps(&app, graph.clone()),
         config.clone(),
         Arc::new(graph.clone()),
         key,
     );
+    // The admin console beside the API, signed in through a one-time address.
+    let (api, console_token) = crate::api_serve::api_and_console_routes(api);
+    let console_url = format!("{base_url}/console/login?token={console_token}");
     let routes = serve_router_with(&app, graph, config, hooks.routes.merge(api));
     on_ready(&ServeInfo {
         base_url,
         redirect_uri,
         emulated_tenant,
         new_api_key,
+        console_url,
     });
     info!(listen = %local, "connect and webhook routes served");
     let served = axum::serve(listener, routes)

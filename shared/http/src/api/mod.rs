@@ -20,7 +20,7 @@
 
 pub mod auth;
 pub mod params;
-mod routes;
+pub(crate) mod routes;
 pub mod views;
 
 use std::sync::{Arc, OnceLock};

@@ -170,7 +170,7 @@ fn page<T, V: From<T>>(
 
 #[utoipa::path(get, path = "/v1/health", tag = "health", security(()),
     responses((status = 200, description = "The API answers.", body = Health)))]
-pub(super) async fn health() -> Json<Health> {
+pub(crate) async fn health() -> Json<Health> {
     Json(Health {
         status: "ok",
         api: "v1",
@@ -179,7 +179,7 @@ pub(super) async fn health() -> Json<Health> {
 
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "health", security(()),
     responses((status = 200, description = "This API's OpenAPI 3.1 document.", content_type = "application/json", body = Object)))]
-pub(super) async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -195,7 +195,7 @@ pub(super) async fn openapi() -> Response {
         ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page."),
         ("limit" = Option<usize>, Query, description = "Items per page, 1 to 200 (default 50).")),
     responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn list_connections(
+pub(crate) async fn list_connections(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
@@ -226,7 +226,7 @@ pub(super) async fn list_connections(
     params(("account" = String, Path, description = ACCOUNT)),
     request_body = StartConnection,
     responses((status = 201, description = "Send the admin to consent_url.", body = ConsentLinkView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn start_connection(
+pub(crate) async fn start_connection(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     domain: Option<Extension<RequestDomain>>,
@@ -281,7 +281,7 @@ fn consent_link(
 #[utoipa::path(get, path = "/v1/accounts/{account}/connections/{tenant}", tag = "connections",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT)),
     responses((status = 200, body = ConnectionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn show_connection(
+pub(crate) async fn show_connection(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -293,7 +293,7 @@ pub(super) async fn show_connection(
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT)),
     request_body = Reconnect,
     responses((status = 201, body = ConsentLinkView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn reconnect(
+pub(crate) async fn reconnect(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     domain: Option<Extension<RequestDomain>>,
@@ -317,7 +317,7 @@ pub(super) async fn reconnect(
 #[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/disconnect", tag = "connections",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT)),
     responses((status = 200, description = "Disconnected; the synced users are kept.", body = ConnectionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn disconnect(
+pub(crate) async fn disconnect(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -369,7 +369,7 @@ fn stale(expected: u64) -> HttpError {
     responses((status = 200, description = "The settings; the ETag header carries the version.", body = SettingsView,
         headers(("ETag" = String, description = "The settings version, for If-Match."))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn get_settings(
+pub(crate) async fn get_settings(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -405,7 +405,7 @@ fn edit_body(bytes: &Bytes) -> Result<serde_json::Value, HttpError> {
     request_body(content = Object, description = "A JSON Merge Patch of the stored settings (as PATCH takes it)."),
     responses((status = 200, description = "Every problem at once, and what the change would change. Saves nothing.", body = ValidationView),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn validate_settings(
+pub(crate) async fn validate_settings(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -470,7 +470,7 @@ async fn saved(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 412, description = "The settings changed since that version.", body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 428, description = "If-Match is missing.", body = ErrorBody)))]
-pub(super) async fn put_settings(
+pub(crate) async fn put_settings(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -505,7 +505,7 @@ pub(super) async fn put_settings(
     responses((status = 200, description = "Saved; the users are projected again at once.", body = SettingsSaved, headers(("ETag" = String, description = "The new version."))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 412, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub(super) async fn patch_settings(
+pub(crate) async fn patch_settings(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -552,7 +552,7 @@ fn mode(req: &ImportRequest) -> Result<ImportMode, HttpError> {
     request_body = ImportRequest,
     responses((status = 200, description = "What the import would do. Writes nothing.", body = PreviewView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn preview_import(
+pub(crate) async fn preview_import(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -572,7 +572,7 @@ pub(super) async fn preview_import(
     request_body = ImportRequest,
     responses((status = 200, description = "What the import did (the same decisions the preview lists).", body = ImportView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn run_import(
+pub(crate) async fn run_import(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -592,7 +592,7 @@ pub(super) async fn run_import(
     responses((status = 202, description = "A sync started; follow its run.", body = SyncStarted, headers(("Location" = String, description = "The run."))),
         (status = 200, description = "A sync was already running: that run.", body = SyncStarted),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn sync_now(
+pub(crate) async fn sync_now(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -629,7 +629,7 @@ pub(super) async fn sync_now(
         ("limit" = Option<usize>, Query, description = "Items per page, 1 to 200 (default 50).")),
     responses((status = 200, description = "The activity log, newest first.", body = RunList),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn list_runs(
+pub(crate) async fn list_runs(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -651,7 +651,7 @@ pub(super) async fn list_runs(
 #[utoipa::path(get, path = "/v1/accounts/{account}/connections/{tenant}/runs/{run}", tag = "runs",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("run" = String, Path, description = "The run id.")),
     responses((status = 200, body = RunView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn show_run(
+pub(crate) async fn show_run(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t, run)): Path<(String, String, String)>,
@@ -682,7 +682,7 @@ fn decider(d: &Decision) -> String {
     request_body = Decision,
     responses((status = 200, description = "The held deactivations are applied.", body = ConfirmView),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "The run is not held.", body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn confirm_run(
+pub(crate) async fn confirm_run(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t, run)): Path<(String, String, String)>,
@@ -715,7 +715,7 @@ pub(super) async fn confirm_run(
     request_body = Decision,
     responses((status = 200, description = "Nothing held is applied; the next run reads the whole directory.", body = RunView),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn reject_run(
+pub(crate) async fn reject_run(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t, run)): Path<(String, String, String)>,
@@ -739,7 +739,7 @@ pub(super) async fn reject_run(
         ("limit" = Option<usize>, Query, description = "Items per page, 1 to 200 (default 50).")),
     responses((status = 200, description = "The mirror's users in object-id order; a page may be short (even empty) while next_cursor is present.", body = DirectoryUserList),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn list_directory_users(
+pub(crate) async fn list_directory_users(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -792,7 +792,7 @@ pub(super) async fn list_directory_users(
         ("limit" = Option<usize>, Query, description = "Items per page, 1 to 200 (default 50).")),
     responses((status = 200, description = "The mirror's groups in object-id order.", body = GroupList),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn list_groups(
+pub(crate) async fn list_groups(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((a, t)): Path<(String, String)>,
@@ -826,7 +826,7 @@ pub(super) async fn list_groups(
         ("limit" = Option<usize>, Query, description = "Items per page, 1 to 200 (default 50).")),
     responses((status = 200, description = "The host product's users in local-id order; a page may be short while next_cursor is present.", body = HostUserList),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn list_host_users_route(
+pub(crate) async fn list_host_users_route(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
@@ -865,7 +865,7 @@ pub(super) async fn list_host_users_route(
     request_body = Activate,
     responses((status = 200, body = HostUserView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Not activatable; the message says why.", body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn activate(
+pub(crate) async fn activate(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((raw, local_id)): Path<(String, String)>,
@@ -890,7 +890,7 @@ pub(super) async fn activate(
     params(("account" = String, Path, description = ACCOUNT), ("local_id" = String, Path, description = "The host product's user id.")),
     responses((status = 200, description = "Deleted in the host product (the next sync recreates it if it still matches and recreating is on).", body = HostUserView),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(super) async fn delete_host_user(
+pub(crate) async fn delete_host_user(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path((raw, local_id)): Path<(String, String)>,
@@ -921,7 +921,7 @@ pub struct SignInQuestion {
     request_body = SignInQuestion,
     responses((status = 200, description = "The user's status and roles, and whether it may sign in.", body = SignInView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "No user with that email in the account.", body = ErrorBody), (status = 415, body = ErrorBody)))]
-pub(super) async fn sign_in(
+pub(crate) async fn sign_in(
     State(s): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
