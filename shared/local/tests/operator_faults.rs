@@ -567,6 +567,20 @@ fn printing_commands_end_quietly_on_a_closed_pipe() {
         runs.iter().all(|r| r["finished_at"].is_string()),
         "{runs:?}"
     );
+    let users = run(program().args(["users", "list", "--data-dir", dd]));
+    assert!(
+        stdout(&users).starts_with("local id "),
+        "a header: {}",
+        stdout(&users)
+    );
+    let users = run(program().args(["users", "list", "--json", "--data-dir", dd]));
+    let users: serde_json::Value = serde_json::from_slice(&users.stdout).unwrap();
+    assert!(
+        users
+            .as_array()
+            .is_some_and(|u| !u.is_empty() && u[0]["email"].is_string()),
+        "{users}"
+    );
     for args in [
         vec!["runs", "--tenant-id", &tenant, "--data-dir", dd],
         vec!["export", "--tenant-id", &tenant, "--data-dir", dd],
