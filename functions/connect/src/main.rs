@@ -16,14 +16,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let table = config::required("TABLE_NAME")?;
     let graph_app = config::graph_app()?;
     // Empty: the callback URL is derived per request from API Gateway's domain name.
-    let redirect_uri = match config::optional("REDIRECT_URI", "") {
-        s if s.is_empty() => None,
-        s => Some(url::Url::parse(&s)?),
-    };
-    let return_url = match config::optional("RETURN_URL", "") {
-        s if s.is_empty() => None,
-        s => Some(url::Url::parse(&s)?),
-    };
+    let redirect_uri = config::optional_url("REDIRECT_URI")?;
+    let return_url = config::optional_url("RETURN_URL")?;
     let state_ttl = config::seconds("STATE_TTL_SECONDS", 600)?;
 
     let sdk = load_sdk_config().await;

@@ -73,6 +73,14 @@ pub fn url(name: &'static str, default: &str) -> Result<url::Url, ConfigError> {
     parse_url(name, &optional(name, default))
 }
 
+/// An absolute URL, or none when the variable is unset or empty.
+pub fn optional_url(name: &'static str) -> Result<Option<url::Url>, ConfigError> {
+    match optional(name, "") {
+        v if v.trim().is_empty() => Ok(None),
+        v => parse_url(name, &v).map(Some),
+    }
+}
+
 fn parse_url(name: &'static str, value: &str) -> Result<url::Url, ConfigError> {
     url::Url::parse(value.trim()).map_err(|_| ConfigError::Invalid {
         name,

@@ -130,7 +130,7 @@ pub struct HeldArgs {
 #[derive(Subcommand)]
 pub enum UsersCommand {
     /// List the host product's users of the connection's account.
-    List(Target),
+    List(ListUsersArgs),
     /// Add a user that exists in the host product before any sync (matching links it).
     Add {
         email: String,
@@ -156,6 +156,15 @@ pub enum UsersCommand {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Args)]
+pub struct ListUsersArgs {
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -289,6 +298,16 @@ fn print_preview(p: &Preview) {
         c.frozen,
         c.skipped,
         c.unchanged
+    );
+}
+
+fn print_user_header() {
+    out!(
+        "{:<38} {:<32} {:<22} {:<38} roles",
+        "local id",
+        "email",
+        "status",
+        "directory object id"
     );
 }
 
@@ -449,13 +468,28 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
             let run = reject_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
             crate::print_run_line(&run);
         }
-        AdminCommand::Users(UsersCommand::List(t)) => {
-            let o = open_read(&t).await?;
+        AdminCommand::Users(UsersCommand::List(args)) => {
+            let o = open_read(&args.target).await?;
+            let mut all = Vec::new();
+            let mut header = !args.json;
             let mut pages = Pages::default();
             while let Some(after) = pages.next_after() {
                 let page = o.app.store.list_local_users(&o.account, after, 500).await?;
-                page.items.iter().for_each(print_user);
+                if args.json {
+                    all.extend(page.items);
+                } else {
+                    if header && !page.items.is_empty() {
+                        print_user_header();
+                        header = false;
+                    }
+                    page.items.iter().for_each(print_user);
+                }
                 pages.advance(page.next);
+            }
+            if args.json {
+                json(&all)?;
+            } else if header {
+                out!("no host users yet");
             }
         }
         AdminCommand::Users(UsersCommand::Add {

@@ -79,11 +79,14 @@ pub fn api_key(dir: &DataDir) -> Result<(ApiKey, Option<String>), LocalError> {
 }
 
 /// Replace the API key; returns the new key (the old one stops working at the next `serve`).
+/// Only in a data directory that holds a store: a mistyped `--data-dir` is refused instead of
+/// getting a key nobody's `serve` reads.
 pub fn rotate_api_key(dir: &DataDir) -> Result<String, LocalError> {
-    std::fs::create_dir_all(&dir.root).map_err(|source| LocalError::DataDir {
-        path: dir.root.clone(),
-        source,
-    })?;
+    if !dir.store().is_file() {
+        return Err(LocalError::NoData {
+            path: dir.root.clone(),
+        });
+    }
     let (key, _) = new_key();
     write_digest(dir, &ApiKey::digest_hex(&key))?;
     Ok(key)
@@ -276,6 +279,14 @@ mod tests {
         let (again, shown) = api_key(&dir).unwrap();
         assert!(shown.is_none(), "never shown again");
         let _ = (first, again);
+        // Not a data directory yet (no store): refused, nothing written there.
+        let typo = DataDir::new(tmp.path().join("typo"));
+        let err = rotate_api_key(&typo).unwrap_err().to_string();
+        assert!(err.contains("there is no store there"), "{err}");
+        assert!(!typo.root.exists(), "a mistyped --data-dir is not created");
+        let err = rotate_api_key(&dir).unwrap_err().to_string();
+        assert!(err.contains("there is no store there"), "{err}");
+        drop(LocalApp::open(&dir, &SyncSettings::default()).unwrap());
         let rotated = rotate_api_key(&dir).unwrap();
         assert_ne!(rotated, key);
         assert_eq!(

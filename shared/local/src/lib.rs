@@ -46,8 +46,18 @@ pub fn words<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).map_or_else(|_| String::new(), |v| render(&v))
 }
 
-/// One line per run for people: status (held runs say what to do), trigger, directory reads
-/// and what happened to the host product's users.
+/// A run's duration for people: `850 ms`, `12.4 s`, `3 min 5 s`.
+pub fn duration_words(d: chrono::TimeDelta) -> String {
+    let ms = d.num_milliseconds().max(0);
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+/// One line per run for people: status (held runs say what to do), trigger, start, end and
+/// duration, directory reads and what happened to the host product's users.
 pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
     use entra_sync_core::run::RunStatus;
     let status = match &run.status {
@@ -78,11 +88,19 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
         notes.push_str(note);
     }
     format!(
-        "{} {} ({}, started {}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed{notes}",
+        "{} {} ({}, started {}{}): directory: {} pages, {} Graph requests, {} created, {} updated, {} removed; users: {} created, {} linked, {} updated, {} deactivated, {} reactivated, {} disabled in directory, {} frozen, {} skipped, {} failed{notes}",
         run.run_id,
         status,
         words(&run.trigger),
         run.started_at.format("%Y-%m-%d %H:%M:%S"),
+        match run.finished_at {
+            Some(end) => format!(
+                ", ended {} after {}",
+                end.format("%Y-%m-%d %H:%M:%S"),
+                duration_words(end - run.started_at)
+            ),
+            None => String::new(),
+        },
         c.pages_applied,
         run.graph_requests,
         c.created,
@@ -134,6 +152,20 @@ macro_rules! outln {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_read_as_people_say_them() {
+        use super::duration_words;
+        let ms = chrono::TimeDelta::milliseconds;
+        assert_eq!(duration_words(ms(850)), "850 ms");
+        assert_eq!(duration_words(ms(12_449)), "12.4 s");
+        assert_eq!(duration_words(ms(185_000)), "3 min 5 s");
+        assert_eq!(
+            duration_words(ms(-5)),
+            "0 ms",
+            "a clock step back is not negative"
+        );
+    }
+
     #[test]
     fn words_are_the_serialised_names_without_debug_text() {
         use entra_sync_core::run::Trigger;

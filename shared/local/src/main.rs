@@ -57,7 +57,7 @@ enum Command {
     /// Print the stored users, groups and memberships of one directory as JSON.
     Export(ExportArgs),
     /// Print the activity log (sync runs) of one directory.
-    Runs(ExportArgs),
+    Runs(RunsArgs),
     /// Measure full and incremental syncs against the paging floor and the naive way.
     Bench(BenchArgs),
     /// Serve the connect routes (admin consent, connections) on this machine; with
@@ -213,6 +213,21 @@ struct SyncArgs {
     report_json: Option<PathBuf>,
     #[command(flatten)]
     tuning: Tuning,
+}
+
+#[derive(Args)]
+struct RunsArgs {
+    /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
+    #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
+    tenant_id: Option<String>,
+    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    data_dir: PathBuf,
+    /// How many runs, newest first (at most 1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -592,12 +607,14 @@ async fn export(args: ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn runs(args: ExportArgs) -> Result<ExitCode> {
+async fn runs(args: RunsArgs) -> Result<ExitCode> {
     let (app, connection) =
-        open_directory(&args.data_dir, Some(&args.tenant_id), Access::Read).await?;
-    for run in app.store.list_runs(&connection.tenant_id, 50).await? {
-        print_run(&run);
-    }
+        open_directory(&args.data_dir, args.tenant_id.as_deref(), Access::Read).await?;
+    let runs = app
+        .store
+        .list_runs(&connection.tenant_id, usize::from(args.limit))
+        .await?;
+    entra_sync_local::cli::print_list(args.json, &runs, "no runs yet", print_run)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -554,6 +554,33 @@ fn printing_commands_end_quietly_on_a_closed_pipe() {
         text.contains("(manual, started") && !text.contains("Manual"),
         "{text}"
     );
+    assert!(
+        text.contains(", ended ") && text.contains(" after "),
+        "{text}"
+    );
+    // One directory connected: no --tenant-id needed; --json is the stored runs.
+    let json = run(program().args(["runs", "--json", "--limit", "2", "--data-dir", dd]));
+    let runs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r["finished_at"].is_string()),
+        "{runs:?}"
+    );
+    let users = run(program().args(["users", "list", "--data-dir", dd]));
+    assert!(
+        stdout(&users).starts_with("local id "),
+        "a header: {}",
+        stdout(&users)
+    );
+    let users = run(program().args(["users", "list", "--json", "--data-dir", dd]));
+    let users: serde_json::Value = serde_json::from_slice(&users.stdout).unwrap();
+    assert!(
+        users
+            .as_array()
+            .is_some_and(|u| !u.is_empty() && u[0]["email"].is_string()),
+        "{users}"
+    );
     for args in [
         vec!["runs", "--tenant-id", &tenant, "--data-dir", dd],
         vec!["export", "--tenant-id", &tenant, "--data-dir", dd],

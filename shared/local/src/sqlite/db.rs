@@ -204,22 +204,7 @@ impl SqliteStore {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })
                 .map_err(internal)?;
-            let mut items = Vec::new();
-            let mut last = None;
-            let mut more = false;
-            for row in rows {
-                let (k, b) = row.map_err(internal)?;
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(from_json(&b)?);
-                last = Some(k);
-            }
-            Ok(Listing {
-                items,
-                next: if more { last } else { None },
-            })
+            crate::sqlite::rows::page_of(rows, limit)
         })
         .await
     }

@@ -53,6 +53,30 @@ fn get_body<T: DeserializeOwned>(
     body.map(|b| from_json(&b)).transpose()
 }
 
+/// A page of at most `limit` records from `(key, body)` rows read with one row more than the
+/// page holds: that row, when there, says another page follows (its cursor is the last key).
+pub(crate) fn page_of<T: DeserializeOwned>(
+    rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+    limit: usize,
+) -> Result<Listing<T>, StoreError> {
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for row in rows {
+        let (key, body) = row.map_err(internal)?;
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(from_json(&body)?);
+        last = Some(key);
+    }
+    Ok(Listing {
+        items,
+        next: if more { last } else { None },
+    })
+}
+
 /// The query of one listing page, newest first: `conditions` (each a column and an operator,
 /// `"tenant_id ="`) joined by AND, with numbered placeholders.
 pub(crate) fn listing_sql(table: &str, conditions: &[&str], limit: usize) -> String {
@@ -178,22 +202,7 @@ impl SqliteStore {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })
                 .map_err(internal)?;
-            let mut items = Vec::new();
-            let mut last = None;
-            let mut more = false;
-            for row in rows {
-                let (key, body) = row.map_err(internal)?;
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(from_json(&body)?);
-                last = Some(key);
-            }
-            Ok(Listing {
-                items,
-                next: if more { last } else { None },
-            })
+            page_of(rows, limit)
         })
         .await
     }
