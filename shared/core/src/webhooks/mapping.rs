@@ -23,6 +23,16 @@ pub enum HrField {
     Manager,
 }
 
+impl HrField {
+    /// The documented (serialised) word: `department`, `manager`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HrField::Department => "department",
+            HrField::Manager => "manager",
+        }
+    }
+}
+
 /// People whose `field` equals `equals` (case-insensitive) get these groups and apps.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,14 +182,11 @@ impl HrSettings {
             check_groups(&at, &r.groups, &mut p);
             check_apps(&at, &r.apps, &mut p);
             if !seen.insert((r.field, r.equals.trim().to_ascii_lowercase())) {
-                p.push(
-                    format!(
-                        "{at} repeats a rule for the same {:?} value \"{}\"",
-                        r.field,
-                        r.equals.trim()
-                    )
-                    .to_lowercase(),
-                );
+                p.push(format!(
+                    "{at} repeats a rule for the same {} value \"{}\"",
+                    r.field.as_str(),
+                    r.equals.trim()
+                ));
             }
         }
         p
@@ -560,7 +567,8 @@ mod tests {
             "hr.apps[0].service_principal_id",
             "hr.rules[0].equals",
             "hr.rules[0] gives no",
-            "hr.rules[2] repeats",
+            // The field's word, and the value as written (not lower-cased with the message).
+            "hr.rules[2] repeats a rule for the same manager value \"M@X\"",
         ] {
             assert!(p.contains(needle), "{needle} in {p}");
         }

@@ -135,7 +135,7 @@ pub enum HrDirectoryError {
     #[error("the HR system refused the endpoint's API credential ({status})")]
     Unauthorized { status: u16 },
     /// 429 or 5xx or a network failure: try later.
-    #[error("the HR system's API is unavailable (status {status:?})")]
+    #[error("the HR system's API is unavailable ({})", answered(*status))]
     Unavailable {
         status: Option<u16>,
         #[source]
@@ -152,6 +152,39 @@ pub enum HrDirectoryError {
 impl HrDirectoryError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, HrDirectoryError::Unavailable { .. })
+    }
+}
+
+/// An HTTP status for people: `status 503`, or `no answer` (a network failure).
+fn answered(status: Option<u16>) -> String {
+    match status {
+        Some(s) => format!("status {s}"),
+        None => "no answer".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HrDirectoryError;
+
+    #[test]
+    fn an_unavailable_hr_api_is_described_without_debug_text() {
+        let with = HrDirectoryError::Unavailable {
+            status: Some(503),
+            source: None,
+        };
+        assert_eq!(
+            with.to_string(),
+            "the HR system's API is unavailable (status 503)"
+        );
+        let without = HrDirectoryError::Unavailable {
+            status: None,
+            source: None,
+        };
+        assert_eq!(
+            without.to_string(),
+            "the HR system's API is unavailable (no answer)"
+        );
     }
 }
 
