@@ -30,7 +30,7 @@ use entra_sync_graph::GraphClient;
 use serde::Serialize;
 
 use crate::action_worker::{DirectoryAccess, LocalActions, QueueRun, run_queue_until_idle, tick};
-use crate::cli::{self, Opened, print_json as json};
+use crate::cli::{self, Hints, Opened, print_json as json};
 use crate::outln;
 use crate::runtime::tenant_id_arg;
 
@@ -48,7 +48,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Where the data lives, which directory, and how Microsoft Graph is reached.
 #[derive(Args, Clone)]
 pub struct Place {
-    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    #[arg(long, default_value = cli::DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     pub data_dir: PathBuf,
     /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
     #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
@@ -153,9 +153,9 @@ pub struct ListArgs {
     /// Only actions in this status (pending_approval, queued, succeeded, failed, ...).
     #[arg(long)]
     pub status: Option<String>,
-    /// At most this many.
-    #[arg(long, default_value_t = 50)]
-    pub limit: usize,
+    /// At most this many, newest first (read from the store page by page).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
     #[command(flatten)]
     pub place: Place,
 }
@@ -243,8 +243,9 @@ pub struct StartArgs {
 
 #[derive(Args)]
 pub struct ListWorkflowsArgs {
-    #[arg(long, default_value_t = 50)]
-    pub limit: usize,
+    /// At most this many, newest first (read from the store page by page).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
     #[command(flatten)]
     pub place: Place,
 }
@@ -285,8 +286,9 @@ fn access(p: &Place, o: &Opened) -> Result<(DirectoryAccess, Option<Secret>)> {
     match DirectoryAccess::load(&o.app.data_dir())? {
         Some(a) => Ok((a, secret)),
         None => bail!(
-            "this command calls Microsoft Graph: pass --client-id (and the secret in {}), with --graph-url and --login-url for another cloud, or run it next to a running `entra-sync serve`, which notes them in {}",
+            "this command calls Microsoft Graph: pass --client-id (and the secret in {}), with --graph-url and --login-url for another cloud, or run it next to a running `{}`, which notes them in {}",
             p.client_secret_env,
+            o.hints.command("serve"),
             o.app.data_dir().root.display()
         ),
     }
@@ -298,8 +300,8 @@ pub(crate) async fn services(p: &Place, o: &Opened) -> Result<(LocalActions, Dir
     Ok((o.app.actions(Arc::new(client))?, access))
 }
 
-/// One line per action, for people.
-pub fn action_line(r: &ActionRecord) -> String {
+/// One line per action, for people (the commands it suggests point at the data of `h`).
+pub fn action_line(r: &ActionRecord, h: &Hints) -> String {
     let mut target = r
         .target
         .user_name
@@ -313,9 +315,9 @@ pub fn action_line(r: &ActionRecord) -> String {
     }
     let status = match &r.status {
         ActionStatus::PendingApproval { expires_at } => format!(
-            "pending approval until {} (approve with `entra-sync actions approve {} --by <someone else>`)",
+            "pending approval until {} (approve with `{}`)",
             expires_at.format("%Y-%m-%d %H:%M UTC"),
-            r.id
+            h.command(&format!("actions approve {} --by <someone else>", r.id))
         ),
         ActionStatus::Succeeded {
             already_in_effect: true,
@@ -323,14 +325,21 @@ pub fn action_line(r: &ActionRecord) -> String {
         ActionStatus::Failed { reason, retryable } => format!(
             "failed: {reason}{}",
             if *retryable {
-                " (`entra-sync actions retry` may succeed)"
+                format!(
+                    " (`{}` may succeed)",
+                    h.command(&format!("actions retry {}", r.id))
+                )
             } else {
-                ""
+                String::new()
             }
         ),
         ActionStatus::Approved if r.kind() == ActionKind::ResetPassword => format!(
-            "approved; its requester runs it with `entra-sync actions run {} --by {}`",
-            r.id, r.requested_by
+            "approved; its requester runs it with `{}`",
+            h.command(&format!(
+                "actions run {} --by {}",
+                r.id,
+                shlex::try_quote(&r.requested_by).unwrap_or_default()
+            ))
         ),
         other => crate::words(&other.as_str()),
     };
@@ -345,8 +354,8 @@ pub fn action_line(r: &ActionRecord) -> String {
     )
 }
 
-fn print_action(r: &ActionRecord, detail: bool) {
-    outln!("{}", action_line(r));
+fn print_action(r: &ActionRecord, detail: bool, h: &Hints) {
+    outln!("{}", action_line(r, h));
     if detail {
         if let Some(id) = &r.graph_request_id {
             outln!("  Graph request id: {id}");
@@ -380,7 +389,7 @@ fn print_action(r: &ActionRecord, detail: bool) {
     }
 }
 
-fn workflow_line(w: &Workflow) -> String {
+fn workflow_line(w: &Workflow, h: &Hints) -> String {
     let status = match &w.status {
         entra_sync_core::actions::WorkflowStatus::Scheduled { at } => {
             format!("scheduled for {}", at.format("%Y-%m-%d %H:%M UTC"))
@@ -390,9 +399,9 @@ fn workflow_line(w: &Workflow) -> String {
         }
         entra_sync_core::actions::WorkflowStatus::Failed { step, reason } => {
             format!(
-                "failed at step {}: {reason} (`entra-sync workflow retry {}` runs it again)",
+                "failed at step {}: {reason} (`{}` runs it again)",
                 step + 1,
-                w.id
+                h.command(&format!("workflow retry {}", w.id))
             )
         }
         other => crate::words(&other.as_str()),
@@ -408,8 +417,8 @@ fn workflow_line(w: &Workflow) -> String {
     )
 }
 
-fn print_workflow(w: &Workflow, detail: bool) {
-    outln!("{}", workflow_line(w));
+fn print_workflow(w: &Workflow, detail: bool, h: &Hints) {
+    outln!("{}", workflow_line(w, h));
     if detail {
         for (i, s) in w.steps.iter().enumerate() {
             outln!(
@@ -522,7 +531,9 @@ async fn settle(o: &Opened, actions: &LocalActions, id: &str) -> Result<ActionRe
     }
     if let QueueRun::Waiting { messages } = run_queue_until_idle(actions, WAIT).await? {
         eprintln_note(&format!(
-            "{messages} queued action(s) wait for a later retry (the directory asked to slow down); `entra-sync actions run` or `entra-sync serve` runs them"
+            "{messages} queued action(s) wait for a later retry (the directory asked to slow down); `{}` or `{}` runs them",
+            o.hints.command("actions run"),
+            o.hints.command("serve")
         ));
     }
     current(o, actions, id).await
@@ -551,13 +562,15 @@ async fn run_one(
         ExecuteOutcome::AlreadyFinal(r) | ExecuteOutcome::NotReady(r) => Ok((r, None)),
         ExecuteOutcome::RetryLater { record, .. } => Ok((record, None)),
         ExecuteOutcome::Busy { .. } => bail!(
-            "action {id} is being run by another process right now; see `entra-sync actions show {id}`"
+            "action {id} is being run by another process right now; see `{}`",
+            o.hints.command(&format!("actions show {id}"))
         ),
     }
 }
 
 fn answer(
     p: &Place,
+    h: &Hints,
     r: &ActionRecord,
     key: &str,
     fresh_key: bool,
@@ -570,7 +583,7 @@ fn answer(
             temporary_password: password.map(Secret::expose),
         })?;
     } else {
-        print_action(r, false);
+        print_action(r, false, h);
         if fresh_key {
             outln!("key: {key} (send the same --key to repeat this request safely)");
         }
@@ -626,7 +639,14 @@ pub async fn run_act(args: ActArgs) -> Result<ExitCode> {
         _ => (record, None),
     };
     ticked(&actions).await;
-    answer(&args.place, &record, &key, fresh_key, password.as_ref())
+    answer(
+        &args.place,
+        &o.hints,
+        &record,
+        &key,
+        fresh_key,
+        password.as_ref(),
+    )
 }
 
 /// The tick at the start and end of a command (best effort: a failure is only logged).
@@ -717,8 +737,9 @@ async fn enable(args: EnableArgs, on: bool) -> Result<ExitCode> {
         .or_else(|| reach.as_ref().and_then(|(a, _)| a.redirect_uri.clone()));
     let (Some(redirect), Some((access, secret))) = (redirect, reach) else {
         outln!(
-            "the directory's admin grants {} with an admin consent: run `entra-sync serve` (it receives Microsoft's answer), then this command again for the link, or pass --redirect-uri",
-            needed.join(", ")
+            "the directory's admin grants {} with an admin consent: run `{}` (it receives Microsoft's answer), then this command again for the link, or pass --redirect-uri",
+            needed.join(", "),
+            o.hints.command("serve")
         );
         return Ok(ExitCode::SUCCESS);
     };
@@ -763,23 +784,17 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                 user_id: a.user.clone(),
                 status: a.status.clone(),
             };
-            let mut items = Vec::new();
-            let mut after: Option<String> = None;
-            while items.len() < a.limit {
-                let page = o
-                    .app
-                    .store
-                    .list_actions(&o.tenant, &filter, after.as_deref(), a.limit.min(200))
-                    .await?;
-                items.extend(page.items);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
+            let items = cli::read_up_to(a.limit as usize, |after, n| {
+                let (store, tenant, filter) = (&o.app.store, &o.tenant, &filter);
+                async move {
+                    store
+                        .list_actions(tenant, filter, after.as_deref(), n)
+                        .await
                 }
-            }
-            items.truncate(a.limit);
+            })
+            .await?;
             cli::print_list(a.place.json, &items, "no actions", |r| {
-                print_action(r, false)
+                print_action(r, false, &o.hints)
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -791,7 +806,7 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                 .get_action(&o.tenant, &a.id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no action {} in directory {}", a.id, o.tenant))?;
-            cli::print_one(a.place.json, &r, |r| print_action(r, true))?;
+            cli::print_one(a.place.json, &r, |r| print_action(r, true, &o.hints))?;
             Ok(ExitCode::SUCCESS)
         }
         ActionsCommand::Approve(a) => decide(a, Decision::Approve).await,
@@ -800,7 +815,7 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
             let o = open_write(&a.place).await?;
             let (actions, _) = services(&a.place, &o).await?;
             let r = svc::cancel_action(&actions.deps, &o.account, &o.tenant, &a.id, &a.by).await?;
-            show_result(&a.place, &r)
+            show_result(&a.place, &o.hints, &r)
         }
         ActionsCommand::Retry(a) => {
             let o = open_write(&a.place).await?;
@@ -810,7 +825,7 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                 ActionKind::ResetPassword => r,
                 _ => settle(&o, &actions, &r.id).await?,
             };
-            show_result(&a.place, &r)
+            show_result(&a.place, &o.hints, &r)
         }
         ActionsCommand::Run(a) => {
             let o = open_write(&a.place).await?;
@@ -825,11 +840,18 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
                         }
                         _ => r,
                     };
-                    answer(&a.place, &r, &r.key.clone(), false, password.as_ref())
+                    answer(
+                        &a.place,
+                        &o.hints,
+                        &r,
+                        &r.key.clone(),
+                        false,
+                        password.as_ref(),
+                    )
                 }
                 None => {
                     if o.served {
-                        outln!("`entra-sync serve` runs the queued actions");
+                        outln!("the running `entra-sync serve` runs the queued actions");
                         return Ok(ExitCode::SUCCESS);
                     }
                     match run_queue_until_idle(&actions, WAIT).await? {
@@ -845,8 +867,8 @@ pub async fn run_actions(cmd: ActionsCommand) -> Result<ExitCode> {
     }
 }
 
-fn show_result(p: &Place, r: &ActionRecord) -> Result<ExitCode> {
-    cli::print_one(p.json, r, |r| print_action(r, false))?;
+fn show_result(p: &Place, h: &Hints, r: &ActionRecord) -> Result<ExitCode> {
+    cli::print_one(p.json, r, |r| print_action(r, false, h))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -870,7 +892,7 @@ async fn decide(a: DecideArgs, decision: Decision) -> Result<ExitCode> {
         ActionStatus::Queued => settle(&o, &actions, &r.id).await?,
         _ => r,
     };
-    show_result(&a.place, &r)
+    show_result(&a.place, &o.hints, &r)
 }
 
 fn parse_app(s: &str) -> AppRef {
@@ -923,17 +945,17 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
             )
             .await?;
             let wf = settle_workflow(&o, &actions, &wf.id).await?;
-            show_workflow(&a.place, &wf)
+            show_workflow(&a.place, &o.hints, &wf)
         }
         WorkflowCommand::List(a) => {
             let o = open_read(&a.place).await?;
-            let page = o
-                .app
-                .store
-                .list_workflows(&o.tenant, None, a.limit.clamp(1, 200))
-                .await?;
-            cli::print_list(a.place.json, &page.items, "no workflows", |w| {
-                print_workflow(w, false)
+            let items = cli::read_up_to(a.limit as usize, |after, n| {
+                let (store, tenant) = (&o.app.store, &o.tenant);
+                async move { store.list_workflows(tenant, after.as_deref(), n).await }
+            })
+            .await?;
+            cli::print_list(a.place.json, &items, "no workflows", |w| {
+                print_workflow(w, false, &o.hints)
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -945,7 +967,7 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
                 .get_workflow(&o.tenant, &a.id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no workflow {} in directory {}", a.id, o.tenant))?;
-            cli::print_one(a.place.json, &wf, |w| print_workflow(w, true))?;
+            cli::print_one(a.place.json, &wf, |w| print_workflow(w, true, &o.hints))?;
             Ok(ExitCode::SUCCESS)
         }
         WorkflowCommand::Cancel(a) => {
@@ -953,14 +975,14 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
             let (actions, _) = services(&a.place, &o).await?;
             let wf =
                 svc::cancel_workflow(&actions.deps, &o.account, &o.tenant, &a.id, &a.by).await?;
-            show_workflow(&a.place, &wf)
+            show_workflow(&a.place, &o.hints, &wf)
         }
         WorkflowCommand::Retry(a) => {
             let o = open_write(&a.place).await?;
             let (actions, _) = services(&a.place, &o).await?;
             let wf = svc::retry_workflow(&actions.deps, &o.account, &o.tenant, &a.id).await?;
             let wf = settle_workflow(&o, &actions, &wf.id).await?;
-            show_workflow(&a.place, &wf)
+            show_workflow(&a.place, &o.hints, &wf)
         }
         WorkflowCommand::RunDue(p) => {
             let o = open_write(&p).await?;
@@ -999,14 +1021,16 @@ pub(crate) async fn settle_workflow(
     }
     if let QueueRun::Waiting { messages } = run_queue_until_idle(actions, WAIT).await? {
         eprintln_note(&format!(
-            "{messages} queued action(s) wait for a later retry; `entra-sync actions run` or `entra-sync serve` runs them"
+            "{messages} queued action(s) wait for a later retry; `{}` or `{}` runs them",
+            o.hints.command("actions run"),
+            o.hints.command("serve")
         ));
     }
     Ok(svc::get_workflow(&actions.deps, &o.account, &o.tenant, id).await?)
 }
 
-fn show_workflow(p: &Place, wf: &Workflow) -> Result<ExitCode> {
-    cli::print_one(p.json, wf, |w| print_workflow(w, true))?;
+fn show_workflow(p: &Place, h: &Hints, wf: &Workflow) -> Result<ExitCode> {
+    cli::print_one(p.json, wf, |w| print_workflow(w, true, h))?;
     Ok(match wf.status {
         entra_sync_core::actions::WorkflowStatus::Failed { .. } => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::{LocalUserStore, Pages};
 use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::services::{
@@ -18,27 +17,14 @@ use entra_sync_core::services::{
 };
 use entra_sync_core::settings::{ConnectionSettings, SettingsChange, SettingsError, parse_edit};
 
-use crate::runtime::{Access, LocalApp, open_directory, tenant_id_arg};
-
-/// One line on stdout. A closed pipe (`entra-sync users list | head`) ends the program quietly,
-/// as `head` expects, instead of panicking.
-fn write_line(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    if writeln!(std::io::stdout().lock(), "{args}").is_err() {
-        std::process::exit(0);
-    }
-}
-
-macro_rules! out {
-    ($($t:tt)*) => {
-        write_line(format_args!($($t)*))
-    };
-}
+use crate::cli::{self, Opened};
+use crate::outln as out;
+use crate::runtime::{DataDir, tenant_id_arg};
 
 /// Where the data lives and which directory a command is about.
 #[derive(Args, Clone)]
 pub struct Target {
-    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    #[arg(long, default_value = cli::DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     pub data_dir: PathBuf,
     /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
     #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
@@ -71,8 +57,8 @@ pub enum SettingsCommand {
     /// Print the settings as JSON (the defaults when never saved).
     Show(Target),
     /// Check a settings file and list every problem, and what it would change; saves nothing.
-    /// Checked against the stored settings and the mirror when the data directory exists, else
-    /// against the defaults.
+    /// Checked against the stored settings and the mirror when the data directory holds a store,
+    /// else against the defaults. Only reads (works beside a running `serve`).
     Validate {
         /// JSON object: the fields to change (fields left out keep their value).
         file: PathBuf,
@@ -180,35 +166,15 @@ pub struct LookupArgs {
     pub target: Target,
 }
 
-struct Opened {
-    app: LocalApp,
-    tenant: TenantId,
-    account: AccountId,
-}
-
 /// Open the data directory for a command that writes it (holding its lock, which names the
 /// command: `settings set`, `users add`, ...).
 async fn open(t: &Target) -> Result<Opened> {
-    let command: Vec<String> = std::env::args()
-        .skip(1)
-        .take_while(|a| !a.starts_with('-'))
-        .take(2)
-        .collect();
-    open_as(t, Access::Write(&command.join(" "))).await
+    cli::open_write(&t.data_dir, t.tenant_id.as_deref()).await
 }
 
 /// Open the data directory for a command that only reads: no lock, and nothing is created.
 async fn open_read(t: &Target) -> Result<Opened> {
-    open_as(t, Access::Read).await
-}
-
-async fn open_as(t: &Target, access: Access<'_>) -> Result<Opened> {
-    let (app, connection) = open_directory(&t.data_dir, t.tenant_id.as_deref(), access).await?;
-    Ok(Opened {
-        tenant: connection.tenant_id,
-        account: connection.account_id,
-        app,
-    })
+    cli::open_read(&t.data_dir, t.tenant_id.as_deref()).await
 }
 
 fn mode_of(args: &ImportArgs) -> Result<ImportMode> {
@@ -238,9 +204,10 @@ async fn check_selected(o: &Opened, mode: &ImportMode) -> Result<()> {
     let unknown = o.app.unknown_users(&o.tenant, object_ids).await?;
     if !unknown.is_empty() {
         bail!(
-            "no user {} in directory {}; give the object ids of users the directory holds (see `entra-sync export`)",
+            "no user {} in directory {}; give the object ids of users the directory holds (see `{}`)",
             unknown.join(", "),
-            o.tenant
+            o.tenant,
+            o.hints.command("export")
         );
     }
     Ok(())
@@ -263,16 +230,28 @@ fn narrow_to_selected(p: &mut Preview, mode: &ImportMode) {
 async fn print_confirmed(o: &Opened, run_id: &str, outcome: &ProjectOutcome) -> Result<()> {
     use entra_sync_core::ports::RunStore;
     match (outcome, o.app.store.get_run(&o.tenant, run_id).await?) {
-        (ProjectOutcome::ClaimedElsewhere, _) => {
-            out!("run {run_id} is being applied by another process; see `entra-sync runs`")
-        }
-        (_, Some(run)) => crate::print_run_line(&run),
+        (ProjectOutcome::ClaimedElsewhere, _) => out!(
+            "run {run_id} is being applied by another process; see `{}`",
+            o.hints.command("runs")
+        ),
+        (_, Some(run)) => crate::print_run_line(&run, &o.hints),
         (_, None) => out!("run {run_id} was applied"),
     }
     Ok(())
 }
 
+/// The columns of the preview's and the import's lines.
+fn item_header() -> String {
+    format!(
+        "{:<20} {:<38} {:<32} reason",
+        "action", "directory object id", "email"
+    )
+}
+
 fn print_items(items: &[PreviewItem]) {
+    if !items.is_empty() {
+        out!("{}", item_header());
+    }
     for i in items {
         out!(
             "{:<20} {:<38} {:<32} {}",
@@ -328,8 +307,7 @@ fn print_user(u: &LocalUser) {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<()> {
-    out!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    cli::print_json(v)
 }
 
 fn read_edit(file: &PathBuf) -> Result<serde_json::Value> {
@@ -385,8 +363,9 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }
         AdminCommand::Settings(SettingsCommand::Validate { file, target }) => {
             let edit = read_edit(&file)?;
-            if target.data_dir.exists() {
-                let o = open(&target).await?;
+            // Saves nothing, so it only reads (and works beside a running `serve`).
+            if DataDir::new(&target.data_dir).has_store() {
+                let o = open_read(&target).await?;
                 let checked = check_settings_edit(&o.app.project_deps(), &o.tenant, &edit)
                     .await
                     .map_err(project_problems)?;
@@ -403,7 +382,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
                     out!("{line}");
                 }
                 out!(
-                    "valid (checked against the defaults: there is no data directory at {}, so group ids were not checked)",
+                    "valid (checked against the defaults: there is no entra-sync store at {}, so group ids were not checked)",
                     target.data_dir.display()
                 );
             }
@@ -425,7 +404,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
                     .await
                     .map_err(project_problems)?;
             out!("saved settings version {}", saved.version);
-            crate::print_run_line(&run);
+            crate::print_run_line(&run, &o.hints);
         }
         AdminCommand::Preview(args) => {
             let o = open_read(&args.target).await?;
@@ -453,7 +432,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
                         .cloned()
                         .collect();
                     print_items(&applied);
-                    crate::print_run_line(&report.run);
+                    crate::print_run_line(&report.run, &o.hints);
                 }
             }
         }
@@ -466,7 +445,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         AdminCommand::Reject(args) => {
             let o = open(&args.target).await?;
             let run = reject_held(&o.app.project_deps(), &o.tenant, &args.run_id, &args.by).await?;
-            crate::print_run_line(&run);
+            crate::print_run_line(&run, &o.hints);
         }
         AdminCommand::Users(UsersCommand::List(args)) => {
             let o = open_read(&args.target).await?;

@@ -64,9 +64,9 @@ pub fn api_key(dir: &DataDir) -> Result<(ApiKey, Option<String>), LocalError> {
             .map(|k| (k, None))
             .ok_or_else(|| {
                 LocalError::Failed(format!(
-                    "{} is not an API key digest; run `entra-sync api-key rotate --data-dir {}` for a new key",
+                    "{} is not an API key digest; run `{}` for a new key",
                     path.display(),
-                    dir.root.display()
+                    crate::cli::Hints::new(&dir.root).command("api-key rotate")
                 ))
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -82,11 +82,7 @@ pub fn api_key(dir: &DataDir) -> Result<(ApiKey, Option<String>), LocalError> {
 /// Only in a data directory that holds a store: a mistyped `--data-dir` is refused instead of
 /// getting a key nobody's `serve` reads.
 pub fn rotate_api_key(dir: &DataDir) -> Result<String, LocalError> {
-    if !dir.store().is_file() {
-        return Err(LocalError::NoData {
-            path: dir.root.clone(),
-        });
-    }
+    dir.require_store()?;
     let (key, _) = new_key();
     write_digest(dir, &ApiKey::digest_hex(&key))?;
     Ok(key)
@@ -282,10 +278,10 @@ mod tests {
         // Not a data directory yet (no store): refused, nothing written there.
         let typo = DataDir::new(tmp.path().join("typo"));
         let err = rotate_api_key(&typo).unwrap_err().to_string();
-        assert!(err.contains("there is no store there"), "{err}");
+        assert!(err.starts_with("no data directory at "), "{err}");
         assert!(!typo.root.exists(), "a mistyped --data-dir is not created");
         let err = rotate_api_key(&dir).unwrap_err().to_string();
-        assert!(err.contains("there is no store there"), "{err}");
+        assert!(err.contains("holds no entra-sync store"), "{err}");
         drop(LocalApp::open(&dir, &SyncSettings::default()).unwrap());
         let rotated = rotate_api_key(&dir).unwrap();
         assert_ne!(rotated, key);

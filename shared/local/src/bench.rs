@@ -292,7 +292,7 @@ async fn child_sync(
     if report.run.status != RunStatus::Succeeded {
         return Err(LocalError::Failed(format!(
             "the sync did not succeed: {}",
-            crate::run_line(&report.run)
+            crate::run_line(&report.run, &crate::cli::Hints::new(data))
         )));
     }
     let after = emulator.counters();

@@ -40,7 +40,7 @@ pub struct HooksArgs {
 /// Where the data lives, which directory, and the output format.
 #[derive(Args, Clone)]
 pub struct HooksTarget {
-    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    #[arg(long, default_value = cli::DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     pub data_dir: PathBuf,
     /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
     #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
@@ -119,8 +119,9 @@ pub enum HooksCommand {
     Deliveries {
         #[arg(long, value_enum)]
         source: SourceArg,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// At most this many (read from the store page by page).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
         #[command(flatten)]
         target: HooksTarget,
     },
@@ -128,8 +129,9 @@ pub enum HooksCommand {
     Reviews {
         #[arg(long)]
         all: bool,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// At most this many (read from the store page by page).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
         #[command(flatten)]
         target: HooksTarget,
     },
@@ -372,26 +374,30 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             target,
         } => {
             let o = open(&target, false).await?;
-            let page = list_deliveries(
-                &endpoint_deps(&o.app),
-                &o.account,
-                source.into(),
-                None,
-                limit,
-            )
-            .await
-            .map_err(plain)?;
-            cli::print_list(target.json, &page.items, "no deliveries", |d| {
+            let deps = endpoint_deps(&o.app);
+            let items =
+                cli::read_up_to(limit as usize, |after, n| {
+                    let (deps, account) = (&deps, &o.account);
+                    async move {
+                        list_deliveries(deps, account, source.into(), after.as_deref(), n).await
+                    }
+                })
+                .await
+                .map_err(plain)?;
+            cli::print_list(target.json, &items, "no deliveries", |d| {
                 outln!("{}", delivery_line(d))
             })?;
         }
         HooksCommand::Reviews { all, limit, target } => {
             let o = open(&target, false).await?;
             let deps = processor(&o.app)?;
-            let page = list_reviews(&deps, &o.account, &o.tenant, !all, None, limit)
-                .await
-                .map_err(plain)?;
-            cli::print_list(target.json, &page.items, "no review items", |r| {
+            let items = cli::read_up_to(limit as usize, |after, n| {
+                let (deps, account, tenant) = (&deps, &o.account, &o.tenant);
+                async move { list_reviews(deps, account, tenant, !all, after.as_deref(), n).await }
+            })
+            .await
+            .map_err(plain)?;
+            cli::print_list(target.json, &items, "no review items", |r| {
                 outln!("{}", review_line(r))
             })?;
         }
@@ -439,7 +445,7 @@ pub async fn run_hooks(args: HooksArgs) -> Result<ExitCode> {
             cli::print_one(target.json, &d, |d| {
                 outln!("queued again: {}", delivery_line(d));
                 if !o.served {
-                    outln!("(`entra-sync serve` processes it when it runs)");
+                    outln!("(`{}` processes it when it runs)", o.hints.command("serve"));
                 }
             })?;
         }

@@ -56,23 +56,24 @@ pub fn duration_words(d: chrono::TimeDelta) -> String {
     }
 }
 
-/// One line per run for people: status (held runs say what to do), trigger, start, end and
-/// duration, directory reads and what happened to the host product's users.
-pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
+/// One line per run for people: status (held runs say what to do, in commands `hints` points
+/// at the data in use), trigger, start, end and duration, directory reads and what happened to
+/// the host product's users.
+pub fn run_line(run: &entra_sync_core::run::SyncRun, hints: &cli::Hints) -> String {
     use entra_sync_core::run::RunStatus;
     let status = match &run.status {
         RunStatus::Running => "running".to_owned(),
         RunStatus::Succeeded => "succeeded".to_owned(),
         RunStatus::Failed { error } => format!("failed: {error}"),
         RunStatus::Held { hold } => format!(
-            "HELD by the circuit breaker: {} of {} users wait for their deactivation ({}; {} reported disabled or deleted in the directory were deactivated), {}; run `entra-sync confirm {}` or `entra-sync reject {}`",
+            "HELD by the circuit breaker: {} of {} users wait for their deactivation ({}; {} reported disabled or deleted in the directory were deactivated), {}; run `{}` or `{}`",
             hold.deactivations,
             hold.active_before,
             hold.threshold,
             hold.applied_deactivations,
             hold.describe_age(chrono::Utc::now()),
-            run.run_id,
-            run.run_id
+            hints.command(&format!("confirm {}", run.run_id)),
+            hints.command(&format!("reject {}", run.run_id))
         ),
         RunStatus::Rejected { by, .. } => format!("rejected by {by}"),
         RunStatus::Skipped { reason } => format!("skipped: {reason}"),
@@ -119,8 +120,8 @@ pub fn run_line(run: &entra_sync_core::run::SyncRun) -> String {
 }
 
 /// Print [`run_line`] on stdout.
-pub fn print_run_line(run: &entra_sync_core::run::SyncRun) {
-    stdout_line(format_args!("{}", run_line(run)));
+pub fn print_run_line(run: &entra_sync_core::run::SyncRun, hints: &cli::Hints) {
+    stdout_line(format_args!("{}", run_line(run, hints)));
 }
 
 /// Write one line on stdout. A closed pipe (`entra-sync runs | head -1`) ends the program

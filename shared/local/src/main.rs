@@ -18,10 +18,11 @@ use entra_sync_core::run::{RunStatus, SyncRun};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_graph::{GraphClient, GraphConfig};
 use entra_sync_local::bench::{BenchOptions, SyncReport, render_markdown, run_bench};
+use entra_sync_local::cli::{self, DATA_DIR, DEMO_DATA_DIR, Hints, SERVE_DATA_DIR};
 use entra_sync_local::demo::{DemoOptions, DemoStep, DemoSummary, connect, run_demo};
 use entra_sync_local::outln;
 use entra_sync_local::runtime::{
-    Access, DataDir, LocalApp, LocalError, SyncSettings, open_directory, tenant_id_arg,
+    DataDir, Export, LocalApp, LocalError, SyncSettings, choose_connection, tenant_id_arg,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -54,7 +55,7 @@ enum Command {
     Demo(DemoArgs),
     /// Sync one directory (full the first time, incremental after).
     Sync(Box<SyncArgs>),
-    /// Print the stored users, groups and memberships of one directory as JSON.
+    /// Print the stored users, groups and memberships of one directory (lines, or --json).
     Export(ExportArgs),
     /// Print the activity log (sync runs) of one directory.
     Runs(RunsArgs),
@@ -86,7 +87,7 @@ enum ApiKeyCommand {
     /// Replace the API key and print the new one (the old one stops working at the next
     /// `serve`; only the new key's SHA-256 digest is stored).
     Rotate {
-        #[arg(long, default_value = ".entra-sync/serve", env = "ENTRA_SYNC_DATA_DIR")]
+        #[arg(long, default_value = SERVE_DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
         data_dir: PathBuf,
     },
 }
@@ -135,7 +136,7 @@ struct DemoArgs {
     /// Where the store, queue, vault and emulator state live. A second run continues there.
     /// The demo only uses a directory it created (never a real store), and has its own
     /// variable: it never reads ENTRA_SYNC_DATA_DIR.
-    #[arg(long, default_value = ".entra-sync/demo", env = "ENTRA_SYNC_DEMO_DIR")]
+    #[arg(long, default_value = DEMO_DATA_DIR, env = "ENTRA_SYNC_DEMO_DIR")]
     data_dir: PathBuf,
     /// Users in the emulated tenant.
     #[arg(long, default_value_t = 10_000)]
@@ -172,9 +173,10 @@ struct Tuning {
 
 #[derive(Args)]
 struct SyncArgs {
-    /// The directory (tenant) id, a GUID.
+    /// The directory (tenant) id, a GUID: the one to connect at its first sync; may be left
+    /// out when only one directory is connected.
     #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
-    tenant_id: String,
+    tenant_id: Option<String>,
     /// The app registration's client (application) id.
     #[arg(long, env = "ENTRA_SYNC_CLIENT_ID")]
     client_id: String,
@@ -202,7 +204,7 @@ struct SyncArgs {
         env = "ENTRA_SYNC_LOGIN_URL"
     )]
     login_url: url::Url,
-    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    #[arg(long, default_value = DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     data_dir: PathBuf,
     /// Read everything again even if a delta link exists.
     #[arg(long)]
@@ -220,7 +222,7 @@ struct RunsArgs {
     /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
     #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
     tenant_id: Option<String>,
-    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    #[arg(long, default_value = DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     data_dir: PathBuf,
     /// How many runs, newest first (at most 1000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -232,11 +234,14 @@ struct RunsArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// The directory (tenant) id, a GUID.
+    /// The directory (tenant) id, a GUID; may be left out when only one directory is connected.
     #[arg(long, env = "ENTRA_SYNC_TENANT_ID", value_parser = tenant_id_arg)]
-    tenant_id: String,
-    #[arg(long, default_value = ".entra-sync/data", env = "ENTRA_SYNC_DATA_DIR")]
+    tenant_id: Option<String>,
+    #[arg(long, default_value = DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     data_dir: PathBuf,
+    /// Print JSON (every stored field, removed objects included) instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 fn init_tracing(format: LogFormat, filter: &str) {
@@ -471,9 +476,12 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
             p.frozen,
             p.skipped,
             match &x.run.status {
-                RunStatus::Held { .. } => "held by the circuit breaker (see `entra-sync runs`)",
-                RunStatus::Succeeded => "applied",
-                _ => "not applied",
+                RunStatus::Held { .. } => format!(
+                    "held by the circuit breaker (see `{}`)",
+                    Hints::new(data_dir).command("runs")
+                ),
+                RunStatus::Succeeded => "applied".to_owned(),
+                _ => "not applied".to_owned(),
             }
         );
     }
@@ -519,11 +527,34 @@ fn read_secret(args: &SyncArgs) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
+/// The directory `sync` is about when `--tenant-id` is left out: the only one connected.
+async fn only_connected(dir: &DataDir) -> Result<TenantId> {
+    let none = || {
+        anyhow::anyhow!(
+            "no directory is connected in {} yet; name the one to connect and sync with --tenant-id <guid>",
+            dir.root.display()
+        )
+    };
+    let connections = match dir.connections().await {
+        Ok(c) => c,
+        Err(LocalError::NoDataDir { .. } | LocalError::NoData { .. }) => return Err(none()),
+        Err(e) => return Err(e.into()),
+    };
+    match choose_connection(connections, None, &dir.root) {
+        Ok((c, _)) => Ok(c.tenant_id),
+        Err(LocalError::NoConnection { .. }) => Err(none()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn sync(args: SyncArgs) -> Result<ExitCode> {
     let secret = read_secret(&args)?;
     let tuning = settings(&args.tuning);
-    let tenant = TenantId::new(args.tenant_id.clone());
     let dir = DataDir::new(&args.data_dir);
+    let tenant = match &args.tenant_id {
+        Some(t) => TenantId::new(t.clone()),
+        None => only_connected(&dir).await?,
+    };
     let app = match LocalApp::open_for_writing(&dir, &tuning, "sync") {
         Ok(app) => app,
         // The other sync goes on; a full read asked for now is kept for the next run.
@@ -547,8 +578,12 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         let c = connect(&app, &client, &tenant).await?;
         outln!(
             "Connected to \"{}\"",
-            c.tenant_name.as_deref().unwrap_or(&args.tenant_id)
+            c.tenant_name.as_deref().unwrap_or(tenant.as_str())
         );
+    }
+    let mut hints = Hints::new(&args.data_dir);
+    if app.store.list_connections().await?.len() > 1 {
+        hints = hints.with_tenant(&tenant);
     }
     if full_request.is_some() && !args.full {
         outln!(
@@ -573,7 +608,7 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     if let Some(token) = &full_request {
         dir.clear_full_read_request(&tenant, token)?;
     }
-    print_run(&run);
+    entra_sync_local::print_run_line(&run, &hints);
     // The action tick after a sync: expire overdue approvals, move on due workflows (their
     // actions run on the action queue, by `serve` or the next action command).
     let actions = app.actions(client.clone())?;
@@ -595,26 +630,103 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_run(run: &SyncRun) {
-    entra_sync_local::print_run_line(run);
-}
-
 async fn export(args: ExportArgs) -> Result<ExitCode> {
-    let (app, connection) =
-        open_directory(&args.data_dir, Some(&args.tenant_id), Access::Read).await?;
-    let data = app.export(&connection.tenant_id).await?;
-    outln!("{}", serde_json::to_string_pretty(&data)?);
+    let o = cli::open_read(&args.data_dir, args.tenant_id.as_deref()).await?;
+    let data = o.app.export(&o.tenant).await?;
+    if args.json {
+        cli::print_json(&data)?;
+    } else {
+        print_export(&data, &o.tenant);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The export for people: a summary line, then users, groups and memberships under their
+/// column headers.
+fn print_export(data: &Export, tenant: &TenantId) {
+    use entra_sync_local::words;
+    if data.users.is_empty() && data.groups.is_empty() && data.memberships.is_empty() {
+        outln!("nothing is stored for directory {tenant} yet");
+        return;
+    }
+    let removed_users = data
+        .users
+        .iter()
+        .filter(|u| !u.presence.is_present())
+        .count();
+    let removed_groups = data
+        .groups
+        .iter()
+        .filter(|g| !g.presence.is_present())
+        .count();
+    let removed_edges = data.memberships.iter().filter(|m| !m.present).count();
+    outln!(
+        "directory {tenant}: {} users ({removed_users} removed), {} groups ({removed_groups} removed), {} memberships ({removed_edges} removed)",
+        data.users.len(),
+        data.groups.len(),
+        data.memberships.len()
+    );
+    let dash = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".to_owned());
+    if !data.users.is_empty() {
+        outln!();
+        outln!(
+            "{:<38} {:<40} {:<30} state",
+            "user object id",
+            "email",
+            "display name"
+        );
+        for u in &data.users {
+            outln!(
+                "{:<38} {:<40} {:<30} {}",
+                u.user.id,
+                dash(u.user.canonical_email().as_ref()),
+                dash(u.user.display_name.as_ref()),
+                words(&u.presence)
+            );
+        }
+    }
+    if !data.groups.is_empty() {
+        outln!();
+        outln!("{:<38} {:<40} state", "group object id", "display name");
+        for g in &data.groups {
+            outln!(
+                "{:<38} {:<40} {}",
+                g.group.id,
+                dash(g.group.display_name.as_ref()),
+                words(&g.presence)
+            );
+        }
+    }
+    if !data.memberships.is_empty() {
+        outln!();
+        outln!(
+            "{:<38} {:<38} {:<17} state",
+            "group object id",
+            "member object id",
+            "member type"
+        );
+        for m in &data.memberships {
+            outln!(
+                "{:<38} {:<38} {:<17} {}",
+                m.group_id,
+                m.member.id,
+                m.member.member_type.as_str(),
+                if m.present { "present" } else { "removed" }
+            );
+        }
+    }
+}
+
 async fn runs(args: RunsArgs) -> Result<ExitCode> {
-    let (app, connection) =
-        open_directory(&args.data_dir, args.tenant_id.as_deref(), Access::Read).await?;
-    let runs = app
+    let o = cli::open_read(&args.data_dir, args.tenant_id.as_deref()).await?;
+    let runs = o
+        .app
         .store
-        .list_runs(&connection.tenant_id, usize::from(args.limit))
+        .list_runs(&o.tenant, usize::from(args.limit))
         .await?;
-    entra_sync_local::cli::print_list(args.json, &runs, "no runs yet", print_run)?;
+    cli::print_list(args.json, &runs, "no runs yet", |r| {
+        entra_sync_local::print_run_line(r, &o.hints)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -701,7 +813,7 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ENTRA_SYNC_LISTEN")]
     listen: std::net::SocketAddr,
-    #[arg(long, default_value = ".entra-sync/serve", env = "ENTRA_SYNC_DATA_DIR")]
+    #[arg(long, default_value = SERVE_DATA_DIR, env = "ENTRA_SYNC_DATA_DIR")]
     data_dir: PathBuf,
     /// Start an emulated tenant (not yet consented) and use the emulator's login and Graph.
     #[arg(long, conflicts_with = "client_id")]
@@ -760,6 +872,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
             login_url: args.login_url,
         },
     };
+    let data_dir = args.data_dir.clone();
     let opts = ServeOptions {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -785,7 +898,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         outln!("  admin console (this address signs one browser in, once):");
         outln!("    {}", info.console_url);
         if let Some(key) = &info.new_api_key {
-            outln!("  admin API key (shown once; `entra-sync api-key rotate` makes a new one):");
+            outln!(
+                "  admin API key (shown once; `{}` makes a new one):",
+                Hints::new(&data_dir).command("api-key rotate")
+            );
             outln!("    {key}");
         }
         outln!("Press Ctrl-C to stop.");

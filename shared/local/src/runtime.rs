@@ -46,15 +46,33 @@ pub enum LocalError {
         path: PathBuf,
         holder: Option<LockHolder>,
     },
-    /// A read-only command named a directory (tenant) the data directory does not hold.
-    #[error("no directory {tenant} in {}", path.display())]
-    NoDirectory { tenant: String, path: PathBuf },
-    /// A read-only command on a data directory that holds no store.
-    #[error(
-        "no directory is connected in {} (there is no store there; run `entra-sync sync` or `entra-sync serve` first)",
-        path.display()
-    )]
+    /// A command named a directory (tenant) the data directory does not hold.
+    #[error("no directory {tenant} in {}; {}", path.display(), connected_words(candidates))]
+    NoDirectory {
+        tenant: String,
+        path: PathBuf,
+        candidates: Vec<Candidate>,
+    },
+    /// A command on a data directory that does not exist (nothing is created).
+    #[error("no data directory at {}; {}", path.display(), connect_hint(path))]
+    NoDataDir { path: PathBuf },
+    /// A command on a data directory that holds no store.
+    #[error("{} holds no entra-sync store; {}", path.display(), connect_hint(path))]
     NoData { path: PathBuf },
+    /// A store in which no directory is connected.
+    #[error("no directory is connected in {}; {}", path.display(), connect_hint(path))]
+    NoConnection { path: PathBuf },
+    /// Several directories are connected and the command did not name one.
+    #[error(
+        "{} directories are connected in {}; name one with --tenant-id: {}",
+        candidates.len(),
+        path.display(),
+        candidate_list(candidates)
+    )]
+    SeveralDirectories {
+        path: PathBuf,
+        candidates: Vec<Candidate>,
+    },
     /// The demo only uses a directory it created.
     #[error("{}", not_a_demo_directory(path, *holds_store))]
     NotADemoDirectory { path: PathBuf, holds_store: bool },
@@ -62,6 +80,87 @@ pub enum LocalError {
     Sync(#[from] SyncError),
     #[error("{0}")]
     Failed(String),
+}
+
+/// A directory connected in a data directory, as a command names it to people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub tenant_id: TenantId,
+    /// The tenant's name (or the connection's label before the name is known).
+    pub name: String,
+}
+
+impl Candidate {
+    fn of(c: &entra_sync_core::model::Connection) -> Self {
+        Self {
+            tenant_id: c.tenant_id.clone(),
+            name: c.tenant_name.clone().unwrap_or_else(|| c.label.clone()),
+        }
+    }
+}
+
+fn candidate_list(candidates: &[Candidate]) -> String {
+    candidates
+        .iter()
+        .map(|c| match c.name.trim() {
+            "" => c.tenant_id.to_string(),
+            name => format!("{} ({name})", c.tenant_id),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn connected_words(candidates: &[Candidate]) -> String {
+    match candidates {
+        [] => "no directory is connected there".to_owned(),
+        _ => format!("connected: {}", candidate_list(candidates)),
+    }
+}
+
+/// What to do about a data directory without a connected directory: connect one there, or
+/// name the data directory in use.
+fn connect_hint(path: &Path) -> String {
+    let hints = crate::cli::Hints::new(path);
+    format!(
+        "connect a directory with `{}` (or sync one with `{}`), or pass --data-dir with the data directory in use",
+        hints.command("serve"),
+        hints.command("sync --tenant-id <guid> --client-id <app id>")
+    )
+}
+
+/// The directory a command is about, among the `connections` of the data directory at
+/// `path`: the one named, else the only one. Returns it and whether others are connected.
+pub fn choose_connection(
+    connections: Vec<entra_sync_core::model::Connection>,
+    tenant: Option<&TenantId>,
+    path: &Path,
+) -> Result<(entra_sync_core::model::Connection, bool), LocalError> {
+    let several = connections.len() > 1;
+    let candidates = || connections.iter().map(Candidate::of).collect::<Vec<_>>();
+    match tenant {
+        Some(t) => match connections.iter().position(|c| &c.tenant_id == t) {
+            Some(i) => {
+                let mut connections = connections;
+                Ok((connections.swap_remove(i), several))
+            }
+            None => Err(LocalError::NoDirectory {
+                tenant: t.to_string(),
+                path: path.to_owned(),
+                candidates: candidates(),
+            }),
+        },
+        None if several => Err(LocalError::SeveralDirectories {
+            path: path.to_owned(),
+            candidates: candidates(),
+        }),
+        None => connections
+            .into_iter()
+            .next()
+            .map(|c| (c, false))
+            .ok_or_else(|| LocalError::NoConnection {
+                path: path.to_owned(),
+            }),
+    }
 }
 
 /// Files of one data directory.
@@ -146,6 +245,30 @@ impl DataDir {
     /// Whether a store exists here (read-only commands never create one).
     pub fn has_store(&self) -> bool {
         self.store().is_file()
+    }
+
+    /// Fail unless a store exists here: "no data directory at D" when the directory is
+    /// missing, "D holds no entra-sync store" when it has none. Creates nothing.
+    pub fn require_store(&self) -> Result<(), LocalError> {
+        if self.has_store() {
+            Ok(())
+        } else if self.root.is_dir() {
+            Err(LocalError::NoData {
+                path: self.root.clone(),
+            })
+        } else {
+            Err(LocalError::NoDataDir {
+                path: self.root.clone(),
+            })
+        }
+    }
+
+    /// The connected directories of an existing store, read without the lock; creates
+    /// nothing (see [`DataDir::require_store`]).
+    pub async fn connections(&self) -> Result<Vec<entra_sync_core::model::Connection>, LocalError> {
+        use entra_sync_core::ports::ConnectionStore;
+        self.require_store()?;
+        Ok(SqliteStore::open(&self.store())?.list_connections().await?)
     }
 }
 
@@ -275,26 +398,28 @@ pub enum Access<'a> {
     Write(&'a str),
 }
 
+/// A data directory opened with [`open_directory`].
+pub struct OpenedDirectory {
+    pub app: LocalApp,
+    /// The directory (tenant) the command is about.
+    pub connection: entra_sync_core::model::Connection,
+    /// Whether other directories are connected in the data directory too (then the commands a
+    /// message suggests need `--tenant-id`).
+    pub several: bool,
+}
+
 /// Open an existing data directory and find the directory (tenant) a command is about: the
-/// one named, or the only one connected. Never creates the data directory or a store: a
-/// missing one, or an unknown tenant, is "no directory T in D".
+/// one named, or the only one connected ([`choose_connection`]). Never creates the data
+/// directory or a store: a missing one is "no data directory at D".
 pub async fn open_directory(
     data_dir: &Path,
     tenant: Option<&str>,
     access: Access<'_>,
-) -> Result<(LocalApp, entra_sync_core::model::Connection), LocalError> {
+) -> Result<OpenedDirectory, LocalError> {
     use entra_sync_core::ports::ConnectionStore;
     let dir = DataDir::new(data_dir);
     let tenant = tenant.map(parse_tenant_id).transpose()?;
-    if !dir.has_store() {
-        return Err(match tenant {
-            Some(t) => LocalError::NoDirectory {
-                tenant: t.to_string(),
-                path: dir.root,
-            },
-            None => LocalError::NoData { path: dir.root },
-        });
-    }
+    dir.require_store()?;
     let app = match access {
         Access::Read => LocalApp::open(&dir, &SyncSettings::default())?,
         Access::Write(command) => {
@@ -302,29 +427,12 @@ pub async fn open_directory(
         }
     };
     let connections = app.store.list_connections().await?;
-    let connection = match tenant {
-        Some(t) => connections
-            .into_iter()
-            .find(|c| c.tenant_id == t)
-            .ok_or_else(|| LocalError::NoDirectory {
-                tenant: t.to_string(),
-                path: dir.root.clone(),
-            })?,
-        None => {
-            let mut all = connections.into_iter();
-            match (all.next(), all.next()) {
-                (Some(c), None) => c,
-                (None, _) => return Err(LocalError::NoData { path: dir.root }),
-                (Some(_), Some(_)) => {
-                    return Err(LocalError::Failed(format!(
-                        "several directories are connected in {}; name one with --tenant-id",
-                        dir.root.display()
-                    )));
-                }
-            }
-        }
-    };
-    Ok((app, connection))
+    let (connection, several) = choose_connection(connections, tenant.as_ref(), &dir.root)?;
+    Ok(OpenedDirectory {
+        app,
+        connection,
+        several,
+    })
 }
 
 /// Tuning of a local sync.
@@ -536,10 +644,13 @@ impl LocalApp {
                 let dead = self.queue.dead_letters().await?;
                 if !dead.is_empty() {
                     let error = format!(
-                        "{} page(s) of this sync could not be applied and were set aside in {} (first: {}). Nothing was deactivated. Run `entra-sync sync --full` to read the directory again; if it fails the same way, the data directory {} is damaged: restore it from a backup, or sync into a new --data-dir.",
+                        "{} page(s) of this sync could not be applied and were set aside in {} (first: {}). Nothing was deactivated. Run `{}` to read the directory again; if it fails the same way, the data directory {} is damaged: restore it from a backup, or sync into a new --data-dir.",
                         dead.len(),
                         self.queue.path().display(),
                         dead[0].last_error.as_deref().unwrap_or("unknown error"),
+                        crate::cli::Hints::new(self.root.as_ref())
+                            .with_tenant(tenant)
+                            .command("sync --full"),
                         self.root.display()
                     );
                     let run = self
@@ -806,6 +917,65 @@ mod tests {
             body: page_body(),
             attempt,
         }
+    }
+
+    fn connection(tenant: &str, name: Option<&str>) -> entra_sync_core::model::Connection {
+        entra_sync_core::model::Connection {
+            tenant_id: TenantId::new(tenant),
+            account_id: entra_sync_core::model::AccountId("local".into()),
+            label: "label".into(),
+            tenant_name: name.map(str::to_owned),
+            verified_domains: vec![],
+            status: entra_sync_core::model::ConnectionStatus::Connected,
+            connected_at: chrono::Utc::now(),
+            granted_permissions: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_command_without_tenant_id_takes_the_only_directory_and_else_lists_them() {
+        let d = Path::new("/d");
+        let one = vec![connection("t1", Some("Contoso"))];
+        let (c, several) = choose_connection(one, None, d).unwrap();
+        assert_eq!((c.tenant_id.as_str(), several), ("t1", false));
+
+        let two = vec![connection("t1", Some("Contoso")), connection("t2", None)];
+        let e = choose_connection(two.clone(), None, d)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "2 directories are connected in /d; name one with --tenant-id: t1 (Contoso), t2 (label)"
+        );
+        let (c, several) = choose_connection(two.clone(), Some(&TenantId::new("t2")), d).unwrap();
+        assert_eq!((c.tenant_id.as_str(), several), ("t2", true));
+        let e = choose_connection(two, Some(&TenantId::new("t3")), d)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "no directory t3 in /d; connected: t1 (Contoso), t2 (label)"
+        );
+
+        let e = choose_connection(vec![], None, d).unwrap_err().to_string();
+        assert!(e.starts_with("no directory is connected in /d; connect a directory with `entra-sync serve --data-dir /d`"), "{e}");
+        let e = choose_connection(vec![], Some(&TenantId::new("t3")), d)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "no directory t3 in /d; no directory is connected there");
+    }
+
+    #[test]
+    fn a_missing_data_directory_or_store_is_named_and_nothing_is_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = DataDir::new(tmp.path().join("missing"));
+        let e = missing.require_store().unwrap_err().to_string();
+        assert!(e.starts_with("no data directory at "), "{e}");
+        assert!(!missing.root.exists());
+        let empty = DataDir::new(tmp.path());
+        let e = empty.require_store().unwrap_err().to_string();
+        assert!(e.contains("holds no entra-sync store"), "{e}");
+        assert!(!empty.store().exists());
     }
 
     #[tokio::test]
