@@ -473,43 +473,90 @@ fn every_command_that_writes_a_directory_takes_its_lock_and_readers_do_not() {
 
 // ---- 10. Messages for people, bad input ------------------------------------------------------
 
+/// The read-only commands, each with `--data-dir D` appended by the caller.
+fn read_only_commands(t: Option<&str>) -> Vec<Vec<String>> {
+    let commands: Vec<&[&str]> = vec![
+        &["export"],
+        &["export", "--json"],
+        &["runs"],
+        &["settings", "show"],
+        &["users", "list"],
+        &["lookup", "a@example.com"],
+        &["preview"],
+        &["actions", "list"],
+        &["actions", "show", "some-action"],
+        &["workflow", "list"],
+        &["workflow", "show", "some-workflow"],
+        &["hooks", "list"],
+        &["hooks", "deliveries", "--source", "standard"],
+        &["hooks", "reviews"],
+    ];
+    commands
+        .into_iter()
+        .map(|c| {
+            let mut args: Vec<String> = c.iter().map(|a| a.to_string()).collect();
+            if let Some(t) = t {
+                args.extend(["--tenant-id".to_owned(), t.to_owned()]);
+            }
+            args
+        })
+        .collect()
+}
+
 #[test]
 fn read_only_commands_on_a_missing_directory_or_unknown_tenant_fail_and_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
     let t = "0b4a3f7e-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
     let m = missing.to_str().unwrap();
-    let commands: Vec<Vec<&str>> = vec![
-        vec!["export", "--tenant-id", t, "--data-dir", m],
-        vec!["runs", "--tenant-id", t, "--data-dir", m],
-        vec!["settings", "show", "--tenant-id", t, "--data-dir", m],
-        vec!["users", "list", "--tenant-id", t, "--data-dir", m],
-        vec!["lookup", "a@example.com", "--tenant-id", t, "--data-dir", m],
-        vec!["preview", "--tenant-id", t, "--data-dir", m],
-    ];
-    for args in &commands {
-        let out = run(program().args(args));
-        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+    for args in read_only_commands(Some(t))
+        .into_iter()
+        .chain(read_only_commands(None))
+    {
+        let out = run(program().args(&args).args(["--data-dir", m]));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        // One line that says what is missing and what to do.
+        let e = stderr(&out);
         assert!(
-            stderr(&out).contains(&format!("no directory {t} in {m}")),
-            "{args:?}: {}",
-            stderr(&out)
+            e.starts_with(&format!("error: no data directory at {m}; connect a directory with `entra-sync serve --data-dir {m}`"))
+                && e.contains("or pass --data-dir")
+                && e.lines().count() == 1,
+            "{args:?}: {e}"
         );
         assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
         assert!(!missing.exists(), "{args:?} created the data directory");
     }
+    // An existing directory without a store: said so, and still nothing created.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for args in read_only_commands(None) {
+        let out = run(program().args(&args).arg("--data-dir").arg(&empty));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("holds no entra-sync store"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            std::fs::read_dir(&empty).unwrap().count(),
+            0,
+            "{args:?} wrote into the directory"
+        );
+    }
 
-    // An existing store, another tenant.
+    // An existing store, another tenant: named, with the connected ones.
     let d = dir.path().join("demo");
     assert!(run(&mut demo(&d)).status.success());
     let before = tree(&d);
     let dd = d.to_str().unwrap();
-    for args in &commands {
-        let args: Vec<&str> = args.iter().map(|a| if *a == m { dd } else { a }).collect();
-        let out = run(program().args(&args));
+    let connected = tenant_of(&d);
+    for args in read_only_commands(Some(t)) {
+        let out = run(program().args(&args).args(["--data-dir", dd]));
         assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
         assert!(
-            stderr(&out).contains(&format!("no directory {t} in {dd}")),
+            stderr(&out).contains(&format!(
+                "no directory {t} in {dd}; connected: {connected} (Contoso)"
+            )),
             "{args:?}: {}",
             stderr(&out)
         );
@@ -665,8 +712,9 @@ fn preview_of_selected_users_lists_only_them_and_refuses_an_unknown_one() {
     let lines: Vec<&str> = text.lines().collect();
     let (summary, listed) = lines.split_last().unwrap();
     assert!(summary.starts_with("would create"), "{summary}");
-    assert_eq!(listed.len(), 1, "{lines:?}");
-    assert!(listed[0].contains(picked), "{lines:?}");
+    assert_eq!(listed.len(), 2, "the header and the one user: {lines:?}");
+    assert!(listed[0].starts_with("action "), "{lines:?}");
+    assert!(listed[1].contains(picked), "{lines:?}");
     let json = run(program().args([
         "preview",
         "--json",
@@ -788,4 +836,458 @@ async fn confirm_of_a_held_run_prints_the_run_in_words() {
         !text.contains("Applied(") && !text.contains("ProvisioningCounts"),
         "{text}"
     );
+}
+
+// ---- 11. One command line: --tenant-id, --data-dir in hints, words, headers, pages ----------
+
+/// `entra-sync ARGS --data-dir DIR` with the emulator's app and URLs (for the commands that
+/// reach Microsoft Graph).
+fn graph_cmd(emulator: &Emulator, dir: &Path, args: &[&str]) -> Command {
+    let app = emulator.app();
+    let mut cmd = program();
+    cmd.args(args)
+        .args(["--client-id", &app.client_id])
+        .args(["--graph-url", &emulator.graph_base_url()])
+        .args(["--login-url", &emulator.login_base_url()])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("ENTRA_SYNC_CLIENT_SECRET", &app.client_secret);
+    cmd
+}
+
+/// Rust `Debug` text in `s`: `Some(`, `None`, a type or variant name followed by `(` or ` {`
+/// (`Applied(ProvisioningCounts { .. })`, `Rejected { by, at }`).
+fn debug_text(s: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_word = chars[i].is_ascii_uppercase()
+            && (i == 0 || !(chars[i - 1].is_alphanumeric() || chars[i - 1] == '_'));
+        if !starts_word {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
+            j += 1;
+        }
+        let word: String = chars[i..j].iter().collect();
+        let rest: String = chars[j..(j + 2).min(chars.len())].iter().collect();
+        if rest.starts_with('(') {
+            found.push(format!("{word}("));
+        } else if rest == " {" {
+            found.push(format!("{word} {{"));
+        } else if word == "None" {
+            found.push(word);
+        }
+        i = j;
+    }
+    found
+}
+
+#[test]
+fn debug_text_is_found_where_it_is_and_not_in_sentences() {
+    assert_eq!(
+        debug_text("run x: Applied(ProvisioningCounts { created: 1 })"),
+        vec!["Applied(", "ProvisioningCounts {"]
+    );
+    assert_eq!(debug_text("Rejected { by: \"a\" }"), vec!["Rejected {"]);
+    assert_eq!(debug_text("status Some(503), None"), vec!["Some(", "None"]);
+    assert!(debug_text("Connected to \"Contoso\" (3 verified domains); HELD by X").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_id_may_be_left_out_with_one_directory_and_several_are_listed_by_name() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let one = emulator.add_tenant(&TenantSpec::new(3, 40, 4));
+    let mut spec = TenantSpec::new(4, 30, 3);
+    spec.name = "Fabrikam".into();
+    let two = emulator.add_tenant(&spec);
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    let dd = d.to_str().unwrap().to_owned();
+    let (emu, dir, t1) = (emulator.clone(), d.clone(), one.tenant_id.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        // Nothing connected yet: `sync` needs the directory to connect, and says so.
+        let none = run(&mut graph_cmd(&emu, &dir, &["sync", "--no-progress"]));
+        assert_eq!(none.status.code(), Some(1), "{}", stdout(&none));
+        assert!(
+            stderr(&none).contains("no directory is connected in")
+                && stderr(&none).contains("--tenant-id <guid>"),
+            "{}",
+            stderr(&none)
+        );
+        assert!(!dir.exists(), "nothing created");
+        run(&mut graph_cmd(
+            &emu,
+            &dir,
+            &["sync", "--no-progress", "--tenant-id", &t1],
+        ))
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // One directory: every command finds it alone (sync and export included).
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["runs"],
+        vec!["export"],
+        vec!["export", "--json"],
+        vec!["preview"],
+        vec!["settings", "show"],
+        vec!["users", "list"],
+        vec!["actions", "list"],
+        vec!["workflow", "list"],
+        vec!["hooks", "list"],
+        vec!["hooks", "reviews"],
+    ];
+    let (emu, dir, cmds) = (emulator.clone(), d.clone(), commands.clone());
+    tokio::task::spawn_blocking(move || {
+        let out = run(&mut graph_cmd(&emu, &dir, &["sync", "--no-progress"]));
+        assert!(out.status.success(), "sync alone: {}", stderr(&out));
+        for args in &cmds {
+            let out = run(program().args(args).arg("--data-dir").arg(&dir));
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+    })
+    .await
+    .unwrap();
+
+    // A second directory: the commands that do not name one say which there are.
+    let (emu, dir) = (emulator.clone(), d.clone());
+    let t2 = two.tenant_id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&mut graph_cmd(
+            &emu,
+            &dir,
+            &["sync", "--no-progress", "--tenant-id", &t2],
+        ))
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (emu, dir) = (emulator.clone(), d.clone());
+    let (t1, t2) = (one.tenant_id.clone(), two.tenant_id.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut all: Vec<Command> = commands
+            .iter()
+            .map(|args| {
+                let mut c = program();
+                c.args(args).arg("--data-dir").arg(&dir);
+                c
+            })
+            .collect();
+        all.push(graph_cmd(&emu, &dir, &["sync", "--no-progress"]));
+        all.push(graph_cmd(
+            &emu,
+            &dir,
+            &["act", "revoke-sessions", "--user", "x"],
+        ));
+        let mut import = program();
+        import.args(["import", "--data-dir", &dd]);
+        all.push(import);
+        for mut cmd in all {
+            let out = run(&mut cmd);
+            assert_eq!(out.status.code(), Some(1), "{cmd:?}: {}", stdout(&out));
+            let e = stderr(&out);
+            assert!(
+                e.starts_with(&format!(
+                    "error: 2 directories are connected in {dd}; name one with --tenant-id: "
+                )) && e.contains(&format!("{t1} (Contoso)"))
+                    && e.contains(&format!("{t2} (Fabrikam)"))
+                    && e.lines().count() == 1,
+                "{cmd:?}: {e}"
+            );
+            assert!(stdout(&out).is_empty(), "{cmd:?}: {}", stdout(&out));
+        }
+        // Named, each works on its own directory.
+        for t in [&t1, &t2] {
+            let out =
+                run(program().args(["export", "--json", "--tenant-id", t, "--data-dir", &dd]));
+            assert!(out.status.success(), "{}", stderr(&out));
+            let data: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(!data["users"].as_array().unwrap().is_empty());
+            let out = run(&mut graph_cmd(
+                &emu,
+                &dir,
+                &["sync", "--no-progress", "--tenant-id", t],
+            ));
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// A sync into a data directory whose path needs quoting in a shell, then most users vanish:
+/// the full read's deactivations are held.
+async fn held_run_in(t: &Tenant, d: &Path) -> entra_sync_core::run::SyncRun {
+    let out = output(sync_cmd(t, d)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h = t.emulator.tenant(&t.id).unwrap();
+    for id in h.user_ids().into_iter().take(70) {
+        h.purge_user(&id).unwrap();
+    }
+    let mut full = sync_cmd(t, d);
+    full.arg("--full");
+    let out = output(full).await;
+    assert!(!out.status.success(), "a held run is not a success");
+    let held = last_run(d, &t.id).await;
+    assert!(
+        matches!(held.status, RunStatus::Held { .. }),
+        "{:?}",
+        held.status
+    );
+    held
+}
+
+/// The command inside the first backticks of `line` that starts with `entra-sync {verb}`.
+fn hinted(line: &str, verb: &str) -> Vec<String> {
+    let start = format!("`entra-sync {verb}");
+    let at = line
+        .find(&start)
+        .unwrap_or_else(|| panic!("no {start} in {line}"));
+    let rest = &line[at + 1..];
+    let end = rest.find('`').unwrap();
+    shlex::split(&rest[..end]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hints_name_the_data_dir_in_use_and_run_as_printed_and_runs_print_words() {
+    let t = emulated(80).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("my data");
+    let held = held_run_in(&t, &d).await;
+    let dir = d.clone();
+    tokio::task::spawn_blocking(move || {
+        let runs = run(program().arg("runs").arg("--data-dir").arg(&dir));
+        assert!(runs.status.success(), "{}", stderr(&runs));
+        let text = stdout(&runs);
+        let line = text.lines().find(|l| l.starts_with(&held.run_id)).unwrap();
+        assert!(line.contains("HELD by the circuit breaker"), "{line}");
+        let confirm = hinted(line, "confirm");
+        assert_eq!(
+            confirm[1..],
+            [
+                "confirm",
+                held.run_id.as_str(),
+                "--data-dir",
+                dir.to_str().unwrap()
+            ],
+            "{line}"
+        );
+        // The printed `reject` runs as printed, on this data directory.
+        let reject = hinted(line, "reject");
+        let out = run(program().args(&reject[1..]));
+        assert!(out.status.success(), "{reject:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("rejected by local-admin"), "{text}");
+        // Neither the reject, the activity log nor a confirm refused afterwards is Debug text.
+        let again = run(program()
+            .args(["confirm", &held.run_id, "--data-dir"])
+            .arg(&dir));
+        assert!(!again.status.success());
+        assert!(
+            stderr(&again).contains("is rejected, not held"),
+            "{}",
+            stderr(&again)
+        );
+        let runs = run(program().arg("runs").arg("--data-dir").arg(&dir));
+        for printed in [text, stdout(&runs), stderr(&again)] {
+            assert_eq!(debug_text(&printed), Vec::<String>::new(), "{printed}");
+        }
+
+        // A missing data directory's hint names it too.
+        let missing = dir.with_file_name("not there");
+        let out = run(program().arg("runs").arg("--data-dir").arg(&missing));
+        let serve = hinted(&stderr(&out), "serve");
+        assert_eq!(
+            serve[1..],
+            ["serve", "--data-dir", missing.to_str().unwrap()],
+            "{}",
+            stderr(&out)
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn commands_print_words_headers_and_json_never_debug_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    assert!(run(&mut demo(&d)).status.success());
+    let dd = d.to_str().unwrap();
+    let tenant = tenant_of(&d);
+    let id_of = |args: &[&str]| -> String {
+        let out = run(program().args(args).args(["--json", "--data-dir", dd]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["id"].as_str().unwrap().to_owned()
+    };
+    let action = id_of(&["actions", "list"]);
+    let workflow = id_of(&["workflow", "list"]);
+    // A settings file with a repeated HR rule (its problem names the field and the value).
+    let settings = dir.path().join("settings.json");
+    std::fs::write(
+        &settings,
+        r#"{"hr": {"rules": [{"field": "department", "equals": "Sales", "groups": ["A"]}, {"field": "department", "equals": "SALES", "groups": ["B"]}]}}"#,
+    )
+    .unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["runs"],
+        vec!["export"],
+        vec!["preview"],
+        vec!["preview", "--mode", "only-updated"],
+        vec!["users", "list"],
+        vec!["actions", "list"],
+        vec!["actions", "show", &action],
+        vec!["workflow", "list"],
+        vec!["workflow", "show", &workflow],
+        vec!["hooks", "list"],
+        vec!["hooks", "reviews", "--all"],
+        vec!["settings", "validate", settings.to_str().unwrap()],
+        vec!["confirm", "no-such-run"],
+        vec!["lookup", "nobody@example.com"],
+        vec!["import"],
+    ];
+    for args in &commands {
+        let out = run(program().args(args).args(["--data-dir", dd]));
+        let printed = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(
+            debug_text(&printed),
+            Vec::<String>::new(),
+            "{args:?}: {printed}"
+        );
+    }
+    let validate = run(program()
+        .args(["settings", "validate"])
+        .arg(&settings)
+        .args(["--data-dir", dd]));
+    assert!(
+        stderr(&validate).contains("repeats a rule for the same department value \"SALES\""),
+        "{}",
+        stderr(&validate)
+    );
+
+    // Headers above the lines; --json instead.
+    let preview = stdout(&run(program().args(["preview", "--data-dir", dd])));
+    assert!(
+        preview.starts_with("action ") && preview.contains(" reason\n"),
+        "{preview}"
+    );
+    let export = stdout(&run(program().args(["export", "--data-dir", dd])));
+    let mut lines = export.lines();
+    assert!(
+        lines.next().is_some_and(
+            |l| l.starts_with(&format!("directory {tenant}: ")) && l.contains(" users (")
+        ),
+        "{export}"
+    );
+    for header in ["user object id ", "group object id ", "member object id "] {
+        assert!(
+            export
+                .lines()
+                .any(|l| l.starts_with(header) || l.contains(header)),
+            "{header} in {export}"
+        );
+    }
+    let json = run(program().args(["export", "--json", "--data-dir", dd]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let users = json["users"].as_array().unwrap();
+    assert!(
+        export.contains(users[0]["user"]["id"].as_str().unwrap()),
+        "the lines show the stored users"
+    );
+    assert!(json["groups"].is_array() && json["memberships"].is_array());
+}
+
+#[test]
+fn workflow_and_action_listings_page_through_the_store_up_to_the_limit() {
+    use entra_sync_core::actions::ports::{ActionFilter, ActionStore, WorkflowStore};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    assert!(run(&mut demo(&d)).status.success());
+    let dd = d.to_str().unwrap();
+    // 250 more of the demo's workflow and of one of its actions, a second apart.
+    let (runtime, app) = open_app(&d);
+    runtime.block_on(async {
+        let t = TenantId::new(tenant_of_app(&app).await);
+        let wf = app
+            .store
+            .list_workflows(&t, None, 1)
+            .await
+            .unwrap()
+            .items
+            .remove(0);
+        let action = app
+            .store
+            .list_actions(&t, &ActionFilter::default(), None, 1)
+            .await
+            .unwrap()
+            .items
+            .remove(0);
+        for i in 1..=250i64 {
+            let mut w = wf.clone();
+            w.id = format!("{}-copy-{i:03}", wf.id);
+            w.created_at = wf.created_at - chrono::Duration::seconds(i);
+            assert!(app.store.create_workflow(&w).await.unwrap().is_none());
+            let mut a = action.clone();
+            a.id = format!("{}-copy-{i:03}", action.id);
+            a.requested_at = action.requested_at - chrono::Duration::seconds(i);
+            assert!(app.store.create_action(&a).await.unwrap().is_none());
+        }
+    });
+    drop(app);
+    let actions_before = {
+        let out = run(program().args([
+            "actions",
+            "list",
+            "--json",
+            "--limit",
+            "1000",
+            "--data-dir",
+            dd,
+        ]));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        actions_before,
+        4 + 250,
+        "every action of the demo and the copies"
+    );
+    for (what, total) in [("workflow", 251), ("actions", actions_before)] {
+        for limit in [1, 199, 200, 201, 240, 1000] {
+            let out = run(program().args([
+                what,
+                "list",
+                "--json",
+                "--limit",
+                &limit.to_string(),
+                "--data-dir",
+                dd,
+            ]));
+            assert!(out.status.success(), "{what} {limit}: {}", stderr(&out));
+            let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(items.len(), limit.min(total), "{what} list --limit {limit}");
+            let mut ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), items.len(), "{what}: no item twice");
+        }
+        // The plain lines follow the same pages.
+        let out = run(program().args([what, "list", "--limit", "240", "--data-dir", dd]));
+        assert_eq!(stdout(&out).lines().count(), 240, "{what}");
+    }
+}
+
+async fn tenant_of_app(app: &LocalApp) -> String {
+    use entra_sync_core::ports::ConnectionStore;
+    app.store.list_connections().await.unwrap()[0]
+        .tenant_id
+        .to_string()
 }
