@@ -628,7 +628,8 @@ pub async fn run_act(args: ActArgs) -> Result<ExitCode> {
             origin: Origin::Cli,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| refusal(e, &o.hints))?;
     let (record, password) = match (&record.status, record.kind()) {
         (ActionStatus::Queued | ActionStatus::Approved, ActionKind::ResetPassword) => {
             run_one(&o, &actions, &record.id, &args.requested_by).await?
@@ -647,6 +648,22 @@ pub async fn run_act(args: ActArgs) -> Result<ExitCode> {
         fresh_key,
         password.as_ref(),
     )
+}
+
+/// An action error for this command line: a kind that is not enabled says how to enable it
+/// here (the command with the data directory in use); any other error as the service says it.
+fn refusal(e: svc::ActionError, h: &Hints) -> anyhow::Error {
+    use entra_sync_core::actions::policy::Refusal;
+    match e {
+        svc::ActionError::Refused(Refusal::NotEnabled { kind, permission }) => anyhow::anyhow!(
+            "{kind} is not enabled for this directory: an admin enables it with `{}` (which asks the directory's admin to consent to {permission})",
+            h.command(&format!(
+                "actions enable --kind {}",
+                kind.as_str().replace('_', "-")
+            ))
+        ),
+        e => e.into(),
+    }
 }
 
 /// The tick at the start and end of a command (best effort: a failure is only logged).
@@ -943,7 +960,8 @@ pub async fn run_workflow(cmd: WorkflowCommand) -> Result<ExitCode> {
                     key: a.key.clone(),
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| refusal(e, &o.hints))?;
             let wf = settle_workflow(&o, &actions, &wf.id).await?;
             show_workflow(&a.place, &o.hints, &wf)
         }

@@ -476,6 +476,18 @@ async fn refusals_are_sentences_and_nothing_is_done() {
             "no Debug text: {e}"
         );
     }
+    // The way out is a command for this data directory, as printed.
+    let out = env
+        .run(&["act", "block-sign-in", "--user", "ann@contoso.example"])
+        .await;
+    assert!(
+        stderr(&out).contains(&format!(
+            "`entra-sync actions enable --kind block-sign-in --data-dir {}`",
+            env.dir.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
     let _ = &env.dl;
     assert_eq!(env.all_writes(), 0, "nothing reached Graph");
     let list = env.json(&["actions", "list"]).await;
