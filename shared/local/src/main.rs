@@ -382,11 +382,11 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
                 p.finish();
             }
             outln!(
-                "{}: {} sync, {} pages in {:.2?}",
+                "{}: {} sync, {} pages in {}",
                 s.label,
                 mode_name(s),
                 s.run.counts.pages_applied,
-                s.wall
+                wall_words(s.wall)
             );
         }
         DemoStep::Changed(c) => {
@@ -403,6 +403,13 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A wall time for people (`124 ms`, `3.2 s`), not Rust's `Debug` of a `Duration`.
+fn wall_words(wall: Duration) -> String {
+    entra_sync_local::duration_words(
+        chrono::TimeDelta::from_std(wall).unwrap_or(chrono::TimeDelta::MAX),
+    )
 }
 
 fn mode_name(s: &entra_sync_local::demo::SyncSummary) -> &'static str {
@@ -448,7 +455,7 @@ fn print_summary(s: &DemoSummary, data_dir: &std::path::Path) {
             c.removed,
             c.memberships_added,
             c.memberships_removed,
-            format!("{:.2?}", x.wall),
+            wall_words(x.wall),
         );
     }
     outln!();
