@@ -48,17 +48,19 @@ impl Hints {
     /// `entra-sync <words>` and the flags that point it at this data.
     pub fn command(&self, words: &str) -> String {
         let first = words.split_whitespace().next().unwrap_or_default();
+        // The suggested command's own default data directory (`bench` takes none), and
+        // whether it takes `--tenant-id`.
         let (default_dir, takes_tenant) = match first {
-            "serve" | "api-key" => (SERVE_DATA_DIR, false),
-            "demo" => (DEMO_DATA_DIR, false),
-            "bench" => ("", false),
-            _ => (DATA_DIR, true),
+            "serve" | "api-key" => (Some(SERVE_DATA_DIR), false),
+            "demo" => (Some(DEMO_DATA_DIR), false),
+            "bench" => (None, false),
+            _ => (Some(DATA_DIR), true),
         };
         let mut line = format!("entra-sync {words}");
         if let (Some(t), true) = (&self.tenant, takes_tenant) {
             line.push_str(&format!(" --tenant-id {t}"));
         }
-        if let Some(dir) = &self.data_dir
+        if let (Some(dir), Some(default_dir)) = (&self.data_dir, default_dir)
             && dir != Path::new(default_dir)
         {
             line.push_str(" --data-dir ");
@@ -204,20 +206,6 @@ pub fn print_list<T: Serialize>(
     Ok(())
 }
 
-/// [`print_list`] with a header line above the items (none above `empty`).
-pub fn print_table<T: Serialize>(
-    json: bool,
-    items: &[T],
-    empty: &str,
-    header: &str,
-    line: impl Fn(&T),
-) -> Result<()> {
-    if !json && !items.is_empty() {
-        outln!("{header}");
-    }
-    print_list(json, items, empty, line)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +257,11 @@ mod tests {
         // Commands that take no --tenant-id get none.
         assert_eq!(h.command("serve"), "entra-sync serve --data-dir /d");
         assert_eq!(h.command("demo"), "entra-sync demo --data-dir /d");
+        assert_eq!(
+            h.command("bench"),
+            "entra-sync bench",
+            "bench has no --data-dir"
+        );
     }
 
     #[tokio::test]
