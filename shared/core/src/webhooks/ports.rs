@@ -163,6 +163,18 @@ fn answered(status: Option<u16>) -> String {
     }
 }
 
+/// The HR system's API: read one employee by the HR system's id, with the endpoint's
+/// credential (read from the vault by the caller).
+#[async_trait]
+pub trait HrDirectory: Send + Sync {
+    async fn employee(
+        &self,
+        endpoint: &WebhookEndpoint,
+        credential: &Secret,
+        provider_id: &str,
+    ) -> Result<Option<HrEmployee>, HrDirectoryError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::HrDirectoryError;
@@ -186,16 +198,4 @@ mod tests {
             "the HR system's API is unavailable (no answer)"
         );
     }
-}
-
-/// The HR system's API: read one employee by the HR system's id, with the endpoint's
-/// credential (read from the vault by the caller).
-#[async_trait]
-pub trait HrDirectory: Send + Sync {
-    async fn employee(
-        &self,
-        endpoint: &WebhookEndpoint,
-        credential: &Secret,
-        provider_id: &str,
-    ) -> Result<Option<HrEmployee>, HrDirectoryError>;
 }
