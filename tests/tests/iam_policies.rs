@@ -889,6 +889,14 @@ async fn admin_api(w: &World) -> Connect {
     let gc = w.graph_config(name).await;
     let store = w.store(name);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let actions = action_deps(
+        w,
+        store.clone(),
+        &w.clients(name).sqs,
+        &w.clients(name).events,
+        GraphClient::new(gc.clone()).unwrap(),
+        Arc::new(ManualClock::new(Utc::now())),
+    );
     let routes = entra_sync_http::api::router(entra_sync_http::api::ApiState {
         connect: ConnectDeps {
             consent_states: store.clone(),
@@ -921,6 +929,7 @@ async fn admin_api(w: &World) -> Connect {
             )),
             clock,
         },
+        actions,
         auth: Arc::new(Backend),
     });
     Connect {

@@ -10,18 +10,27 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration};
+use entra_sync_core::actions::ActionKind;
+use entra_sync_core::actions::memory::CollectingActionQueue;
+use entra_sync_core::actions::testing::memory_deps;
+use entra_sync_core::directory_write::GroupTraits;
+use entra_sync_core::directory_write::MemoryDirectoryWriter;
 use entra_sync_core::error::DirectoryError;
-use entra_sync_core::memory::{CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault};
+use entra_sync_core::memory::{
+    CollectingEvents, CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault,
+};
 use entra_sync_core::memory_consent::MemoryConsentStates;
 use entra_sync_core::model::{
-    AccountId, Connection, ConnectionStatus, DirectoryUser, Presence, StoredUser, TenantId,
-    VerifiedDomain, Version,
+    AccountId, Connection, ConnectionStatus, DirectoryGroup, DirectoryUser, Presence, StoredGroup,
+    StoredUser, TenantId, VerifiedDomain, Version,
 };
 use entra_sync_core::ports::{
-    ConnectionStore, LocalUserStore, MirrorStore, RunStore, TenantDetails, TenantDirectory,
+    ConnectionStore, LocalUserStore, MirrorStore, RunStore, SettingsStore, TenantDetails,
+    TenantDirectory,
 };
 use entra_sync_core::provision::{LocalStatus, LocalUser};
 use entra_sync_core::run::{BreakerHold, RunUpdate, SyncRun, Trigger};
+use entra_sync_core::services::actions::{ActionDeps, handle_action_message};
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_core::services::{ConnectDeps, ProjectDeps};
 use serde_json::{Value, json};
@@ -54,6 +63,9 @@ struct World {
     app: axum::Router,
     store: Arc<MemoryStore>,
     requests: Arc<CollectingFetchRequests>,
+    writer: Arc<MemoryDirectoryWriter>,
+    queue: Arc<CollectingActionQueue>,
+    actions: ActionDeps,
     key: String,
     doc: Value,
 }
@@ -100,6 +112,10 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
     let clock = Arc::new(ManualClock::new(t0()));
     let (key, api_key) = ApiKey::generate([3; 32]);
     let auth = auth.unwrap_or_else(|| Arc::new(api_key));
+    let writer = Arc::new(MemoryDirectoryWriter::new());
+    let queue = Arc::new(CollectingActionQueue::new());
+    let events = Arc::new(CollectingEvents::new());
+    let actions = memory_deps(&store, writer.clone(), queue.clone(), events, clock.clone());
     store
         .put_connection(&connection(ACCOUNT, TENANT))
         .await
@@ -132,14 +148,18 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
             connections: store.clone(),
             runs: store.clone(),
             requests: requests.clone(),
-            clock,
+            clock: clock.clone(),
         },
+        actions: actions.clone(),
         auth,
     };
     World {
         app: router(state),
         store,
         requests,
+        writer,
+        queue,
+        actions,
         key,
         doc: serde_json::from_str(document()).unwrap(),
     }
@@ -285,6 +305,8 @@ fn concrete(path: &str) -> String {
         .replace("{tenant}", TENANT)
         .replace("{run}", "20260101T000000Z-00000000")
         .replace("{local_id}", "l1")
+        .replace("{action}", "0b7f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
+        .replace("{workflow}", "1c8f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
 }
 
 #[tokio::test]
@@ -928,4 +950,146 @@ async fn mirror_users_filter_and_show_their_host_user() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The write half: actions once per Idempotency-Key, approvals, the audit trail, workflows
+
+const SALES: &str = "5a1e5000-0000-4000-8000-000000000010";
+
+/// Actions on: `kinds` enabled (the default approvals: reset password, delete, block sign-in),
+/// a security group "Sales" in the mirror and the directory, every permission granted.
+async fn with_actions(w: &World, kinds: &[ActionKind]) {
+    let t = TenantId::new(TENANT);
+    let mut settings = entra_sync_core::settings::ConnectionSettings {
+        version: 1,
+        ..Default::default()
+    };
+    settings.actions.enabled = kinds.iter().copied().collect();
+    w.store.put_settings(&t, &settings, 0).await.unwrap();
+    w.store
+        .put_groups(
+            &t,
+            &[StoredGroup {
+                group: DirectoryGroup {
+                    id: SALES.into(),
+                    display_name: Some("Sales".into()),
+                    security_enabled: Some(true),
+                    mail_enabled: Some(false),
+                    ..Default::default()
+                },
+                presence: Presence::Present,
+                version: Version::new(1, 0),
+            }],
+        )
+        .await
+        .unwrap();
+    for i in 0..12 {
+        w.writer.add_user(&t, &format!("u{i:03}"));
+    }
+    w.writer.add_group(
+        &t,
+        SALES,
+        GroupTraits {
+            security_enabled: Some(true),
+            mail_enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    w.writer.grant_all(&t);
+}
+
+impl World {
+    async fn post_keyed(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut r = self.req("POST", path, Some(body));
+        if let Some(k) = key {
+            r.headers_mut()
+                .insert("idempotency-key", k.parse().unwrap());
+        }
+        self.send(r).await
+    }
+
+    /// What the actions function's queue consumer does: run every queued message.
+    async fn drain_actions(&self) {
+        for m in self.queue.drain() {
+            handle_action_message(&self.actions, &m).await;
+        }
+    }
+}
+
+fn add_sales(user: &str) -> Value {
+    json!({"requested_by": "helpdesk@host",
+           "action": {"kind": "add_group_member", "user": user, "group": "Sales"}})
+}
+
+#[tokio::test]
+async fn an_action_is_submitted_once_per_idempotency_key() {
+    let w = world().await;
+    with_actions(&w, &[ActionKind::AddGroupMember]).await;
+    let t = TenantId::new(TENANT);
+    let actions = format!("{}/actions", base());
+    // No key: refused, nothing stored or queued.
+    let (s, b, _) = w
+        .post_keyed(&actions, None, add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("Idempotency-Key"),
+        "{b}"
+    );
+    assert!(w.queue.is_empty());
+    // With a key: stored and queued, 202 with the action's address.
+    let (s, first, h) = w
+        .post_keyed(&actions, Some("k-1"), add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let id = first["action"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["action"]["status"], "queued");
+    assert_eq!(first["action"]["target"]["user_id"], "u001");
+    assert_eq!(first["action"]["target"]["group_id"], SALES);
+    assert_eq!(first["action"]["origin"]["via"], "api");
+    assert_eq!(h[header::LOCATION], format!("{actions}/{id}").as_str());
+    // The same key again, bare or quoted as the IETF draft writes it: the same action.
+    for key in ["k-1", "\"k-1\""] {
+        let (s, again, _) = w
+            .post_keyed(&actions, Some(key), add_sales("user1@contoso.com"))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+        assert_eq!(again["action"]["id"], id.as_str());
+    }
+    // The same key for another request: refused, naming the key.
+    let (s, b, _) = w
+        .post_keyed(&actions, Some("k-1"), add_sales("user2@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error"], "idempotency_key_reused");
+    // The queue may hold the action more than once (a replay enqueues again in case the first
+    // enqueue was lost); the directory is written once.
+    assert!(!w.queue.is_empty());
+    w.drain_actions().await;
+    assert_eq!(w.writer.calls(&t, ActionKind::AddGroupMember), 1);
+    assert_eq!(
+        w.writer.members(&t, SALES).unwrap(),
+        vec!["u001".to_owned()]
+    );
+    let (s, shown) = w.call("GET", &format!("{actions}/{id}"), None).await;
+    assert_eq!(
+        (s, shown["status"].as_str()),
+        (StatusCode::OK, Some("succeeded"))
+    );
+    // And a replay after it ran answers with the finished action, writing nothing.
+    let (s, again, _) = w
+        .post_keyed(&actions, Some("k-1"), add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(
+        (s, again["action"]["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("succeeded"))
+    );
+    w.drain_actions().await;
+    assert_eq!(w.writer.calls(&t, ActionKind::AddGroupMember), 1);
 }

@@ -149,8 +149,15 @@ async fn world() -> World {
             connections: store.clone(),
             runs: store.clone(),
             requests: requests.clone(),
-            clock,
+            clock: clock.clone(),
         },
+        actions: entra_sync_core::actions::testing::memory_deps(
+            &store,
+            Arc::new(entra_sync_core::directory_write::MemoryDirectoryWriter::new()),
+            Arc::new(entra_sync_core::actions::memory::CollectingActionQueue::new()),
+            Arc::new(entra_sync_core::memory::CollectingEvents::new()),
+            clock,
+        ),
         auth: Arc::new(key),
     };
     let (auth, token) = ConsoleAuth::new(Caller::AllAccounts);
