@@ -1,7 +1,9 @@
 //! The API's write half: submit an action (exactly once per `Idempotency-Key`), the audit
 //! trail, approvals, cancel, retry, running an approved password reset, and workflows. Each
 //! route calls one service of `services::actions`, the same the CLI and the actions function
-//! call; what the service refuses is mapped to a status here, in one place.
+//! call; what the service refuses is mapped to a status here, in one place. (Every answer of
+//! the stack carries `Cache-Control: no-store`, so the one answer with a temporary password is
+//! kept by no cache on the way.)
 
 use axum::Json;
 use axum::body::Bytes;
@@ -98,14 +100,6 @@ fn with_location(mut response: Response, location: &str) -> Response {
     response
 }
 
-/// An answer holding a temporary password must not be kept by any cache on the way.
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 fn action_path(c: &Connection, id: &str) -> String {
     format!(
         "/v1/accounts/{}/connections/{}/actions/{id}",
@@ -186,7 +180,7 @@ pub(crate) async fn submit(
     if record.kind() == ActionKind::ResetPassword && record.status == ActionStatus::Queued {
         let ran = run_as(&s, &c, record, &req.requested_by).await?;
         return Ok(with_location(
-            no_store((StatusCode::OK, Json(ran)).into_response()),
+            (StatusCode::OK, Json(ran)).into_response(),
             &location,
         ));
     }
@@ -377,7 +371,7 @@ pub(crate) async fn run(
         .await
         .map_err(action_error)?;
     let ran = run_as(&s, &c, record, &b.runner).await?;
-    Ok(no_store(Json(ran).into_response()))
+    Ok(Json(ran).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/workflows", tag = "workflows",

@@ -371,7 +371,7 @@ pub fn router(state: ApiState) -> Router {
     info(
         title = "entra-sync admin API",
         version = "1",
-        description = "Manage an account's Microsoft Entra ID directory connections: settings, imports, syncs, the activity log, held runs, the mirrored directory and the host product's users. See docs/api.md."
+        description = "Manage an account's Microsoft Entra ID directory connections: settings, imports, syncs, the activity log, held runs, the mirrored directory, the host product's users, and actions on the directory with their approvals and workflows. See docs/api.md."
     ),
     paths(
         routes::health,
