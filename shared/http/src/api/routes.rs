@@ -146,6 +146,19 @@ async fn connection(
 /// 404 for none, another account's, or a malformed id, so nobody learns which exist.
 pub(crate) struct Tenant(pub Connection);
 
+impl Tenant {
+    /// The connection of `account` / `tenant` for `caller` (what the extractor does with the
+    /// path; the console, which calls the routes directly, uses this).
+    pub(crate) async fn resolve(
+        s: &ApiState,
+        caller: &Caller,
+        account: &str,
+        tenant: &str,
+    ) -> Result<Self, HttpError> {
+        connection(s, caller, account, tenant).await.map(Tenant)
+    }
+}
+
 impl axum::extract::FromRequestParts<ApiState> for Tenant {
     type Rejection = HttpError;
 
@@ -165,7 +178,7 @@ impl axum::extract::FromRequestParts<ApiState> for Tenant {
         let (Some(a), Some(t)) = (p.get("account"), p.get("tenant")) else {
             return Err(not_found());
         };
-        connection(s, &caller, a, t).await.map(Tenant)
+        Tenant::resolve(s, &caller, a, t).await
     }
 }
 
