@@ -833,6 +833,18 @@ impl Connect {
         .await
     }
 
+    /// A POST carrying an `Idempotency-Key` (the admin API's action and workflow routes).
+    async fn post_keyed(&self, path: &str, key: &str, body: Value) -> (StatusCode, String) {
+        self.call(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn post(&self, path: &str) -> (StatusCode, String) {
         self.call(
             Request::post(path)
@@ -889,6 +901,14 @@ async fn admin_api(w: &World) -> Connect {
     let gc = w.graph_config(name).await;
     let store = w.store(name);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let actions = action_deps(
+        w,
+        store.clone(),
+        &w.clients(name).sqs,
+        &w.clients(name).events,
+        GraphClient::new(gc.clone()).unwrap(),
+        Arc::new(ManualClock::new(Utc::now())),
+    );
     let routes = entra_sync_http::api::router(entra_sync_http::api::ApiState {
         connect: ConnectDeps {
             consent_states: store.clone(),
@@ -921,6 +941,7 @@ async fn admin_api(w: &World) -> Connect {
             )),
             clock,
         },
+        actions,
         auth: Arc::new(Backend),
     });
     Connect {
@@ -931,8 +952,9 @@ async fn admin_api(w: &World) -> Connect {
 }
 
 /// The host product's backend through the admin API: every kind of route it uses on a synced
-/// directory (reads, a settings change, a preview and an import, a sync now, a consent start).
-async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId) {
+/// directory (reads, settings changes, a preview and an import, actions with an approval and a
+/// password reset run through the API, a workflow, a sync now, a consent start).
+async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId, team: &str) {
     let api = admin_api(w).await;
     let base = format!("/v1/accounts/{ACCOUNT_ID}/connections");
     let at = format!("{base}/{tenant}");
@@ -986,6 +1008,21 @@ async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId) {
         .send("POST", &format!("{at}/reconnect"), json!({}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Settings replaced whole, with the version it read (If-Match).
+    let (status, body) = api.get(&format!("{at}/settings")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let current: Value = serde_json::from_str(&body).unwrap();
+    let (status, body) = api
+        .call(
+            Request::put(format!("{at}/settings"))
+                .header("content-type", "application/json")
+                .header("if-match", format!("\"{}\"", current["version"]))
+                .body(Body::from(current["settings"].to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    api_actions(w, &api, tenant, team).await;
     // A host user deleted, and another connection disconnected (its secrets go).
     let (_, users) = api
         .get(&format!("/v1/accounts/{ACCOUNT_ID}/host-users?limit=1"))
@@ -1004,6 +1041,101 @@ async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId) {
         .send("POST", &format!("{base}/{other}/disconnect"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The write half through the admin API (actions were enabled by [`act`]): submit with a key,
+/// the audit trail, an approval and a password reset run by its requester (the API function
+/// calls Graph itself), a cancel, a workflow; then the actions function runs what was queued.
+async fn api_actions(w: &World, api: &Connect, tenant: &TenantId, team: &str) {
+    let handle = w.emulator.tenant(tenant.as_str()).unwrap();
+    let user = handle.user_ids()[6].clone();
+    let upn = handle.user(&user).unwrap()["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let actions = format!("/v1/accounts/{ACCOUNT_ID}/connections/{tenant}/actions");
+    let parse = |body: &str| serde_json::from_str::<Value>(body).unwrap();
+    let add = json!({"requested_by": "helpdesk@host",
+                     "action": {"kind": "add_group_member", "user": upn, "group": team}});
+    let (status, body) = api.post_keyed(&actions, "api-add", add.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = parse(&body)["action"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api.post_keyed(&actions, "api-add", add).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "the same key again: {body}");
+    for path in [
+        actions.clone(),
+        format!("{actions}?status=queued&limit=5"),
+        format!("{actions}?user_id={user}"),
+        format!("{actions}/{id}"),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // A password reset (approval required): approved by someone else, run by its requester
+    // (the app holds the directory role a password reset needs, as the docs ask).
+    handle.set_user_admin_role(true);
+    let reset = json!({"requested_by": "helpdesk@host",
+                       "action": {"kind": "reset_password", "user": upn}});
+    let (status, body) = api.post_keyed(&actions, "api-reset", reset).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let reset_id = parse(&body)["action"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("{actions}/{reset_id}/approve"),
+            json!({"by": "manager@host"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("{actions}/{reset_id}/run"),
+            json!({"runner": "helpdesk@host"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ran = parse(&body);
+    assert_eq!(ran["action"]["status"], "succeeded", "{body}");
+    assert!(ran["temporary_password"].is_string());
+    // One cancelled before it runs, one rejected.
+    let block = json!({"requested_by": "helpdesk@host",
+                       "action": {"kind": "block_sign_in", "user": upn}});
+    let (status, body) = api.post_keyed(&actions, "api-block", block).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let block_id = parse(&body)["action"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("{actions}/{block_id}/cancel"),
+            json!({"by": "helpdesk@host"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A workflow through the API: lost device (revoke sessions now).
+    let workflows = format!("/v1/accounts/{ACCOUNT_ID}/connections/{tenant}/workflows");
+    let (status, body) = api
+        .post_keyed(
+            &workflows,
+            "api-lost",
+            json!({"template": "lost_device", "requested_by": "helpdesk@host", "user": upn}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let wf = parse(&body)["id"].as_str().unwrap().to_owned();
+    for path in [workflows.clone(), format!("{workflows}/{wf}")] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // The actions function runs what the API queued.
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let name = "ActionsFunction";
+    let graph = GraphClient::new(w.graph_config(name).await).unwrap();
+    let f = w.clients(name);
+    let deps = action_deps(w, w.store(name), &f.sqs, &f.events, graph, clock);
+    assert!(run_action_queue(w, &deps).await >= 2);
+    let (_, body) = api.get(&format!("{actions}/{id}")).await;
+    assert_eq!(parse(&body)["status"], "succeeded", "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1688,7 +1820,7 @@ async fn every_function_runs_under_exactly_its_template_policy() {
     hooks(w, &hourly, team).await;
 
     // The admin API on it.
-    use_admin_api(w, &hourly, &daily).await;
+    use_admin_api(w, &hourly, &daily, team).await;
 
     // Connect again: reconnect (a new consent link), then disconnect (the tenant's secrets
     // go, if any).

@@ -5,14 +5,8 @@
 use std::sync::Arc;
 
 use entra_sync_actions::handler::handle;
-use entra_sync_aws::{
-    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsActionQueue, config, load_sdk_config,
-};
-use entra_sync_core::actions::budget::{BudgetConfig, DEFAULT_WRITES_PER_SECOND, WriteBudget};
-use entra_sync_core::idempotency::IdempotencyConfig;
-use entra_sync_core::ports::{SecretVault, SystemClock};
-use entra_sync_core::services::actions::{ActionDeps, ActionsConfig};
-use entra_sync_core::services::claim::Claims;
+use entra_sync_aws::{DynamoStore, SecretsManagerVault, action_deps, config, load_sdk_config};
+use entra_sync_core::ports::SecretVault;
 use entra_sync_graph::{GraphClient, GraphConfig};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -20,34 +14,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
-    let action_queue = config::required("ACTION_QUEUE_URL")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
     let graph_app = config::graph_app()?;
-    let writes_per_second =
-        config::optional("WRITES_PER_SECOND", &DEFAULT_WRITES_PER_SECOND.to_string())
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .ok_or(config::ConfigError::Invalid {
-                name: "WRITES_PER_SECOND",
-                expected: "a positive number",
-            })?;
-    let idempotency = IdempotencyConfig {
-        expiry: chrono::Duration::from_std(config::seconds("IDEMPOTENCY_EXPIRY_SECONDS", 3600)?)?,
-        in_progress_expiry: chrono::Duration::from_std(config::seconds(
-            "IDEMPOTENCY_IN_PROGRESS_SECONDS",
-            120,
-        )?)?,
-    };
-    let actions_config = ActionsConfig {
-        key_ttl: chrono::Duration::from_std(config::seconds(
-            "IDEMPOTENCY_KEY_TTL_SECONDS",
-            7 * 24 * 3600,
-        )?)?,
-        max_attempts: u32::try_from(config::number("MAX_ATTEMPTS", 5)?)?,
-    };
-
     let sdk = load_sdk_config().await;
     let vault = SecretsManagerVault::from_env(&sdk)?;
     let client_secret = vault
@@ -60,32 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         client_secret,
     ))?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-    let clock = Arc::new(SystemClock);
-    let deps = ActionDeps {
-        connections: store.clone(),
-        settings: store.clone(),
-        mirror: store.clone(),
-        cursors: store.clone(),
-        lookup: store.clone(),
-        actions: store.clone(),
-        workflows: store.clone(),
-        queue: Arc::new(SqsActionQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            action_queue,
-        )),
-        writer: Arc::new(graph),
-        claims: Claims::new(store, idempotency, clock.clone()),
-        budget: Arc::new(WriteBudget::new(BudgetConfig {
-            writes_per_second,
-            ..BudgetConfig::default()
-        })),
-        events: Arc::new(EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            bus,
-        )),
-        clock,
-        config: actions_config,
-    };
+    let deps = action_deps(&sdk, &store, Arc::new(graph))?;
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

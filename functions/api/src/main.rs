@@ -1,10 +1,13 @@
 //! Wiring only: configuration, the adapters and the Graph client (built once per cold start,
-//! the app's client secret read from Secrets Manager), the admin API served by `lambda_http`.
+//! the app's client secret read from Secrets Manager), the write half (the action queue, the
+//! event bus), the admin API served by `lambda_http`.
 
 use std::sync::Arc;
 
 use entra_sync_api::{DEFAULT_ACCOUNT_CLAIM, app};
-use entra_sync_aws::{DynamoStore, SecretsManagerVault, SqsFetchRequests, config, load_sdk_config};
+use entra_sync_aws::{
+    DynamoStore, SecretsManagerVault, SqsFetchRequests, action_deps, config, load_sdk_config,
+};
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_core::services::{ConnectDeps, ProjectDeps};
@@ -39,6 +42,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let scope = graph_config.scope();
     let graph = GraphClient::new(graph_config)?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    // Actions submitted here go to the actions function's queue; a password reset is run here,
+    // as its requester, so its temporary password is only ever in this answer.
+    let actions = action_deps(&sdk, &store, Arc::new(graph.clone()))?;
     let clock = Arc::new(SystemClock);
     let state = ApiState {
         connect: ConnectDeps {
@@ -66,6 +72,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             )),
             clock,
         },
+        actions,
         auth: Arc::new(PlatformCaller),
     };
     lambda_http::run(app(state, &account_claim)).await

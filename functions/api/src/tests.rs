@@ -93,10 +93,17 @@ async fn app() -> axum::Router {
         project: ProjectDeps::from_store(&store, clock.clone()),
         sync: SyncNowDeps {
             connections: store.clone(),
-            runs: store,
+            runs: store.clone(),
             requests: Arc::new(NoFetches),
-            clock,
+            clock: clock.clone(),
         },
+        actions: entra_sync_core::actions::testing::memory_deps(
+            &store,
+            Arc::new(entra_sync_core::directory_write::MemoryDirectoryWriter::new()),
+            Arc::new(entra_sync_core::actions::memory::CollectingActionQueue::new()),
+            Arc::new(entra_sync_core::memory::CollectingEvents::new()),
+            clock,
+        ),
         // A local key, which the function must ignore: only API Gateway says who calls.
         auth: Arc::new(key),
     };

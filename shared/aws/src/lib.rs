@@ -69,3 +69,83 @@ pub async fn sdk_config_for_endpoint(endpoint: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// The write half on AWS, configured from the environment: the action store and workflows on
+/// the table, the FIFO action queue (`ACTION_QUEUE_URL`), change events on `EVENT_BUS_NAME`,
+/// the per-tenant write budget (`WRITES_PER_SECOND`) and the idempotency windows
+/// (`IDEMPOTENCY_EXPIRY_SECONDS`, `IDEMPOTENCY_IN_PROGRESS_SECONDS`,
+/// `IDEMPOTENCY_KEY_TTL_SECONDS`, `MAX_ATTEMPTS`). The actions function and the admin API build
+/// it the same way, so an action submitted through either behaves the same.
+pub fn action_deps(
+    sdk: &SdkConfig,
+    store: &std::sync::Arc<DynamoStore>,
+    writer: std::sync::Arc<dyn entra_sync_core::directory_write::DirectoryWriter>,
+) -> Result<entra_sync_core::services::actions::ActionDeps, config::ConfigError> {
+    use std::sync::Arc;
+
+    use entra_sync_core::actions::budget::{BudgetConfig, DEFAULT_WRITES_PER_SECOND, WriteBudget};
+    use entra_sync_core::idempotency::IdempotencyConfig;
+    use entra_sync_core::services::actions::{ActionDeps, ActionsConfig};
+    use entra_sync_core::services::claim::Claims;
+
+    let action_queue = config::required("ACTION_QUEUE_URL")?;
+    let bus = config::required("EVENT_BUS_NAME")?;
+    let writes_per_second =
+        config::optional("WRITES_PER_SECOND", &DEFAULT_WRITES_PER_SECOND.to_string())
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .ok_or(config::ConfigError::Invalid {
+                name: "WRITES_PER_SECOND",
+                expected: "a positive number",
+            })?;
+    let window = |name: &'static str, default: u64| {
+        config::seconds(name, default).and_then(|d| {
+            chrono::Duration::from_std(d).map_err(|_| config::ConfigError::Invalid {
+                name,
+                expected: "a number of seconds",
+            })
+        })
+    };
+    let idempotency = IdempotencyConfig {
+        expiry: window("IDEMPOTENCY_EXPIRY_SECONDS", 3600)?,
+        in_progress_expiry: window("IDEMPOTENCY_IN_PROGRESS_SECONDS", 120)?,
+    };
+    let max_attempts = u32::try_from(config::number("MAX_ATTEMPTS", 5)?).map_err(|_| {
+        config::ConfigError::Invalid {
+            name: "MAX_ATTEMPTS",
+            expected: "a small whole number",
+        }
+    })?;
+    let actions_config = ActionsConfig {
+        key_ttl: window("IDEMPOTENCY_KEY_TTL_SECONDS", 7 * 24 * 3600)?,
+        max_attempts,
+    };
+    let clock = Arc::new(entra_sync_core::ports::SystemClock);
+    Ok(ActionDeps {
+        connections: store.clone(),
+        settings: store.clone(),
+        mirror: store.clone(),
+        cursors: store.clone(),
+        lookup: store.clone(),
+        actions: store.clone(),
+        workflows: store.clone(),
+        queue: Arc::new(SqsActionQueue::new(
+            aws_sdk_sqs::Client::new(sdk),
+            action_queue,
+        )),
+        writer,
+        claims: Claims::new(store.clone(), idempotency, clock.clone()),
+        budget: Arc::new(WriteBudget::new(BudgetConfig {
+            writes_per_second,
+            ..BudgetConfig::default()
+        })),
+        events: Arc::new(EventBridgeSink::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            bus,
+        )),
+        clock,
+        config: actions_config,
+    })
+}

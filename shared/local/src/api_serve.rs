@@ -157,6 +157,7 @@ pub fn api_state(
     connect: entra_sync_core::services::ConnectDeps,
     config: ConnectConfig,
     directory: Arc<dyn DirectoryReader>,
+    actions: entra_sync_core::services::actions::ActionDeps,
     key: ApiKey,
 ) -> ApiState {
     ApiState {
@@ -169,6 +170,7 @@ pub fn api_state(
             requests: Arc::new(LocalSyncs::new(app.clone(), directory)),
             clock: app.clock.clone(),
         },
+        actions,
         auth: Arc::new(key),
     }
 }
@@ -179,9 +181,10 @@ pub fn api_routes(
     connect: entra_sync_core::services::ConnectDeps,
     config: ConnectConfig,
     directory: Arc<dyn DirectoryReader>,
+    actions: entra_sync_core::services::actions::ActionDeps,
     key: ApiKey,
 ) -> Router {
-    api::routes(api_state(app, connect, config, directory, key))
+    api::routes(api_state(app, connect, config, directory, actions, key))
 }
 
 /// The API's routes and the admin console's on the same state (to merge before the stack),
@@ -240,7 +243,15 @@ mod tests {
         };
         let (key, shown) = api_key(&dir).unwrap();
         let shown = shown.unwrap();
-        let routes = entra_sync_http::app(api_routes(&app, connect, config, Arc::new(graph), key));
+        let actions = app.actions(Arc::new(graph.clone())).unwrap().deps;
+        let routes = entra_sync_http::app(api_routes(
+            &app,
+            connect,
+            config,
+            Arc::new(graph),
+            actions,
+            key,
+        ));
         let get = |auth: Option<String>| {
             let mut r = Request::get("/v1/accounts/local/connections");
             if let Some(a) = auth {

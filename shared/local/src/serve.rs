@@ -237,6 +237,7 @@ pub async fn run_serve(
         connect_deps(&app, graph.clone()),
         config.clone(),
         Arc::new(graph.clone()),
+        actions.deps.clone(),
         key,
     );
     // The admin console beside the API, signed in through a one-time address.

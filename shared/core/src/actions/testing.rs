@@ -134,28 +134,13 @@ pub async fn world(enabled: &[ActionKind]) -> World {
     );
     writer.add_app(&t, APP, &[]);
     writer.grant_all(&t);
-    let deps = ActionDeps {
-        connections: store.clone(),
-        settings: store.clone(),
-        mirror: store.clone(),
-        cursors: store.clone(),
-        lookup: Arc::new(ScanningLookup {
-            mirror: store.clone(),
-        }),
-        actions: Arc::new(MemoryActions::new()),
-        workflows: Arc::new(MemoryActions::new()),
-        queue: queue.clone(),
-        writer: writer.clone(),
-        claims: Claims::new(
-            Arc::new(MemoryIdempotency::new()),
-            IdempotencyConfig::default(),
-            clock.clone(),
-        ),
-        budget: Arc::new(crate::actions::budget::WriteBudget::default()),
-        events: events.clone(),
-        clock: clock.clone(),
-        config: ActionsConfig::default(),
-    };
+    let deps = memory_deps(
+        &store,
+        writer.clone(),
+        queue.clone(),
+        events.clone(),
+        clock.clone(),
+    );
     World {
         deps,
         store,
@@ -163,6 +148,40 @@ pub async fn world(enabled: &[ActionKind]) -> World {
         queue,
         events,
         clock,
+    }
+}
+
+/// The write half on the in-memory ports around `store`: one action store serving both the
+/// action and workflow ports (as every real adapter does), a lookup scanning the mirror.
+pub fn memory_deps(
+    store: &Arc<MemoryStore>,
+    writer: Arc<MemoryDirectoryWriter>,
+    queue: Arc<CollectingActionQueue>,
+    events: Arc<CollectingEvents>,
+    clock: Arc<ManualClock>,
+) -> ActionDeps {
+    let actions = Arc::new(MemoryActions::new());
+    ActionDeps {
+        connections: store.clone(),
+        settings: store.clone(),
+        mirror: store.clone(),
+        cursors: store.clone(),
+        lookup: Arc::new(ScanningLookup {
+            mirror: store.clone(),
+        }),
+        actions: actions.clone(),
+        workflows: actions,
+        queue,
+        writer,
+        claims: Claims::new(
+            Arc::new(MemoryIdempotency::new()),
+            IdempotencyConfig::default(),
+            clock.clone(),
+        ),
+        budget: Arc::new(crate::actions::budget::WriteBudget::default()),
+        events,
+        clock,
+        config: ActionsConfig::default(),
     }
 }
 

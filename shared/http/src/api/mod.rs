@@ -1,7 +1,8 @@
 //! The admin API (`/v1`): what the host product's backend (and an embedded console) uses to
 //! manage an account's directory connections: connections, settings, preview and import, sync
 //! now, the activity log, held runs, the mirror's users and groups, the host product's users and
-//! the sign-in lookup. docs/api.md is the reader's guide; docs/openapi.json the contract.
+//! the sign-in lookup, and the write half (actions with their approvals, workflows).
+//! docs/api.md is the reader's guide; docs/openapi.json the contract.
 //!
 //! - **One table** ([`route_table`]) lists every route with its method, path and whether it is
 //!   public; the router is built from it and the tests check the OpenAPI document against it, so
@@ -16,8 +17,13 @@
 //!   `application/merge-patch+json` for `PATCH`): a page on another site cannot send one without
 //!   a CORS preflight, which this API never grants.
 //!
+//! - **Actions and workflow starts** need an `Idempotency-Key` header: the same key answers with
+//!   the same result and never acts twice; the same key with another request is a 422.
+//!
 //! The router is generic over the core's ports: SQLite locally, DynamoDB in AWS.
 
+pub(crate) mod action_views;
+pub(crate) mod actions;
 pub mod auth;
 pub mod params;
 pub(crate) mod routes;
@@ -33,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use entra_sync_core::services::ConnectDeps;
 use entra_sync_core::services::ProjectDeps;
+use entra_sync_core::services::actions::ActionDeps;
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::OpenApi;
@@ -50,6 +57,8 @@ pub struct ApiState {
     pub connect_config: Arc<ConnectConfig>,
     pub project: ProjectDeps,
     pub sync: SyncNowDeps,
+    /// The write half: actions, approvals, workflows.
+    pub actions: ActionDeps,
     pub auth: Arc<dyn auth::Authenticator>,
 }
 
@@ -194,6 +203,94 @@ pub fn route_table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             get(list_groups),
         ),
         (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/actions",
+            ),
+            post(actions::submit),
+        ),
+        (
+            private("GET", "/v1/accounts/{account}/connections/{tenant}/actions"),
+            get(actions::list),
+        ),
+        (
+            private(
+                "GET",
+                "/v1/accounts/{account}/connections/{tenant}/actions/{action}",
+            ),
+            get(actions::show),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/actions/{action}/approve",
+            ),
+            post(actions::approve),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/actions/{action}/reject",
+            ),
+            post(actions::reject),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/actions/{action}/cancel",
+            ),
+            post(actions::cancel),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/actions/{action}/retry",
+            ),
+            post(actions::retry),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/actions/{action}/run",
+            ),
+            post(actions::run),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/workflows",
+            ),
+            post(actions::start),
+        ),
+        (
+            private(
+                "GET",
+                "/v1/accounts/{account}/connections/{tenant}/workflows",
+            ),
+            get(actions::workflows),
+        ),
+        (
+            private(
+                "GET",
+                "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}",
+            ),
+            get(actions::workflow),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}/cancel",
+            ),
+            post(actions::cancel_wf),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}/retry",
+            ),
+            post(actions::retry_wf),
+        ),
+        (
             private("GET", "/v1/accounts/{account}/host-users"),
             get(list_host_users_route),
         ),
@@ -274,7 +371,7 @@ pub fn router(state: ApiState) -> Router {
     info(
         title = "entra-sync admin API",
         version = "1",
-        description = "Manage an account's Microsoft Entra ID directory connections: settings, imports, syncs, the activity log, held runs, the mirrored directory and the host product's users. See docs/api.md."
+        description = "Manage an account's Microsoft Entra ID directory connections: settings, imports, syncs, the activity log, held runs, the mirrored directory, the host product's users, and actions on the directory with their approvals and workflows. See docs/api.md."
     ),
     paths(
         routes::health,
@@ -297,6 +394,19 @@ pub fn router(state: ApiState) -> Router {
         routes::reject_run,
         routes::list_directory_users,
         routes::list_groups,
+        actions::submit,
+        actions::list,
+        actions::show,
+        actions::approve,
+        actions::reject,
+        actions::cancel,
+        actions::retry,
+        actions::run,
+        actions::start,
+        actions::workflows,
+        actions::workflow,
+        actions::cancel_wf,
+        actions::retry_wf,
         routes::list_host_users_route,
         routes::activate,
         routes::delete_host_user,

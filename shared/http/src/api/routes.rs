@@ -142,8 +142,48 @@ async fn connection(
     Ok(connect::account_connection(s.project.connections.as_ref(), &account, &tenant).await?)
 }
 
+/// The connection a route's path names (`{account}` and `{tenant}`), if the caller may see it:
+/// 404 for none, another account's, or a malformed id, so nobody learns which exist.
+pub(crate) struct Tenant(pub Connection);
+
+impl Tenant {
+    /// The connection of `account` / `tenant` for `caller` (what the extractor does with the
+    /// path; the console, which calls the routes directly, uses this).
+    pub(crate) async fn resolve(
+        s: &ApiState,
+        caller: &Caller,
+        account: &str,
+        tenant: &str,
+    ) -> Result<Self, HttpError> {
+        connection(s, caller, account, tenant).await.map(Tenant)
+    }
+}
+
+impl axum::extract::FromRequestParts<ApiState> for Tenant {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &ApiState,
+    ) -> Result<Self, HttpError> {
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| HttpError::from_status(StatusCode::UNAUTHORIZED))?;
+        let Path(p) =
+            Path::<std::collections::BTreeMap<String, String>>::from_request_parts(parts, s)
+                .await
+                .map_err(|_| not_found())?;
+        let (Some(a), Some(t)) = (p.get("account"), p.get("tenant")) else {
+            return Err(not_found());
+        };
+        Tenant::resolve(s, &caller, a, t).await
+    }
+}
+
 /// A JSON body (an empty body reads as `{}`).
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, HttpError> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, HttpError> {
     let bytes: &[u8] = match bytes.iter().all(u8::is_ascii_whitespace) {
         true => b"{}",
         false => bytes,
@@ -158,7 +198,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, HttpError> {
     })
 }
 
-fn page<T, V: From<T>>(
+pub(super) fn page<T, V: From<T>>(
     kind: &str,
     listing: entra_sync_core::ports::Listing<T>,
 ) -> (Vec<V>, Option<String>) {

@@ -10,18 +10,27 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration};
+use entra_sync_core::actions::ActionKind;
+use entra_sync_core::actions::memory::CollectingActionQueue;
+use entra_sync_core::actions::testing::memory_deps;
+use entra_sync_core::directory_write::GroupTraits;
+use entra_sync_core::directory_write::MemoryDirectoryWriter;
 use entra_sync_core::error::DirectoryError;
-use entra_sync_core::memory::{CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault};
+use entra_sync_core::memory::{
+    CollectingEvents, CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault,
+};
 use entra_sync_core::memory_consent::MemoryConsentStates;
 use entra_sync_core::model::{
-    AccountId, Connection, ConnectionStatus, DirectoryUser, Presence, StoredUser, TenantId,
-    VerifiedDomain, Version,
+    AccountId, Connection, ConnectionStatus, DirectoryGroup, DirectoryUser, Presence, StoredGroup,
+    StoredUser, TenantId, VerifiedDomain, Version,
 };
 use entra_sync_core::ports::{
-    ConnectionStore, LocalUserStore, MirrorStore, RunStore, TenantDetails, TenantDirectory,
+    ConnectionStore, LocalUserStore, MirrorStore, RunStore, SettingsStore, TenantDetails,
+    TenantDirectory,
 };
 use entra_sync_core::provision::{LocalStatus, LocalUser};
 use entra_sync_core::run::{BreakerHold, RunUpdate, SyncRun, Trigger};
+use entra_sync_core::services::actions::{ActionDeps, handle_action_message};
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_core::services::{ConnectDeps, ProjectDeps};
 use serde_json::{Value, json};
@@ -54,6 +63,9 @@ struct World {
     app: axum::Router,
     store: Arc<MemoryStore>,
     requests: Arc<CollectingFetchRequests>,
+    writer: Arc<MemoryDirectoryWriter>,
+    queue: Arc<CollectingActionQueue>,
+    actions: ActionDeps,
     key: String,
     doc: Value,
 }
@@ -100,6 +112,10 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
     let clock = Arc::new(ManualClock::new(t0()));
     let (key, api_key) = ApiKey::generate([3; 32]);
     let auth = auth.unwrap_or_else(|| Arc::new(api_key));
+    let writer = Arc::new(MemoryDirectoryWriter::new());
+    let queue = Arc::new(CollectingActionQueue::new());
+    let events = Arc::new(CollectingEvents::new());
+    let actions = memory_deps(&store, writer.clone(), queue.clone(), events, clock.clone());
     store
         .put_connection(&connection(ACCOUNT, TENANT))
         .await
@@ -132,14 +148,18 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
             connections: store.clone(),
             runs: store.clone(),
             requests: requests.clone(),
-            clock,
+            clock: clock.clone(),
         },
+        actions: actions.clone(),
         auth,
     };
     World {
         app: router(state),
         store,
         requests,
+        writer,
+        queue,
+        actions,
         key,
         doc: serde_json::from_str(document()).unwrap(),
     }
@@ -285,6 +305,8 @@ fn concrete(path: &str) -> String {
         .replace("{tenant}", TENANT)
         .replace("{run}", "20260101T000000Z-00000000")
         .replace("{local_id}", "l1")
+        .replace("{action}", "0b7f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
+        .replace("{workflow}", "1c8f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
 }
 
 #[tokio::test]
@@ -926,6 +948,462 @@ async fn mirror_users_filter_and_show_their_host_user() {
             &format!("/v1/accounts/{ACCOUNT}/host-users/missing"),
             None,
         )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The write half: actions once per Idempotency-Key, approvals, the audit trail, workflows
+
+const SALES: &str = "5a1e5000-0000-4000-8000-000000000010";
+
+/// Actions on: `kinds` enabled (the default approvals: reset password, delete, block sign-in),
+/// a security group "Sales" in the mirror and the directory, every permission granted.
+async fn with_actions(w: &World, kinds: &[ActionKind]) {
+    let t = TenantId::new(TENANT);
+    let mut settings = entra_sync_core::settings::ConnectionSettings {
+        version: 1,
+        ..Default::default()
+    };
+    settings.actions.enabled = kinds.iter().copied().collect();
+    w.store.put_settings(&t, &settings, 0).await.unwrap();
+    w.store
+        .put_groups(
+            &t,
+            &[StoredGroup {
+                group: DirectoryGroup {
+                    id: SALES.into(),
+                    display_name: Some("Sales".into()),
+                    security_enabled: Some(true),
+                    mail_enabled: Some(false),
+                    ..Default::default()
+                },
+                presence: Presence::Present,
+                version: Version::new(1, 0),
+            }],
+        )
+        .await
+        .unwrap();
+    for i in 0..12 {
+        w.writer.add_user(&t, &format!("u{i:03}"));
+    }
+    w.writer.add_group(
+        &t,
+        SALES,
+        GroupTraits {
+            security_enabled: Some(true),
+            mail_enabled: Some(false),
+            ..Default::default()
+        },
+    );
+    w.writer.grant_all(&t);
+}
+
+impl World {
+    async fn post_keyed(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut r = self.req("POST", path, Some(body));
+        if let Some(k) = key {
+            r.headers_mut()
+                .insert("idempotency-key", k.parse().unwrap());
+        }
+        self.send(r).await
+    }
+
+    /// What the actions function's queue consumer does: run every queued message.
+    async fn drain_actions(&self) {
+        for m in self.queue.drain() {
+            handle_action_message(&self.actions, &m).await;
+        }
+    }
+}
+
+fn add_sales(user: &str) -> Value {
+    json!({"requested_by": "helpdesk@host",
+           "action": {"kind": "add_group_member", "user": user, "group": "Sales"}})
+}
+
+#[tokio::test]
+async fn an_action_is_submitted_once_per_idempotency_key() {
+    let w = world().await;
+    with_actions(&w, &[ActionKind::AddGroupMember]).await;
+    let t = TenantId::new(TENANT);
+    let actions = format!("{}/actions", base());
+    // No key: refused, nothing stored or queued.
+    let (s, b, _) = w
+        .post_keyed(&actions, None, add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("Idempotency-Key"),
+        "{b}"
+    );
+    assert!(w.queue.is_empty());
+    // With a key: stored and queued, 202 with the action's address.
+    let (s, first, h) = w
+        .post_keyed(&actions, Some("k-1"), add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let id = first["action"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["action"]["status"], "queued");
+    assert_eq!(first["action"]["target"]["user_id"], "u001");
+    assert_eq!(first["action"]["target"]["group_id"], SALES);
+    assert_eq!(first["action"]["origin"]["via"], "api");
+    assert_eq!(h[header::LOCATION], format!("{actions}/{id}").as_str());
+    // The same key again, bare or quoted as the IETF draft writes it: the same action.
+    for key in ["k-1", "\"k-1\""] {
+        let (s, again, _) = w
+            .post_keyed(&actions, Some(key), add_sales("user1@contoso.com"))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+        assert_eq!(again["action"]["id"], id.as_str());
+    }
+    // The same key for another request: refused, naming the key.
+    let (s, b, _) = w
+        .post_keyed(&actions, Some("k-1"), add_sales("user2@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error"], "idempotency_key_reused");
+    // The queue may hold the action more than once (a replay enqueues again in case the first
+    // enqueue was lost); the directory is written once.
+    assert!(!w.queue.is_empty());
+    w.drain_actions().await;
+    assert_eq!(w.writer.calls(&t, ActionKind::AddGroupMember), 1);
+    assert_eq!(
+        w.writer.members(&t, SALES).unwrap(),
+        vec!["u001".to_owned()]
+    );
+    let (s, shown) = w.call("GET", &format!("{actions}/{id}"), None).await;
+    assert_eq!(
+        (s, shown["status"].as_str()),
+        (StatusCode::OK, Some("succeeded"))
+    );
+    // And a replay after it ran answers with the finished action, writing nothing.
+    let (s, again, _) = w
+        .post_keyed(&actions, Some("k-1"), add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(
+        (s, again["action"]["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("succeeded"))
+    );
+    w.drain_actions().await;
+    assert_eq!(w.writer.calls(&t, ActionKind::AddGroupMember), 1);
+}
+
+#[tokio::test]
+async fn approvals_a_password_reset_run_by_its_requester_and_the_audit_trail() {
+    let w = world().await;
+    with_actions(
+        &w,
+        &[
+            ActionKind::AddGroupMember,
+            ActionKind::BlockSignIn,
+            ActionKind::ResetPassword,
+        ],
+    )
+    .await;
+    let t = TenantId::new(TENANT);
+    let actions = format!("{}/actions", base());
+    // Block sign-in waits for an approver.
+    let block = json!({"requested_by": "helpdesk@host",
+                       "action": {"kind": "block_sign_in", "user": "user2@contoso.com"}});
+    let (s, b, _) = w.post_keyed(&actions, Some("block-2"), block).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["action"]["status"], "pending_approval");
+    assert!(b["action"]["expires_at"].is_string(), "{b}");
+    let block_id = b["action"]["id"].as_str().unwrap().to_owned();
+    assert!(w.queue.is_empty(), "nothing runs before the approval");
+    // The requester cannot approve their own request.
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{actions}/{block_id}/approve"),
+            Some(json!({"by": "helpdesk@host"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    // Pending approvals are listed by status; a bad status is named.
+    let (s, b) = w
+        .call("GET", &format!("{actions}?status=pending_approval"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    let (s, b) = w
+        .call("GET", &format!("{actions}?status=waiting"), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("status"));
+    // Someone else approves: queued, run by the executor.
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{actions}/{block_id}/approve"),
+            Some(json!({"by": "manager@host", "comment": "left the company"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "queued");
+    assert_eq!(b["decision"]["by"], "manager@host");
+    w.drain_actions().await;
+    assert_eq!(w.writer.applied(&t, ActionKind::BlockSignIn), 1);
+
+    // A password reset: approved, then run by its requester only; the password once.
+    let reset = json!({"requested_by": "helpdesk@host",
+                       "action": {"kind": "reset_password", "user": "user3@contoso.com"}});
+    let (s, b, _) = w.post_keyed(&actions, Some("reset-3"), reset).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let reset_id = b["action"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{actions}/{reset_id}/approve"),
+            Some(json!({"by": "manager@host"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+    let run = format!("{actions}/{reset_id}/run");
+    let (s, b) = w
+        .call("POST", &run, Some(json!({"runner": "someone@host"})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "only the requester runs it: {b}");
+    assert!(!b.to_string().contains("temporary_password\":\""), "{b}");
+    let (s, b, h) = w
+        .send(w.req("POST", &run, Some(json!({"runner": "helpdesk@host"}))))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["action"]["status"], "succeeded");
+    let password = b["temporary_password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 16, "a strong password");
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    // Never again: not on a second run, not in the record, the list or the audit trail.
+    let (s, b) = w
+        .call("POST", &run, Some(json!({"runner": "helpdesk@host"})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["temporary_password"].is_null(), "{b}");
+    let (_, listed) = w.call("GET", &actions, None).await;
+    assert!(!listed.to_string().contains(&password));
+    assert_eq!(w.writer.calls(&t, ActionKind::ResetPassword), 1);
+
+    // Cancel before it runs; reject; the audit trail per user, a page at a time.
+    let (_, b, _) = w
+        .post_keyed(&actions, Some("add-4"), add_sales("user4@contoso.com"))
+        .await;
+    let add_id = b["action"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{actions}/{add_id}/cancel"),
+            Some(json!({"by": "helpdesk@host"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    w.drain_actions().await;
+    assert_eq!(w.writer.calls(&t, ActionKind::AddGroupMember), 0);
+    let block5 = json!({"requested_by": "helpdesk@host",
+                        "action": {"kind": "block_sign_in", "user": "user5@contoso.com"}});
+    let (_, b, _) = w.post_keyed(&actions, Some("block-5"), block5).await;
+    let id5 = b["action"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{actions}/{id5}/reject"),
+            Some(json!({"by": "manager@host"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("rejected"))
+    );
+    let (s, b) = w
+        .call("GET", &format!("{actions}?user_id=u005"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{actions}?limit=1&cursor={c}"),
+            None => format!("{actions}?limit=1"),
+        };
+        let (s, b) = w.call("GET", &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        for item in b["items"].as_array().unwrap() {
+            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()));
+        }
+        match b["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4, "every action once across the pages");
+}
+
+#[tokio::test]
+async fn refusals_name_the_problem_and_do_nothing() {
+    let w = world().await;
+    with_actions(&w, &[ActionKind::AddGroupMember]).await;
+    let t = TenantId::new(TENANT);
+    let actions = format!("{}/actions", base());
+    let cases = [
+        // Not enabled for the connection: 403 naming the kind.
+        (
+            json!({"requested_by": "h", "action": {"kind": "delete_user", "user": "user1@contoso.com"}}),
+            StatusCode::FORBIDDEN,
+            "not_permitted",
+        ),
+        // An unknown user, an unknown group: 422 naming them.
+        (
+            add_sales("nobody@contoso.com"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_target",
+        ),
+        (
+            json!({"requested_by": "h", "action": {"kind": "add_group_member", "user": "user1@contoso.com", "group": "Marketing"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_target",
+        ),
+        // A misspelt kind or field, a missing requester: 400.
+        (
+            json!({"requested_by": "h", "action": {"kind": "add_member", "user": "user1@contoso.com"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"requested_by": "h", "action": {"kind": "revoke_sessions", "user": "user1@contoso.com", "group": "Sales"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"action": {"kind": "revoke_sessions", "user": "user1@contoso.com"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+        let (s, b, _) = w
+            .post_keyed(&actions, Some(&format!("bad-{i}")), body.clone())
+            .await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (status, Some(code)),
+            "{body}: {b}"
+        );
+        assert!(!b["message"].as_str().unwrap().contains("Some("), "{b}");
+    }
+    // A key too long or with spaces.
+    let long = "k".repeat(201);
+    let (s, b, _) = w
+        .post_keyed(&actions, Some(&long), add_sales("user1@contoso.com"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("idempotency key"),
+        "{b}"
+    );
+    assert!(w.queue.is_empty());
+    assert_eq!(w.writer.total_calls(), 0);
+    let (_, listed) = w.call("GET", &actions, None).await;
+    assert_eq!(listed["items"], json!([]));
+    let _ = t;
+}
+
+#[tokio::test]
+async fn workflows_start_once_per_key_and_can_be_cancelled() {
+    let w = world().await;
+    with_actions(
+        &w,
+        &[ActionKind::RevokeSessions, ActionKind::AddGroupMember],
+    )
+    .await;
+    let t = TenantId::new(TENANT);
+    let workflows = format!("{}/workflows", base());
+    let lost = json!({"template": "lost_device", "requested_by": "helpdesk@host", "user": "user6@contoso.com"});
+    let (s, b, _) = w.post_keyed(&workflows, None, lost.clone()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, first, h) = w.post_keyed(&workflows, Some("wf-1"), lost.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["template"], "lost_device");
+    assert_eq!(first["via"], "api");
+    assert_eq!(h[header::LOCATION], format!("{workflows}/{id}").as_str());
+    let (s, again, _) = w.post_keyed(&workflows, Some("wf-1"), lost).await;
+    assert_eq!(
+        (s, again["id"].as_str()),
+        (StatusCode::ACCEPTED, Some(id.as_str()))
+    );
+    w.drain_actions().await;
+    assert_eq!(
+        w.writer.calls(&t, ActionKind::RevokeSessions),
+        1,
+        "one workflow, one revoke"
+    );
+    // Onboarding at a future date waits; cancel it before the date.
+    let later = json!({"template": "onboarding", "requested_by": "hr@host", "user": "user7@contoso.com",
+                       "groups": ["Sales"], "at": "2030-01-05T08:00:00Z"});
+    let (s, b, _) = w.post_keyed(&workflows, Some("wf-2"), later).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("scheduled")),
+        "{b}"
+    );
+    assert_eq!(b["due_at"], "2030-01-05T08:00:00Z");
+    let id2 = b["id"].as_str().unwrap().to_owned();
+    let (s, b) = w.call("GET", &format!("{workflows}/{id2}"), None).await;
+    assert_eq!(
+        (s, b["steps"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1)),
+        "{b}"
+    );
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{workflows}/{id2}/cancel"),
+            Some(json!({"by": "hr@host"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{b}"
+    );
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{workflows}/{id2}/cancel"),
+            Some(json!({"by": "hr@host"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, b) = w
+        .call("POST", &format!("{workflows}/{id2}/retry"), None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "only a failed workflow is retried: {b}"
+    );
+    let (s, b) = w.call("GET", &format!("{workflows}?limit=1"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    assert!(b["next_cursor"].is_string());
+    let (s, _) = w
+        .call("GET", &format!("{workflows}/not-a-workflow"), None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -1,6 +1,8 @@
 //! The console's screens. Each page calls the admin API's route function for its data or its
 //! action and renders the answer; an error answer becomes an error page with the API's message.
 
+mod actions;
+
 use std::fmt::Write as _;
 
 use axum::body::Bytes;
@@ -77,6 +79,7 @@ pub(super) fn routes() -> Router<ConsoleState> {
             "/console/accounts/{account}/directories/{tenant}/import",
             get(import_page).post(import),
         )
+        .merge(actions::routes())
 }
 
 /// An answer of a page: the page, or the API's error shown as a page.
@@ -177,6 +180,7 @@ impl Ctx<'_> {
             ("/runs", "Activity Log"),
             ("/settings", "Settings"),
             ("/import", "Import"),
+            ("/actions", "Actions"),
         ] {
             let cur = match name == current {
                 true => " aria-current=\"page\"",

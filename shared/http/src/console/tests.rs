@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use entra_sync_core::actions::memory::CollectingActionQueue;
+use entra_sync_core::directory_write::MemoryDirectoryWriter;
+
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -56,6 +59,8 @@ struct World {
     app: Router,
     store: Arc<MemoryStore>,
     requests: Arc<CollectingFetchRequests>,
+    writer: Arc<MemoryDirectoryWriter>,
+    queue: Arc<CollectingActionQueue>,
     token: String,
 }
 
@@ -128,6 +133,8 @@ async fn world() -> World {
         .await
         .unwrap();
     let (_, key) = ApiKey::generate([3; 32]);
+    let writer = Arc::new(MemoryDirectoryWriter::new());
+    let queue = Arc::new(CollectingActionQueue::new());
     let api = ApiState {
         connect: ConnectDeps {
             consent_states: Arc::new(MemoryConsentStates::new()),
@@ -149,8 +156,15 @@ async fn world() -> World {
             connections: store.clone(),
             runs: store.clone(),
             requests: requests.clone(),
-            clock,
+            clock: clock.clone(),
         },
+        actions: entra_sync_core::actions::testing::memory_deps(
+            &store,
+            writer.clone(),
+            queue.clone(),
+            Arc::new(entra_sync_core::memory::CollectingEvents::new()),
+            clock,
+        ),
         auth: Arc::new(key),
     };
     let (auth, token) = ConsoleAuth::new(Caller::AllAccounts);
@@ -163,6 +177,8 @@ async fn world() -> World {
         app,
         store,
         requests,
+        writer,
+        queue,
         token,
     }
 }
@@ -242,6 +258,8 @@ fn pages() -> Vec<String> {
         format!("{}/settings", base()),
         format!("{}/import", base()),
         format!("{}/import?mode=only_new", base()),
+        format!("{}/actions", base()),
+        format!("{}/actions?status=pending_approval", base()),
     ]
 }
 
@@ -256,6 +274,10 @@ fn forms() -> Vec<String> {
         format!("{}/runs/held-1/reject", base()),
         format!("{}/settings", base()),
         format!("{}/import", base()),
+        format!("{}/actions", base()),
+        format!("{}/actions/a-1/decide", base()),
+        format!("{}/actions/a-1/cancel", base()),
+        format!("{}/actions/a-1/run", base()),
     ]
 }
 
@@ -483,4 +505,131 @@ async fn the_settings_form_saves_a_filter_and_the_import_preview_follows_it() {
         .await;
     assert_eq!(a.status, StatusCode::PRECONDITION_FAILED, "{}", a.body);
     assert!(a.body.contains("role=\"alert\""));
+}
+
+#[tokio::test]
+async fn actions_are_requested_approved_and_a_password_shown_once() {
+    use entra_sync_core::actions::ActionKind;
+    use entra_sync_core::ports::SettingsStore;
+    let w = world().await;
+    let t = TenantId::new(TENANT);
+    let mut settings = entra_sync_core::settings::ConnectionSettings {
+        version: 1,
+        ..Default::default()
+    };
+    settings.actions.enabled = [ActionKind::BlockSignIn, ActionKind::ResetPassword]
+        .into_iter()
+        .collect();
+    w.store.put_settings(&t, &settings, 0).await.unwrap();
+    for i in 0..6 {
+        w.writer.add_user(&t, &format!("u{i:03}"));
+    }
+    w.writer.grant_all(&t);
+    let cookie = w.sign_in().await;
+    let page = w.get(&format!("{}/actions", base()), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Request an action") && page.body.contains("No actions."));
+    let csrf = csrf_of(&page.body);
+    let key = {
+        let at = page.body.find("name=\"key\" value=\"").unwrap() + 18;
+        page.body[at..].split('"').next().unwrap().to_owned()
+    };
+    // Block sign-in: waits for an approver. The same form sent twice acts once.
+    let form = format!(
+        "csrf={csrf}&key={key}&kind=block_sign_in&user=user2%40contoso.com&group=&service_principal_id=&requested_by=helpdesk"
+    );
+    for _ in 0..2 {
+        let a = w
+            .post(&format!("{}/actions", base()), Some(&cookie), &form)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert!(a.body.contains("waits for an approver"), "{}", a.body);
+    }
+    let pending = w
+        .get(
+            &format!("{}/actions?status=pending_approval", base()),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(
+        pending.body.matches("<tr><td>").count(),
+        1,
+        "{}",
+        pending.body
+    );
+    assert!(pending.body.contains("user2@contoso.com") && pending.body.contains("Approve"));
+    let id = {
+        let at = pending.body.find("/actions/").unwrap();
+        let rest = &pending.body[at + 9..];
+        rest.split(['"', '/']).next().unwrap().to_owned()
+    };
+    // The requester cannot approve; someone else can.
+    let decide = format!("{}/actions/{id}/decide", base());
+    let a = w
+        .post(
+            &decide,
+            Some(&cookie),
+            &format!("csrf={csrf}&by=helpdesk&decision=approve"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert!(a.body.contains("role=\"alert\""));
+    let a = w
+        .post(
+            &decide,
+            Some(&cookie),
+            &format!("csrf={csrf}&by=manager&comment=left&decision=approve"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("Approved by manager"), "{}", a.body);
+    assert_eq!(w.queue.len(), 1, "queued for the executor");
+
+    // A password reset: approved, then run by its requester; the password on that page only.
+    let page = w.get(&format!("{}/actions", base()), Some(&cookie)).await;
+    let key = {
+        let at = page.body.find("name=\"key\" value=\"").unwrap() + 18;
+        page.body[at..].split('"').next().unwrap().to_owned()
+    };
+    let a = w
+        .post(
+            &format!("{}/actions", base()),
+            Some(&cookie),
+            &format!("csrf={csrf}&key={key}&kind=reset_password&user=user3%40contoso.com&requested_by=helpdesk"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let at = a.body.find("/actions/").unwrap();
+    let reset = a.body[at + 9..]
+        .split(['"', '/'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let a = w
+        .post(
+            &format!("{}/actions/{reset}/decide", base()),
+            Some(&cookie),
+            &format!("csrf={csrf}&by=manager&decision=approve"),
+        )
+        .await;
+    assert!(a.body.contains("Run the password reset"), "{}", a.body);
+    let a = w
+        .post(
+            &format!("{}/actions/{reset}/run", base()),
+            Some(&cookie),
+            &format!("csrf={csrf}&runner=helpdesk"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("Temporary password"), "{}", a.body);
+    let at = a.body.find("<code>").unwrap() + 6;
+    let password = a.body[at..].split('<').next().unwrap().to_owned();
+    assert!(password.len() >= 16);
+    let shown = w
+        .get(&format!("{}/actions/{reset}", base()), Some(&cookie))
+        .await;
+    assert!(shown.body.contains("Succeeded"), "{}", shown.body);
+    assert!(!shown.body.contains(&password), "shown once only");
+    let list = w.get(&format!("{}/actions", base()), Some(&cookie)).await;
+    assert!(!list.body.contains(&password));
 }
