@@ -909,6 +909,31 @@ async fn admin_api(w: &World) -> Connect {
         GraphClient::new(gc.clone()).unwrap(),
         Arc::new(ManualClock::new(Utc::now())),
     );
+    let api_vault = Arc::new(SecretsManagerVault::new(
+        w.clients(name).secrets.clone(),
+        secret_prefix(),
+        secrets::DEFAULT_TTL,
+    ));
+    let hr = entra_sync_http::api::hr::HrApi {
+        endpoints: entra_sync_core::services::webhooks::EndpointDeps {
+            connections: store.clone(),
+            endpoints: store.clone(),
+            deliveries: store.clone(),
+            vault: api_vault.clone(),
+            clock: clock.clone(),
+            config: Default::default(),
+        },
+        process: entra_sync_core::services::webhooks::ProcessDeps {
+            actions: actions.clone(),
+            endpoints: store.clone(),
+            deliveries: store.clone(),
+            reviews: store.clone(),
+            people: store.clone(),
+            employees: store.clone(),
+            hr_api: Arc::new(entra_sync_hr::HiBobClient::new(Default::default()).unwrap()),
+            vault: api_vault,
+        },
+    };
     let routes = entra_sync_http::api::router(entra_sync_http::api::ApiState {
         connect: ConnectDeps {
             consent_states: store.clone(),
@@ -942,6 +967,7 @@ async fn admin_api(w: &World) -> Connect {
             clock,
         },
         actions,
+        hr,
         auth: Arc::new(Backend),
     });
     Connect {
@@ -1023,6 +1049,7 @@ async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId, team: &st
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     api_actions(w, &api, tenant, team).await;
+    api_hr_endpoints(&api, tenant).await;
     // A host user deleted, and another connection disconnected (its secrets go).
     let (_, users) = api
         .get(&format!("/v1/accounts/{ACCOUNT_ID}/host-users?limit=1"))
@@ -1136,6 +1163,64 @@ async fn api_actions(w: &World, api: &Connect, tenant: &TenantId, team: &str) {
     assert!(run_action_queue(w, &deps).await >= 2);
     let (_, body) = api.get(&format!("{actions}/{id}")).await;
     assert_eq!(parse(&body)["status"], "succeeded", "{body}");
+}
+
+/// HR endpoints through the admin API (the HiBob one was created by [`hooks`]): a Standard
+/// Webhooks endpoint created (its secret generated, into Secrets Manager), rotated, disabled
+/// and enabled again; HiBob's API credential replaced; the delivery log and the review list.
+async fn api_hr_endpoints(api: &Connect, tenant: &TenantId) {
+    let base = format!("/v1/accounts/{ACCOUNT_ID}/hr-endpoints");
+    let (status, body) = api
+        .send(
+            "POST",
+            &base,
+            json!({"source": "standard", "tenant_id": tenant.to_string(),
+                   "api_credential": "sender-api-key"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    // Rotated twice without grace: the first secret is deleted from Secrets Manager.
+    for _ in 0..2 {
+        let (status, body) = api
+            .send(
+                "POST",
+                &format!("{base}/standard/rotate"),
+                json!({"grace_hours": 0}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for route in ["disable", "enable"] {
+        let (status, body) = api
+            .send("POST", &format!("{base}/standard/{route}"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{route}: {body}");
+    }
+    let (status, body) = api
+        .send(
+            "PUT",
+            &format!("{base}/hibob/api-credential"),
+            json!({"api_credential": "svc-iam:token-iam"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in [
+        base.clone(),
+        format!("{base}/hibob"),
+        format!("{base}/hibob/deliveries?limit=5"),
+        format!("/v1/accounts/{ACCOUNT_ID}/connections/{tenant}/hr-reviews?status=all"),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, body) = api.get(&format!("{base}/hibob/deliveries")).await;
+    let deliveries: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !deliveries["items"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ use entra_sync_aws::{
 };
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::sync_now::SyncNowDeps;
+use entra_sync_core::services::webhooks::{EndpointDeps, ProcessDeps, WebhookConfig};
 use entra_sync_core::services::{ConnectDeps, ProjectDeps};
 use entra_sync_graph::{GraphClient, GraphConfig, GraphTenantDirectory};
+use entra_sync_hr::{HiBobClient, HiBobConfig};
 use entra_sync_http::api::ApiState;
 use entra_sync_http::api::auth::PlatformCaller;
+use entra_sync_http::api::hr::HrApi;
 use entra_sync_http::connect::ConnectConfig;
 
 #[tokio::main]
@@ -46,6 +49,30 @@ async fn main() -> Result<(), lambda_http::Error> {
     // as its requester, so its temporary password is only ever in this answer.
     let actions = action_deps(&sdk, &store, Arc::new(graph.clone()))?;
     let clock = Arc::new(SystemClock);
+    // HR endpoints: their secrets go to Secrets Manager. Resolving a review item applies the
+    // held event as stored (a lookup event was filled from the HR system's API when it was
+    // processed), so the processor's HiBob client is never called here.
+    let hibob = HiBobClient::new(HiBobConfig::default())?;
+    let hr = HrApi {
+        endpoints: EndpointDeps {
+            connections: store.clone(),
+            endpoints: store.clone(),
+            deliveries: store.clone(),
+            vault: vault.clone(),
+            clock: clock.clone(),
+            config: WebhookConfig::default(),
+        },
+        process: ProcessDeps {
+            actions: actions.clone(),
+            endpoints: store.clone(),
+            deliveries: store.clone(),
+            reviews: store.clone(),
+            people: store.clone(),
+            employees: store.clone(),
+            hr_api: Arc::new(hibob),
+            vault: vault.clone(),
+        },
+    };
     let state = ApiState {
         connect: ConnectDeps {
             consent_states: store.clone(),
@@ -73,6 +100,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             clock,
         },
         actions,
+        hr,
         auth: Arc::new(PlatformCaller),
     };
     lambda_http::run(app(state, &account_claim)).await

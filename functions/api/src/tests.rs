@@ -74,6 +74,13 @@ async fn app() -> axum::Router {
         .await
         .unwrap();
     let (_, key) = ApiKey::generate([9; 32]);
+    let actions = entra_sync_core::actions::testing::memory_deps(
+        &store,
+        Arc::new(entra_sync_core::directory_write::MemoryDirectoryWriter::new()),
+        Arc::new(entra_sync_core::actions::memory::CollectingActionQueue::new()),
+        Arc::new(entra_sync_core::memory::CollectingEvents::new()),
+        clock.clone(),
+    );
     let state = ApiState {
         connect: ConnectDeps {
             consent_states: Arc::new(MemoryConsentStates::new()),
@@ -97,13 +104,12 @@ async fn app() -> axum::Router {
             requests: Arc::new(NoFetches),
             clock: clock.clone(),
         },
-        actions: entra_sync_core::actions::testing::memory_deps(
-            &store,
-            Arc::new(entra_sync_core::directory_write::MemoryDirectoryWriter::new()),
-            Arc::new(entra_sync_core::actions::memory::CollectingActionQueue::new()),
-            Arc::new(entra_sync_core::memory::CollectingEvents::new()),
-            clock,
-        ),
+        hr: {
+            let (endpoints, process) =
+                entra_sync_core::webhooks::memory::memory_hr_deps(&store, actions.clone());
+            entra_sync_http::api::hr::HrApi { endpoints, process }
+        },
+        actions,
         // A local key, which the function must ignore: only API Gateway says who calls.
         auth: Arc::new(key),
     };

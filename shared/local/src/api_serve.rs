@@ -158,6 +158,7 @@ pub fn api_state(
     config: ConnectConfig,
     directory: Arc<dyn DirectoryReader>,
     actions: entra_sync_core::services::actions::ActionDeps,
+    hr_api: Arc<dyn entra_sync_core::webhooks::ports::HrDirectory>,
     key: ApiKey,
 ) -> ApiState {
     ApiState {
@@ -169,6 +170,10 @@ pub fn api_state(
             runs: app.store.clone(),
             requests: Arc::new(LocalSyncs::new(app.clone(), directory)),
             clock: app.clock.clone(),
+        },
+        hr: entra_sync_http::api::hr::HrApi {
+            endpoints: crate::hooks_worker::endpoint_deps(app),
+            process: crate::hooks_worker::process_deps(app, actions.clone(), hr_api),
         },
         actions,
         auth: Arc::new(key),
@@ -182,9 +187,12 @@ pub fn api_routes(
     config: ConnectConfig,
     directory: Arc<dyn DirectoryReader>,
     actions: entra_sync_core::services::actions::ActionDeps,
+    hr_api: Arc<dyn entra_sync_core::webhooks::ports::HrDirectory>,
     key: ApiKey,
 ) -> Router {
-    api::routes(api_state(app, connect, config, directory, actions, key))
+    api::routes(api_state(
+        app, connect, config, directory, actions, hr_api, key,
+    ))
 }
 
 /// The API's routes and the admin console's on the same state (to merge before the stack),
@@ -250,6 +258,7 @@ mod tests {
             config,
             Arc::new(graph),
             actions,
+            Arc::new(entra_sync_core::webhooks::memory::MemoryHrDirectory::new()),
             key,
         ));
         let get = |auth: Option<String>| {

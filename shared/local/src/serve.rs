@@ -238,6 +238,10 @@ pub async fn run_serve(
         config.clone(),
         Arc::new(graph.clone()),
         actions.deps.clone(),
+        Arc::new(
+            crate::hooks_worker::hibob_client()
+                .map_err(|e| LocalError::Failed(format!("HiBob client: {e}")))?,
+        ),
         key,
     );
     // The admin console beside the API, signed in through a one-time address.

@@ -332,3 +332,37 @@ impl HrDirectory for MemoryHrDirectory {
         Ok(lock(&self.employees).get(provider_id).cloned())
     }
 }
+
+/// Endpoint management and the processor on the in-memory webhook stores beside `store` (the
+/// connections) and the write half `actions`: what the API, console and function tests use.
+pub fn memory_hr_deps(
+    store: &Arc<crate::memory::MemoryStore>,
+    actions: crate::services::actions::ActionDeps,
+) -> (
+    crate::services::webhooks::EndpointDeps,
+    crate::services::webhooks::ProcessDeps,
+) {
+    let hooks = Arc::new(MemoryWebhooks::new());
+    let vault = Arc::new(crate::memory::MemoryVault::default());
+    let endpoints = crate::services::webhooks::EndpointDeps {
+        connections: store.clone(),
+        endpoints: hooks.clone(),
+        deliveries: hooks.clone(),
+        vault: vault.clone(),
+        clock: actions.clock.clone(),
+        config: crate::services::webhooks::WebhookConfig::default(),
+    };
+    let process = crate::services::webhooks::ProcessDeps {
+        actions,
+        endpoints: hooks.clone(),
+        deliveries: hooks.clone(),
+        reviews: hooks.clone(),
+        people: hooks,
+        employees: Arc::new(ScanningEmployeeLookup {
+            mirror: store.clone(),
+        }),
+        hr_api: Arc::new(MemoryHrDirectory::new()),
+        vault,
+    };
+    (endpoints, process)
+}

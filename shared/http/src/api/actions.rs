@@ -134,7 +134,7 @@ async fn run_as(
     })
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/actions", tag = "actions",
+#[utoipa::path(post, operation_id = "submit_action", path = "/v1/accounts/{account}/connections/{tenant}/actions", tag = "actions",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT),
         ("Idempotency-Key" = String, Header, description = "A unique id per request (such as a UUID), at most 200 printable characters. The same key answers with the same action and never acts twice; the same key with another request is refused (422).")),
     request_body = SubmitActionBody,
@@ -194,7 +194,7 @@ pub(crate) async fn submit(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{account}/connections/{tenant}/actions", tag = "actions",
+#[utoipa::path(get, operation_id = "list_actions", path = "/v1/accounts/{account}/connections/{tenant}/actions", tag = "actions",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT),
         ("status" = Option<String>, Query, description = "Only actions in this status (pending_approval, approved, queued, running, succeeded, failed, rejected, expired, cancelled)."),
         ("user_id" = Option<String>, Query, description = "Only actions on this user (object id)."),
@@ -247,7 +247,7 @@ pub(crate) async fn list(
     Ok(Json(DirectoryActionList { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}", tag = "actions",
+#[utoipa::path(get, operation_id = "show_action", path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}", tag = "actions",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("action" = String, Path, description = ACTION)),
     responses((status = 200, body = DirectoryActionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn show(
@@ -285,7 +285,7 @@ async fn decide(
     Ok(Json(r.into()))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/approve", tag = "approvals",
+#[utoipa::path(post, operation_id = "approve_action", path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/approve", tag = "approvals",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("action" = String, Path, description = ACTION)),
     request_body = DecideBody,
     responses((status = 200, description = "Approved: the action goes to the executor (a password reset waits for its requester to run it).", body = DirectoryActionView),
@@ -300,7 +300,7 @@ pub(crate) async fn approve(
     decide(&s, &c, id, &bytes, Decision::Approve).await
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/reject", tag = "approvals",
+#[utoipa::path(post, operation_id = "reject_action", path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/reject", tag = "approvals",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("action" = String, Path, description = ACTION)),
     request_body = DecideBody,
     responses((status = 200, description = "Rejected: nothing is done.", body = DirectoryActionView),
@@ -315,7 +315,7 @@ pub(crate) async fn reject(
     decide(&s, &c, id, &bytes, Decision::Reject).await
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/cancel", tag = "actions",
+#[utoipa::path(post, operation_id = "cancel_action", path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/cancel", tag = "actions",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("action" = String, Path, description = ACTION)),
     request_body = ByBody,
     responses((status = 200, description = "Cancelled before it started.", body = DirectoryActionView),
@@ -334,7 +334,7 @@ pub(crate) async fn cancel(
     Ok(Json(r.into()))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/retry", tag = "actions",
+#[utoipa::path(post, operation_id = "retry_action", path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/retry", tag = "actions",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("action" = String, Path, description = ACTION)),
     request_body = ByBody,
     responses((status = 200, description = "The failed action is queued again.", body = DirectoryActionView),
@@ -353,7 +353,7 @@ pub(crate) async fn retry(
     Ok(Json(r.into()))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/run", tag = "actions",
+#[utoipa::path(post, operation_id = "run_action", path = "/v1/accounts/{account}/connections/{tenant}/actions/{action}/run", tag = "actions",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("action" = String, Path, description = ACTION)),
     request_body = RunActionBody,
     responses((status = 200, description = "The action as it is after running it; a password reset's temporary password is in this answer, once.", body = ActionRunView),
@@ -374,7 +374,7 @@ pub(crate) async fn run(
     Ok(Json(ran).into_response())
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/workflows", tag = "workflows",
+#[utoipa::path(post, operation_id = "start_workflow", path = "/v1/accounts/{account}/connections/{tenant}/workflows", tag = "workflows",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT),
         ("Idempotency-Key" = String, Header, description = "A unique id per request (such as a UUID): the same key answers with the workflow it started.")),
     request_body = StartWorkflowBody,
@@ -426,7 +426,7 @@ pub(crate) async fn start(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{account}/connections/{tenant}/workflows", tag = "workflows",
+#[utoipa::path(get, operation_id = "list_workflows", path = "/v1/accounts/{account}/connections/{tenant}/workflows", tag = "workflows",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT),
         ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page."),
         ("limit" = Option<usize>, Query, description = "Items per page, 1 to 200 (default 50).")),
@@ -452,7 +452,7 @@ pub(crate) async fn workflows(
     Ok(Json(WorkflowList { items, next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}", tag = "workflows",
+#[utoipa::path(get, operation_id = "show_workflow", path = "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}", tag = "workflows",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("workflow" = String, Path, description = WORKFLOW)),
     responses((status = 200, body = WorkflowView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn workflow(
@@ -466,7 +466,7 @@ pub(crate) async fn workflow(
     Ok(Json(wf.into()))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}/cancel", tag = "workflows",
+#[utoipa::path(post, operation_id = "cancel_workflow", path = "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}/cancel", tag = "workflows",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("workflow" = String, Path, description = WORKFLOW)),
     request_body = ByBody,
     responses((status = 200, description = "Cancelled, with the not-yet-started actions of its current step.", body = WorkflowView),
@@ -485,7 +485,7 @@ pub(crate) async fn cancel_wf(
     Ok(Json(wf.into()))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}/retry", tag = "workflows",
+#[utoipa::path(post, operation_id = "retry_workflow", path = "/v1/accounts/{account}/connections/{tenant}/workflows/{workflow}/retry", tag = "workflows",
     params(("account" = String, Path, description = ACCOUNT), ("tenant" = String, Path, description = TENANT), ("workflow" = String, Path, description = WORKFLOW)),
     responses((status = 200, description = "The failed step runs again.", body = WorkflowView),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),

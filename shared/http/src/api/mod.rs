@@ -1,7 +1,8 @@
 //! The admin API (`/v1`): what the host product's backend (and an embedded console) uses to
 //! manage an account's directory connections: connections, settings, preview and import, sync
 //! now, the activity log, held runs, the mirror's users and groups, the host product's users and
-//! the sign-in lookup, and the write half (actions with their approvals, workflows).
+//! the sign-in lookup, the write half (actions with their approvals, workflows), and the HR
+//! webhook endpoints with their delivery logs and review lists.
 //! docs/api.md is the reader's guide; docs/openapi.json the contract.
 //!
 //! - **One table** ([`route_table`]) lists every route with its method, path and whether it is
@@ -25,6 +26,7 @@
 pub(crate) mod action_views;
 pub(crate) mod actions;
 pub mod auth;
+pub mod hr;
 pub mod params;
 pub(crate) mod routes;
 pub mod views;
@@ -59,6 +61,8 @@ pub struct ApiState {
     pub sync: SyncNowDeps,
     /// The write half: actions, approvals, workflows.
     pub actions: ActionDeps,
+    /// HR webhook endpoints and the review list.
+    pub hr: hr::HrApi,
     pub auth: Arc<dyn auth::Authenticator>,
 }
 
@@ -291,6 +295,74 @@ pub fn route_table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             post(actions::retry_wf),
         ),
         (
+            private("GET", "/v1/accounts/{account}/hr-endpoints"),
+            get(hr::list),
+        ),
+        (
+            private("POST", "/v1/accounts/{account}/hr-endpoints"),
+            post(hr::create),
+        ),
+        (
+            private("GET", "/v1/accounts/{account}/hr-endpoints/{source}"),
+            get(hr::show),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/hr-endpoints/{source}/rotate",
+            ),
+            post(hr::rotate),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/hr-endpoints/{source}/disable",
+            ),
+            post(hr::disable),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/hr-endpoints/{source}/enable",
+            ),
+            post(hr::enable),
+        ),
+        (
+            private(
+                "PUT",
+                "/v1/accounts/{account}/hr-endpoints/{source}/api-credential",
+            ),
+            put(hr::api_credential),
+        ),
+        (
+            private(
+                "GET",
+                "/v1/accounts/{account}/hr-endpoints/{source}/deliveries",
+            ),
+            get(hr::deliveries),
+        ),
+        (
+            private(
+                "GET",
+                "/v1/accounts/{account}/connections/{tenant}/hr-reviews",
+            ),
+            get(hr::reviews),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/hr-reviews/{review}/resolve",
+            ),
+            post(hr::resolve),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/connections/{tenant}/hr-reviews/{review}/dismiss",
+            ),
+            post(hr::dismiss),
+        ),
+        (
             private("GET", "/v1/accounts/{account}/host-users"),
             get(list_host_users_route),
         ),
@@ -371,7 +443,7 @@ pub fn router(state: ApiState) -> Router {
     info(
         title = "entra-sync admin API",
         version = "1",
-        description = "Manage an account's Microsoft Entra ID directory connections: settings, imports, syncs, the activity log, held runs, the mirrored directory, the host product's users, and actions on the directory with their approvals and workflows. See docs/api.md."
+        description = "Manage an account's Microsoft Entra ID directory connections: settings, imports, syncs, the activity log, held runs, the mirrored directory, the host product's users, actions on the directory with their approvals and workflows, and HR webhook endpoints. See docs/api.md."
     ),
     paths(
         routes::health,
@@ -407,6 +479,17 @@ pub fn router(state: ApiState) -> Router {
         actions::workflow,
         actions::cancel_wf,
         actions::retry_wf,
+        hr::list,
+        hr::create,
+        hr::show,
+        hr::rotate,
+        hr::disable,
+        hr::enable,
+        hr::api_credential,
+        hr::deliveries,
+        hr::reviews,
+        hr::resolve,
+        hr::dismiss,
         routes::list_host_users_route,
         routes::activate,
         routes::delete_host_user,

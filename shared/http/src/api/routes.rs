@@ -122,7 +122,7 @@ fn sync_now_error(e: SyncNowError) -> HttpError {
 }
 
 /// The account of the path, if the caller may see it (else 404, as for no such account).
-fn account(caller: &Caller, raw: &str) -> Result<AccountId, HttpError> {
+pub(super) fn account_of(caller: &Caller, raw: &str) -> Result<AccountId, HttpError> {
     let account = validate_account_id(raw)?;
     match caller.may_see(&account) {
         true => Ok(account),
@@ -137,7 +137,7 @@ async fn connection(
     raw_account: &str,
     raw_tenant: &str,
 ) -> Result<Connection, HttpError> {
-    let account = account(caller, raw_account)?;
+    let account = account_of(caller, raw_account)?;
     let tenant: TenantId = parse_tenant_id(raw_tenant).ok_or_else(not_found)?;
     Ok(connect::account_connection(s.project.connections.as_ref(), &account, &tenant).await?)
 }
@@ -243,7 +243,7 @@ pub(crate) async fn list_connections(
 ) -> Answer<ConnectionList> {
     let q = Query::parse(&uri, &["cursor", "limit"])?;
     let (limit, after) = (q.limit()?, q.cursor("connections")?);
-    let account = account(&caller, &raw)?;
+    let account = account_of(&caller, &raw)?;
     let mut all =
         connect::list_account_connections(s.project.connections.as_ref(), &account).await?;
     all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
@@ -273,7 +273,7 @@ pub(crate) async fn start_connection(
     Path(raw): Path<String>,
     bytes: Bytes,
 ) -> Result<(StatusCode, Json<ConsentLinkView>), HttpError> {
-    let account = account(&caller, &raw)?;
+    let account = account_of(&caller, &raw)?;
     let b: StartConnection = body(&bytes)?;
     let expected = match &b.expected_tenant_id {
         Some(t) => Some(parse_tenant_id(t).ok_or_else(|| {
@@ -886,7 +886,7 @@ pub(crate) async fn list_host_users_route(
                 })
         })
         .transpose()?;
-    let account = account(&caller, &raw)?;
+    let account = account_of(&caller, &raw)?;
     let listing = list_host_users(
         s.project.local_users.as_ref(),
         &account,
@@ -911,7 +911,7 @@ pub(crate) async fn activate(
     Path((raw, local_id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> Answer<HostUserView> {
-    let account = account(&caller, &raw)?;
+    let account = account_of(&caller, &raw)?;
     let b: Activate = body(&bytes)?;
     let u = activate_local_user(
         s.project.local_users.as_ref(),
@@ -935,7 +935,7 @@ pub(crate) async fn delete_host_user(
     Extension(caller): Extension<Caller>,
     Path((raw, local_id)): Path<(String, String)>,
 ) -> Answer<HostUserView> {
-    let account = account(&caller, &raw)?;
+    let account = account_of(&caller, &raw)?;
     let u = set_local_status(
         s.project.local_users.as_ref(),
         s.project.clock.as_ref(),
@@ -967,7 +967,7 @@ pub(crate) async fn sign_in(
     Path(raw): Path<String>,
     bytes: Bytes,
 ) -> Answer<SignInView> {
-    let account = account(&caller, &raw)?;
+    let account = account_of(&caller, &raw)?;
     let q: SignInQuestion = body(&bytes)?;
     let found = sign_in_lookup(
         s.project.local_users.as_ref(),

@@ -33,6 +33,7 @@ use entra_sync_core::run::{BreakerHold, RunUpdate, SyncRun, Trigger};
 use entra_sync_core::services::actions::{ActionDeps, handle_action_message};
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_core::services::{ConnectDeps, ProjectDeps};
+use entra_sync_core::webhooks::memory::memory_hr_deps;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use url::Url;
@@ -149,6 +150,10 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
             runs: store.clone(),
             requests: requests.clone(),
             clock: clock.clone(),
+        },
+        hr: {
+            let (endpoints, process) = memory_hr_deps(&store, actions.clone());
+            super::hr::HrApi { endpoints, process }
         },
         actions: actions.clone(),
         auth,
@@ -307,6 +312,8 @@ fn concrete(path: &str) -> String {
         .replace("{local_id}", "l1")
         .replace("{action}", "0b7f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
         .replace("{workflow}", "1c8f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
+        .replace("{source}", "standard")
+        .replace("{review}", "2d8f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
 }
 
 #[tokio::test]
@@ -1404,6 +1411,139 @@ async fn workflows_start_once_per_key_and_can_be_cancelled() {
     assert!(b["next_cursor"].is_string());
     let (s, _) = w
         .call("GET", &format!("{workflows}/not-a-workflow"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn hr_endpoints_are_managed_with_the_secret_shown_once() {
+    let w = world().await;
+    let hooks = format!("/v1/accounts/{ACCOUNT}/hr-endpoints");
+    // A Standard Webhooks endpoint: its secret is generated and in this answer only.
+    let (s, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"source": "standard", "tenant_id": TENANT})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let secret = b["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{b}");
+    assert_eq!(b["endpoint"]["path"], format!("/hooks/{ACCOUNT}/standard"));
+    assert_eq!(b["endpoint"]["enabled"], true);
+    let (s, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"source": "standard", "tenant_id": TENANT})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{b}"
+    );
+    // BambooHR generates its own key: without it, refused naming the field.
+    let (s, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"source": "bamboohr", "tenant_id": TENANT})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("secret"), "{b}");
+    for bad in [
+        json!({"source": "workday", "tenant_id": TENANT}),
+        json!({"source": "standard", "tenant_id": "not-a-guid"}),
+        json!({"source": "standard", "tenant_id": TENANT, "colour": "red"}),
+    ] {
+        let (s, b) = w.call("POST", &hooks, Some(bad.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+    }
+    // Another account's connection is not found.
+    let (s, _) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"source": "hibob", "tenant_id": OTHER_TENANT, "secret": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Rotate: a new secret, the previous one still listed in its grace period.
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{hooks}/standard/rotate"),
+            Some(json!({"grace_hours": 2})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rotated = b["secret"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, secret);
+    assert_eq!(b["endpoint"]["secrets"].as_array().unwrap().len(), 2);
+    assert!(b["endpoint"]["secrets"][1]["valid_until"].is_string());
+    let (s, b) = w
+        .call(
+            "POST",
+            &format!("{hooks}/standard/rotate"),
+            Some(json!({"grace_hours": 9999})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // Disable, enable, the credential, the list, the log: never a secret.
+    let (s, b) = w
+        .call("POST", &format!("{hooks}/standard/disable"), None)
+        .await;
+    assert_eq!((s, b["enabled"].as_bool()), (StatusCode::OK, Some(false)));
+    let (s, b) = w
+        .call("POST", &format!("{hooks}/standard/enable"), None)
+        .await;
+    assert_eq!((s, b["enabled"].as_bool()), (StatusCode::OK, Some(true)));
+    let (s, b) = w
+        .call(
+            "PUT",
+            &format!("{hooks}/standard/api-credential"),
+            Some(json!({"api_credential": "sender-api-key"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["has_api_credential"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{b}"
+    );
+    let mut seen = String::new();
+    for path in [
+        hooks.clone(),
+        format!("{hooks}/standard"),
+        format!("{hooks}/standard/deliveries"),
+    ] {
+        let (s, b) = w.call("GET", &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {b}");
+        seen.push_str(&b.to_string());
+    }
+    for hidden in [&secret, &rotated, "sender-api-key"] {
+        assert!(!seen.contains(hidden), "a secret in an answer");
+    }
+    let (s, _) = w.call("GET", &format!("{hooks}/workday"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = w.call("GET", &format!("{hooks}/hibob"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no HiBob endpoint yet");
+    // The review list of the connection: empty; an unknown item is not found.
+    let reviews = format!("{}/hr-reviews", base());
+    let (s, b) = w.call("GET", &format!("{reviews}?status=all"), None).await;
+    assert_eq!((s, b["items"].clone()), (StatusCode::OK, json!([])));
+    let (s, b) = w
+        .call("GET", &format!("{reviews}?status=closed"), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = w
+        .call(
+            "POST",
+            &format!("{reviews}/no-such-item/resolve"),
+            Some(json!({"user_id": "u001", "by": "hr@host"})),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }

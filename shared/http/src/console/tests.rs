@@ -135,6 +135,13 @@ async fn world() -> World {
     let (_, key) = ApiKey::generate([3; 32]);
     let writer = Arc::new(MemoryDirectoryWriter::new());
     let queue = Arc::new(CollectingActionQueue::new());
+    let actions = entra_sync_core::actions::testing::memory_deps(
+        &store,
+        writer.clone(),
+        queue.clone(),
+        Arc::new(entra_sync_core::memory::CollectingEvents::new()),
+        clock.clone(),
+    );
     let api = ApiState {
         connect: ConnectDeps {
             consent_states: Arc::new(MemoryConsentStates::new()),
@@ -158,13 +165,12 @@ async fn world() -> World {
             requests: requests.clone(),
             clock: clock.clone(),
         },
-        actions: entra_sync_core::actions::testing::memory_deps(
-            &store,
-            writer.clone(),
-            queue.clone(),
-            Arc::new(entra_sync_core::memory::CollectingEvents::new()),
-            clock,
-        ),
+        hr: {
+            let (endpoints, process) =
+                entra_sync_core::webhooks::memory::memory_hr_deps(&store, actions.clone());
+            crate::api::hr::HrApi { endpoints, process }
+        },
+        actions,
         auth: Arc::new(key),
     };
     let (auth, token) = ConsoleAuth::new(Caller::AllAccounts);
