@@ -439,4 +439,102 @@ mod tests {
         assert!(failures(&r).is_empty());
         assert!(w.pages.drain().is_empty());
     }
+
+    fn request(body: &FetchRequest) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m-sync-now".into());
+        m.body = Some(serde_json::to_string(body).unwrap());
+        m
+    }
+
+    /// "Sync now" records its run before the request reaches fetch. When fetch continues the
+    /// round of a failed run under a new run, or another fetch holds the directory, the recorded
+    /// run is finished as skipped (with why), instead of showing as running for good and
+    /// answering every later "sync now" of the directory.
+    #[tokio::test]
+    async fn a_sync_now_run_that_fetch_does_not_run_under_is_finished_as_skipped() {
+        use entra_sync_core::ports::RunStore;
+        use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun, Trigger};
+        use entra_sync_core::services::sync_now::running_sync;
+        let w = world().await;
+        let tenant = TenantId::new("tenant-a");
+        // A scheduled fetch stops after one page; its run then fails (the round stays open).
+        let r = handle(
+            &w.deps,
+            &settings(1),
+            "req-1",
+            sample(include_str!("../../../events/fetch/happy.json")),
+        )
+        .await;
+        assert!(failures(&r).is_empty());
+        w.requests.take();
+        let first = w.store.list_runs(&tenant, 5).await.unwrap()[0]
+            .run_id
+            .clone();
+        let failed = RunUpdate::Finish {
+            status: RunStatus::Failed {
+                error: "the reconcile timed out".into(),
+            },
+            at: chrono::Utc::now(),
+        };
+        w.store.update_run(&tenant, &first, &failed).await.unwrap();
+        // "Sync now" records its run and asks for a fetch under it.
+        let now = chrono::Utc::now();
+        let asked = SyncRun::new("sync-now-1".into(), tenant.clone(), Trigger::Manual, now);
+        w.store.create_run(&asked).await.unwrap();
+        let req = FetchRequest {
+            tenant_id: tenant.clone(),
+            trigger: Trigger::Manual,
+            force_full: false,
+            run_id: Some("sync-now-1".into()),
+        };
+        let r = handle_message(&w.deps, &settings(100), "req-2", &request(&req)).await;
+        assert!(r.acknowledged());
+        let runs = w.store.list_runs(&tenant, 10).await.unwrap();
+        let continuing = runs
+            .iter()
+            .find(|r| r.continues.as_deref() == Some(first.as_str()))
+            .expect("a run continues the failed round");
+        let stored = w
+            .store
+            .get_run(&tenant, "sync-now-1")
+            .await
+            .unwrap()
+            .unwrap();
+        match &stored.status {
+            RunStatus::Skipped { reason } => {
+                assert!(reason.contains(&continuing.run_id), "{reason}")
+            }
+            other => panic!("the requested run is {other:?}"),
+        }
+        // A later "sync now" is not answered with the skipped run.
+        let running = running_sync(w.store.as_ref(), &tenant).await.unwrap();
+        assert_ne!(running.map(|r| r.run_id).as_deref(), Some("sync-now-1"));
+        // Another fetch holds the directory: the request is dropped and its run says why.
+        assert!(
+            w.store
+                .acquire_lease(&tenant, "other", now + chrono::Duration::minutes(10), now)
+                .await
+                .unwrap()
+        );
+        let asked = SyncRun::new("sync-now-2".into(), tenant.clone(), Trigger::Manual, now);
+        w.store.create_run(&asked).await.unwrap();
+        let req = FetchRequest {
+            run_id: Some("sync-now-2".into()),
+            ..req
+        };
+        let r = handle_message(&w.deps, &settings(100), "req-3", &request(&req)).await;
+        assert_eq!(r, RequestResult::AlreadyRunning);
+        let stored = w
+            .store
+            .get_run(&tenant, "sync-now-2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&stored.status, RunStatus::Skipped { reason } if reason.contains("Another sync")),
+            "{:?}",
+            stored.status
+        );
+    }
 }

@@ -131,8 +131,16 @@ impl FetchRequests for LocalSyncs {
                     Ok(run) => info!(tenant = %tenant, run_id = %run.run_id, "sync now finished"),
                     Err(e) => {
                         warn!(tenant = %tenant, error = %e, "sync now failed");
-                        // The recorded run would otherwise stay running.
-                        if let Some(id) = &request.run_id {
+                        // The recorded run would otherwise stay running (unless the fetch
+                        // already finished it, saying why).
+                        let unfinished = match &request.run_id {
+                            Some(id) => matches!(
+                                app.store.get_run(&tenant, id).await,
+                                Ok(Some(run)) if !run.is_finished()
+                            ),
+                            None => false,
+                        };
+                        if let (true, Some(id)) = (unfinished, &request.run_id) {
                             let finish = RunUpdate::Finish {
                                 status: RunStatus::Failed {
                                     error: format!("The sync failed: {e}"),

@@ -25,7 +25,7 @@ use super::commit::try_commit;
 use super::connect::{clear_reauthorization, mark_needs_reauthorization};
 use super::deps::{SyncDeps, SyncStore};
 use crate::cursor::{CursorRecord, CursorState, FullReason};
-use crate::error::{DirectoryError, SyncError};
+use crate::error::{DirectoryError, ErrorClass, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{ConnectionStatus, Stream, TenantId};
 use crate::page::{PageItems, PageLink, PageMessage};
@@ -128,6 +128,57 @@ impl FetchReport {
 
 /// Run one fetch of one directory.
 pub async fn run_fetch(
+    deps: &FetchDeps,
+    tenant: &TenantId,
+    opts: &FetchOptions,
+) -> Result<FetchReport, SyncError> {
+    let result = fetch_directory(deps, tenant, opts).await;
+    if let Some(asked) = &opts.run_id {
+        settle_requested_run(deps, tenant, asked, &result).await;
+    }
+    result
+}
+
+/// A "sync now" recorded run `asked` before its request reached the fetch. When the fetch ran
+/// under another run (it continued a round in progress), or did not run and will not be
+/// retried (another fetch holds the directory, or it cannot succeed), nothing would ever finish
+/// `asked`: it would show as running for good, and every later "sync now" of the directory
+/// would answer with it. It is finished as skipped, saying why.
+async fn settle_requested_run(
+    deps: &FetchDeps,
+    tenant: &TenantId,
+    asked: &str,
+    result: &Result<FetchReport, SyncError>,
+) {
+    let reason = match result {
+        Ok(report) if report.run_id == asked => return,
+        Ok(report) => format!(
+            "Another sync of this directory was under way; run {} continued it and reads the changes this request asked for.",
+            report.run_id
+        ),
+        Err(SyncError::Busy(_)) => "Another sync of this directory was running at the same moment; it reads the changes this request asked for.".to_owned(),
+        Err(e) if e.class() == ErrorClass::Permanent => plain_words(e),
+        // A retried request runs under this run again.
+        Err(_) => return,
+    };
+    match deps.sync.runs.get_run(tenant, asked).await {
+        Ok(Some(run)) if !run.is_finished() => {}
+        Ok(_) => return,
+        Err(e) => {
+            warn!(tenant = %tenant, run_id = %asked, error = %e, "the requested run could not be read");
+            return;
+        }
+    }
+    let finish = RunUpdate::Finish {
+        status: RunStatus::Skipped { reason },
+        at: deps.sync.clock.now(),
+    };
+    if let Err(e) = deps.sync.runs.update_run(tenant, asked, &finish).await {
+        warn!(tenant = %tenant, run_id = %asked, error = %e, "the requested run could not be finished");
+    }
+}
+
+async fn fetch_directory(
     deps: &FetchDeps,
     tenant: &TenantId,
     opts: &FetchOptions,
