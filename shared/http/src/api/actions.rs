@@ -25,7 +25,7 @@ use entra_sync_core::services::actions::{
 use super::ApiState;
 use super::action_views::*;
 use super::params::{Query, bad_param};
-use super::routes::{Tenant, body, page};
+use super::routes::{Tenant, body, page, sentence};
 use super::views::ErrorBody;
 use crate::HttpError;
 
@@ -58,14 +58,7 @@ fn action_error(e: ActionError) -> HttpError {
             return HttpError::from_status(StatusCode::SERVICE_UNAVAILABLE).with_detail(e);
         }
     };
-    let mut message = e.to_string();
-    if let Some(first) = message.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
-    if !message.ends_with('.') {
-        message.push('.');
-    }
-    HttpError::new(status, e.code(), message).with_detail(&e)
+    HttpError::new(status, e.code(), sentence(&e)).with_detail(&e)
 }
 
 /// The `Idempotency-Key` header. Its value may be a plain token or, as the IETF draft writes

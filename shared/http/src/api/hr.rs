@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::auth::Caller;
 use super::params::Query;
-use super::routes::{Tenant, account_of, body, page};
+use super::routes::{Tenant, account_of, body, page, sentence};
 use super::views::ErrorBody;
 use crate::HttpError;
 
@@ -69,14 +69,7 @@ fn hr_error(e: WebhookError) -> HttpError {
             return HttpError::from_status(StatusCode::SERVICE_UNAVAILABLE).with_detail(e);
         }
     };
-    let mut message = e.to_string();
-    if let Some(first) = message.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
-    if !message.ends_with('.') {
-        message.push('.');
-    }
-    HttpError::new(status, e.code(), message).with_detail(&e)
+    HttpError::new(status, e.code(), sentence(&e)).with_detail(&e)
 }
 
 /// The HR system of a path (404 for another word: no such endpoint).

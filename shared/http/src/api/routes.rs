@@ -37,6 +37,18 @@ type Answer<T> = Result<Json<T>, HttpError>;
 const ACCOUNT: &str = "The host product's account id (1 to 128 visible characters).";
 const TENANT: &str = "The directory (tenant) id, a GUID.";
 
+/// A service's refusal as a sentence for people: capitalised, ending with a full stop.
+pub(super) fn sentence(text: impl std::fmt::Display) -> String {
+    let mut m = text.to_string();
+    if let Some(first) = m.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    if !m.ends_with('.') {
+        m.push('.');
+    }
+    m
+}
+
 fn not_found() -> HttpError {
     HttpError::from_status(StatusCode::NOT_FOUND)
 }

@@ -323,6 +323,19 @@ fn action_page(ctx: &Ctx<'_>, a: &Value, notice: Option<&str>, password: Option<
     body
 }
 
+/// One action's page as the answer of a form or a link.
+fn shown(
+    account: &str,
+    tenant: &str,
+    session: &Session,
+    a: &Value,
+    notice: Option<&str>,
+    password: Option<&str>,
+) -> axum::response::Response {
+    let ctx = ctx(account, tenant, session);
+    ctx.page("Actions", "Action", &action_page(&ctx, a, notice, password))
+}
+
 async fn show(
     State(s): State<ConsoleState>,
     Extension(session): Extension<Session>,
@@ -337,8 +350,7 @@ async fn show(
     .await?
     .0;
     let a = serde_json::to_value(&a).unwrap_or_default();
-    let ctx = ctx(&account, &tenant, &session);
-    Ok(ctx.page("Actions", "Action", &action_page(&ctx, &a, None, None)))
+    Ok(shown(&account, &tenant, &session, &a, None, None))
 }
 
 async fn submit(
@@ -377,21 +389,18 @@ async fn submit(
     )
     .await?;
     let answer = body_json(resp).await?;
-    let ctx = ctx(&account, &tenant, &session);
     let note = match answer["action"]["status"].as_str() {
         Some("pending_approval") => "Requested: it waits for an approver.",
         Some("queued") => "Requested: it runs in a moment (reload to follow it).",
         _ => "Requested.",
     };
-    Ok(ctx.page(
-        "Actions",
-        "Action",
-        &action_page(
-            &ctx,
-            &answer["action"],
-            Some(note),
-            answer["temporary_password"].as_str(),
-        ),
+    Ok(shown(
+        &account,
+        &tenant,
+        &session,
+        &answer["action"],
+        Some(note),
+        answer["temporary_password"].as_str(),
     ))
 }
 
@@ -419,12 +428,7 @@ async fn decide(
         ),
     };
     let a = serde_json::to_value(&a).unwrap_or_default();
-    let ctx = ctx(&account, &tenant, &session);
-    Ok(ctx.page(
-        "Actions",
-        "Action",
-        &action_page(&ctx, &a, Some(note), None),
-    ))
+    Ok(shown(&account, &tenant, &session, &a, Some(note), None))
 }
 
 async fn cancel(
@@ -444,11 +448,13 @@ async fn cancel(
     .await?
     .0;
     let a = serde_json::to_value(&a).unwrap_or_default();
-    let ctx = ctx(&account, &tenant, &session);
-    Ok(ctx.page(
-        "Actions",
-        "Action",
-        &action_page(&ctx, &a, Some("Cancelled."), None),
+    Ok(shown(
+        &account,
+        &tenant,
+        &session,
+        &a,
+        Some("Cancelled."),
+        None,
     ))
 }
 
@@ -468,15 +474,12 @@ async fn run(
     )
     .await?;
     let answer = body_json(resp).await?;
-    let ctx = ctx(&account, &tenant, &session);
-    Ok(ctx.page(
-        "Actions",
-        "Action",
-        &action_page(
-            &ctx,
-            &answer["action"],
-            Some("Run."),
-            answer["temporary_password"].as_str(),
-        ),
+    Ok(shown(
+        &account,
+        &tenant,
+        &session,
+        &answer["action"],
+        Some("Run."),
+        answer["temporary_password"].as_str(),
     ))
 }
