@@ -39,6 +39,7 @@ fn local(account: &str, id: &str, email: &str, link: Option<DirectoryLink>) -> L
         roles: vec!["member".to_owned()],
         frozen: false,
         updated_at: t0(),
+        revision: 0,
     }
 }
 

@@ -638,6 +638,8 @@ impl FetchRequests for CollectingFetchRequests {
 #[derive(Default)]
 pub struct CollectingEvents {
     events: Mutex<Vec<ChangeEvent>>,
+    /// Every event ever published, `take` or not (for checks at the end of a test).
+    history: Mutex<Vec<ChangeEvent>>,
 }
 
 impl CollectingEvents {
@@ -646,6 +648,10 @@ impl CollectingEvents {
     }
     pub fn take(&self) -> Vec<ChangeEvent> {
         std::mem::take(&mut *lock(&self.events))
+    }
+    /// Every event published so far, including those already taken.
+    pub fn history(&self) -> Vec<ChangeEvent> {
+        lock(&self.history).clone()
     }
     pub fn len(&self) -> usize {
         lock(&self.events).len()
@@ -659,6 +665,7 @@ impl CollectingEvents {
 impl EventSink for CollectingEvents {
     async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
         lock(&self.events).extend_from_slice(events);
+        lock(&self.history).extend_from_slice(events);
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::events::{ChangeEvent, ChangeKind};
+use crate::events::{ChangeEvent, ChangeKind, directory_user_changes};
 use crate::model::{
     DirectoryGroup, DirectoryUser, MemberRef, Presence, RemovalReason, StoredGroup,
     StoredMembership, StoredUser, TenantId, Version,
@@ -31,12 +31,9 @@ impl Plan {
     }
 }
 
-fn event(tenant: &TenantId, id: &str, kind: ChangeKind) -> ChangeEvent {
-    ChangeEvent {
-        tenant_id: tenant.clone(),
-        object_id: id.to_owned(),
-        kind,
-    }
+/// An event of the mirror: its sequence is the version written. Services stamp the time.
+fn event(tenant: &TenantId, id: &str, version: Version, kind: ChangeKind) -> ChangeEvent {
+    ChangeEvent::new(tenant, id, version.sequence(), kind)
 }
 
 /// Plan a users page. `current` holds the stored records of (at least) the page's ids.
@@ -119,7 +116,12 @@ fn classify_user(
     match (before, after.presence) {
         (None, Presence::Present) => {
             c.created += 1;
-            plan.events.push(event(tenant, id, ChangeKind::UserCreated));
+            plan.events.push(event(
+                tenant,
+                id,
+                after.version,
+                ChangeKind::DirectoryUserCreated {},
+            ));
             false
         }
         // A removal of an object we never saw: keep a tombstone, nothing to report.
@@ -132,8 +134,12 @@ fn classify_user(
             if was_active {
                 c.deactivated += 1;
             }
-            plan.events
-                .push(event(tenant, id, ChangeKind::UserRemovedFromDirectory));
+            plan.events.push(event(
+                tenant,
+                id,
+                after.version,
+                ChangeKind::DirectoryUserRemoved {},
+            ));
             false
         }
         (Some(b), Presence::Present) => {
@@ -144,15 +150,30 @@ fn classify_user(
             }
             if was_active && !now_active {
                 c.deactivated += 1;
-                plan.events
-                    .push(event(tenant, id, ChangeKind::UserDeactivated));
+                plan.events.push(event(
+                    tenant,
+                    id,
+                    after.version,
+                    ChangeKind::DirectoryUserDeactivated {},
+                ));
             } else if !was_active && now_active {
                 c.reactivated += 1;
-                plan.events
-                    .push(event(tenant, id, ChangeKind::UserReactivated));
+                plan.events.push(event(
+                    tenant,
+                    id,
+                    after.version,
+                    ChangeKind::DirectoryUserReactivated {},
+                ));
             } else {
                 c.updated += 1;
-                plan.events.push(event(tenant, id, ChangeKind::UserUpdated));
+                plan.events.push(event(
+                    tenant,
+                    id,
+                    after.version,
+                    ChangeKind::DirectoryUserUpdated {
+                        changes: directory_user_changes(b, after),
+                    },
+                ));
             }
             false
         }
@@ -209,12 +230,12 @@ pub fn plan_groups(
                     if !same {
                         let kind = if was_present {
                             plan.counts.groups_updated += 1;
-                            ChangeKind::GroupUpdated
+                            ChangeKind::DirectoryGroupUpdated {}
                         } else {
                             plan.counts.groups_created += 1;
-                            ChangeKind::GroupCreated
+                            ChangeKind::DirectoryGroupCreated {}
                         };
-                        plan.events.push(event(tenant, &id, kind));
+                        plan.events.push(event(tenant, &id, version, kind));
                     }
                     if !(same && mode == RoundMode::Incremental && !in_page) {
                         upsert_planned(&mut plan.groups, &mut planned_groups, id.clone(), next);
@@ -268,8 +289,12 @@ pub fn plan_groups(
                 };
                 if stored.is_some_and(|s| s.presence.is_present()) {
                     plan.counts.groups_removed += 1;
-                    plan.events
-                        .push(event(tenant, &id, ChangeKind::GroupRemovedFromDirectory));
+                    plan.events.push(event(
+                        tenant,
+                        &id,
+                        version,
+                        ChangeKind::DirectoryGroupDeleted {},
+                    ));
                 }
                 upsert_planned(&mut plan.groups, &mut planned_groups, id.clone(), next);
                 remove_all_members(
@@ -363,7 +388,7 @@ impl EdgeCtx<'_> {
             let (counter, kind) = if present {
                 (
                     &mut self.plan.counts.memberships_added,
-                    ChangeKind::MemberAdded {
+                    ChangeKind::MembershipAdded {
                         member_id: member.id.clone(),
                         member_type: member.member_type,
                     },
@@ -371,14 +396,16 @@ impl EdgeCtx<'_> {
             } else {
                 (
                     &mut self.plan.counts.memberships_removed,
-                    ChangeKind::MemberRemoved {
+                    ChangeKind::MembershipRemoved {
                         member_id: member.id.clone(),
                         member_type: member.member_type,
                     },
                 )
             };
             *counter += 1;
-            self.plan.events.push(event(self.tenant, group_id, kind));
+            self.plan
+                .events
+                .push(event(self.tenant, group_id, self.version, kind));
         }
         let next = StoredMembership {
             group_id: group_id.to_owned(),
@@ -419,7 +446,8 @@ pub fn sweep_groups(tenant: &TenantId, stored: &[StoredGroup], cycle: u64) -> Pl
             plan.events.push(event(
                 tenant,
                 &s.group.id,
-                ChangeKind::GroupRemovedFromDirectory,
+                Version::sweep(cycle),
+                ChangeKind::DirectoryGroupDeleted {},
             ));
             plan.groups.push(StoredGroup {
                 group: s.group.clone(),
@@ -442,7 +470,8 @@ pub fn sweep_memberships(tenant: &TenantId, stored: &[StoredMembership], cycle: 
             plan.events.push(event(
                 tenant,
                 &s.group_id,
-                ChangeKind::MemberRemoved {
+                Version::sweep(cycle),
+                ChangeKind::MembershipRemoved {
                     member_id: s.member.id.clone(),
                     member_type: s.member.member_type,
                 },

@@ -14,7 +14,8 @@ use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
 use entra_sync_core::services::claim::{ClaimError, Claims};
 use entra_sync_core::services::{
     DELIVERY_KEY_PREFIX, DeliveryOutcome, FetchDeps, FetchOptions, ProjectDeps, ProjectionPorts,
-    ReconcileDeps, SyncDeps, payload_hash, plain_words, reconcile_delivery, run_fetch,
+    PublishingLocalUsers, ReconcileDeps, SyncDeps, payload_hash, plain_words, reconcile_delivery,
+    run_fetch,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -529,13 +530,25 @@ impl LocalApp {
     }
 
     /// The stores the projection of the host product's users needs.
+    /// The projection's ports; every write of a host user publishes its `user.*` event.
     pub fn projection_ports(&self) -> ProjectionPorts {
-        ProjectionPorts::from_store(&self.store)
+        let mut ports = ProjectionPorts::from_store(&self.store);
+        ports.local_users = Arc::new(PublishingLocalUsers::new(
+            ports.local_users,
+            self.events.clone(),
+        ));
+        ports
     }
 
     /// Every port the projection services (settings, preview, import, confirm, reject) use.
     pub fn project_deps(&self) -> ProjectDeps {
-        ProjectDeps::from_store(&self.store, self.clock.clone())
+        ProjectDeps::new(
+            &self.projection_ports(),
+            self.store.clone(),
+            self.store.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        )
     }
 
     pub fn fetch_deps(&self, directory: Arc<dyn DirectoryReader>) -> FetchDeps {
@@ -548,7 +561,10 @@ impl LocalApp {
     }
 
     pub fn reconcile_deps(&self) -> ReconcileDeps {
-        SyncDeps::from_store(&self.store, self.events.clone(), self.clock.clone())
+        SyncDeps {
+            projection: Some(self.projection_ports()),
+            ..SyncDeps::mirror_only(&self.store, self.events.clone(), self.clock.clone())
+        }
     }
 
     /// The claims of the page messages, on the store's idempotency records.
