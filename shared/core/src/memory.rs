@@ -438,8 +438,10 @@ impl LocalUserStore for MemoryStore {
     async fn put_local_users(&self, users: &[LocalUser]) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
         for u in users {
-            st.local_users
-                .insert((u.account_id.clone(), u.local_id.clone()), u.clone());
+            let key = (u.account_id.clone(), u.local_id.clone());
+            let mut u = u.clone();
+            u.revision = st.local_users.get(&key).map_or(0, |s| s.revision) + 1;
+            st.local_users.insert(key, u);
             st.writes += 1;
         }
         Ok(())

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use crate::events::{ChangeEvent, ChangeKind, directory_user_changes};
+use crate::committed::directory_user_event;
+use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{
     DirectoryGroup, DirectoryUser, MemberRef, Presence, RemovalReason, StoredGroup,
     StoredMembership, StoredUser, TenantId, Version,
@@ -104,24 +105,18 @@ pub fn plan_users(
 }
 
 /// Count and describe the transition; returns true when nothing but the version changes.
+/// The event is the one a store recording its commits derives from the same two states.
 fn classify_user(
     tenant: &TenantId,
     before: Option<&StoredUser>,
     after: &StoredUser,
     plan: &mut Plan,
 ) -> bool {
-    let id = after.user.id.as_str();
     let c = &mut plan.counts;
     let was_active = before.is_some_and(|b| b.presence.is_present() && b.user.is_enabled());
-    match (before, after.presence) {
+    let unchanged = match (before, after.presence) {
         (None, Presence::Present) => {
             c.created += 1;
-            plan.events.push(event(
-                tenant,
-                id,
-                after.version,
-                ChangeKind::DirectoryUserCreated {},
-            ));
             false
         }
         // A removal of an object we never saw: keep a tombstone, nothing to report.
@@ -134,12 +129,6 @@ fn classify_user(
             if was_active {
                 c.deactivated += 1;
             }
-            plan.events.push(event(
-                tenant,
-                id,
-                after.version,
-                ChangeKind::DirectoryUserRemoved {},
-            ));
             false
         }
         (Some(b), Presence::Present) => {
@@ -150,34 +139,17 @@ fn classify_user(
             }
             if was_active && !now_active {
                 c.deactivated += 1;
-                plan.events.push(event(
-                    tenant,
-                    id,
-                    after.version,
-                    ChangeKind::DirectoryUserDeactivated {},
-                ));
             } else if !was_active && now_active {
                 c.reactivated += 1;
-                plan.events.push(event(
-                    tenant,
-                    id,
-                    after.version,
-                    ChangeKind::DirectoryUserReactivated {},
-                ));
             } else {
                 c.updated += 1;
-                plan.events.push(event(
-                    tenant,
-                    id,
-                    after.version,
-                    ChangeKind::DirectoryUserUpdated {
-                        changes: directory_user_changes(b, after),
-                    },
-                ));
             }
             false
         }
-    }
+    };
+    plan.events
+        .extend(directory_user_event(tenant, before, after));
+    unchanged
 }
 
 /// Key of a membership edge.

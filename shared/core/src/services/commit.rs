@@ -7,6 +7,7 @@ use tracing::{info, warn};
 use super::deps::SyncDeps;
 use super::project::{ProjectDeps, ProjectError, ProjectOutcome, project_run};
 
+use crate::committed::{RUN_FINISHED, RUN_HELD};
 use crate::cursor::CursorState;
 use crate::error::{StoreError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
@@ -170,11 +171,6 @@ async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Resul
     }
     Ok(())
 }
-
-/// The sequence of a run's `sync.*` events: a run starts, may be held, and finishes.
-pub(crate) const RUN_STARTED: u64 = 1;
-pub(crate) const RUN_HELD: u64 = 2;
-pub(crate) const RUN_FINISHED: u64 = 3;
 
 /// The account of the tenant's connection, for the envelope of run events (none when the
 /// connection is unknown to these ports).

@@ -440,7 +440,7 @@ async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &S
     let event = ChangeEvent::new(
         tenant,
         run_id,
-        super::commit::RUN_FINISHED,
+        crate::committed::RUN_FINISHED,
         ChangeKind::SyncFailed {
             run_id: run_id.to_owned(),
             error,
@@ -462,7 +462,7 @@ async fn announce_start(deps: &FetchDeps, run: &SyncRun) {
     let event = ChangeEvent::new(
         tenant,
         run.run_id.clone(),
-        super::commit::RUN_STARTED,
+        crate::committed::RUN_STARTED,
         ChangeKind::SyncStarted {
             run_id: run.run_id.clone(),
             trigger: run.trigger.as_str().to_owned(),

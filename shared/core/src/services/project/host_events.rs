@@ -1,7 +1,8 @@
 //! `user.*` events for every write of the host product's users, whoever makes it (a sync's
 //! projection, an import, a confirm, the host product through the admin API or the CLI): a
-//! decorator of the [`LocalUserStore`] port that reads what was stored, bumps the user's
-//! revision (the events' sequence), writes, and publishes what changed.
+//! decorator of the [`LocalUserStore`] port that reads what was stored, writes (every store
+//! stores a user at the revision after the stored one: the events' sequence), and publishes
+//! what changed.
 //!
 //! Best effort on the publishing side: the write is the truth, and a lost event is logged.
 //! The local program instead records these events in the same transaction as the write
@@ -17,8 +18,8 @@ use crate::model::{AccountId, TenantId};
 use crate::ports::{EventSink, Listing, LocalUserStore};
 use crate::provision::LocalUser;
 
-/// Prepare writes of host users: each gets the revision after the stored one, and the events
-/// that describe them. Pure.
+/// Prepare writes of host users: each gets the revision after the stored one (as every
+/// [`LocalUserStore`] stores it), and the events that describe them. Pure.
 pub fn stamp_host_users(
     stored: &[Option<LocalUser>],
     users: &[LocalUser],
@@ -27,7 +28,7 @@ pub fn stamp_host_users(
     let mut events = Vec::new();
     for (before, u) in stored.iter().zip(users) {
         let mut after = u.clone();
-        after.revision = before.as_ref().map_or(0, |b| b.revision).max(u.revision) + 1;
+        after.revision = before.as_ref().map_or(0, |b| b.revision) + 1;
         if let Some(e) = host_user_change(before.as_ref(), &after) {
             events.push(e);
         }
@@ -83,8 +84,9 @@ impl LocalUserStore for PublishingLocalUsers {
                     .await?,
             );
         }
-        let (users, events) = stamp_host_users(&stored, users);
-        self.inner.put_local_users(&users).await?;
+        // The store stamps the same revisions (the one after the stored one) itself.
+        let (_, events) = stamp_host_users(&stored, users);
+        self.inner.put_local_users(users).await?;
         if !events.is_empty()
             && let Err(e) = self.events.publish(&events).await
         {
