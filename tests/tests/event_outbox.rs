@@ -166,3 +166,71 @@ async fn a_replayed_write_records_nothing_and_a_newer_one_exactly_its_change() {
     assert_eq!(last["type"], "directory.user.deactivated");
     assert_eq!(last["sequence"], Version::new(2, 0).sequence());
 }
+
+#[tokio::test]
+async fn connection_status_changes_are_recorded_with_their_writes() {
+    use entra_sync_core::model::{Connection, ConnectionStatus};
+    use entra_sync_core::ports::ConnectionStore;
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    let connected = Connection {
+        tenant_id: TenantId::new("tenant-d"),
+        account_id: AccountId("acct".into()),
+        label: "HQ".into(),
+        tenant_name: None,
+        verified_domains: vec![],
+        status: ConnectionStatus::Connected,
+        connected_at: Utc::now(),
+        granted_permissions: Default::default(),
+    };
+    app.store.put_connection(&connected).await.unwrap();
+    let flagged = Connection {
+        status: ConnectionStatus::NeedsReauthorization {
+            reason: "consent revoked".into(),
+            retry: Default::default(),
+        },
+        ..connected.clone()
+    };
+    app.store
+        .replace_connection(&flagged, Some(&connected))
+        .await
+        .unwrap();
+    // Another failed attempt while flagged is no new status: no event.
+    app.store
+        .replace_connection(&flagged, Some(&flagged))
+        .await
+        .unwrap();
+    // A refused compare-and-swap writes nothing and records nothing.
+    assert!(
+        app.store
+            .replace_connection(&connected, Some(&connected))
+            .await
+            .is_err()
+    );
+    let gone = Connection {
+        status: ConnectionStatus::Disconnected,
+        ..connected.clone()
+    };
+    app.store.put_connection(&gone).await.unwrap();
+    app.deliver_events().await.unwrap();
+    let events = lines(dir.path());
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "connection.connected",
+            "connection.needs_reauthorization",
+            "connection.disconnected"
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["object_id"] == "tenant-d" && e["account_id"] == "acct")
+    );
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}

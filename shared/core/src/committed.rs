@@ -6,7 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::events::{ChangeEvent, ChangeKind, directory_user_changes};
-use crate::model::{AccountId, Presence, StoredGroup, StoredMembership, StoredUser, TenantId};
+use crate::model::{
+    AccountId, Connection, ConnectionStatus, Presence, StoredGroup, StoredMembership, StoredUser,
+    TenantId,
+};
 use crate::run::{RunStatus, SyncRun};
 
 /// The sequence of a run's `sync.*` events: a run starts, may be held, and finishes.
@@ -164,11 +167,44 @@ pub fn run_events(
     out
 }
 
+/// The `connection.*` event of a connection write: when its status changes kind. The
+/// sequence is the time of the change in microseconds (a connection record has no version).
+pub fn connection_event(
+    before: Option<&Connection>,
+    after: &Connection,
+    now: DateTime<Utc>,
+) -> Option<ChangeEvent> {
+    let same_kind = before.is_some_and(|b| {
+        std::mem::discriminant(&b.status) == std::mem::discriminant(&after.status)
+    });
+    if same_kind {
+        return None;
+    }
+    let kind = match &after.status {
+        ConnectionStatus::Connected => ChangeKind::ConnectionConnected {},
+        ConnectionStatus::NeedsReauthorization { reason, retry } => {
+            ChangeKind::ConnectionNeedsReauthorization {
+                reason: reason.clone(),
+                next_attempt_at: retry.next_attempt_at,
+            }
+        }
+        ConnectionStatus::Disconnected => ChangeKind::ConnectionDisconnected {},
+    };
+    let sequence = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+    Some(
+        ChangeEvent::new(&after.tenant_id, after.tenant_id.0.clone(), sequence, kind)
+            .account(Some(after.account_id.clone()))
+            .at(now),
+    )
+}
+
 /// Whether the local program's store derives events of this type from its own commits (so
 /// the services' copies of them are not sent a second time there).
 pub fn derived_from_commits(kind: &ChangeKind) -> bool {
     let t = kind.as_str();
-    t.starts_with("directory.") || t.starts_with("user.") || t.starts_with("sync.")
+    ["directory.", "user.", "sync.", "connection."]
+        .iter()
+        .any(|p| t.starts_with(p))
 }
 
 #[cfg(test)]

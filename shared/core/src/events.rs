@@ -7,7 +7,7 @@
 //! * `user.*`: a user of the host product changed (created, linked, deactivated... by a sync,
 //!   an import, or the host product itself).
 //!
-//! Besides them: `sync.*` (runs), `action.updated` and `workflow.updated`.
+//! Besides them: `sync.*` (runs), `connection.*`, `action.updated` and `workflow.updated`.
 //!
 //! Every event is an envelope (`id`, `type`, `version`, `tenant_id`, `account_id`, `object_id`,
 //! `sequence`, `occurred_at`, `data`). The `id` is derived from the change itself (tenant, type,
@@ -139,6 +139,21 @@ pub enum ChangeKind {
         held_for_seconds: i64,
     },
 
+    // Connections: `object_id` is the tenant.
+    /// The directory is connected (consent granted, or access back after a reauthorization).
+    #[serde(rename = "connection.connected")]
+    ConnectionConnected {},
+    /// Tokens cannot be acquired (consent revoked, a policy blocks it): syncing and actions
+    /// stop until an admin consents again; nothing is deleted.
+    #[serde(rename = "connection.needs_reauthorization")]
+    ConnectionNeedsReauthorization {
+        reason: String,
+        next_attempt_at: Option<DateTime<Utc>>,
+    },
+    /// The connection was removed (its tokens and tenant details deleted; users are kept).
+    #[serde(rename = "connection.disconnected")]
+    ConnectionDisconnected {},
+
     /// An action changed status (requested, pending approval, approved, succeeded, failed,
     /// ...). `object_id` is the action id; `user_id` the target user.
     #[serde(rename = "action.updated")]
@@ -185,6 +200,9 @@ impl ChangeKind {
             ChangeKind::SyncCompleted { .. } => "sync.completed",
             ChangeKind::SyncFailed { .. } => "sync.failed",
             ChangeKind::SyncHeld { .. } => "sync.held",
+            ChangeKind::ConnectionConnected {} => "connection.connected",
+            ChangeKind::ConnectionNeedsReauthorization { .. } => "connection.needs_reauthorization",
+            ChangeKind::ConnectionDisconnected {} => "connection.disconnected",
             ChangeKind::ActionUpdated { .. } => "action.updated",
             ChangeKind::WorkflowUpdated { .. } => "workflow.updated",
         }
@@ -540,6 +558,27 @@ pub fn examples() -> Vec<ChangeEvent> {
                 held_since: at,
                 held_for_seconds: 0,
             },
+            a.clone(),
+        ),
+        (
+            tenant.as_str(),
+            1_767_605_400_000_000,
+            ChangeKind::ConnectionConnected {},
+            a.clone(),
+        ),
+        (
+            tenant.as_str(),
+            1_767_605_460_000_000,
+            ChangeKind::ConnectionNeedsReauthorization {
+                reason: "The administrator's consent was revoked in Microsoft Entra ID.".to_owned(),
+                next_attempt_at: Some(at + chrono::Duration::minutes(15)),
+            },
+            a.clone(),
+        ),
+        (
+            tenant.as_str(),
+            1_767_605_520_000_000,
+            ChangeKind::ConnectionDisconnected {},
             a.clone(),
         ),
         (
