@@ -39,6 +39,16 @@ fn local(account: &str, id: &str, email: &str, link: Option<DirectoryLink>) -> L
         roles: vec!["member".to_owned()],
         frozen: false,
         updated_at: t0(),
+        revision: 0,
+    }
+}
+
+/// Put `users` and bring the caller's copies to the revision the store gives them: the one
+/// after the stored one (each copy here is of the stored user, or of a new one).
+async fn put(store: &dyn LocalUserStore, users: &mut [LocalUser]) {
+    store.put_local_users(users).await.unwrap();
+    for u in users {
+        u.revision += 1;
     }
 }
 
@@ -178,10 +188,9 @@ pub async fn local_users(store: &dyn LocalUserStore) {
         "ann@contoso.com",
         link("tenant-b", "obj-ann"),
     );
-    store
-        .put_local_users(&[ann.clone(), bob.clone(), cid.clone(), ann_other.clone()])
-        .await
-        .unwrap();
+    let mut first = [ann.clone(), bob.clone(), cid.clone(), ann_other.clone()];
+    put(store, &mut first).await;
+    let [ann, bob, cid, ann_other] = first;
 
     // Get, by (account, local id).
     assert_eq!(
@@ -200,10 +209,7 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     ann2.activated = true;
     ann2.roles = vec!["admin".into(), "member".into()];
     ann2.fields.insert("department".into(), "Sales".into());
-    store
-        .put_local_users(std::slice::from_ref(&ann2))
-        .await
-        .unwrap();
+    put(store, std::slice::from_mut(&mut ann2)).await;
     assert_eq!(
         store.get_local_user(&a1, "u1").await.unwrap(),
         Some(ann2.clone())
@@ -213,6 +219,24 @@ pub async fn local_users(store: &dyn LocalUserStore) {
         Some(ann_other.clone()),
         "a put in one account leaves the other alone"
     );
+
+    // Each put stores the revision after the stored one, whatever the user carries.
+    let mut stale = ann2.clone();
+    stale.revision = 99;
+    store
+        .put_local_users(std::slice::from_ref(&stale))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_local_user(&a1, "u1")
+            .await
+            .unwrap()
+            .map(|u| u.revision),
+        Some(ann2.revision + 1),
+        "the revision follows the stored one"
+    );
+    ann2.revision += 1;
 
     // By email: several at once, only the given account, unknown emails ignored.
     let found = store
@@ -269,10 +293,7 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     // A put that changes the email: the old email no longer finds the user, the new one does.
     let mut ann3 = ann2.clone();
     ann3.email = "ann.smith@contoso.com".into();
-    store
-        .put_local_users(std::slice::from_ref(&ann3))
-        .await
-        .unwrap();
+    put(store, std::slice::from_mut(&mut ann3)).await;
     assert!(
         store
             .find_by_emails(&a1, &strings(&["ann@contoso.com"]))
@@ -309,10 +330,7 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     let mut cid2 = cid.clone();
     cid2.link = None;
     cid2.status = LocalStatus::DisabledInDirectory;
-    store
-        .put_local_users(std::slice::from_ref(&cid2))
-        .await
-        .unwrap();
+    put(store, std::slice::from_mut(&mut cid2)).await;
     assert!(
         store
             .find_linked(&ta, &strings(&["obj-cid"]))
@@ -332,10 +350,7 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     // A put that changes the link (another object, another tenant): only the new one finds it.
     let mut ann4 = ann3.clone();
     ann4.link = link("tenant-b", "obj-ann-new");
-    store
-        .put_local_users(std::slice::from_ref(&ann4))
-        .await
-        .unwrap();
+    put(store, std::slice::from_mut(&mut ann4)).await;
     assert!(
         store
             .find_linked(&ta, &strings(&["obj-ann"]))
@@ -364,10 +379,7 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     // Linking an unlinked user (matching by email) makes the link find it.
     let mut bob2 = bob.clone();
     bob2.link = link("tenant-a", "obj-bob");
-    store
-        .put_local_users(std::slice::from_ref(&bob2))
-        .await
-        .unwrap();
+    put(store, std::slice::from_mut(&mut bob2)).await;
     assert_eq!(
         store
             .find_linked(&ta, &strings(&["obj-bob"]))
@@ -377,11 +389,8 @@ pub async fn local_users(store: &dyn LocalUserStore) {
     );
 
     // Two users of one account may share an email: both are found.
-    let dup = local("acct-1", "u0", "bob@contoso.com", None);
-    store
-        .put_local_users(std::slice::from_ref(&dup))
-        .await
-        .unwrap();
+    let mut dup = local("acct-1", "u0", "bob@contoso.com", None);
+    put(store, std::slice::from_mut(&mut dup)).await;
     assert_eq!(
         ids(&store
             .find_by_emails(&a1, &strings(&["bob@contoso.com"]))
@@ -448,7 +457,8 @@ pub async fn local_users_in_bulk(store: &dyn LocalUserStore) {
             )
         })
         .collect();
-    store.put_local_users(&users).await.unwrap();
+    let mut users = users;
+    put(store, &mut users).await;
 
     assert_eq!(
         store.get_local_user(&a, "u00000").await.unwrap(),
@@ -511,7 +521,8 @@ pub async fn local_users_in_bulk(store: &dyn LocalUserStore) {
             u
         })
         .collect();
-    store.put_local_users(&rewritten).await.unwrap();
+    let mut rewritten = rewritten;
+    put(store, &mut rewritten).await;
     let old_even: Vec<String> = (0..N)
         .step_by(10)
         .map(|i| format!("user{i}@contoso.com"))
@@ -552,11 +563,8 @@ pub async fn local_users_concurrent_writers(store: &dyn LocalUserStore) {
     let a = acct("acct-race");
     for round in 0..5 {
         let id = format!("u{round}");
-        let base = local("acct-race", &id, &format!("r{round}-e0@x.com"), None);
-        store
-            .put_local_users(std::slice::from_ref(&base))
-            .await
-            .unwrap();
+        let mut base = local("acct-race", &id, &format!("r{round}-e0@x.com"), None);
+        put(store, std::slice::from_mut(&mut base)).await;
         let mut one = base.clone();
         one.email = format!("r{round}-e1@x.com");
         let mut two = base.clone();
@@ -568,6 +576,10 @@ pub async fn local_users_concurrent_writers(store: &dyn LocalUserStore) {
         r1.unwrap();
         r2.unwrap();
         let stored = store.get_local_user(&a, &id).await.unwrap().unwrap();
+        // The revision moved on from the base's; the rest is one of the two writes.
+        assert!(stored.revision > base.revision, "{stored:?}");
+        one.revision = stored.revision;
+        two.revision = stored.revision;
         assert!(stored == one || stored == two, "one of the writes won");
         for e in [&base.email, &one.email, &two.email] {
             let found = store

@@ -10,6 +10,7 @@ pub mod contract_idempotency;
 pub mod contract_projection;
 pub mod contract_queue;
 pub mod contract_vault;
+pub mod event_schemas;
 pub mod faulty;
 pub mod moto;
 pub mod template;

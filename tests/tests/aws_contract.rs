@@ -189,10 +189,13 @@ async fn eventbridge_sink_delivers_events_to_a_rule_target() {
         .unwrap();
     let sink = EventBridgeSink::new(events, &bus);
     let batch: Vec<ChangeEvent> = (0..12)
-        .map(|i| ChangeEvent {
-            tenant_id: TenantId::new("tenant-a"),
-            object_id: format!("u{i}"),
-            kind: ChangeKind::UserCreated,
+        .map(|i| {
+            ChangeEvent::new(
+                &TenantId::new("tenant-a"),
+                format!("u{i}"),
+                1,
+                ChangeKind::DirectoryUserCreated {},
+            )
         })
         .collect();
     sink.publish(&batch).await.unwrap();
@@ -200,8 +203,17 @@ async fn eventbridge_sink_delivers_events_to_a_rule_target() {
     assert_eq!(got.len(), 12);
     let envelope: serde_json::Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
     assert_eq!(envelope["source"], "entra-sync");
-    assert_eq!(envelope["detail-type"], "UserCreated");
+    assert_eq!(envelope["detail-type"], "directory.user.created");
     assert_eq!(envelope["detail"]["tenant_id"], "tenant-a");
+    assert_eq!(envelope["detail"]["type"], "directory.user.created");
+    assert_eq!(envelope["detail"]["version"], 1);
+    // The detail is the envelope: its id is the change's stable id.
+    let detail: ChangeEvent = serde_json::from_value(envelope["detail"].clone()).unwrap();
+    assert!(
+        batch
+            .iter()
+            .any(|e| e.id().to_string() == envelope["detail"]["id"] && *e == detail)
+    );
 }
 
 #[tokio::test]

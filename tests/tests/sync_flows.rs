@@ -155,6 +155,16 @@ struct Harness {
     reconcile: ReconcileDeps,
     queue: Arc<CollectingQueue>,
     store: Arc<MemoryStore>,
+    events: Arc<CollectingEvents>,
+}
+
+/// Every event a flow of this file produced matches its schema in `events/schemas/`.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            entra_sync_tests::event_schemas::assert_valid(&self.events.history());
+        }
+    }
 }
 
 async fn harness(s: &Setup) -> Harness {
@@ -167,7 +177,7 @@ async fn harness(s: &Setup) -> Harness {
         .clock(clock.clone())
         .fetch(s.client.clone(), queue.clone());
     let reconcile = DepsBuilder::on(&store)
-        .events(events)
+        .events(events.clone())
         .clock(clock)
         .reconcile();
     use entra_sync_core::ports::ConnectionStore;
@@ -189,6 +199,7 @@ async fn harness(s: &Setup) -> Harness {
         reconcile,
         queue,
         store,
+        events,
     }
 }
 

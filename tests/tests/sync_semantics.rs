@@ -21,8 +21,9 @@ use entra_sync_core::provision::{Action, LocalStatus, LocalUser};
 use entra_sync_core::run::{RunStatus, SyncRun, Trigger};
 use entra_sync_core::services::{
     FetchDeps, FetchOptions, ImportMode, ProjectDeps, ProjectError, ProjectOutcome,
-    ProjectionPorts, ReconcileDeps, add_local_user, confirm_held, import, load_settings, preview,
-    reconcile_page, reject_held, run_fetch, save_settings, set_local_status, sign_in_lookup,
+    ProjectionPorts, PublishingLocalUsers, ReconcileDeps, add_local_user, confirm_held, import,
+    load_settings, preview, reconcile_page, reject_held, run_fetch, save_settings,
+    set_local_status, sign_in_lookup,
 };
 use entra_sync_core::settings::{Automatic, ConnectionSettings, Deprovisioning, GroupRole};
 use entra_sync_core::testing::DepsBuilder;
@@ -45,6 +46,15 @@ struct World {
     events: Arc<CollectingEvents>,
     fetch: FetchDeps,
     reconcile: ReconcileDeps,
+}
+
+/// Every event a test of this file produced matches its schema in `events/schemas/`.
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            entra_sync_tests::event_schemas::assert_valid(&self.events.history());
+        }
+    }
 }
 
 impl World {
@@ -92,7 +102,11 @@ impl World {
         let ports = ProjectionPorts {
             connections: store.clone(),
             settings: store.clone(),
-            local_users: local_users.unwrap_or_else(|| store.clone()),
+            // Every host-user write publishes its `user.*` event, as the local program does.
+            local_users: Arc::new(PublishingLocalUsers::new(
+                local_users.unwrap_or_else(|| store.clone()),
+                events.clone(),
+            )),
         };
         let deps = DepsBuilder::on(&store)
             .events(events.clone())

@@ -1,5 +1,5 @@
 //! EventBridge event sink: change events as `PutEvents` entries (source `entra-sync`, detail
-//! type from the event kind, detail = the event's JSON: ids only). At most 10 entries per call;
+//! type = the event's catalog type, detail = the versioned envelope; see `docs/events.md`). At most 10 entries per call;
 //! entries EventBridge could not take are sent again (bounded).
 
 use std::time::Duration;
@@ -19,25 +19,9 @@ pub const EVENT_SOURCE: &str = "entra-sync";
 const BATCH: usize = 10;
 const MAX_ATTEMPTS: u32 = 5;
 
-/// The EventBridge `detail-type` of an event.
+/// The EventBridge `detail-type` of an event: its catalog type (`directory.user.created`...).
 pub fn detail_type(kind: &ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::UserCreated => "UserCreated",
-        ChangeKind::UserUpdated => "UserUpdated",
-        ChangeKind::UserDeactivated => "UserDeactivated",
-        ChangeKind::UserReactivated => "UserReactivated",
-        ChangeKind::UserRemovedFromDirectory => "UserRemovedFromDirectory",
-        ChangeKind::GroupCreated => "GroupCreated",
-        ChangeKind::GroupUpdated => "GroupUpdated",
-        ChangeKind::GroupRemovedFromDirectory => "GroupRemovedFromDirectory",
-        ChangeKind::MemberAdded { .. } => "MemberAdded",
-        ChangeKind::MemberRemoved { .. } => "MemberRemoved",
-        ChangeKind::SyncCompleted { .. } => "SyncCompleted",
-        ChangeKind::SyncFailed { .. } => "SyncFailed",
-        ChangeKind::ActionUpdated { .. } => "ActionUpdated",
-        ChangeKind::WorkflowUpdated { .. } => "WorkflowUpdated",
-        ChangeKind::SyncHeld { .. } => "SyncHeld",
-    }
+    kind.as_str()
 }
 
 #[derive(Clone, Debug)]

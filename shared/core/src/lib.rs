@@ -2,6 +2,7 @@
 //! direction); adapters implement [`ports`] and functions call [`services`].
 
 pub mod actions;
+pub mod committed;
 pub mod cursor;
 pub mod directory_write;
 pub mod error;

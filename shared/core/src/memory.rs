@@ -438,8 +438,10 @@ impl LocalUserStore for MemoryStore {
     async fn put_local_users(&self, users: &[LocalUser]) -> Result<(), StoreError> {
         let mut st = lock(&self.state);
         for u in users {
-            st.local_users
-                .insert((u.account_id.clone(), u.local_id.clone()), u.clone());
+            let key = (u.account_id.clone(), u.local_id.clone());
+            let mut u = u.clone();
+            u.revision = st.local_users.get(&key).map_or(0, |s| s.revision) + 1;
+            st.local_users.insert(key, u);
             st.writes += 1;
         }
         Ok(())
@@ -638,6 +640,8 @@ impl FetchRequests for CollectingFetchRequests {
 #[derive(Default)]
 pub struct CollectingEvents {
     events: Mutex<Vec<ChangeEvent>>,
+    /// Every event ever published, `take` or not (for checks at the end of a test).
+    history: Mutex<Vec<ChangeEvent>>,
 }
 
 impl CollectingEvents {
@@ -646,6 +650,10 @@ impl CollectingEvents {
     }
     pub fn take(&self) -> Vec<ChangeEvent> {
         std::mem::take(&mut *lock(&self.events))
+    }
+    /// Every event published so far, including those already taken.
+    pub fn history(&self) -> Vec<ChangeEvent> {
+        lock(&self.history).clone()
     }
     pub fn len(&self) -> usize {
         lock(&self.events).len()
@@ -659,6 +667,7 @@ impl CollectingEvents {
 impl EventSink for CollectingEvents {
     async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
         lock(&self.events).extend_from_slice(events);
+        lock(&self.history).extend_from_slice(events);
         Ok(())
     }
 }

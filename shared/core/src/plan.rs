@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use crate::committed::directory_user_event;
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{
     DirectoryGroup, DirectoryUser, MemberRef, Presence, RemovalReason, StoredGroup,
@@ -31,12 +32,9 @@ impl Plan {
     }
 }
 
-fn event(tenant: &TenantId, id: &str, kind: ChangeKind) -> ChangeEvent {
-    ChangeEvent {
-        tenant_id: tenant.clone(),
-        object_id: id.to_owned(),
-        kind,
-    }
+/// An event of the mirror: its sequence is the version written. Services stamp the time.
+fn event(tenant: &TenantId, id: &str, version: Version, kind: ChangeKind) -> ChangeEvent {
+    ChangeEvent::new(tenant, id, version.sequence(), kind)
 }
 
 /// Plan a users page. `current` holds the stored records of (at least) the page's ids.
@@ -107,19 +105,18 @@ pub fn plan_users(
 }
 
 /// Count and describe the transition; returns true when nothing but the version changes.
+/// The event is the one a store recording its commits derives from the same two states.
 fn classify_user(
     tenant: &TenantId,
     before: Option<&StoredUser>,
     after: &StoredUser,
     plan: &mut Plan,
 ) -> bool {
-    let id = after.user.id.as_str();
     let c = &mut plan.counts;
     let was_active = before.is_some_and(|b| b.presence.is_present() && b.user.is_enabled());
-    match (before, after.presence) {
+    let unchanged = match (before, after.presence) {
         (None, Presence::Present) => {
             c.created += 1;
-            plan.events.push(event(tenant, id, ChangeKind::UserCreated));
             false
         }
         // A removal of an object we never saw: keep a tombstone, nothing to report.
@@ -132,8 +129,6 @@ fn classify_user(
             if was_active {
                 c.deactivated += 1;
             }
-            plan.events
-                .push(event(tenant, id, ChangeKind::UserRemovedFromDirectory));
             false
         }
         (Some(b), Presence::Present) => {
@@ -144,19 +139,17 @@ fn classify_user(
             }
             if was_active && !now_active {
                 c.deactivated += 1;
-                plan.events
-                    .push(event(tenant, id, ChangeKind::UserDeactivated));
             } else if !was_active && now_active {
                 c.reactivated += 1;
-                plan.events
-                    .push(event(tenant, id, ChangeKind::UserReactivated));
             } else {
                 c.updated += 1;
-                plan.events.push(event(tenant, id, ChangeKind::UserUpdated));
             }
             false
         }
-    }
+    };
+    plan.events
+        .extend(directory_user_event(tenant, before, after));
+    unchanged
 }
 
 /// Key of a membership edge.
@@ -209,12 +202,12 @@ pub fn plan_groups(
                     if !same {
                         let kind = if was_present {
                             plan.counts.groups_updated += 1;
-                            ChangeKind::GroupUpdated
+                            ChangeKind::DirectoryGroupUpdated {}
                         } else {
                             plan.counts.groups_created += 1;
-                            ChangeKind::GroupCreated
+                            ChangeKind::DirectoryGroupCreated {}
                         };
-                        plan.events.push(event(tenant, &id, kind));
+                        plan.events.push(event(tenant, &id, version, kind));
                     }
                     if !(same && mode == RoundMode::Incremental && !in_page) {
                         upsert_planned(&mut plan.groups, &mut planned_groups, id.clone(), next);
@@ -268,8 +261,12 @@ pub fn plan_groups(
                 };
                 if stored.is_some_and(|s| s.presence.is_present()) {
                     plan.counts.groups_removed += 1;
-                    plan.events
-                        .push(event(tenant, &id, ChangeKind::GroupRemovedFromDirectory));
+                    plan.events.push(event(
+                        tenant,
+                        &id,
+                        version,
+                        ChangeKind::DirectoryGroupDeleted {},
+                    ));
                 }
                 upsert_planned(&mut plan.groups, &mut planned_groups, id.clone(), next);
                 remove_all_members(
@@ -363,7 +360,7 @@ impl EdgeCtx<'_> {
             let (counter, kind) = if present {
                 (
                     &mut self.plan.counts.memberships_added,
-                    ChangeKind::MemberAdded {
+                    ChangeKind::MembershipAdded {
                         member_id: member.id.clone(),
                         member_type: member.member_type,
                     },
@@ -371,14 +368,16 @@ impl EdgeCtx<'_> {
             } else {
                 (
                     &mut self.plan.counts.memberships_removed,
-                    ChangeKind::MemberRemoved {
+                    ChangeKind::MembershipRemoved {
                         member_id: member.id.clone(),
                         member_type: member.member_type,
                     },
                 )
             };
             *counter += 1;
-            self.plan.events.push(event(self.tenant, group_id, kind));
+            self.plan
+                .events
+                .push(event(self.tenant, group_id, self.version, kind));
         }
         let next = StoredMembership {
             group_id: group_id.to_owned(),
@@ -419,7 +418,8 @@ pub fn sweep_groups(tenant: &TenantId, stored: &[StoredGroup], cycle: u64) -> Pl
             plan.events.push(event(
                 tenant,
                 &s.group.id,
-                ChangeKind::GroupRemovedFromDirectory,
+                Version::sweep(cycle),
+                ChangeKind::DirectoryGroupDeleted {},
             ));
             plan.groups.push(StoredGroup {
                 group: s.group.clone(),
@@ -442,7 +442,8 @@ pub fn sweep_memberships(tenant: &TenantId, stored: &[StoredMembership], cycle: 
             plan.events.push(event(
                 tenant,
                 &s.group_id,
-                ChangeKind::MemberRemoved {
+                Version::sweep(cycle),
+                ChangeKind::MembershipRemoved {
                     member_id: s.member.id.clone(),
                     member_type: s.member.member_type,
                 },

@@ -294,7 +294,9 @@ pub trait LocalUserStore: Send + Sync {
         object_ids: &[String],
     ) -> Result<Vec<LocalUser>, StoreError>;
 
-    /// Insert or replace, by (account, local id).
+    /// Insert or replace, by (account, local id). Each user is stored at the revision after
+    /// the stored one (1 for a new user), whatever `revision` it carries: the sequence of its
+    /// `user.*` events.
     async fn put_local_users(&self, users: &[LocalUser]) -> Result<(), StoreError>;
 
     /// Users of one account in local-id order.

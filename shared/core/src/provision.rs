@@ -93,6 +93,10 @@ pub struct LocalUser {
     /// Stopped matching the filters: kept, no longer updated.
     pub frozen: bool,
     pub updated_at: DateTime<Utc>,
+    /// Grows with every stored change (the `sequence` of its `user.*` events); 0 for users
+    /// written before revisions existed.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl LocalUser {
@@ -115,6 +119,7 @@ impl LocalUser {
             roles: Vec::new(),
             frozen: false,
             updated_at: now,
+            revision: 0,
         }
     }
 
@@ -393,6 +398,7 @@ pub fn decide(
             roles,
             frozen: false,
             updated_at: ctx.now,
+            revision: 0,
         };
         return Decision {
             object_id: id.to_owned(),

@@ -21,6 +21,17 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The snake_case name (`scheduled`, `manual`, ...), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Manual => "manual",
+            Trigger::Resync => "resync",
+            Trigger::SettingsChanged => "settings_changed",
+            Trigger::Import => "import",
+        }
+    }
+
     /// Started by a person ("sync now", an operator's resync, an import), not by the
     /// schedule: such a run is tried at once even while the connection needs reauthorization.
     pub fn is_manual(self) -> bool {

@@ -343,7 +343,7 @@ fn print_changes(changes: &[SettingsChange]) {
 async fn set_status(target: &Target, local_id: &str, status: LocalStatus) -> Result<()> {
     let o = open(target).await?;
     let u = set_local_status(
-        o.app.store.as_ref(),
+        o.app.projection_ports().local_users.as_ref(),
         o.app.clock.as_ref(),
         &o.account,
         local_id,
@@ -482,7 +482,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
                 StatusArg::Active => LocalStatus::Active,
             };
             let u = add_local_user(
-                o.app.store.as_ref(),
+                o.app.projection_ports().local_users.as_ref(),
                 o.app.clock.as_ref(),
                 &o.account,
                 &email,
@@ -498,7 +498,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<ExitCode> {
         }) => {
             let o = open(&target).await?;
             let activated = activate_local_user(
-                o.app.store.as_ref(),
+                o.app.projection_ports().local_users.as_ref(),
                 o.app.store.as_ref(),
                 o.app.clock.as_ref(),
                 &o.account,

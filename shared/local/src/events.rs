@@ -47,9 +47,9 @@ impl EventLog {
     }
 }
 
-#[async_trait]
-impl EventSink for EventLog {
-    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
+impl EventLog {
+    /// Count `events` and append them to the file (blocking file writes).
+    pub fn append(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
         {
             let mut c = self
                 .counts
@@ -71,5 +71,12 @@ impl EventSink for EventLog {
                 .map_err(|e| EventError::Unavailable(Box::new(e)))?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl EventSink for EventLog {
+    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
+        self.append(events)
     }
 }

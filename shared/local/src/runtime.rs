@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use entra_sync_core::error::{StoreError, SyncError};
+use entra_sync_core::error::{EventError, StoreError, SyncError};
+use entra_sync_core::events::ChangeEvent;
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::page::PageMessage;
-use entra_sync_core::ports::{Clock, DirectoryReader, MirrorStore, RunStore, SystemClock};
+use entra_sync_core::ports::{
+    Clock, DirectoryReader, EventSink, MirrorStore, RunStore, SystemClock,
+};
 use entra_sync_core::run::{RunStatus, RunUpdate, SyncRun};
 use entra_sync_core::services::claim::{ClaimError, Claims};
 use entra_sync_core::services::{
@@ -455,14 +458,69 @@ impl Default for SyncSettings {
     }
 }
 
+/// The services' sink in the local program: events the store derives from its own commits
+/// (`directory.*`, `user.*`, `sync.*`) come from the outbox instead, so they are not written
+/// twice; the rest (actions, workflows) go to the log at once.
+struct NotFromCommits(Arc<EventLog>);
+
+#[async_trait::async_trait]
+impl EventSink for NotFromCommits {
+    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
+        let rest: Vec<ChangeEvent> = events
+            .iter()
+            .filter(|e| !entra_sync_core::committed::derived_from_commits(&e.kind))
+            .cloned()
+            .collect();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.0.publish(&rest).await
+    }
+}
+
+/// The outbox's delivery to `events.jsonl`, run when a data directory is opened and when the
+/// last handle on it is dropped.
+struct DeliverOnClose {
+    store: Arc<SqliteStore>,
+    log: Arc<EventLog>,
+}
+
+impl DeliverOnClose {
+    fn try_deliver(&self) -> Result<usize, LocalError> {
+        self.store
+            .deliver_outbox(|events| self.log.append(events))
+            .map_err(|e| LocalError::Failed(format!("event delivery: {e}")))
+    }
+
+    /// Deliver; a failure leaves the events pending for the next attempt and is logged here,
+    /// where it is decided that nothing else can be done now.
+    fn deliver(&self) {
+        if let Err(e) = self.try_deliver() {
+            tracing::warn!(error = %e, "change events left in the outbox for the next start");
+        }
+    }
+}
+
+impl Drop for DeliverOnClose {
+    fn drop(&mut self) {
+        self.deliver();
+    }
+}
+
 /// Every embedded adapter of one data directory.
 #[derive(Clone)]
 pub struct LocalApp {
     pub store: Arc<SqliteStore>,
     pub queue: LocalQueue,
     pub vault: Arc<FileVault>,
-    pub events: Arc<EventLog>,
+    /// What the services publish to: the event log, less the events the store records in its
+    /// outbox from its own commits (those reach the log through [`LocalApp::deliver_events`]).
+    pub events: Arc<dyn EventSink>,
+    /// `events.jsonl`.
+    pub event_log: Arc<EventLog>,
     pub clock: Arc<dyn Clock>,
+    /// Delivers the outbox when the last clone of this app is dropped (a command's end).
+    _deliver_on_close: Arc<DeliverOnClose>,
     /// The data directory's lock, when opened for writing (released with the last clone).
     lock: Option<Arc<DirLock>>,
     /// The data directory (named in messages about its files).
@@ -479,16 +537,27 @@ impl LocalApp {
         })?;
         // The vault first: a key mistake fails before any other file is touched.
         let vault = Arc::new(FileVault::open(&dir.vault(), &dir.vault_key())?);
+        let store = Arc::new(SqliteStore::open(&dir.store())?);
+        let event_log = Arc::new(EventLog::open(Some(&dir.events())).map_err(|source| {
+            LocalError::DataDir {
+                path: dir.events(),
+                source,
+            }
+        })?);
+        let close = Arc::new(DeliverOnClose {
+            store: store.clone(),
+            log: event_log.clone(),
+        });
+        // Events committed before a crash (or by a command that ended before delivering)
+        // are delivered now.
+        close.deliver();
         Ok(Self {
-            store: Arc::new(SqliteStore::open(&dir.store())?),
+            store,
             queue: LocalQueue::open(&dir.queue(), settings.queue.clone())?,
             vault,
-            events: Arc::new(EventLog::open(Some(&dir.events())).map_err(|source| {
-                LocalError::DataDir {
-                    path: dir.events(),
-                    source,
-                }
-            })?),
+            events: Arc::new(NotFromCommits(event_log.clone())),
+            event_log,
+            _deliver_on_close: close,
             clock: Arc::new(SystemClock),
             lock: None,
             root: Arc::new(dir.root.clone()),
@@ -529,13 +598,31 @@ impl LocalApp {
     }
 
     /// The stores the projection of the host product's users needs.
+    /// The projection's ports (the store records a `user.*` event for every host-user write
+    /// in the write's transaction).
     pub fn projection_ports(&self) -> ProjectionPorts {
         ProjectionPorts::from_store(&self.store)
     }
 
+    /// Deliver the events the store recorded and has not delivered yet to `events.jsonl`, in
+    /// commit order; returns how many. At least once: a crash before they are marked
+    /// delivered delivers them again, with the same ids.
+    pub async fn deliver_events(&self) -> Result<usize, LocalError> {
+        let close = self._deliver_on_close.clone();
+        tokio::task::spawn_blocking(move || close.try_deliver())
+            .await
+            .map_err(|e| LocalError::Failed(format!("event delivery stopped: {e}")))?
+    }
+
     /// Every port the projection services (settings, preview, import, confirm, reject) use.
     pub fn project_deps(&self) -> ProjectDeps {
-        ProjectDeps::from_store(&self.store, self.clock.clone())
+        ProjectDeps::new(
+            &self.projection_ports(),
+            self.store.clone(),
+            self.store.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        )
     }
 
     pub fn fetch_deps(&self, directory: Arc<dyn DirectoryReader>) -> FetchDeps {
@@ -548,7 +635,10 @@ impl LocalApp {
     }
 
     pub fn reconcile_deps(&self) -> ReconcileDeps {
-        SyncDeps::from_store(&self.store, self.events.clone(), self.clock.clone())
+        SyncDeps {
+            projection: Some(self.projection_ports()),
+            ..SyncDeps::mirror_only(&self.store, self.events.clone(), self.clock.clone())
+        }
     }
 
     /// The claims of the page messages, on the store's idempotency records.

@@ -229,6 +229,22 @@ pub async fn run_serve(
         let stop = stop_rx.clone();
         tokio::spawn(async move { run_ticks(&deps, stop).await })
     };
+    // The outbox's events reach events.jsonl within a quarter of a second of their commit.
+    let outbox = {
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = app.deliver_events().await {
+                    tracing::warn!(error = %e, "change events left in the outbox for the next attempt");
+                }
+            }
+        })
+    };
     let hooks = crate::hooks_worker::serve_hooks(&app, actions.deps.clone(), stop_rx)?;
     // The admin API behind its key (created at the first serve).
     let (key, new_api_key) = crate::api_serve::api_key(&dir)?;
@@ -269,6 +285,7 @@ pub async fn run_serve(
             warn!(error = %e, "action worker ended abnormally");
         }
     }
+    let _ = outbox.await;
     if let Err(e) = hooks.worker.await {
         warn!(error = %e, "webhook worker ended abnormally");
     }

@@ -398,7 +398,9 @@ impl LocalUserStore for DynamoStore {
             .into_values()
             .map(|u| {
                 let read = current.remove(&(u.account_id.clone(), u.local_id.clone()));
-                plan(u.clone(), &read)
+                let mut u = u.clone();
+                u.revision = read.as_ref().map_or(0, |(s, _)| s.revision) + 1;
+                plan(u, &read)
             })
             .collect();
         // The index items first: a reader only trusts an index item whose user item agrees, so

@@ -453,6 +453,7 @@ mod tests {
         s.put_local_users(std::slice::from_ref(&host))
             .await
             .unwrap();
+        host.revision = 1; // as stored
         let f = MirrorUserFilter {
             group: Some("g1".into()),
             ..Default::default()

@@ -7,10 +7,11 @@ use tracing::{info, warn};
 use super::deps::SyncDeps;
 use super::project::{ProjectDeps, ProjectError, ProjectOutcome, project_run};
 
+use crate::committed::{RUN_FINISHED, RUN_HELD};
 use crate::cursor::CursorState;
 use crate::error::{StoreError, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
-use crate::model::{Stream, TenantId};
+use crate::model::{AccountId, Stream, TenantId};
 use crate::page::RoundMode;
 use crate::plan::{Plan, sweep_groups, sweep_memberships, sweep_users};
 use crate::ports::Pages;
@@ -81,6 +82,7 @@ pub async fn try_commit(
 /// Both streams are committed: project the mirror onto the host product's users (which the
 /// circuit breaker may hold) and finish the run.
 async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Result<(), SyncError> {
+    let account = run_account(deps, tenant).await;
     let completed = match &deps.projection {
         None => {
             deps.runs
@@ -106,18 +108,22 @@ async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Resul
             match project_run(&project, tenant, run_id).await {
                 Ok(ProjectOutcome::Applied(_)) => true,
                 Ok(ProjectOutcome::Held(hold)) => {
+                    let now = deps.clock.now();
                     deps.events
-                        .publish(&[ChangeEvent {
-                            tenant_id: tenant.clone(),
-                            object_id: tenant.to_string(),
-                            kind: ChangeKind::SyncHeld {
+                        .publish(&[ChangeEvent::new(
+                            tenant,
+                            run_id,
+                            RUN_HELD,
+                            ChangeKind::SyncHeld {
                                 run_id: run_id.to_owned(),
                                 deactivations_held: hold.deactivations,
                                 deactivations_applied: hold.applied_deactivations,
                                 held_since: hold.since(),
-                                held_for_seconds: hold.held_for(deps.clock.now()).num_seconds(),
+                                held_for_seconds: hold.held_for(now).num_seconds(),
                             },
-                        }])
+                        )
+                        .account(account.clone())
+                        .at(now)])
                         .await?;
                     false
                 }
@@ -151,16 +157,29 @@ async fn finish_run(deps: &CommitDeps, tenant: &TenantId, run_id: &str) -> Resul
     };
     if completed {
         deps.events
-            .publish(&[ChangeEvent {
-                tenant_id: tenant.clone(),
-                object_id: tenant.to_string(),
-                kind: ChangeKind::SyncCompleted {
+            .publish(&[ChangeEvent::new(
+                tenant,
+                run_id,
+                RUN_FINISHED,
+                ChangeKind::SyncCompleted {
                     run_id: run_id.to_owned(),
                 },
-            }])
+            )
+            .account(account)
+            .at(deps.clock.now())])
             .await?;
     }
     Ok(())
+}
+
+/// The account of the tenant's connection, for the envelope of run events (none when the
+/// connection is unknown to these ports).
+pub(crate) async fn run_account(deps: &CommitDeps, tenant: &TenantId) -> Option<AccountId> {
+    let ports = deps.projection.as_ref()?;
+    match ports.connections.get_connection(tenant).await {
+        Ok(c) => c.map(|c| c.account_id),
+        Err(_) => None,
+    }
 }
 
 /// Mark-and-sweep after a complete full read: what the read did not touch is gone. Runs only
@@ -209,6 +228,7 @@ async fn sweep(
         }
     }
     if !total.events.is_empty() {
+        crate::events::stamp(&mut total.events, deps.clock.now());
         deps.events.publish(&total.events).await?;
     }
     Ok(total)

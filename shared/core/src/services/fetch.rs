@@ -251,9 +251,13 @@ async fn fetch_locked(
     // Continue the run of the round in progress while it is open (a crashed or paused fetch;
     // a lost record is recreated under its id). A run that failed keeps its id and entry: a
     // new run continues its round.
+    let mut started = true;
     let run = match in_progress {
         Some(id) => match deps.sync.runs.get_run(tenant, &id).await? {
-            Some(run) if !run.is_finished() => run,
+            Some(run) if !run.is_finished() => {
+                started = false;
+                run
+            }
             Some(_) => {
                 let mut run = SyncRun::new(
                     crate::run::new_run_id(deps.sync.clock.now()),
@@ -302,6 +306,9 @@ async fn fetch_locked(
         }
     };
     let run_id = run.run_id.clone();
+    if started {
+        announce_start(deps, &run).await;
+    }
     // A resumed run does not start a new round of a stream whose round of this run already
     // committed: with a page budget, that new round would take the budget on every call and
     // the other stream of the run would never finish (found by tests/tests/convergence.rs).
@@ -480,16 +487,42 @@ async fn record_failure(deps: &FetchDeps, tenant: &TenantId, run_id: &str, e: &S
     if let Err(le) = deps.sync.runs.update_run(tenant, run_id, &finish).await {
         warn!(tenant = %tenant, run_id = %run_id, error = %le, "could not record the failed run");
     }
-    let event = ChangeEvent {
-        tenant_id: tenant.clone(),
-        object_id: tenant.to_string(),
-        kind: ChangeKind::SyncFailed {
+    let account = super::commit::run_account(&deps.sync, tenant).await;
+    let event = ChangeEvent::new(
+        tenant,
+        run_id,
+        crate::committed::RUN_FINISHED,
+        ChangeKind::SyncFailed {
             run_id: run_id.to_owned(),
             error,
         },
-    };
+    )
+    .account(account)
+    .at(deps.sync.clock.now());
     if let Err(ee) = deps.sync.events.publish(&[event]).await {
         warn!(tenant = %tenant, error = %ee, "could not publish sync failure");
+    }
+}
+
+/// A run starts reading: best effort (the run record is the truth). A run recorded before
+/// (by "sync now") is announced by the fetch that starts reading it; announcing it again
+/// gives the same event id.
+async fn announce_start(deps: &FetchDeps, run: &SyncRun) {
+    let tenant = &run.tenant_id;
+    let account = super::commit::run_account(&deps.sync, tenant).await;
+    let event = ChangeEvent::new(
+        tenant,
+        run.run_id.clone(),
+        crate::committed::RUN_STARTED,
+        ChangeKind::SyncStarted {
+            run_id: run.run_id.clone(),
+            trigger: run.trigger.as_str().to_owned(),
+        },
+    )
+    .account(account)
+    .at(run.started_at);
+    if let Err(e) = deps.sync.events.publish(&[event]).await {
+        warn!(tenant = %tenant, error = %e, "could not publish the start of a sync");
     }
 }
 

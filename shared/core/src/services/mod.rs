@@ -22,9 +22,10 @@ pub use deps::{StorePorts, SyncDeps, SyncStore};
 pub use fetch::{FetchDeps, FetchOptions, FetchOutcome, FetchReport, plain_words, run_fetch};
 pub use project::{
     ImportMode, ImportReport, LocalUserError, Preview, PreviewItem, ProjectDeps, ProjectError,
-    ProjectOutcome, ProjectionPorts, SettingsEdit, SignInLookup, activate_local_user,
-    add_local_user, check_settings_edit, confirm_held, group_problems, import, load_settings,
-    preview, project_run, reject_held, save_settings, set_local_status, sign_in_lookup,
+    ProjectOutcome, ProjectionPorts, PublishingLocalUsers, SettingsEdit, SignInLookup,
+    activate_local_user, add_local_user, check_settings_edit, confirm_held, group_problems, import,
+    load_settings, preview, project_run, reject_held, save_settings, set_local_status,
+    sign_in_lookup, stamp_host_users,
 };
 pub use reconcile::{
     DELIVERY_KEY_PREFIX, DeliveryOutcome, ReconcileDeps, ReconcileOutcome, delivery_key,

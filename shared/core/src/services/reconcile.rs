@@ -130,7 +130,7 @@ pub async fn reconcile_page(
         return Ok(ReconcileOutcome::Abandoned);
     }
     let version = Version::new(msg.cycle, msg.page_seq);
-    let plan = match &msg.items {
+    let mut plan = match &msg.items {
         PageItems::Users(entries) => {
             let mut ids: Vec<String> = entries.iter().map(|e| e.id().to_owned()).collect();
             ids.sort_unstable();
@@ -188,6 +188,7 @@ pub async fn reconcile_page(
     // Events before the marker: a crash in between redelivers the page, whose replay plans
     // nothing, so no event is sent twice for a write that landed.
     if !plan.events.is_empty() {
+        crate::events::stamp(&mut plan.events, deps.clock.now());
         deps.events.publish(&plan.events).await?;
     }
     let first_time = deps

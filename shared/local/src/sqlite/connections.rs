@@ -1,10 +1,36 @@
 use async_trait::async_trait;
+use entra_sync_core::committed::connection_event;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{Connection, TenantId};
 use entra_sync_core::ports::ConnectionStore;
 use rusqlite::{OptionalExtension, params};
 
 use super::*;
+
+fn stored_connection(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+) -> Result<Option<Connection>, StoreError> {
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT body FROM connections WHERE tenant_id = ?1",
+            [tenant],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    stored.map(|b| from_json(&b)).transpose()
+}
+
+/// The `connection.*` event of this write, in its transaction (see outbox.rs).
+fn record_connection(
+    tx: &rusqlite::Transaction<'_>,
+    before: Option<&Connection>,
+    after: &Connection,
+) -> Result<(), StoreError> {
+    let now = chrono::Utc::now();
+    super::outbox::record(tx, connection_event(before, after, now), now)
+}
 
 #[async_trait]
 impl ConnectionStore for SqliteStore {
@@ -27,14 +53,20 @@ impl ConnectionStore for SqliteStore {
     async fn put_connection(&self, connection: &Connection) -> Result<(), StoreError> {
         let t = connection.tenant_id.0.clone();
         let body = to_json(connection)?;
+        let after = connection.clone();
         self.with(move |c| {
-            c.execute(
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let stored = stored_connection(&tx, &t)?;
+            tx.execute(
                 "INSERT INTO connections (tenant_id, body) VALUES (?1, ?2)
                  ON CONFLICT (tenant_id) DO UPDATE SET body = excluded.body",
                 params![t, body],
             )
             .map_err(internal)?;
-            Ok(())
+            record_connection(&tx, stored.as_ref(), &after)?;
+            tx.commit().map_err(internal)
         })
         .await
     }
@@ -47,6 +79,7 @@ impl ConnectionStore for SqliteStore {
         let t = connection.tenant_id.0.clone();
         let body = to_json(connection)?;
         let expected = expected.cloned();
+        let after = connection.clone();
         self.with(move |c| {
             // Compare and write inside one immediate transaction: SQLite serialises writers,
             // across processes too. The stored body is decoded before the comparison, so
@@ -54,15 +87,7 @@ impl ConnectionStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let stored: Option<String> = tx
-                .query_row(
-                    "SELECT body FROM connections WHERE tenant_id = ?1",
-                    [&t],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(internal)?;
-            let stored: Option<Connection> = stored.map(|b| from_json(&b)).transpose()?;
+            let stored = stored_connection(&tx, &t)?;
             if stored != expected {
                 return Err(StoreError::Conflict(format!("connection {t}")));
             }
@@ -72,6 +97,7 @@ impl ConnectionStore for SqliteStore {
                 params![t, body],
             )
             .map_err(internal)?;
+            record_connection(&tx, stored.as_ref(), &after)?;
             tx.commit().map_err(internal)?;
             Ok(())
         })

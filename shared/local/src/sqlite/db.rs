@@ -1,6 +1,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use chrono::Utc;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{TenantId, Version};
 use entra_sync_core::ports::Listing;
@@ -101,6 +102,10 @@ where
     .map_err(|e| StoreError::Internal(Box::new(e)))?
 }
 
+/// What a versioned write records in the outbox: the core's event of (stored, written).
+pub(super) type Derive<T> =
+    fn(&TenantId, Option<&T>, &T) -> Option<entra_sync_core::events::ChangeEvent>;
+
 impl SqliteStore {
     pub(super) async fn get_many<T: DeserializeOwned + Send + 'static>(
         &self,
@@ -132,21 +137,36 @@ impl SqliteStore {
     }
 
     /// Conditional upsert of versioned rows: (key, cycle, page, body).
-    pub(super) async fn put_versioned<'a, T: Serialize + 'a>(
+    /// Upsert versioned items (a newer version wins) and record, in the same transaction, the
+    /// event `derive` gives for each write that landed (from the stored item before and the
+    /// item written).
+    pub(super) async fn put_versioned<T>(
         &self,
         table: &'static str,
         key_col: &'static str,
         tenant: &TenantId,
-        items: impl Iterator<Item = (String, Version, &'a T)>,
-    ) -> Result<u64, StoreError> {
+        items: Vec<(String, Version, T)>,
+        derive: Derive<T>,
+    ) -> Result<u64, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
         let rows = items
-            .map(|(key, v, item)| Ok((key, v.cycle, v.page, to_json(item)?)))
+            .into_iter()
+            .map(|(key, v, item)| Ok((key, v.cycle, v.page, to_json(&item)?, item)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let tenant = tenant.0.clone();
+        let tenant_id = tenant.clone();
         self.with(move |c| {
+            let tenant = tenant_id.0.clone();
             let tx = c.transaction().map_err(internal)?;
             let mut landed = 0u64;
+            let mut events = Vec::new();
             {
+                let mut read = tx
+                    .prepare_cached(&format!(
+                        "SELECT body FROM {table} WHERE tenant_id = ?1 AND {key_col} = ?2"
+                    ))
+                    .map_err(internal)?;
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "INSERT INTO {table} (tenant_id, {key_col}, cycle, page, body)
@@ -156,12 +176,22 @@ impl SqliteStore {
                          WHERE ({table}.cycle, {table}.page) < (excluded.cycle, excluded.page)"
                     ))
                     .map_err(internal)?;
-                for (key, cycle, page, body) in &rows {
-                    landed += stmt
+                for (key, cycle, page, body, item) in &rows {
+                    let before: Option<String> = read
+                        .query_row(params![tenant, key], |r| r.get(0))
+                        .optional()
+                        .map_err(internal)?;
+                    let wrote = stmt
                         .execute(params![tenant, key, to_i64(*cycle), page, body])
                         .map_err(internal)? as u64;
+                    if wrote > 0 {
+                        let before: Option<T> = before.as_deref().map(from_json).transpose()?;
+                        events.extend(derive(&tenant_id, before.as_ref(), item));
+                    }
+                    landed += wrote;
                 }
             }
+            super::outbox::record(&tx, events, Utc::now())?;
             tx.commit().map_err(internal)?;
             Ok(landed)
         })

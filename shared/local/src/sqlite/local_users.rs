@@ -12,6 +12,7 @@ use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::{Listing, LocalUserStore};
 use entra_sync_core::provision::LocalUser;
+use entra_sync_core::services::stamp_host_users;
 use rusqlite::{OptionalExtension, params};
 
 use crate::sqlite::{SqliteStore, from_json, internal, to_json};
@@ -111,22 +112,26 @@ impl LocalUserStore for SqliteStore {
         if users.is_empty() {
             return Ok(());
         }
-        let rows = users
-            .iter()
-            .map(|u| {
-                Ok((
-                    u.account_id.0.clone(),
-                    u.local_id.clone(),
-                    u.email.clone(),
-                    u.link.as_ref().map(|l| l.tenant_id.as_str().to_owned()),
-                    u.link.as_ref().map(|l| l.object_id.clone()),
-                    to_json(u)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let users = users.to_vec();
         self.with(move |c| {
             let tx = c.transaction().map_err(internal)?;
-            {
+            let events = {
+                // The stored users first: each write gets the next revision and the `user.*`
+                // event of its change, recorded in this transaction (see outbox.rs).
+                let mut read = tx
+                    .prepare_cached(
+                        "SELECT body FROM local_users WHERE account_id = ?1 AND local_id = ?2",
+                    )
+                    .map_err(internal)?;
+                let mut stored = Vec::with_capacity(users.len());
+                for u in &users {
+                    let body: Option<String> = read
+                        .query_row(params![u.account_id.0, u.local_id], |r| r.get(0))
+                        .optional()
+                        .map_err(internal)?;
+                    stored.push(body.as_deref().map(from_json).transpose()?);
+                }
+                let (users, events) = stamp_host_users(&stored, &users);
                 let mut stmt = tx
                     .prepare_cached(
                         "INSERT INTO local_users
@@ -137,11 +142,20 @@ impl LocalUserStore for SqliteStore {
                              link_object = excluded.link_object, body = excluded.body",
                     )
                     .map_err(internal)?;
-                for (account, id, email, link_tenant, link_object, body) in &rows {
-                    stmt.execute(params![account, id, email, link_tenant, link_object, body])
-                        .map_err(internal)?;
+                for u in &users {
+                    stmt.execute(params![
+                        u.account_id.0,
+                        u.local_id,
+                        u.email,
+                        u.link.as_ref().map(|l| l.tenant_id.as_str().to_owned()),
+                        u.link.as_ref().map(|l| l.object_id.clone()),
+                        to_json(u)?
+                    ])
+                    .map_err(internal)?;
                 }
-            }
+                events
+            };
+            super::outbox::record(&tx, events, chrono::Utc::now())?;
             tx.commit().map_err(internal)
         })
         .await

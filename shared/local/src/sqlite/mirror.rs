@@ -4,6 +4,7 @@ use entra_sync_core::model::{StoredGroup, StoredMembership, StoredUser, TenantId
 use entra_sync_core::ports::{Listing, MirrorStore};
 use rusqlite::params;
 
+use entra_sync_core::committed::{directory_group_event, directory_user_event, membership_event};
 use entra_sync_core::keys::edge_listing_key;
 
 use super::*;
@@ -19,8 +20,12 @@ impl MirrorStore for SqliteStore {
     }
 
     async fn put_users(&self, tenant: &TenantId, users: &[StoredUser]) -> Result<u64, StoreError> {
-        let items = users.iter().map(|u| (u.user.id.clone(), u.version, u));
-        self.put_versioned("users", "id", tenant, items).await
+        let items = users
+            .iter()
+            .map(|u| (u.user.id.clone(), u.version, u.clone()))
+            .collect();
+        self.put_versioned("users", "id", tenant, items, directory_user_event)
+            .await
     }
 
     async fn list_users(
@@ -45,8 +50,12 @@ impl MirrorStore for SqliteStore {
         tenant: &TenantId,
         groups: &[StoredGroup],
     ) -> Result<u64, StoreError> {
-        let items = groups.iter().map(|g| (g.group.id.clone(), g.version, g));
-        self.put_versioned("groups", "id", tenant, items).await
+        let items = groups
+            .iter()
+            .map(|g| (g.group.id.clone(), g.version, g.clone()))
+            .collect();
+        self.put_versioned("groups", "id", tenant, items, directory_group_event)
+            .await
     }
 
     async fn list_groups(
@@ -74,8 +83,15 @@ impl MirrorStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let items = edges
             .iter()
-            .map(|e| (edge_listing_key(&e.group_id, &e.member.id), e.version, e));
-        self.put_versioned("memberships", "edge", tenant, items)
+            .map(|e| {
+                (
+                    edge_listing_key(&e.group_id, &e.member.id),
+                    e.version,
+                    e.clone(),
+                )
+            })
+            .collect();
+        self.put_versioned("memberships", "edge", tenant, items, membership_event)
             .await
     }
 

@@ -22,6 +22,7 @@ mod leases;
 mod local_users;
 mod lookup;
 mod mirror;
+mod outbox;
 mod rows;
 mod runs;
 mod schema;
@@ -37,6 +38,7 @@ use db::migrate;
 pub use db::open_database;
 pub(crate) use db::{from_json, to_i64, to_json};
 pub(crate) use db::{internal, migrate_with, on_connection};
+pub use outbox::OutboxError;
 use schema::MIGRATIONS;
 
 /// Every store port on one SQLite database.
@@ -61,5 +63,18 @@ impl SqliteStore {
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
         on_connection(&self.conn, f).await
+    }
+
+    /// Run `f` on the connection on this thread (for callers outside the async runtime: the
+    /// outbox delivery when a data directory is opened or closed).
+    pub(crate) fn with_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
     }
 }

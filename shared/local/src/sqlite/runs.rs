@@ -1,11 +1,31 @@
 use async_trait::async_trait;
+use entra_sync_core::committed::run_events;
 use entra_sync_core::error::StoreError;
-use entra_sync_core::model::TenantId;
+use entra_sync_core::model::{AccountId, Connection, TenantId};
 use entra_sync_core::ports::{Listing, RunStore};
 use entra_sync_core::run::{RunUpdate, SyncRun};
 use rusqlite::{OptionalExtension, params};
 
 use super::*;
+
+/// The account of the tenant's connection, for the envelope of run events.
+fn account_of(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &TenantId,
+) -> Result<Option<AccountId>, StoreError> {
+    let body: Option<String> = tx
+        .query_row(
+            "SELECT body FROM connections WHERE tenant_id = ?1",
+            params![tenant.0],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    Ok(match body {
+        Some(b) => Some(from_json::<Connection>(&b)?.account_id),
+        None => None,
+    })
+}
 
 #[async_trait]
 impl RunStore for SqliteStore {
@@ -14,14 +34,22 @@ impl RunStore for SqliteStore {
         let id = run.run_id.clone();
         let started = run.started_at.to_rfc3339();
         let body = to_json(run)?;
+        let run = run.clone();
         self.with(move |c| {
-            c.execute(
-                "INSERT INTO runs (tenant_id, run_id, started_at, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO NOTHING",
-                params![t, id, started, body],
-            )
-            .map_err(internal)?;
-            Ok(())
+            let tx = c.transaction().map_err(internal)?;
+            let created = tx
+                .execute(
+                    "INSERT INTO runs (tenant_id, run_id, started_at, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![t, id, started, body],
+                )
+                .map_err(internal)?;
+            if created > 0 {
+                let now = chrono::Utc::now();
+                let account = account_of(&tx, &run.tenant_id)?;
+                super::outbox::record(&tx, run_events(None, &run, account, now), now)?;
+            }
+            tx.commit().map_err(internal)
         })
         .await
     }
@@ -52,7 +80,13 @@ impl RunStore for SqliteStore {
                 Some(b) => from_json(&b)?,
                 None => return Err(StoreError::Corrupt(format!("run {id} not found"))),
             };
+            let before = run.clone();
             update.apply(&mut run);
+            let now = chrono::Utc::now();
+            let events = run_events(Some(&before), &run, account_of(&tx, &run.tenant_id)?, now);
+            if !events.is_empty() {
+                super::outbox::record(&tx, events, now)?;
+            }
             tx.execute(
                 "UPDATE runs SET body = ?3 WHERE tenant_id = ?1 AND run_id = ?2",
                 params![t, id, to_json(&run)?],

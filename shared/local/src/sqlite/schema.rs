@@ -179,4 +179,15 @@ CREATE TABLE hr_people (
 CREATE INDEX users_by_employee_id ON users
     (tenant_id, lower(trim(json_extract(body, '$.user.employee_id'))));
 "#,
+    // 7: the outbox (outbox.rs): change events recorded in the transaction of the change they
+    // describe, delivered to the event log afterwards and marked delivered.
+    r#"
+CREATE TABLE outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    body         TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX outbox_pending ON outbox (delivered_at, seq);
+"#,
 ];

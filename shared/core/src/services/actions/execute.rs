@@ -367,22 +367,20 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
                 present,
                 version: provisional_version(deps, tenant, Stream::Groups, stored).await?,
             };
+            let sequence = edge.version.sequence();
             if deps.mirror.put_memberships(tenant, &[edge]).await? > 0 {
                 let member = (user_id, MemberType::User);
-                events.push(ChangeEvent {
-                    tenant_id: tenant.clone(),
-                    object_id: group_id,
-                    kind: match present {
-                        true => ChangeKind::MemberAdded {
-                            member_id: member.0,
-                            member_type: member.1,
-                        },
-                        false => ChangeKind::MemberRemoved {
-                            member_id: member.0,
-                            member_type: member.1,
-                        },
+                let kind = match present {
+                    true => ChangeKind::MembershipAdded {
+                        member_id: member.0,
+                        member_type: member.1,
                     },
-                });
+                    false => ChangeKind::MembershipRemoved {
+                        member_id: member.0,
+                        member_type: member.1,
+                    },
+                };
+                events.push(ChangeEvent::new(tenant, group_id, sequence, kind));
             }
         }
         ActionKind::BlockSignIn
@@ -400,30 +398,27 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
             let kind = match r.kind() {
                 ActionKind::BlockSignIn => {
                     u.user.account_enabled = Some(false);
-                    ChangeKind::UserUpdated
+                    ChangeKind::DirectoryUserDeactivated {}
                 }
                 ActionKind::UnblockSignIn => {
                     u.user.account_enabled = Some(true);
-                    ChangeKind::UserUpdated
+                    ChangeKind::DirectoryUserReactivated {}
                 }
                 ActionKind::DeleteUser => {
                     u.presence = Presence::Removed {
                         reason: RemovalReason::SoftDeleted,
                     };
-                    ChangeKind::UserRemovedFromDirectory
+                    ChangeKind::DirectoryUserRemoved {}
                 }
                 _ => {
                     u.presence = Presence::Present;
-                    ChangeKind::UserUpdated
+                    ChangeKind::DirectoryUserReactivated {}
                 }
             };
             u.version = provisional_version(deps, tenant, Stream::Users, Some(u.version)).await?;
+            let sequence = u.version.sequence();
             if deps.mirror.put_users(tenant, &[u]).await? > 0 {
-                events.push(ChangeEvent {
-                    tenant_id: tenant.clone(),
-                    object_id: user_id,
-                    kind,
-                });
+                events.push(ChangeEvent::new(tenant, user_id, sequence, kind));
             }
         }
         ActionKind::AssignAppRole
@@ -432,6 +427,7 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
         | ActionKind::ResetPassword => {}
     }
     if !events.is_empty() {
+        crate::events::stamp(&mut events, deps.clock.now());
         publish(deps, &events).await;
     }
     Ok(())

@@ -254,15 +254,19 @@ pub const MAX_PAGE: usize = 200;
 /// Publish an action's new status (best effort: the record is the truth; a lost event is
 /// logged, and the activity is still in the audit trail).
 pub(crate) async fn announce(deps: &ActionDeps, r: &ActionRecord) {
-    let event = ChangeEvent {
-        tenant_id: r.tenant_id.clone(),
-        object_id: r.target.user_id.clone(),
-        kind: ChangeKind::ActionUpdated {
+    let event = ChangeEvent::new(
+        &r.tenant_id,
+        r.id.clone(),
+        r.rev,
+        ChangeKind::ActionUpdated {
             action_id: r.id.clone(),
             action: r.kind().as_str().to_string(),
             status: r.status.as_str().to_string(),
+            user_id: r.target.user_id.clone(),
         },
-    };
+    )
+    .account(Some(r.account_id.clone()))
+    .at(deps.clock.now());
     publish(deps, &[event]).await;
 }
 

@@ -82,7 +82,7 @@ async fn a_write_lands_in_the_mirror_at_once_and_is_announced() {
     let events = w.events.take();
     assert!(events.iter().any(|e| matches!(
         &e.kind,
-        crate::events::ChangeKind::MemberAdded { member_id, .. } if member_id == ANN
+        crate::events::ChangeKind::MembershipAdded { member_id, .. } if member_id == ANN
     )));
     assert!(events.iter().any(|e| matches!(
         &e.kind,

@@ -372,15 +372,18 @@ async fn announce_workflow(deps: &ActionDeps, wf: &Workflow) {
     // The workflow id, not the user's name: events carry ids, never personal data.
     publish(
         deps,
-        &[ChangeEvent {
-            tenant_id: wf.tenant_id.clone(),
-            object_id: wf.id.clone(),
-            kind: ChangeKind::WorkflowUpdated {
+        &[ChangeEvent::new(
+            &wf.tenant_id,
+            wf.id.clone(),
+            wf.rev,
+            ChangeKind::WorkflowUpdated {
                 workflow_id: wf.id.clone(),
                 template: wf.template.as_str().to_string(),
                 status: wf.status.as_str().to_string(),
             },
-        }],
+        )
+        .account(Some(wf.account_id.clone()))
+        .at(deps.clock.now())],
     )
     .await;
 }

@@ -133,7 +133,7 @@ pub async fn add_local_user(
     {
         return Err(LocalUserError::DuplicateEmail(email));
     }
-    let user = LocalUser::pre_existing(
+    let mut user = LocalUser::pre_existing(
         account.clone(),
         uuid::Uuid::new_v4().to_string(),
         &email,
@@ -143,6 +143,8 @@ pub async fn add_local_user(
     local_users
         .put_local_users(std::slice::from_ref(&user))
         .await?;
+    // The store keeps it at the revision after the one it read.
+    user.revision += 1;
     Ok(user)
 }
 
@@ -203,6 +205,8 @@ pub async fn activate_local_user(
     local_users
         .put_local_users(std::slice::from_ref(&user))
         .await?;
+    // The store keeps it at the revision after the one it read.
+    user.revision += 1;
     Ok(user)
 }
 
@@ -232,5 +236,7 @@ pub async fn set_local_status(
     local_users
         .put_local_users(std::slice::from_ref(&user))
         .await?;
+    // The store keeps it at the revision after the one it read.
+    user.revision += 1;
     Ok(user)
 }

@@ -16,6 +16,7 @@
 mod context;
 mod emails;
 mod holds;
+mod host_events;
 mod import;
 mod local_users;
 mod run;
@@ -32,6 +33,7 @@ use crate::ports::{
 use crate::settings::SettingsError;
 
 pub use holds::{confirm_held, reject_held};
+pub use host_events::{PublishingLocalUsers, stamp_host_users};
 pub use import::{ImportMode, ImportReport, Preview, PreviewItem, import, preview};
 pub use local_users::{
     LocalUserError, SignInLookup, activate_local_user, add_local_user, set_local_status,

@@ -1,0 +1,257 @@
+//! Events derived from committed state: pure functions of what a store held before a write
+//! and what it holds after. A store that records its own changes (the local program's SQLite
+//! outbox, written in the write's transaction) calls them, so an event exists exactly when its
+//! change was committed; the planning step calls the same functions, so both agree.
+
+use chrono::{DateTime, Utc};
+
+use crate::events::{ChangeEvent, ChangeKind, directory_user_changes};
+use crate::model::{
+    AccountId, Connection, ConnectionStatus, Presence, StoredGroup, StoredMembership, StoredUser,
+    TenantId,
+};
+use crate::run::{RunStatus, SyncRun};
+
+/// The sequence of a run's `sync.*` events: a run starts, may be held, and finishes.
+pub const RUN_STARTED: u64 = 1;
+pub const RUN_HELD: u64 = 2;
+pub const RUN_FINISHED: u64 = 3;
+
+/// The `directory.user.*` event of a user write, if the write changed what a consumer sees.
+pub fn directory_user_event(
+    tenant: &TenantId,
+    before: Option<&StoredUser>,
+    after: &StoredUser,
+) -> Option<ChangeEvent> {
+    let was_active = before.is_some_and(|b| b.presence.is_present() && b.user.is_enabled());
+    let kind = match (before, after.presence) {
+        (None, Presence::Present) => ChangeKind::DirectoryUserCreated {},
+        // A removal of an object never seen (a tombstone), or of one already removed.
+        (None, Presence::Removed { .. }) => return None,
+        (Some(b), Presence::Removed { .. }) => {
+            if !b.presence.is_present() {
+                return None;
+            }
+            ChangeKind::DirectoryUserRemoved {}
+        }
+        (Some(b), Presence::Present) => {
+            if b.presence == after.presence && b.user == after.user {
+                return None;
+            }
+            let now_active = after.user.is_enabled();
+            if was_active && !now_active {
+                ChangeKind::DirectoryUserDeactivated {}
+            } else if !was_active && now_active {
+                ChangeKind::DirectoryUserReactivated {}
+            } else {
+                ChangeKind::DirectoryUserUpdated {
+                    changes: directory_user_changes(b, after),
+                }
+            }
+        }
+    };
+    Some(ChangeEvent::new(
+        tenant,
+        after.user.id.clone(),
+        after.version.sequence(),
+        kind,
+    ))
+}
+
+/// The `directory.group.*` event of a group write.
+pub fn directory_group_event(
+    tenant: &TenantId,
+    before: Option<&StoredGroup>,
+    after: &StoredGroup,
+) -> Option<ChangeEvent> {
+    let was_present = before.is_some_and(|b| b.presence.is_present());
+    let kind = match (after.presence.is_present(), was_present) {
+        (true, true) if before.is_some_and(|b| b.group == after.group) => return None,
+        (true, true) => ChangeKind::DirectoryGroupUpdated {},
+        (true, false) => ChangeKind::DirectoryGroupCreated {},
+        (false, true) => ChangeKind::DirectoryGroupDeleted {},
+        (false, false) => return None,
+    };
+    Some(ChangeEvent::new(
+        tenant,
+        after.group.id.clone(),
+        after.version.sequence(),
+        kind,
+    ))
+}
+
+/// The `directory.membership.*` event of an edge write.
+pub fn membership_event(
+    tenant: &TenantId,
+    before: Option<&StoredMembership>,
+    after: &StoredMembership,
+) -> Option<ChangeEvent> {
+    let was_present = before.is_some_and(|b| b.present);
+    if was_present == after.present {
+        return None;
+    }
+    let (member_id, member_type) = (after.member.id.clone(), after.member.member_type);
+    let kind = match after.present {
+        true => ChangeKind::MembershipAdded {
+            member_id,
+            member_type,
+        },
+        false => ChangeKind::MembershipRemoved {
+            member_id,
+            member_type,
+        },
+    };
+    Some(ChangeEvent::new(
+        tenant,
+        after.group_id.clone(),
+        after.version.sequence(),
+        kind,
+    ))
+}
+
+/// The `sync.*` events of a run write (`before` is `None` for a new run), at `now`.
+pub fn run_events(
+    before: Option<&SyncRun>,
+    after: &SyncRun,
+    account: Option<AccountId>,
+    now: DateTime<Utc>,
+) -> Vec<ChangeEvent> {
+    let run_id = after.run_id.clone();
+    let event = |sequence, kind, at| {
+        ChangeEvent::new(&after.tenant_id, run_id.clone(), sequence, kind)
+            .account(account.clone())
+            .at(at)
+    };
+    let Some(before) = before else {
+        return vec![event(
+            RUN_STARTED,
+            ChangeKind::SyncStarted {
+                run_id: run_id.clone(),
+                trigger: after.trigger.as_str().to_owned(),
+            },
+            after.started_at,
+        )];
+    };
+    let mut out = Vec::new();
+    let was_held = matches!(before.status, RunStatus::Held { .. });
+    match &after.status {
+        RunStatus::Held { hold } if !was_held => out.push(event(
+            RUN_HELD,
+            ChangeKind::SyncHeld {
+                run_id: run_id.clone(),
+                deactivations_held: hold.deactivations,
+                deactivations_applied: hold.applied_deactivations,
+                held_since: hold.since(),
+                held_for_seconds: hold.held_for(now).num_seconds(),
+            },
+            now,
+        )),
+        RunStatus::Succeeded if before.status != RunStatus::Succeeded => out.push(event(
+            RUN_FINISHED,
+            ChangeKind::SyncCompleted {
+                run_id: run_id.clone(),
+            },
+            after.finished_at.unwrap_or(now),
+        )),
+        RunStatus::Failed { error } if !matches!(before.status, RunStatus::Failed { .. }) => out
+            .push(event(
+                RUN_FINISHED,
+                ChangeKind::SyncFailed {
+                    run_id: run_id.clone(),
+                    error: error.clone(),
+                },
+                after.finished_at.unwrap_or(now),
+            )),
+        _ => {}
+    }
+    out
+}
+
+/// The `connection.*` event of a connection write: when its status changes kind. The
+/// sequence is the time of the change in microseconds (a connection record has no version).
+pub fn connection_event(
+    before: Option<&Connection>,
+    after: &Connection,
+    now: DateTime<Utc>,
+) -> Option<ChangeEvent> {
+    let same_kind = before.is_some_and(|b| {
+        std::mem::discriminant(&b.status) == std::mem::discriminant(&after.status)
+    });
+    if same_kind {
+        return None;
+    }
+    let kind = match &after.status {
+        ConnectionStatus::Connected => ChangeKind::ConnectionConnected {},
+        ConnectionStatus::NeedsReauthorization { reason, retry } => {
+            ChangeKind::ConnectionNeedsReauthorization {
+                reason: reason.clone(),
+                next_attempt_at: retry.next_attempt_at,
+            }
+        }
+        ConnectionStatus::Disconnected => ChangeKind::ConnectionDisconnected {},
+    };
+    let sequence = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+    Some(
+        ChangeEvent::new(&after.tenant_id, after.tenant_id.0.clone(), sequence, kind)
+            .account(Some(after.account_id.clone()))
+            .at(now),
+    )
+}
+
+/// Whether the local program's store derives events of this type from its own commits (so
+/// the services' copies of them are not sent a second time there).
+pub fn derived_from_commits(kind: &ChangeKind) -> bool {
+    let t = kind.as_str();
+    ["directory.", "user.", "sync.", "connection."]
+        .iter()
+        .any(|p| t.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DirectoryUser, RemovalReason, Version};
+
+    fn user(enabled: bool, title: &str, v: u32) -> StoredUser {
+        StoredUser {
+            user: DirectoryUser {
+                id: "u1".into(),
+                account_enabled: Some(enabled),
+                job_title: Some(title.into()),
+                ..Default::default()
+            },
+            presence: Presence::Present,
+            version: Version::new(1, v),
+        }
+    }
+
+    #[test]
+    fn a_user_write_names_its_transition() {
+        let t = TenantId::new("t");
+        let a = user(true, "a", 1);
+        let ty = |b: Option<&StoredUser>, a: &StoredUser| {
+            directory_user_event(&t, b, a).map(|e| e.event_type())
+        };
+        assert_eq!(ty(None, &a), Some("directory.user.created"));
+        assert_eq!(ty(Some(&a), &user(true, "a", 2)), None, "version only");
+        assert_eq!(
+            ty(Some(&a), &user(true, "b", 2)),
+            Some("directory.user.updated")
+        );
+        assert_eq!(
+            ty(Some(&a), &user(false, "a", 2)),
+            Some("directory.user.deactivated")
+        );
+        let mut gone = user(true, "a", 3);
+        gone.presence = Presence::Removed {
+            reason: RemovalReason::SoftDeleted,
+        };
+        assert_eq!(ty(Some(&a), &gone), Some("directory.user.removed"));
+        assert_eq!(ty(Some(&gone), &gone), None);
+        assert_eq!(ty(Some(&gone), &a), Some("directory.user.reactivated"));
+        assert_eq!(
+            directory_user_event(&t, None, &a).unwrap().sequence,
+            Version::new(1, 1).sequence()
+        );
+    }
+}
