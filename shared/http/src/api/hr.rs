@@ -7,10 +7,10 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, extract::FromRequestParts};
 use chrono::{DateTime, Utc};
 use entra_sync_core::model::AccountId;
 use entra_sync_core::ports::Secret;
@@ -28,9 +28,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
-use super::auth::Caller;
 use super::params::Query;
-use super::routes::{Tenant, account_of, body, page, sentence};
+use super::routes::{Tenant, account_of, body, caller_and_path, page, sentence};
 use super::views::ErrorBody;
 use crate::HttpError;
 
@@ -89,13 +88,7 @@ impl FromRequestParts<ApiState> for Account {
         parts: &mut axum::http::request::Parts,
         s: &ApiState,
     ) -> Result<Self, HttpError> {
-        let Extension(caller) = Extension::<Caller>::from_request_parts(parts, s)
-            .await
-            .map_err(|_| HttpError::from_status(StatusCode::UNAUTHORIZED))?;
-        let Path(p) =
-            Path::<std::collections::BTreeMap<String, String>>::from_request_parts(parts, s)
-                .await
-                .map_err(|_| HttpError::from_status(StatusCode::NOT_FOUND))?;
+        let (caller, p) = caller_and_path(parts, s).await?;
         let raw = p.get("account").map(String::as_str).unwrap_or("");
         account_of(&caller, raw).map(Account)
     }

@@ -178,20 +178,30 @@ impl axum::extract::FromRequestParts<ApiState> for Tenant {
         parts: &mut axum::http::request::Parts,
         s: &ApiState,
     ) -> Result<Self, HttpError> {
-        let caller = parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| HttpError::from_status(StatusCode::UNAUTHORIZED))?;
-        let Path(p) =
-            Path::<std::collections::BTreeMap<String, String>>::from_request_parts(parts, s)
-                .await
-                .map_err(|_| not_found())?;
+        let (caller, p) = caller_and_path(parts, s).await?;
         let (Some(a), Some(t)) = (p.get("account"), p.get("tenant")) else {
             return Err(not_found());
         };
         Tenant::resolve(s, &caller, a, t).await
     }
+}
+
+/// The caller the authenticator put into the request (401 without one) and the route's path
+/// parameters by name (404 when they do not parse): what the path extractors start from.
+pub(super) async fn caller_and_path(
+    parts: &mut axum::http::request::Parts,
+    s: &ApiState,
+) -> Result<(Caller, std::collections::BTreeMap<String, String>), HttpError> {
+    use axum::extract::FromRequestParts;
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| HttpError::from_status(StatusCode::UNAUTHORIZED))?;
+    let Path(p) = Path::<std::collections::BTreeMap<String, String>>::from_request_parts(parts, s)
+        .await
+        .map_err(|_| not_found())?;
+    Ok((caller, p))
 }
 
 /// A JSON body (an empty body reads as `{}`).
