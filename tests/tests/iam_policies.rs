@@ -1050,6 +1050,7 @@ async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId, team: &st
     assert_eq!(status, StatusCode::OK, "{body}");
     api_actions(w, &api, tenant, team).await;
     api_hr_endpoints(&api, tenant).await;
+    api_held_runs_and_activate(w, &api, tenant).await;
     // A host user deleted, and another connection disconnected (its secrets go).
     let (_, users) = api
         .get(&format!("/v1/accounts/{ACCOUNT_ID}/host-users?limit=1"))
@@ -1221,6 +1222,78 @@ async fn api_hr_endpoints(api: &Connect, tenant: &TenantId) {
         !deliveries["items"].as_array().unwrap().is_empty(),
         "{body}"
     );
+}
+
+/// A held run confirmed and another rejected (the projection's reads and writes, and the cursor
+/// update that makes the next read full), and a pending host user activated, all under the API
+/// function's policy. The held runs are written as the circuit breaker writes them.
+async fn api_held_runs_and_activate(w: &World, api: &Connect, tenant: &TenantId) {
+    use entra_sync_core::run::{BreakerHold, RunUpdate, SyncRun, Trigger};
+    let at_path = format!("/v1/accounts/{ACCOUNT_ID}/connections/{tenant}");
+    let now = chrono::Utc::now();
+    for (run_id, verb, expected) in [
+        ("run-iam-held-confirm", "confirm", "succeeded"),
+        ("run-iam-held-reject", "reject", "rejected"),
+    ] {
+        w.admin_store
+            .create_run(&SyncRun::new(
+                run_id.to_owned(),
+                tenant.clone(),
+                Trigger::Manual,
+                now,
+            ))
+            .await
+            .unwrap();
+        w.admin_store
+            .update_run(
+                tenant,
+                run_id,
+                &RunUpdate::Hold(BreakerHold {
+                    // More than any run of the walk deactivates: the confirm applies.
+                    deactivations: 10_000,
+                    active_before: 40,
+                    threshold: "more than 50 users".into(),
+                    empty_read: false,
+                    held_at: now,
+                    held_since: None,
+                    applied_deactivations: 0,
+                }),
+            )
+            .await
+            .unwrap();
+        let (status, body) = api
+            .send(
+                "POST",
+                &format!("{at_path}/runs/{run_id}/{verb}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{verb}: {body}");
+        let (status, body) = api.get(&format!("{at_path}/runs/{run_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let run: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(run["status"], expected, "{verb}: {body}");
+    }
+    let (status, body) = api
+        .get(&format!(
+            "/v1/accounts/{ACCOUNT_ID}/host-users?status=pending&limit=1"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pending: Value = serde_json::from_str(&body).unwrap();
+    let local_id = pending["items"][0]["local_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the walk's sync leaves pending host users: {body}"))
+        .to_owned();
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT_ID}/host-users/{local_id}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"active\""), "{body}");
 }
 
 // ---------------------------------------------------------------------------------------------
