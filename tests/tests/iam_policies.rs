@@ -695,6 +695,19 @@ async fn world() -> World {
         .send()
         .await
         .unwrap();
+    // The console's session key, as the template generates it.
+    admin
+        .secrets
+        .create_secret()
+        .name(format!(
+            "{}{}",
+            secret_prefix(),
+            entra_sync_core::ports::CONSOLE_SESSION_KEY
+        ))
+        .secret_string("iam-walk-console-key-".repeat(3))
+        .send()
+        .await
+        .unwrap();
     let page_queue = queues.pop().unwrap();
     let fetch_queue = queues.pop().unwrap();
     let action_queue = admin
@@ -931,10 +944,15 @@ async fn admin_api(w: &World) -> Connect {
             people: store.clone(),
             employees: store.clone(),
             hr_api: Arc::new(entra_sync_hr::HiBobClient::new(Default::default()).unwrap()),
-            vault: api_vault,
+            vault: api_vault.clone(),
         },
     };
-    let routes = entra_sync_http::api::router(entra_sync_http::api::ApiState {
+    // As the function's main builds them: the key from Secrets Manager, tickets in the table.
+    let console =
+        entra_sync_api::console_sessions(api_vault.as_ref(), store.clone(), clock.clone(), 8)
+            .await
+            .unwrap();
+    let state = entra_sync_http::api::ApiState {
         connect: ConnectDeps {
             consent_states: store.clone(),
             connections: store.clone(),
@@ -969,7 +987,16 @@ async fn admin_api(w: &World) -> Connect {
         actions,
         hr,
         auth: Arc::new(Backend),
+        console: Arc::new(console),
+    };
+    // The function's app, with the test's caller in place of API Gateway's authorizer.
+    let pages = entra_sync_http::console::routes(entra_sync_http::console::ConsoleState {
+        api: state.clone(),
+        login: None,
+        default_account: entra_sync_core::model::AccountId(String::new()),
+        secure_cookie: true,
     });
+    let routes = entra_sync_http::app(entra_sync_http::api::routes(state).merge(pages));
     Connect {
         routes,
         recorder: w.recorder(name).clone(),
@@ -1051,6 +1078,7 @@ async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId, team: &st
     api_actions(w, &api, tenant, team).await;
     api_hr_endpoints(&api, tenant).await;
     api_held_runs_and_activate(w, &api, tenant).await;
+    console_on_aws(&api, tenant).await;
     // A host user deleted, and another connection disconnected (its secrets go).
     let (_, users) = api
         .get(&format!("/v1/accounts/{ACCOUNT_ID}/host-users?limit=1"))
@@ -1222,6 +1250,46 @@ async fn api_hr_endpoints(api: &Connect, tenant: &TenantId) {
         !deliveries["items"].as_array().unwrap().is_empty(),
         "{body}"
     );
+}
+
+/// The console as the host product opens it on AWS: a sign-in address from the API (the
+/// ticket stored), opened by the browser (the ticket taken once), then a page of the account.
+async fn console_on_aws(api: &Connect, tenant: &TenantId) {
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("/v1/accounts/{ACCOUNT_ID}/console-sessions"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let login: Value = serde_json::from_str(&body).unwrap();
+    let path = login["login_path"].as_str().unwrap();
+    let resp = api
+        .routes
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_none_refused(api.name, &api.recorder);
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            Request::get(format!(
+                "/console/accounts/{ACCOUNT_ID}/directories/{tenant}/users"
+            ))
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Spent: the same address signs nobody in again.
+    let (status, _) = api.get(path).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 /// A held run confirmed and another rejected (the projection's reads and writes, and the cursor

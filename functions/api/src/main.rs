@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use entra_sync_api::{DEFAULT_ACCOUNT_CLAIM, app};
+use entra_sync_api::{DEFAULT_ACCOUNT_CLAIM, app, console_sessions};
 use entra_sync_aws::{
     DynamoStore, SecretsManagerVault, SqsFetchRequests, action_deps, config, load_sdk_config,
 };
@@ -30,6 +30,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let redirect_uri = config::optional_url("REDIRECT_URI")?;
     let return_url = config::optional_url("RETURN_URL")?;
     let state_ttl = config::seconds("STATE_TTL_SECONDS", 600)?;
+    let console_hours = config::number("CONSOLE_SESSION_HOURS", 8)?;
 
     let sdk = load_sdk_config().await;
     let vault = Arc::new(SecretsManagerVault::from_env(&sdk)?);
@@ -49,6 +50,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     // as its requester, so its temporary password is only ever in this answer.
     let actions = action_deps(&sdk, &store, Arc::new(graph.clone()))?;
     let clock = Arc::new(SystemClock);
+    let console =
+        console_sessions(vault.as_ref(), store.clone(), clock.clone(), console_hours).await?;
     // HR endpoints: their secrets go to Secrets Manager. Resolving a review item applies the
     // held event as stored (a lookup event was filled from the HR system's API when it was
     // processed), so the processor's HiBob client is never called here.
@@ -102,6 +105,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         actions,
         hr,
         auth: Arc::new(PlatformCaller),
+        console: Arc::new(console),
     };
     lambda_http::run(app(state, &account_claim)).await
 }

@@ -112,6 +112,7 @@ async fn app() -> axum::Router {
         actions,
         // A local key, which the function must ignore: only API Gateway says who calls.
         auth: Arc::new(key),
+        console: entra_sync_http::console::ConsoleSessions::in_memory(clock.clone()),
     };
     crate::app(state, crate::DEFAULT_ACCOUNT_CLAIM)
 }
@@ -174,4 +175,92 @@ async fn the_authorizer_decides_who_calls_and_sees_what() {
     // The health check is public.
     let (status, _, body) = send(&app, "health").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A sample event changed to another method, path and query (and, for a page, without the
+/// authorizer: the console's routes have none).
+fn event(name: &str, method: &str, path: &str, query: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut e: serde_json::Value = serde_json::from_str(sample(name)).unwrap();
+    e["rawPath"] = path.into();
+    e["rawQueryString"] = query.into();
+    e["requestContext"]["http"]["method"] = method.into();
+    e["requestContext"]["http"]["path"] = path.into();
+    e["headers"]["content-type"] = "application/json".into();
+    if let Some(c) = cookie {
+        e["headers"]["cookie"] = c.into();
+    }
+    let req = lambda_http::request::from_str(&e.to_string()).unwrap();
+    let (parts, body) = req.into_parts();
+    Request::from_parts(parts, Body::from(body.to_vec()))
+}
+
+async fn answer(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn an_embedded_console_signs_in_with_a_ticket_its_jwt_got() {
+    let app = app().await;
+    // The embedded console's JWT (account acct-1) asks for a sign-in address.
+    let (status, _, body) = answer(
+        &app,
+        event(
+            "jwt",
+            "POST",
+            "/v1/accounts/acct-1/console-sessions",
+            "",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let login: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (path, query) = login["login_path"]
+        .as_str()
+        .unwrap()
+        .split_once('?')
+        .unwrap();
+    // Another account's address with the same token: 404.
+    let (status, _, _) = answer(
+        &app,
+        event(
+            "jwt",
+            "POST",
+            "/v1/accounts/acct-2/console-sessions",
+            "",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The browser opens it (no authorizer on the console's routes): a Secure session cookie.
+    let (status, headers, body) = answer(&app, event("none", "GET", path, query, None)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let set = headers["set-cookie"].to_str().unwrap();
+    assert!(set.contains("Secure") && set.contains("HttpOnly"), "{set}");
+    let cookie = set.split(';').next().unwrap();
+    let (status, _, body) = answer(
+        &app,
+        event("none", "GET", "/console/accounts/acct-1/", "", Some(cookie)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(TENANT), "{body}");
+    // Without the cookie, a page is the sign-in refusal, never data.
+    let (status, _, body) = answer(
+        &app,
+        event("none", "GET", "/console/accounts/acct-1/", "", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!body.contains(TENANT), "{body}");
 }

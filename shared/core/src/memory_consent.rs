@@ -1,4 +1,5 @@
-//! In-memory adapter of [`ConsentStateStore`] for tests and fakes.
+//! In-memory adapters of [`ConsentStateStore`] and [`ConsoleTicketStore`] for tests, fakes and
+//! the local program (its console tickets live as long as `serve`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -6,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::ports::{ConsentStateStore, PendingConsent};
+use crate::ports::{ConsentStateStore, ConsoleTicket, ConsoleTicketStore, PendingConsent};
 
 /// Pending consents in a map; `take` removes under the lock, so it is take-once.
 #[derive(Default)]
@@ -48,5 +49,32 @@ impl ConsentStateStore for MemoryConsentStates {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(state))
+    }
+}
+
+/// Console tickets in a map; `take` removes under the lock, so it is take-once.
+#[derive(Default)]
+pub struct MemoryConsoleTickets {
+    tickets: Mutex<HashMap<String, ConsoleTicket>>,
+}
+
+#[async_trait]
+impl ConsoleTicketStore for MemoryConsoleTickets {
+    async fn put_console_ticket(&self, ticket: &ConsoleTicket) -> Result<(), StoreError> {
+        let mut tickets = self.tickets.lock().unwrap_or_else(PoisonError::into_inner);
+        // Tickets last minutes: one that expired a day before this one is dead; drop those so a
+        // long-running `serve` does not keep every ticket it ever minted.
+        let dead_before = ticket.expires_at - chrono::Duration::days(1);
+        tickets.retain(|_, t| t.expires_at > dead_before);
+        tickets.insert(ticket.digest.clone(), ticket.clone());
+        Ok(())
+    }
+
+    async fn take_console_ticket(&self, digest: &str) -> Result<Option<ConsoleTicket>, StoreError> {
+        Ok(self
+            .tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(digest))
     }
 }

@@ -375,6 +375,9 @@ impl fmt::Display for Secret {
 /// The vault name of the app registration's client secret, the one secret every deployment has
 /// (in Secrets Manager under the deployment's prefix: `entra-sync/<stage>/app/client-secret`).
 pub const APP_CLIENT_SECRET: &str = "app/client-secret";
+/// The name of the admin console's session key (at least 32 bytes; on AWS the template
+/// generates it). Every instance of the API signs and checks console sessions with it.
+pub const CONSOLE_SESSION_KEY: &str = "console/session-key";
 
 /// Credentials and tokens, by name. Values are encrypted at rest by every adapter.
 #[async_trait]
@@ -456,6 +459,25 @@ pub trait ConsentStateStore: Send + Sync {
     /// Remove and return the pending consent stored under `state`. Expired items may still be
     /// returned (TTL deletion is lazy); the caller checks `expires_at`.
     async fn take_consent_state(&self, state: &str) -> Result<Option<PendingConsent>, StoreError>;
+}
+
+/// A one-time console sign-in ticket, as stored: the SHA-256 digest of the ticket (hex; the
+/// store never holds a usable ticket), the account its session opens, and its expiry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleTicket {
+    pub digest: String,
+    pub account_id: crate::model::AccountId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Console sign-in tickets, keyed by their digest. Take-once, like [`ConsentStateStore`]: of two
+/// sign-ins with the same ticket at most one gets it.
+#[async_trait]
+pub trait ConsoleTicketStore: Send + Sync {
+    async fn put_console_ticket(&self, ticket: &ConsoleTicket) -> Result<(), StoreError>;
+    /// Remove and return the ticket stored under `digest`. Expired tickets may still be returned
+    /// (TTL deletion is lazy); the caller checks `expires_at`.
+    async fn take_console_ticket(&self, digest: &str) -> Result<Option<ConsoleTicket>, StoreError>;
 }
 
 /// What the directory says about itself once the app holds a token for it (`/organization`).

@@ -24,7 +24,7 @@ use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_http::api::auth::{ApiKey, Caller};
 use entra_sync_http::api::{self, ApiState};
 use entra_sync_http::connect::ConnectConfig;
-use entra_sync_http::console::{self, ConsoleAuth, ConsoleState};
+use entra_sync_http::console::{self, ConsoleLogin, ConsoleState};
 use rand::RngCore;
 use tracing::{info, warn};
 
@@ -185,6 +185,7 @@ pub fn api_state(
         },
         actions,
         auth: Arc::new(key),
+        console: entra_sync_http::console::ConsoleSessions::in_memory(app.clock.clone()),
     }
 }
 
@@ -208,11 +209,13 @@ pub fn api_routes(
 /// console's sessions act for every account, as the API key does; `/console/` opens the
 /// account `local`.
 pub fn api_and_console_routes(state: ApiState) -> (Router, String) {
-    let (auth, token) = ConsoleAuth::new(Caller::AllAccounts);
+    let (login, token) = ConsoleLogin::new(Caller::AllAccounts);
     let console = console::routes(ConsoleState {
         api: state.clone(),
-        auth,
+        login: Some(login),
         default_account: AccountId("local".to_owned()),
+        // `serve` listens on plain http on this machine.
+        secure_cookie: false,
     });
     (api::routes(state).merge(console), token)
 }

@@ -41,6 +41,8 @@ pub struct BenchOptions {
     /// Scratch space for the syncs' data directories.
     pub work_dir: PathBuf,
     pub seed: u64,
+    /// Changes before the incremental sync; `None`: 1 % of the users (at least one).
+    pub churn_changes: Option<usize>,
 }
 
 /// One sync as measured.
@@ -56,6 +58,20 @@ pub struct SyncMeasure {
     pub cpu_ms: u64,
     pub peak_rss_kib: u64,
     pub matches: bool,
+    /// The circuit breaker held the run (the bench then confirms it, as an admin would).
+    pub held: Option<HeldMeasure>,
+}
+
+/// A run the circuit breaker held, and its confirm.
+#[derive(Clone, Debug, Default)]
+pub struct HeldMeasure {
+    pub run_id: String,
+    /// Deactivations the hold withheld.
+    pub deactivations: u64,
+    /// The threshold that tripped, in words.
+    pub threshold: String,
+    /// `entra-sync confirm` of the run, in a child process (process start included).
+    pub confirm_wall: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -141,12 +157,21 @@ pub async fn run_bench(
 
         progress(&format!("{users} users: full sync"));
         let full = child_sync(opts, &emulator, &tenant, &data).await?;
-        let churn_changes = (users / 100).max(1);
+        let churn_changes = opts.churn_changes.unwrap_or((users / 100).max(1));
         handle.random_churn(opts.seed.wrapping_add(1), churn_changes);
         progress(&format!(
             "{users} users: incremental sync after {churn_changes} changes"
         ));
-        let incremental_churn = child_sync(opts, &emulator, &tenant, &data).await?;
+        let mut incremental_churn = child_sync(opts, &emulator, &tenant, &data).await?;
+        if let Some(held) = &mut incremental_churn.held {
+            // Reported, then confirmed as an admin would, so the next run starts from an
+            // applied state.
+            progress(&format!(
+                "{users} users: the run was held ({} deactivations, {}); confirming it",
+                held.deactivations, held.threshold
+            ));
+            held.confirm_wall = child_confirm(opts, &tenant, &data, &held.run_id).await?;
+        }
         progress(&format!("{users} users: incremental sync, nothing changed"));
         let incremental_idle = child_sync(opts, &emulator, &tenant, &data).await?;
 
@@ -258,6 +283,8 @@ async fn child_sync(
     let app = emulator.app();
     let report_path = data.with_extension("report.json");
     let before = emulator.counters();
+    // Each child writes its own report: never read the previous one's.
+    let _ = std::fs::remove_file(&report_path);
     let status = tokio::process::Command::new(&opts.exe)
         .arg("sync")
         .args(["--tenant-id", tenant.as_str()])
@@ -276,7 +303,8 @@ async fn child_sync(
         .status()
         .await
         .map_err(|e| LocalError::Failed(format!("cannot run {}: {e}", opts.exe.display())))?;
-    if !status.success() {
+    // A held run exits 1 too, with its report written: read the report first.
+    if !status.success() && !report_path.exists() {
         return Err(LocalError::Failed(format!(
             "the sync child failed ({status})"
         )));
@@ -289,7 +317,16 @@ async fn child_sync(
             }
         })?)
         .map_err(|e| LocalError::Failed(format!("bad sync report: {e}")))?;
-    if report.run.status != RunStatus::Succeeded {
+    let held = match &report.run.status {
+        RunStatus::Held { hold } => Some(HeldMeasure {
+            run_id: report.run.run_id.clone(),
+            deactivations: hold.deactivations,
+            threshold: hold.threshold.clone(),
+            confirm_wall: Duration::ZERO,
+        }),
+        _ => None,
+    };
+    if report.run.status != RunStatus::Succeeded && held.is_none() {
         return Err(LocalError::Failed(format!(
             "the sync did not succeed: {}",
             crate::run_line(&report.run, &crate::cli::Hints::new(data))
@@ -316,7 +353,34 @@ async fn child_sync(
         cpu_ms: report.stats.cpu_ms,
         peak_rss_kib: report.stats.peak_rss_kib,
         matches,
+        held,
     })
+}
+
+/// `entra-sync confirm RUN` in a child process: its wall time.
+async fn child_confirm(
+    opts: &BenchOptions,
+    tenant: &TenantId,
+    data: &Path,
+    run_id: &str,
+) -> Result<Duration, LocalError> {
+    let started = Instant::now();
+    let status = tokio::process::Command::new(&opts.exe)
+        .args(["confirm", run_id])
+        .args(["--tenant-id", tenant.as_str()])
+        .args(["--by", "entra-sync bench"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| LocalError::Failed(format!("cannot run {}: {e}", opts.exe.display())))?;
+    if !status.success() {
+        return Err(LocalError::Failed(format!(
+            "confirming the held run {run_id} failed ({status})"
+        )));
+    }
+    Ok(started.elapsed())
 }
 
 /// The way hand-written scripts do it: list every user, then ask for each user's groups, and
@@ -472,18 +536,28 @@ pub fn render_markdown(results: &[SizeResult], opts: &BenchOptions) -> String {
         ));
     }
     s.push_str("\n### Incremental sync\n\n");
-    s.push_str("| users | changes | Graph requests | store writes | wall (s) | state matches | no change: Graph requests | no change: store writes |\n");
-    s.push_str("|---:|---:|---:|---:|---:|:--:|---:|---:|\n");
+    s.push_str("| users | changes | Graph requests | store writes | wall (s) | circuit breaker | state matches | no change: Graph requests | no change: store writes |\n");
+    s.push_str("|---:|---:|---:|---:|---:|:--|:--:|---:|---:|\n");
     for r in results {
         let c = &r.incremental_churn;
         let i = &r.incremental_idle;
+        let breaker = match &c.held {
+            None => "applied".to_owned(),
+            Some(h) => format!(
+                "held ({} deactivations, {}); confirmed in {} s",
+                h.deactivations,
+                h.threshold,
+                secs(h.confirm_wall)
+            ),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.users,
             r.churn_changes,
             c.graph_requests,
             c.writes,
             secs(c.wall),
+            breaker,
             if c.matches && i.matches { "yes" } else { "NO" },
             i.graph_requests,
             i.writes,

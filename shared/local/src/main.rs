@@ -106,6 +106,10 @@ struct BenchArgs {
     /// Parallel requests of the naive baseline.
     #[arg(long, default_value_t = 8)]
     naive_concurrency: usize,
+    /// Directory changes before the incremental sync (default: 1 % of the users). A churn with
+    /// more leavers than the circuit breaker allows is held, reported and confirmed.
+    #[arg(long)]
+    churn_changes: Option<usize>,
     /// Reconcile workers of each sync.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -792,6 +796,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         exe: std::env::current_exe().context("locating the entra-sync executable")?,
         work_dir: args.work_dir,
         seed: 42,
+        churn_changes: args.churn_changes,
     };
     std::fs::create_dir_all(&opts.work_dir)
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;

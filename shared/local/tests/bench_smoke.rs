@@ -20,6 +20,7 @@ async fn bench_smoke_measures_full_incremental_idle_and_naive() {
         exe: env!("CARGO_BIN_EXE_entra-sync").into(),
         work_dir: dir.path().to_owned(),
         seed: 7,
+        churn_changes: None,
     };
     let results = run_bench(&opts, |_| {}).await.unwrap();
     let r = &results[0];
@@ -38,6 +39,40 @@ async fn bench_smoke_measures_full_incremental_idle_and_naive() {
     let table = render_markdown(&results, &opts);
     assert!(table.contains("| 300 |"));
     assert!(table.contains("Naive baseline"));
+}
+
+/// A churn the circuit breaker holds (as 1 % churn of 100,000 users does with the default
+/// breaker) is reported and confirmed, and the bench goes on to the end.
+#[tokio::test]
+async fn a_held_churn_run_is_reported_confirmed_and_the_bench_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BenchOptions {
+        sizes: vec![300],
+        latency: Duration::from_millis(1),
+        naive_max_users: 0,
+        naive_concurrency: 1,
+        workers: 2,
+        exe: env!("CARGO_BIN_EXE_entra-sync").into(),
+        work_dir: dir.path().to_owned(),
+        seed: 7,
+        // Every user changed once on average: far more leavers than the breaker's 10 %.
+        churn_changes: Some(300),
+    };
+    let results = run_bench(&opts, |_| {}).await.unwrap();
+    let r = &results[0];
+    let held = r
+        .incremental_churn
+        .held
+        .as_ref()
+        .expect("the churn run is held by the default breaker");
+    assert!(held.deactivations > 0, "{held:?}");
+    assert!(held.confirm_wall > Duration::ZERO);
+    // Confirmed: the run after it has nothing left to do.
+    assert_eq!(r.incremental_idle.writes, 0);
+    assert!(r.incremental_idle.held.is_none());
+    let table = render_markdown(&results, &opts);
+    assert!(table.contains("held ("), "{table}");
+    assert!(table.contains("confirmed in"), "{table}");
 }
 
 /// The actions benchmark runs end to end: every action succeeds, one Graph write each, and the

@@ -64,6 +64,8 @@ pub struct ApiState {
     /// HR webhook endpoints and the review list.
     pub hr: hr::HrApi,
     pub auth: Arc<dyn auth::Authenticator>,
+    /// Console sessions: signed and checked here, their sign-in tickets minted by the API.
+    pub console: Arc<crate::console::ConsoleSessions>,
 }
 
 /// One route of the API.
@@ -381,6 +383,10 @@ pub fn route_table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             private("POST", "/v1/accounts/{account}/sign-in-lookup"),
             post(sign_in),
         ),
+        (
+            private("POST", "/v1/accounts/{account}/console-sessions"),
+            post(routes::create_console_session),
+        ),
     ]
 }
 
@@ -494,6 +500,7 @@ pub fn router(state: ApiState) -> Router {
         routes::activate,
         routes::delete_host_user,
         routes::sign_in,
+        routes::create_console_session,
     ),
     modifiers(&Security),
     security(("bearer" = [])),

@@ -1008,3 +1008,39 @@ pub(crate) async fn sign_in(
     })?;
     Ok(Json(found.into()))
 }
+
+/// A console sign-in address for one account.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ConsoleSessionView {
+    /// Open this path on the API's origin in the browser (or the host product's iframe): it
+    /// signs the browser in to `account_id`'s console once. Send it to nobody else.
+    pub login_path: String,
+    pub account_id: String,
+    /// The address stops working at this time, and after its first use.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// How long the console session it opens lasts, in seconds.
+    pub session_seconds: i64,
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{account}/console-sessions", tag = "console",
+    operation_id = "create_console_session",
+    params(("account" = String, Path, description = ACCOUNT)),
+    responses((status = 201, description = "A one-time, short-lived sign-in address for the account's console.", body = ConsoleSessionView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "Another account's address.", body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_console_session(
+    State(s): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(raw): Path<String>,
+) -> Result<(StatusCode, Json<ConsoleSessionView>), HttpError> {
+    let account = account_of(&caller, &raw)?;
+    let (ticket, expires_at) = s.console.mint_ticket(&account).await.map_err(store_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConsoleSessionView {
+            login_path: format!("/console/login?ticket={ticket}"),
+            account_id: account.0,
+            expires_at,
+            session_seconds: s.console.session_ttl().num_seconds(),
+        }),
+    ))
+}

@@ -157,6 +157,7 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
         },
         actions: actions.clone(),
         auth,
+        console: crate::console::ConsoleSessions::in_memory(clock.clone()),
     };
     World {
         app: router(state),

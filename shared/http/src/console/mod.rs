@@ -7,18 +7,21 @@
 //! - **The same services.** Each page calls the API's route function for what it shows or does
 //!   (the same parsing, the same core service, the same views), so the console cannot decide
 //!   anything differently from the API or the CLI.
-//! - **Sign-in.** The console is never open to any page on the machine: the program that serves
-//!   it creates a login token and prints a one-time address (`/console/login?token=...`). Opening
-//!   it spends the token and sets an `HttpOnly`, `SameSite=Strict` session cookie scoped to
-//!   `/console`. Every other console address needs that session (401 page otherwise).
+//! - **Sign-in.** The console is never open to any page on the machine. Locally the program that
+//!   serves it creates a login token and prints a one-time address (`/console/login?token=...`);
+//!   anywhere, the API's `POST /v1/accounts/{account}/console-sessions` gives a one-time,
+//!   short-lived address for one account (`/console/login?ticket=...`, how the host product
+//!   opens the console on AWS). Opening it sets an `HttpOnly`, `SameSite=Strict` session cookie
+//!   scoped to `/console`, signed and ending after a few hours ([`session`]). Every other console
+//!   address needs a live session (401 page otherwise).
 //! - **CSRF.** Every state-changing form carries the session's CSRF token in a hidden field, and
 //!   the token is checked before the route runs (403 otherwise). The `SameSite=Strict` cookie
 //!   alone would already keep other sites' forms out in current browsers; the token also covers
 //!   browsers that ignore SameSite and same-site pages on other ports.
 
 mod pages;
+mod session;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -46,19 +49,12 @@ pub const SESSION_COOKIE: &str = "entra_sync_console";
 /// Largest form the console accepts.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// A signed-in console session.
-#[derive(Clone, Debug)]
-pub struct Session {
-    /// The token every state-changing form must carry.
-    pub csrf: String,
-    /// Who the session acts as (what the API's routes check).
-    pub caller: Caller,
-}
+pub use session::{ConsoleSessions, Session};
 
-/// The console's sign-in: the one-time login token (its digest only) and the sessions.
-pub struct ConsoleAuth {
+/// The local program's printed sign-in: one login token (its digest only), spent by the first
+/// browser that opens `/console/login?token=...`.
+pub struct ConsoleLogin {
     login: Mutex<Option<[u8; 32]>>,
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
     caller: Caller,
 }
 
@@ -66,69 +62,47 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
-/// 244 random bits as text (two version-4 UUIDs: the operating system's randomness).
-fn random_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 /// Equal without an early exit.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl ConsoleAuth {
-    /// A console whose sessions act as `caller`, with a new login token (returned once, to
+impl ConsoleLogin {
+    /// A login whose session acts as `caller`, with a new login token (returned once, to
     /// print as `/console/login?token=<token>`).
     pub fn new(caller: Caller) -> (Arc<Self>, String) {
-        let token = random_token();
-        let auth = ConsoleAuth {
+        let token = session::random_token();
+        let login = ConsoleLogin {
             login: Mutex::new(Some(digest(&token))),
-            sessions: Mutex::new(HashMap::new()),
             caller,
         };
-        (Arc::new(auth), token)
+        (Arc::new(login), token)
     }
 
-    /// Spend the login token: a new session's id, or `None` (wrong or already used).
-    fn sign_in(&self, token: &str) -> Option<String> {
+    /// Spend the login token: who the new session acts as, or `None` (wrong or already used).
+    fn sign_in(&self, token: &str) -> Option<Caller> {
         let mut login = self.login.lock().unwrap_or_else(|p| p.into_inner());
         let expected = (*login)?;
         if !same(&digest(token), &expected) {
             return None;
         }
         *login = None;
-        let id = random_token();
-        let session = Session {
-            csrf: random_token(),
-            caller: self.caller.clone(),
-        };
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(digest(&id), session);
-        Some(id)
-    }
-
-    fn session(&self, id: &str) -> Option<Session> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&digest(id))
-            .cloned()
+        Some(self.caller.clone())
     }
 }
 
 /// What the console's pages use.
 #[derive(Clone)]
 pub struct ConsoleState {
+    /// The API's state; its [`ApiState::console`] signs and checks the sessions.
     pub api: ApiState,
-    pub auth: Arc<ConsoleAuth>,
-    /// The account `/console/` opens.
+    /// The printed one-time login of the local program (`None` on AWS: sign-in there is by a
+    /// ticket from the API).
+    pub login: Option<Arc<ConsoleLogin>>,
+    /// The account `/console/` opens for a session of every account.
     pub default_account: AccountId,
+    /// Mark the session cookie `Secure` (served over https, as on AWS).
+    pub secure_cookie: bool,
 }
 
 /// The session cookie of the request.
@@ -150,17 +124,13 @@ pub(crate) fn form_fields(bytes: &[u8]) -> Vec<(String, String)> {
 
 /// Every console page but the login and the style sheet: the session into the request, or a
 /// 401 page; and for a POST, the session's CSRF token in the form, or a 403 page.
-async fn require_session(
-    State(auth): State<Arc<ConsoleAuth>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(session) = session_id(&req).and_then(|id| auth.session(&id)) else {
+async fn require_session(State(s): State<ConsoleState>, req: Request, next: Next) -> Response {
+    let Some(session) = session_id(&req).and_then(|id| s.api.console.check(&id)) else {
         return pages::refusal(
             StatusCode::UNAUTHORIZED,
             "Sign in to the console",
-            "Open the console with the address `entra-sync serve` printed when it started (it signs this browser in once).",
-            "no console session",
+            "Your console session has ended or this browser has none. Locally, open the address `entra-sync serve` printed when it started; in the host product, open the console again (it asks the API for a new sign-in address).",
+            "no console session, or it ended",
         );
     };
     let (parts, body) = req.into_parts();
@@ -211,7 +181,7 @@ async fn stylesheet() -> Response {
 pub fn routes(state: ConsoleState) -> Router {
     let guarded = pages::routes()
         .route_layer(middleware::from_fn_with_state(
-            state.auth.clone(),
+            state.clone(),
             require_session,
         ))
         .route_layer(RequestBodyLimitLayer::new(MAX_FORM_BYTES));

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::{ConsoleState, SESSION_COOKIE, Session, form_fields};
 use crate::HttpError;
+use crate::api::auth::Caller;
 use crate::api::routes as api;
 use crate::api::views::{ConnectionView, RunState, RunView};
 use crate::html::escape;
@@ -272,27 +273,55 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 pub(super) async fn login(State(s): State<ConsoleState>, u: Uri) -> Response {
-    let token = query_value(&u, "token").unwrap_or_default();
-    match s.auth.sign_in(&token) {
-        Some(id) => {
-            let mut resp = see_other("/console/");
-            let cookie = format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console");
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
+    let from_token = || {
+        let token = query_value(&u, "token")?;
+        s.login.as_ref()?.sign_in(&token)
+    };
+    let caller = match query_value(&u, "ticket") {
+        Some(ticket) => match s.api.console.redeem_ticket(&ticket).await {
+            Ok(account) => account.map(Caller::Account),
+            Err(e) => {
+                return refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is unavailable",
+                    "The console could not check this sign-in address right now. Try again in a moment.",
+                    &format!("console ticket lookup failed: {e}"),
+                );
             }
-            resp
-        }
-        None => refusal(
+        },
+        None => from_token(),
+    };
+    let Some(caller) = caller else {
+        return refusal(
             StatusCode::UNAUTHORIZED,
             "Sign in to the console",
-            "This sign-in address is not valid or was used already. Restart `entra-sync serve` for a new one.",
-            "wrong or spent console login token",
-        ),
+            "This sign-in address is not valid, has expired or was used already. Locally, restart `entra-sync serve` for a new one; in the host product, open the console again.",
+            "wrong, expired or spent console sign-in",
+        );
+    };
+    let (cookie, session) = s.api.console.open(&caller);
+    let home = match &session.caller {
+        Caller::Account(a) => format!("/console/accounts/{}/", enc(&a.0)),
+        Caller::AllAccounts => "/console/".to_owned(),
+    };
+    let mut resp = see_other(&home);
+    let secure = if s.secure_cookie { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/console; Max-Age={}{secure}",
+        s.api.console.session_ttl().num_seconds()
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
     }
+    resp
 }
 
-async fn home(State(s): State<ConsoleState>) -> Response {
-    see_other(&format!("/console/accounts/{}/", enc(&s.default_account.0)))
+async fn home(State(s): State<ConsoleState>, Extension(session): Extension<Session>) -> Response {
+    let account = match &session.caller {
+        Caller::Account(a) => a,
+        Caller::AllAccounts => &s.default_account,
+    };
+    see_other(&format!("/console/accounts/{}/", enc(&account.0)))
 }
 
 fn status_text(c: &ConnectionView) -> String {

@@ -62,6 +62,9 @@ struct World {
     writer: Arc<MemoryDirectoryWriter>,
     queue: Arc<CollectingActionQueue>,
     token: String,
+    /// The API key (the API's routes are served beside the console, as `serve` does).
+    api_key: String,
+    clock: Arc<ManualClock>,
 }
 
 fn base() -> String {
@@ -132,7 +135,7 @@ async fn world() -> World {
         )
         .await
         .unwrap();
-    let (_, key) = ApiKey::generate([3; 32]);
+    let (api_key, key) = ApiKey::generate([3; 32]);
     let writer = Arc::new(MemoryDirectoryWriter::new());
     let queue = Arc::new(CollectingActionQueue::new());
     let actions = entra_sync_core::actions::testing::memory_deps(
@@ -172,13 +175,15 @@ async fn world() -> World {
         },
         actions,
         auth: Arc::new(key),
+        console: crate::console::ConsoleSessions::in_memory(clock.clone()),
     };
-    let (auth, token) = ConsoleAuth::new(Caller::AllAccounts);
-    let app = router(ConsoleState {
+    let (login, token) = ConsoleLogin::new(Caller::AllAccounts);
+    let app = crate::app(crate::api::routes(api.clone()).merge(routes(ConsoleState {
         api,
-        auth,
+        login: Some(login),
         default_account: AccountId(ACCOUNT.into()),
-    });
+        secure_cookie: false,
+    })));
     World {
         app,
         store,
@@ -186,6 +191,8 @@ async fn world() -> World {
         writer,
         queue,
         token,
+        api_key,
+        clock,
     }
 }
 
@@ -307,6 +314,77 @@ async fn no_page_and_no_form_without_a_session() {
         w.get("/console/static/console.css", None).await.status,
         StatusCode::OK
     );
+}
+
+impl World {
+    /// A sign-in address from the API, as the host product's backend gets it.
+    async fn ticket_path(&self, account: &str) -> String {
+        let a = self
+            .send(
+                Request::post(format!("/v1/accounts/{account}/console-sessions"))
+                    .header(header::AUTHORIZATION, format!("Bearer {}", self.api_key))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["account_id"], account);
+        v["login_path"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn an_api_ticket_opens_one_accounts_console_once_and_the_session_ends() {
+    let w = world().await;
+    let path = w.ticket_path(ACCOUNT).await;
+    assert!(path.starts_with("/console/login?ticket="), "{path}");
+    let a = w.get(&path, None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(
+        a.headers[header::LOCATION],
+        format!("/console/accounts/{ACCOUNT}/")
+    );
+    let set = a.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("Max-Age=28800"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = w.get(&format!("{}/", base()), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // The ticket works once.
+    let again = w.get(&path, None).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.headers.get(header::SET_COOKIE).is_none());
+    // A session of one account sees only that account: another's pages are 404.
+    let other = w.ticket_path("acct-2").await;
+    let set = w.get(&other, None).await.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let other_cookie = set.split(';').next().unwrap().to_owned();
+    let refused = w.get(&format!("{}/", base()), Some(&other_cookie)).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND, "{}", refused.body);
+    assert!(!refused.body.contains("contoso"), "{}", refused.body);
+    // Its home is its own account.
+    let home = w.get("/console/", Some(&other_cookie)).await;
+    assert_eq!(home.headers[header::LOCATION], "/console/accounts/acct-2/");
+    // A ticket not used within its two minutes does not work.
+    let late = w.ticket_path(ACCOUNT).await;
+    w.clock.advance(Duration::minutes(3));
+    assert_eq!(w.get(&late, None).await.status, StatusCode::UNAUTHORIZED);
+    // After eight hours the session has ended: pages and forms ask to sign in again.
+    w.clock.advance(Duration::hours(8));
+    let ended = w.get(&format!("{}/", base()), Some(&cookie)).await;
+    assert_eq!(ended.status, StatusCode::UNAUTHORIZED);
+    assert!(ended.body.contains("has ended"), "{}", ended.body);
+    let form = w
+        .post(&format!("{}/sync", base()), Some(&cookie), "csrf=anything")
+        .await;
+    assert_eq!(form.status, StatusCode::UNAUTHORIZED);
+    assert!(w.requests.take().is_empty(), "nothing ran");
 }
 
 #[tokio::test]
