@@ -13,6 +13,7 @@ pub mod demo;
 pub mod events;
 pub mod hooks_cli;
 pub mod hooks_worker;
+pub mod outbound;
 pub mod procstat;
 pub mod queue;
 pub mod runtime;

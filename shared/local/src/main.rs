@@ -825,6 +825,10 @@ struct ServeArgs {
     /// Start an emulated tenant (not yet consented) and use the emulator's login and Graph.
     #[arg(long, conflicts_with = "client_id")]
     emulator: bool,
+    /// Test setting: let outbound webhooks use http:// to a loopback address (127.0.0.1,
+    /// [::1]); every other private address stays refused. Off by default.
+    #[arg(long, env = "ENTRA_SYNC_WEBHOOKS_ALLOW_INSECURE_LOOPBACK")]
+    allow_insecure_loopback: bool,
     /// Users in the emulated tenant.
     #[arg(long, default_value_t = 200)]
     users: usize,
@@ -885,6 +889,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         listen: args.listen,
         redirect_uri: args.redirect_uri,
         directory,
+        allow_insecure_loopback: args.allow_insecure_loopback,
     };
     run_serve(&opts, |info| {
         outln!("Serving the connect routes on {}", info.base_url);
