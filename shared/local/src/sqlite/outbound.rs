@@ -120,7 +120,13 @@ pub(crate) fn fan_out(
         for ep in endpoints.iter().filter(|ep| ep.wants(e, tenant_account)) {
             let d = OutboundDelivery::new(&ep.id, e, now);
             created += insert
-                .execute(params![d.id, d.endpoint_id, d.event_id, due_ms(&d), to_json(&d)?])
+                .execute(params![
+                    d.id,
+                    d.endpoint_id,
+                    d.event_id,
+                    due_ms(&d),
+                    to_json(&d)?
+                ])
                 .map_err(internal)?;
         }
     }
@@ -243,10 +249,9 @@ impl OutboundStore for SqliteStore {
                     )
                     .map_err(internal)?;
                 let rows = stmt
-                    .query_map(
-                        params![now.timestamp_millis(), to_i64(limit as u64)],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
+                    .query_map(params![now.timestamp_millis(), to_i64(limit as u64)], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
                     .map_err(internal)?;
                 let mut out = Vec::new();
                 for r in rows {
