@@ -11,6 +11,7 @@ pub mod bench_actions;
 pub mod cli;
 pub mod demo;
 pub mod events;
+pub mod events_cli;
 pub mod hooks_cli;
 pub mod hooks_worker;
 pub mod outbound;

@@ -66,6 +66,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// HR webhook endpoints, their delivery log and the review list.
     Hooks(entra_sync_local::hooks_cli::HooksArgs),
+    /// Outbound webhooks: the account's endpoints, their delivery log, redelivery, and
+    /// sending what is due (see docs/events.md).
+    Events(entra_sync_local::events_cli::EventsArgs),
     #[command(flatten)]
     Admin(entra_sync_local::admin::AdminCommand),
     /// Act on the directory: add-group-member, block-sign-in, reset-password, ... (see
@@ -268,6 +271,7 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench(args).await,
         Command::Serve(args) => serve(*args).await,
         Command::Hooks(args) => entra_sync_local::hooks_cli::run_hooks(args).await,
+        Command::Events(args) => entra_sync_local::events_cli::run_events(args).await,
         Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
         Command::Act(args) => entra_sync_local::act::run_act(*args).await,
         Command::Actions(cmd) => entra_sync_local::act::run_actions(cmd).await,
