@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use entra_sync_core::model::AccountId;
 use entra_sync_core::outbound::ports::OutboundStore;
-use entra_sync_core::outbound::service::{OutboundError, create_endpoint};
+use entra_sync_core::outbound::service::{NewEndpoint, OutboundError, create_endpoint};
 use entra_sync_core::outbound::ssrf::{UrlPolicy, UrlRefused};
 use entra_sync_core::outbound::{AttemptOutcome, DeliveryState, OutboundEndpoint, OutboundPolicy};
 use entra_sync_core::ports::LocalUserStore;
@@ -166,9 +166,11 @@ async fn a_receiver_down_then_slow_then_failing_gets_the_retries_by_the_schedule
         app.vault.as_ref(),
         &SystemResolver,
         &policy,
-        account(),
-        &url,
-        None,
+        NewEndpoint {
+            account: account(),
+            url: url.clone(),
+            event_types: None,
+        },
         t0,
     )
     .await
@@ -314,9 +316,11 @@ async fn every_delivery_verifies_with_the_standard_webhooks_library_once_per_eve
         app.vault.as_ref(),
         &SystemResolver,
         &policy,
-        account(),
-        &format!("http://127.0.0.1:{port}/hook"),
-        Some(vec!["user.created".into()]),
+        NewEndpoint {
+            account: account(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            event_types: Some(vec!["user.created".into()]),
+        },
         Utc::now(),
     )
     .await
@@ -357,9 +361,11 @@ async fn ssrf_targets_are_refused_when_an_endpoint_is_created() {
                 app.vault.as_ref(),
                 &SystemResolver,
                 &policy,
-                account(),
-                url,
-                None,
+                NewEndpoint {
+                    account: account(),
+                    url: url.to_string(),
+                    event_types: None,
+                },
                 Utc::now(),
             )
             .await
@@ -452,9 +458,11 @@ async fn an_endpoint_failing_for_longer_than_the_window_is_disabled_with_its_eve
         app.vault.as_ref(),
         &SystemResolver,
         &policy,
-        account(),
-        &format!("http://127.0.0.1:{port}/hook"),
-        None,
+        NewEndpoint {
+            account: account(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            event_types: None,
+        },
         t0 - Duration::days(6),
     )
     .await

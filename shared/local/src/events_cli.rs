@@ -12,7 +12,8 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use entra_sync_core::outbound::ports::OutboundStore;
 use entra_sync_core::outbound::service::{
-    OutboundError, create_endpoint, disable_endpoint, enable_endpoint, redeliver, rotate_secret,
+    NewEndpoint, OutboundError, create_endpoint, disable_endpoint, enable_endpoint, redeliver,
+    rotate_secret,
 };
 use entra_sync_core::outbound::ssrf::UrlPolicy;
 use entra_sync_core::outbound::{
@@ -248,9 +249,11 @@ async fn run_endpoints(command: EndpointsCommand) -> Result<()> {
                 o.app.vault.as_ref(),
                 &SystemResolver,
                 &target.policy(),
-                o.account.clone(),
-                &url,
-                types,
+                NewEndpoint {
+                    account: o.account.clone(),
+                    url,
+                    event_types: types,
+                },
                 Utc::now(),
             )
             .await

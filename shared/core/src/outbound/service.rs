@@ -89,25 +89,32 @@ fn check_types(types: &Option<Vec<String>>) -> Result<(), OutboundError> {
     Ok(())
 }
 
-/// Create an endpoint for `account` with a new secret (stored in the vault first, so a
+/// What an endpoint is created with.
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    pub account: AccountId,
+    pub url: String,
+    /// Only these event types; `None` for every type.
+    pub event_types: Option<Vec<String>>,
+}
+
+/// Create an endpoint for an account with a new secret (stored in the vault first, so a
 /// record never names a missing secret).
 pub async fn create_endpoint(
     store: &dyn OutboundStore,
     vault: &dyn SecretVault,
     resolver: &dyn HostResolver,
     policy: &OutboundPolicy,
-    account: AccountId,
-    url: &str,
-    event_types: Option<Vec<String>>,
+    new: NewEndpoint,
     now: DateTime<Utc>,
 ) -> Result<CreatedEndpoint, OutboundError> {
-    check_types(&event_types)?;
-    check_endpoint_url(url, resolver, policy.urls).await?;
+    check_types(&new.event_types)?;
+    check_endpoint_url(&new.url, resolver, policy.urls).await?;
     let endpoint = OutboundEndpoint::new(
         OutboundEndpoint::new_id(),
-        account,
-        url.to_owned(),
-        event_types,
+        new.account,
+        new.url,
+        new.event_types,
         now,
     );
     let secret = generate_secret().map_err(|_| OutboundError::Random)?;
