@@ -502,3 +502,94 @@ async fn an_endpoint_failing_for_longer_than_the_window_is_disabled_with_its_eve
     assert_eq!(disabled[0]["account_id"], "acct");
     assert!(disabled[0]["tenant_id"].is_null());
 }
+
+#[tokio::test]
+async fn a_process_killed_before_the_fan_out_or_during_a_post_still_delivers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    let policy = testing_policy();
+    let port = free_port();
+    let receiver = start_receiver(port, Mode::Answer).await;
+    let created = create_endpoint(
+        app.store.as_ref(),
+        app.vault.as_ref(),
+        &SystemResolver,
+        &policy,
+        NewEndpoint {
+            account: account(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            event_types: None,
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let endpoint = created.endpoint.id;
+    // Committed, then killed before the outbox rows were marked (the sink gave up): no
+    // delivery yet, and the event is still pending in the outbox.
+    let user = LocalUser::pre_existing(
+        account(),
+        "l1",
+        "l1@contoso.example",
+        LocalStatus::Pending,
+        Utc::now(),
+    );
+    app.store.put_local_users(&[user]).await.unwrap();
+    let killed = app
+        .store
+        .deliver_outbox(|_| Err::<(), _>(std::io::Error::other("killed")));
+    assert!(killed.is_err());
+    assert!(
+        app.store
+            .list_deliveries(&endpoint, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The next start delivers the outbox, and fans it out.
+    app.deliver_events().await.unwrap();
+    app.deliver_events().await.unwrap();
+    assert_eq!(
+        app.store
+            .list_deliveries(&endpoint, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A worker claims it and is killed before the POST's answer is recorded: the claim runs
+    // out and the next worker sends it.
+    let t0 = Utc::now();
+    let claimed = app
+        .store
+        .claim_due(t0, t0 + Duration::seconds(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let worker = app.outbound_worker(policy).unwrap();
+    assert_eq!(
+        worker
+            .deliver_due(t0 + Duration::seconds(30))
+            .await
+            .unwrap()
+            .attempted,
+        0
+    );
+    let r = worker
+        .deliver_due(t0 + Duration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!((r.attempted, r.delivered), (1, 1));
+    assert_eq!(
+        worker
+            .deliver_due(t0 + Duration::hours(1))
+            .await
+            .unwrap()
+            .attempted,
+        0
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "once per event id");
+    assert_signed(&got[0], created.secret.expose(), t0 + Duration::seconds(61));
+}
