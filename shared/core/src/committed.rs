@@ -202,9 +202,15 @@ pub fn connection_event(
 /// the services' copies of them are not sent a second time there).
 pub fn derived_from_commits(kind: &ChangeKind) -> bool {
     let t = kind.as_str();
-    ["directory.", "user.", "sync.", "connection."]
-        .iter()
-        .any(|p| t.starts_with(p))
+    [
+        "directory.",
+        "user.",
+        "sync.",
+        "connection.",
+        "webhook_endpoint.",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
 }
 
 #[cfg(test)]

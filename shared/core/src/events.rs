@@ -170,6 +170,15 @@ pub enum ChangeKind {
         template: String,
         status: String,
     },
+
+    /// An outbound webhook endpoint was disabled: its deliveries failed for too long, or one
+    /// delivery exhausted the retry schedule (`object_id` is the endpoint id).
+    #[serde(rename = "webhook_endpoint.disabled")]
+    WebhookEndpointDisabled {
+        endpoint_id: String,
+        url: String,
+        reason: String,
+    },
 }
 
 impl ChangeKind {
@@ -205,6 +214,7 @@ impl ChangeKind {
             ChangeKind::ConnectionDisconnected {} => "connection.disconnected",
             ChangeKind::ActionUpdated { .. } => "action.updated",
             ChangeKind::WorkflowUpdated { .. } => "workflow.updated",
+            ChangeKind::WebhookEndpointDisabled { .. } => "webhook_endpoint.disabled",
         }
     }
 
@@ -600,11 +610,26 @@ pub fn examples() -> Vec<ChangeEvent> {
                 template: "offboarding".to_owned(),
                 status: "running".to_owned(),
             },
-            a,
+            a.clone(),
         ),
     ]);
+    // Outbound webhook endpoints belong to an account, not to a directory.
+    out.push((
+        "ep_3f2a9c1e0b7d4e5f8a6b2c1d0e9f8a7b",
+        4,
+        ChangeKind::WebhookEndpointDisabled {
+            endpoint_id: "ep_3f2a9c1e0b7d4e5f8a6b2c1d0e9f8a7b".to_owned(),
+            url: "https://hooks.example.com/entra-sync".to_owned(),
+            reason: "a delivery failed 8 times over the whole retry schedule".to_owned(),
+        },
+        a,
+    ));
     out.into_iter()
         .map(|(object, sequence, kind, account)| {
+            let tenant = match kind {
+                ChangeKind::WebhookEndpointDisabled { .. } => TenantId::new(""),
+                _ => tenant.clone(),
+            };
             ChangeEvent::new(&tenant, object, sequence, kind)
                 .account(account)
                 .at(at)

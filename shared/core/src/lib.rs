@@ -15,6 +15,7 @@ pub mod memory;
 pub mod memory_consent;
 pub mod memory_idempotency;
 pub mod model;
+pub mod outbound;
 pub mod page;
 pub mod plan;
 pub mod ports;

@@ -66,6 +66,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// HR webhook endpoints, their delivery log and the review list.
     Hooks(entra_sync_local::hooks_cli::HooksArgs),
+    /// Outbound webhooks: the account's endpoints, their delivery log, redelivery, and
+    /// sending what is due (see docs/events.md).
+    Events(entra_sync_local::events_cli::EventsArgs),
     #[command(flatten)]
     Admin(entra_sync_local::admin::AdminCommand),
     /// Act on the directory: add-group-member, block-sign-in, reset-password, ... (see
@@ -272,6 +275,7 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench(args).await,
         Command::Serve(args) => serve(*args).await,
         Command::Hooks(args) => entra_sync_local::hooks_cli::run_hooks(args).await,
+        Command::Events(args) => entra_sync_local::events_cli::run_events(args).await,
         Command::Admin(cmd) => entra_sync_local::admin::run_admin(cmd).await,
         Command::Act(args) => entra_sync_local::act::run_act(*args).await,
         Command::Actions(cmd) => entra_sync_local::act::run_actions(cmd).await,
@@ -830,6 +834,10 @@ struct ServeArgs {
     /// Start an emulated tenant (not yet consented) and use the emulator's login and Graph.
     #[arg(long, conflicts_with = "client_id")]
     emulator: bool,
+    /// Test setting: let outbound webhooks use http:// to a loopback address (127.0.0.1,
+    /// [::1]); every other private address stays refused. Off by default.
+    #[arg(long, env = "ENTRA_SYNC_WEBHOOKS_ALLOW_INSECURE_LOOPBACK")]
+    allow_insecure_loopback: bool,
     /// Users in the emulated tenant.
     #[arg(long, default_value_t = 200)]
     users: usize,
@@ -890,6 +898,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         listen: args.listen,
         redirect_uri: args.redirect_uri,
         directory,
+        allow_insecure_loopback: args.allow_insecure_loopback,
     };
     run_serve(&opts, |info| {
         outln!("Serving the connect routes on {}", info.base_url);

@@ -614,6 +614,22 @@ impl LocalApp {
             .map_err(|e| LocalError::Failed(format!("event delivery stopped: {e}")))?
     }
 
+    /// The outbound webhooks' delivery worker of this data directory (`policy.urls` says
+    /// whether the local test setting allows http to loopback).
+    pub fn outbound_worker(
+        &self,
+        policy: entra_sync_core::outbound::OutboundPolicy,
+    ) -> Result<crate::outbound::OutboundWorker, LocalError> {
+        let poster = crate::outbound::ReqwestPoster::new(&policy)
+            .map_err(|e| LocalError::Failed(format!("webhook HTTP client: {e}")))?;
+        Ok(crate::outbound::OutboundWorker {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            poster: Arc::new(poster),
+            policy,
+        })
+    }
+
     /// Every port the projection services (settings, preview, import, confirm, reject) use.
     pub fn project_deps(&self) -> ProjectDeps {
         ProjectDeps::new(

@@ -114,6 +114,9 @@ pub struct ServeOptions {
     /// The callback URL registered on the app; default `http://{listen}/connect/callback`.
     pub redirect_uri: Option<Url>,
     pub directory: ServeDirectory,
+    /// Outbound webhooks: the test setting that allows `http://` to loopback addresses
+    /// (`--allow-insecure-loopback`; off by default).
+    pub allow_insecure_loopback: bool,
 }
 
 /// What the person needs to know once the server listens.
@@ -245,6 +248,29 @@ pub async fn run_serve(
             }
         })
     };
+    // Outbound webhooks: every second, the deliveries that are due.
+    let outbound = {
+        let policy = entra_sync_core::outbound::OutboundPolicy {
+            urls: entra_sync_core::outbound::ssrf::UrlPolicy {
+                allow_insecure_loopback: opts.allow_insecure_loopback,
+            },
+            ..Default::default()
+        };
+        let worker = app.outbound_worker(policy)?;
+        let clock = app.clock.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = worker.deliver_due(clock.now()).await {
+                    tracing::warn!(error = %e, "outbound webhook deliveries left for the next pass");
+                }
+            }
+        })
+    };
     let hooks = crate::hooks_worker::serve_hooks(&app, actions.deps.clone(), stop_rx)?;
     // The admin API behind its key (created at the first serve).
     let (key, new_api_key) = crate::api_serve::api_key(&dir)?;
@@ -286,6 +312,7 @@ pub async fn run_serve(
         }
     }
     let _ = outbox.await;
+    let _ = outbound.await;
     if let Err(e) = hooks.worker.await {
         warn!(error = %e, "webhook worker ended abnormally");
     }

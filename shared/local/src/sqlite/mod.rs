@@ -8,7 +8,8 @@
 //! One file per port, named as on the DynamoDB side (`shared/aws/src/dynamo/`): `connections`,
 //! `cursors`, `leases`, `mirror`, `runs`, `settings`, `local_users`, `idempotency`, `consent`,
 //! `actions` (actions and workflows), `lookup` (the actions' target lookup), `webhooks` (the
-//! HR webhooks' endpoints, deliveries, reviews and people); `schema` holds the
+//! HR webhooks' endpoints, deliveries, reviews and people), `outbox` (change events) and
+//! `outbound` (the outbound webhooks' endpoints and deliveries); `schema` holds the
 //! migrations and `db` what the ports share (opening, migrating, the blocking-call bridge,
 //! versioned puts, listings).
 
@@ -22,6 +23,7 @@ mod leases;
 mod local_users;
 mod lookup;
 mod mirror;
+mod outbound;
 mod outbox;
 mod rows;
 mod runs;

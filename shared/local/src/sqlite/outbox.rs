@@ -5,7 +5,8 @@
 //! stores and hands them out.
 //!
 //! Delivery is at least once: [`SqliteStore::deliver_outbox`] hands pending rows in commit
-//! order to a sink and marks them delivered afterwards, so a crash in between delivers them
+//! order to a sink and marks them delivered afterwards (creating their outbound webhook
+//! deliveries in the same transaction, see outbound.rs), so a crash in between delivers them
 //! again (with the same event ids) on the next call.
 
 use chrono::{DateTime, Utc};
@@ -76,14 +77,20 @@ impl SqliteStore {
             deliver(&events).map_err(OutboxError::Sink)?;
             let last = batch.last().map_or(0, |(s, _)| *s);
             let first = batch.first().map_or(0, |(s, _)| *s);
-            self.with_blocking(move |c| {
-                c.execute(
+            // Marked delivered and fanned out to the outbound webhook endpoints in one
+            // transaction: a crash before it delivers the batch again (and fans it out
+            // again, once per endpoint and event), a crash after it has every delivery row.
+            self.with_blocking(|c| {
+                let now = Utc::now();
+                let tx = c.transaction().map_err(internal)?;
+                tx.execute(
                     "UPDATE outbox SET delivered_at = ?3
                      WHERE seq BETWEEN ?1 AND ?2 AND delivered_at IS NULL",
-                    params![first, last, Utc::now().to_rfc3339()],
+                    params![first, last, now.to_rfc3339()],
                 )
                 .map_err(internal)?;
-                Ok(())
+                super::outbound::fan_out(&tx, &events, now)?;
+                tx.commit().map_err(internal)
             })
             .map_err(OutboxError::Store)?;
             total += events.len();

@@ -190,4 +190,26 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (delivered_at, seq);
 "#,
+    // 8: outbound webhooks (outbound.rs): the host product's endpoints, and one delivery per
+    // (endpoint, event) with its attempts, fanned out from the outbox when it is delivered.
+    r#"
+CREATE TABLE outbound_endpoints (
+    id         TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    enabled    INTEGER NOT NULL,
+    rev        INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX outbound_endpoints_by_account ON outbound_endpoints (account_id, id);
+CREATE TABLE outbound_deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    endpoint_id TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    due_ms      INTEGER,
+    body        TEXT NOT NULL
+);
+CREATE INDEX outbound_due ON outbound_deliveries (due_ms) WHERE due_ms IS NOT NULL;
+CREATE INDEX outbound_by_endpoint ON outbound_deliveries (endpoint_id, seq);
+"#,
 ];
