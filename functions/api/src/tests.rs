@@ -255,6 +255,14 @@ async fn an_embedded_console_signs_in_with_a_ticket_its_jwt_got() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains(TENANT), "{body}");
+    // The pages' home link (a path `/console/{proxy+}` matches) leads to the account.
+    let (status, headers, _) = answer(
+        &app,
+        event("none", "GET", "/console/home", "", Some(cookie)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/console/accounts/acct-1/");
     // Without the cookie, a page is the sign-in refusal, never data.
     let (status, _, body) = answer(
         &app,

@@ -26,6 +26,9 @@ use crate::html::escape;
 pub(super) fn routes() -> Router<ConsoleState> {
     Router::new()
         .route("/console/", get(home))
+        // The same, under a path API Gateway's `/console/{proxy+}` route matches (it needs a
+        // segment after `/console/`): every page links here.
+        .route("/console/home", get(home))
         .route("/console/accounts/{account}/", get(account_page))
         .route("/console/accounts/{account}/connect", post(connect))
         .route(
@@ -96,7 +99,7 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let e = self.0;
         let body = format!(
-            "<h1>Not done</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/console/\">Back to the console</a></p>",
+            "<h1>Not done</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/console/home\">Back to the console</a></p>",
             escape(e.message())
         );
         let page = frame(e.status(), "Not done", "", &body);
@@ -129,7 +132,7 @@ fn frame(status: StatusCode, title: &str, nav: &str, body: &str) -> Response {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · entra-sync console</title>\
          <link rel=\"stylesheet\" href=\"/console/static/console.css\"></head>\
-         <body><header><p><a href=\"/console/\">entra-sync console</a></p>{nav}</header>\
+         <body><header><p><a href=\"/console/home\">entra-sync console</a></p>{nav}</header>\
          <main>{body}</main></body></html>\n",
         escape(title)
     );
@@ -302,7 +305,7 @@ pub(super) async fn login(State(s): State<ConsoleState>, u: Uri) -> Response {
     let (cookie, session) = s.api.console.open(&caller);
     let home = match &session.caller {
         Caller::Account(a) => format!("/console/accounts/{}/", enc(&a.0)),
-        Caller::AllAccounts => "/console/".to_owned(),
+        Caller::AllAccounts => "/console/home".to_owned(),
     };
     let mut resp = see_other(&home);
     let secure = if s.secure_cookie { "; Secure" } else { "" };

@@ -261,6 +261,7 @@ fn csrf_of(page: &str) -> String {
 fn pages() -> Vec<String> {
     vec![
         "/console/".to_owned(),
+        "/console/home".to_owned(),
         format!("/console/accounts/{ACCOUNT}/"),
         format!("{}/", base()),
         format!("{}/users", base()),
