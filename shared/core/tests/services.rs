@@ -387,3 +387,101 @@ async fn a_second_fetch_while_one_holds_the_lease_is_refused() {
         .unwrap_err();
     assert!(matches!(err, SyncError::Busy(_)));
 }
+
+/// One signal per stream (the two streams are read at once).
+type Asked = Arc<[tokio::sync::Notify; 2]>;
+
+fn slot(stream: Stream) -> usize {
+    match stream {
+        Stream::Users => 0,
+        Stream::Groups => 1,
+    }
+}
+
+/// Wakes whoever waits for a request of a link (not a first page) of the stream.
+struct Watched {
+    inner: Arc<ScriptedDirectory>,
+    asked: Asked,
+}
+
+#[async_trait]
+impl DirectoryReader for Watched {
+    async fn fetch_page(
+        &self,
+        tenant: &TenantId,
+        stream: Stream,
+        request: &PageRequest,
+    ) -> Result<FetchedPage, DirectoryError> {
+        if matches!(request, PageRequest::Link(_)) {
+            // Wakes only an enqueue waiting right now (no permit is kept for a later one).
+            self.asked[slot(stream)].notify_waiters();
+        }
+        self.inner.fetch_page(tenant, stream, request).await
+    }
+    fn requests_sent(&self, tenant: &TenantId) -> u64 {
+        self.inner.requests_sent(tenant)
+    }
+}
+
+/// A queue whose enqueue takes as long as the wire: it finishes when the next page has been
+/// asked for, or after a bounded wait. It counts the pages whose next request overlapped it.
+struct SlowQueue {
+    inner: Arc<CollectingQueue>,
+    asked: Asked,
+    overlapped: Mutex<u32>,
+}
+
+#[async_trait]
+impl entra_sync_core::ports::WorkQueue for SlowQueue {
+    async fn enqueue(
+        &self,
+        messages: Vec<entra_sync_core::page::PageMessage>,
+    ) -> Result<(), entra_sync_core::error::QueueError> {
+        let stream = messages[0].items.stream();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            self.asked[slot(stream)].notified(),
+        )
+        .await;
+        if waited.is_ok() {
+            *self.overlapped.lock().unwrap() += 1;
+        }
+        self.inner.enqueue(messages).await
+    }
+}
+
+#[tokio::test]
+async fn the_next_page_is_asked_for_while_the_previous_one_is_enqueued() {
+    let w = world().await;
+    script_initial(&w);
+    let asked: Asked = Arc::new([tokio::sync::Notify::new(), tokio::sync::Notify::new()]);
+    let queue = Arc::new(SlowQueue {
+        inner: w.queue.clone(),
+        asked: asked.clone(),
+        overlapped: Mutex::new(0),
+    });
+    let fetch = DepsBuilder::on(&w.store).fetch(
+        Arc::new(Watched {
+            inner: w.dir.clone(),
+            asked,
+        }),
+        queue.clone(),
+    );
+    let report = run_fetch(&fetch, &w.tenant, &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.pages_enqueued, 5);
+    // Three pages have a next page (users: initial and u1; groups: initial): each one's
+    // successor was requested while it was being enqueued. The last page of each stream has
+    // none, so nothing is asked beyond the round.
+    assert_eq!(*queue.overlapped.lock().unwrap(), 3);
+    assert_eq!(w.dir.requests_sent(&w.tenant), 5, "each page asked once");
+    // The checkpoint order is unchanged: every page enqueued, the cursors at the end.
+    let (c, _) = w
+        .store
+        .load_cursor(&w.tenant, Stream::Users)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(c.state, CursorState::Applying { pages: 3, .. }));
+}

@@ -28,7 +28,7 @@ use crate::cursor::{CursorRecord, CursorState, FullReason};
 use crate::error::{DirectoryError, ErrorClass, SyncError};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{ConnectionStatus, Stream, TenantId};
-use crate::page::{PageItems, PageLink, PageMessage};
+use crate::page::{FetchedPage, PageItems, PageLink, PageMessage, PageRequest};
 use crate::ports::{ConnectionStore, DirectoryReader, LeaseStore, Revision, WorkQueue};
 use crate::run::{RunStatus, RunUpdate, SyncRun, Trigger};
 
@@ -581,6 +581,11 @@ async fn fetch_stream(
         record = record.require_full(FullReason::Requested);
     }
     let mut resynced = false;
+    // The next page's answer, requested while the previous page was enqueued and checkpointed
+    // (the wire stays busy; the checkpoint order does not change: a page is still enqueued,
+    // then recorded, before the cursor moves past it). Used only if the cursor asks for that
+    // very request.
+    let mut prefetched: Option<(PageRequest, Result<FetchedPage, DirectoryError>)> = None;
     loop {
         let (next, fresh) = record.begin_round(run_id);
         if fresh {
@@ -611,7 +616,11 @@ async fn fetch_stream(
         }
         let run_id = run_id.clone();
         let request = next.request();
-        let page = match deps.directory.fetch_page(tenant, stream, &request).await {
+        let fetched = match prefetched.take() {
+            Some((asked, answer)) if asked == request => answer,
+            _ => deps.directory.fetch_page(tenant, stream, &request).await,
+        };
+        let page = match fetched {
             Ok(p) => p,
             // A link that cannot be followed (a Graph URL configured with another host form
             // than the stored links, `localhost` for `127.0.0.1`): abandon the round for a
@@ -707,40 +716,60 @@ async fn fetch_stream(
             );
             record = reserving;
         }
-        deps.queue.enqueue(messages).await?;
-        report.pages_enqueued += parts;
         if let Some(b) = budget.as_mut() {
             *b = b.saturating_sub(1);
         }
-        deps.sync
-            .runs
-            .update_run(
-                tenant,
-                &run_id,
-                &RunUpdate::PageFetched {
-                    stream,
-                    cycle,
-                    mode,
-                    last,
-                    page_seq: last_seq,
-                },
-            )
-            .await?;
-        let advanced = match page.link {
-            PageLink::Next(url) => record.checkpoint_next_by(url, parts),
-            PageLink::Delta(url) => record.checkpoint_last_by(url, parts),
+        let advanced = match &page.link {
+            PageLink::Next(url) => record.checkpoint_next_by(url.clone(), parts),
+            PageLink::Delta(url) => record.checkpoint_last_by(url.clone(), parts),
         };
         let Some(advanced) = advanced else {
             return Err(SyncError::InvalidInput(
                 "cursor left the round while fetching".to_owned(),
             ));
         };
-        rev = Some(
+        // Enqueue, record, checkpoint: in this order, as before.
+        let bookkeeping = async {
+            deps.queue.enqueue(messages).await?;
             deps.sync
+                .runs
+                .update_run(
+                    tenant,
+                    &run_id,
+                    &RunUpdate::PageFetched {
+                        stream,
+                        cycle,
+                        mode,
+                        last,
+                        page_seq: last_seq,
+                    },
+                )
+                .await?;
+            let saved = deps
+                .sync
                 .cursors
                 .save_cursor(tenant, stream, &advanced, rev)
-                .await?,
-        );
+                .await?;
+            Ok::<_, SyncError>(saved)
+        };
+        // Meanwhile the next page is asked for, when there is one and the budget allows it.
+        let ahead = match &page.link {
+            PageLink::Next(url) if *budget != Some(0) => Some(PageRequest::Link(url.clone())),
+            _ => None,
+        };
+        let saved = match ahead {
+            Some(asked) => {
+                let (saved, answer) = futures::join!(
+                    bookkeeping,
+                    deps.directory.fetch_page(tenant, stream, &asked)
+                );
+                prefetched = Some((asked, answer));
+                saved?
+            }
+            None => bookkeeping.await?,
+        };
+        report.pages_enqueued += parts;
+        rev = Some(saved);
         record = advanced;
         if last {
             return Ok(());
