@@ -371,4 +371,17 @@ mod tests {
             Version::new(1, 1).sequence()
         );
     }
+
+    #[tokio::test]
+    async fn the_services_sink_passes_on_only_what_no_store_write_describes() {
+        use crate::events::examples;
+        use crate::memory::CollectingEvents;
+        use crate::ports::EventSink;
+
+        let inner = std::sync::Arc::new(CollectingEvents::new());
+        let sink = NotDerived(inner.clone());
+        sink.publish(&examples()).await.unwrap();
+        let passed: Vec<&str> = inner.take().iter().map(|e| e.event_type()).collect();
+        assert_eq!(passed, ["action.updated", "workflow.updated"]);
+    }
 }
