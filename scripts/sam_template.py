@@ -166,7 +166,12 @@ class Resolver:
         region, account, partition = self.p("AWS::Region"), self.p("AWS::AccountId"), self.p("AWS::Partition")
         if kind == "AWS::DynamoDB::Table":
             table = self.resolve(props["TableName"])
-            return {"Ref": table, "Arn": f"arn:{partition}:dynamodb:{region}:{account}:table/{table}"}[attr]
+            # A stream's ARN ends in a label DynamoDB picks when it enables the stream.
+            return {
+                "Ref": table,
+                "Arn": f"arn:{partition}:dynamodb:{region}:{account}:table/{table}",
+                "StreamArn": f"arn:{partition}:dynamodb:{region}:{account}:table/{table}/stream/*",
+            }[attr]
         if kind == "AWS::SQS::Queue":
             queue = self.resolve(props["QueueName"])
             return {

@@ -572,3 +572,38 @@ impl<Q: WorkQueue + ?Sized> WorkQueue for FaultyQueue<Q> {
         self.inner.max_message_bytes()
     }
 }
+
+/// An event sink whose publish can crash: before the events reach the inner sink (none
+/// delivered) or after (all delivered, the caller sees a failure), as a publisher killed
+/// around its EventBridge call.
+pub struct FaultySink<E: ?Sized> {
+    inner: Arc<E>,
+    crashes: Arc<Crashes>,
+}
+
+impl<E: entra_sync_core::ports::EventSink + ?Sized> FaultySink<E> {
+    pub fn new(inner: Arc<E>, crashes: Arc<Crashes>) -> Self {
+        Self { inner, crashes }
+    }
+}
+
+#[async_trait]
+impl<E: entra_sync_core::ports::EventSink + ?Sized> entra_sync_core::ports::EventSink
+    for FaultySink<E>
+{
+    async fn publish(
+        &self,
+        events: &[entra_sync_core::events::ChangeEvent],
+    ) -> Result<(), entra_sync_core::error::EventError> {
+        use entra_sync_core::error::EventError;
+        let (n, crash) = self.crashes.next();
+        if crash == Some(Crash::Before) {
+            return Err(EventError::Unavailable(Box::new(InjectedCrash(n))));
+        }
+        self.inner.publish(events).await?;
+        if crash == Some(Crash::After) {
+            return Err(EventError::Unavailable(Box::new(InjectedCrash(n))));
+        }
+        Ok(())
+    }
+}

@@ -13,4 +13,5 @@ pub mod contract_vault;
 pub mod event_schemas;
 pub mod faulty;
 pub mod moto;
+pub mod streams;
 pub mod template;

@@ -10,7 +10,8 @@
 //! workflow started by the host product, the tick that runs it when due (and expires the
 //! overdue approval), and the queued batches of its steps; then the HR webhooks functions: the
 //! route accepts a signed HiBob termination, and the queue function processes it (reading the
-//! employee from a HiBob emulator with the endpoint's API credential) into an offboarding.
+//! employee from a HiBob emulator with the endpoint's API credential) into an offboarding;
+//! last the publisher, fed the table's stream of everything the others wrote.
 //!
 //! Every AWS call each function makes is recorded (an SDK interceptor), including the calls
 //! whose errors a handler logs and swallows. Then, per function:
@@ -68,7 +69,7 @@ use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const FUNCTIONS: [&str; 8] = [
+const FUNCTIONS: [&str; 9] = [
     "ConnectFunction",
     "SchedulerFunction",
     "FetchFunction",
@@ -77,6 +78,7 @@ const FUNCTIONS: [&str; 8] = [
     "WebhooksRouteFunction",
     "WebhooksQueueFunction",
     "ApiFunction",
+    "PublisherFunction",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -385,6 +387,8 @@ struct Clients {
     sqs: aws_sdk_sqs::Client,
     secrets: aws_sdk_secretsmanager::Client,
     events: aws_sdk_eventbridge::Client,
+    /// The table's stream (the administrator's, as Lambda's event source mapping reads it).
+    streams: aws_sdk_dynamodbstreams::Client,
 }
 
 async fn clients(moto: &str, creds: Credentials, recorder: &Recorder) -> Clients {
@@ -418,6 +422,7 @@ async fn clients(moto: &str, creds: Credentials, recorder: &Recorder) -> Clients
                 .interceptor(rec("events"))
                 .build(),
         ),
+        streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
     }
 }
 
@@ -2069,6 +2074,32 @@ async fn every_function_runs_under_exactly_its_template_policy() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.status, ConnectionStatus::Disconnected);
+
+    // The publisher on everything the functions above wrote: the table's stream read as its
+    // event source mapping reads it (with the administrator's keys here, as the other
+    // mappings), each batch handed to its handler, which runs under its own policy.
+    let records = entra_sync_tests::streams::stream_records(
+        &w.admin.dynamodb,
+        &w.admin.streams,
+        &table_name(),
+    )
+    .await;
+    let publisher = entra_sync_core::services::publish::PublishDeps {
+        connections: w.store("PublisherFunction"),
+        events: Arc::new(EventBridgeSink::new(
+            w.clients("PublisherFunction").events.clone(),
+            &w.bus,
+        )),
+    };
+    for batch in records.chunks(100) {
+        let r = entra_sync_publisher::handler::handle(
+            &publisher,
+            entra_sync_tests::streams::event(batch),
+        )
+        .await;
+        assert_none_refused("PublisherFunction", w.recorder("PublisherFunction"));
+        assert!(r.batch_item_failures.is_empty(), "publishing failed");
+    }
 
     // Each function against its template statements.
     let mut all = Vec::new();

@@ -9,7 +9,7 @@
 use entra_sync_tests::template::{self, function, resource, transformed};
 use serde_json::{Value, json};
 
-const FUNCTIONS: [&str; 8] = [
+const FUNCTIONS: [&str; 9] = [
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
@@ -18,6 +18,7 @@ const FUNCTIONS: [&str; 8] = [
     "WebhooksRouteFunction",
     "WebhooksQueueFunction",
     "ApiFunction",
+    "PublisherFunction",
 ];
 
 fn get_att(v: &Value) -> &str {
@@ -350,4 +351,64 @@ fn the_delivery_queue_is_fifo_with_a_fifo_dead_letter_queue_and_partial_batch_fa
     assert!(alarmed("WebhooksQueueFunction", "Errors"));
     let env = &resource("WebhooksRouteFunction")["Properties"]["Environment"]["Variables"];
     assert_eq!(env["DELIVERY_QUEUE_URL"], json!({"Ref": "DeliveryQueue"}));
+}
+
+#[test]
+fn the_publisher_reads_the_table_stream_with_retries_bisection_partial_failures_and_an_on_failure_queue()
+ {
+    let table = &resource("Table")["Properties"];
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES",
+        "the publisher needs every write's item before and after"
+    );
+    let mapping = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["FunctionName"] == json!({"Ref": "PublisherFunction"})
+        })
+        .expect("the publisher has an event source mapping");
+    let p = &mapping["Properties"];
+    assert_eq!(get_att(&p["EventSourceArn"]), "Table");
+    assert_eq!(p["EventSourceArn"]["Fn::GetAtt"][1], "StreamArn");
+    assert_eq!(p["StartingPosition"], "TRIM_HORIZON");
+    assert_eq!(p["BisectBatchOnFunctionError"], true);
+    assert_eq!(
+        p["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert!(p["MaximumRetryAttempts"].as_u64().is_some_and(|n| n > 0));
+    assert!(
+        p["MaximumRecordAgeInSeconds"]
+            .as_u64()
+            .is_some_and(|s| s <= 86_400),
+        "a record older than the stream's retention cannot be retried"
+    );
+    let queue = get_att(&p["DestinationConfig"]["OnFailure"]["Destination"]);
+    assert_eq!(resource(queue)["Type"], "AWS::SQS::Queue");
+    assert!(
+        alarmed(queue, "ApproximateNumberOfMessagesVisible"),
+        "an alarm watches {queue}"
+    );
+    let f = function("PublisherFunction");
+    let sends = f
+        .service_policies
+        .iter()
+        .flat_map(|d| d["Statement"].as_array().cloned().unwrap_or_default())
+        .any(|s| {
+            s["Action"] == "sqs:SendMessage"
+                && s["Resource"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("-publisher-failures"))
+        });
+    assert!(sends, "the publisher's role may send to {queue}");
+    assert!(
+        f.managed
+            .iter()
+            .any(|m| m.ends_with("/AWSLambdaDynamoDBExecutionRole")),
+        "the mapping may read the stream with the publisher's role: {:?}",
+        f.managed
+    );
 }

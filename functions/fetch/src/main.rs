@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use entra_sync_aws::{
-    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, config,
-    load_sdk_config,
+    DynamoStore, SecretsManagerVault, SqsFetchRequests, SqsPageQueue, config, load_sdk_config,
 };
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::{FetchDeps, SyncDeps};
@@ -39,10 +38,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ))?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let events = Arc::new(EventBridgeSink::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
-        bus,
-    ));
+    let events =
+        entra_sync_aws::eventbridge::service_sink(aws_sdk_eventbridge::Client::new(&sdk), bus);
     let deps = Deps {
         fetch: FetchDeps::new(
             &store,

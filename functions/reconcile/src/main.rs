@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use entra_sync_aws::{DynamoStore, EventBridgeSink, config, load_sdk_config};
+use entra_sync_aws::{DynamoStore, config, load_sdk_config};
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::ports::SystemClock;
 use entra_sync_core::services::SyncDeps;
@@ -25,10 +25,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let clock = Arc::new(SystemClock);
-    let events = Arc::new(EventBridgeSink::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
-        bus,
-    ));
+    let events =
+        entra_sync_aws::eventbridge::service_sink(aws_sdk_eventbridge::Client::new(&sdk), bus);
     let deps = Deps {
         reconcile: SyncDeps::from_store(&store, events, clock.clone()),
         claims: Claims::new(store, idempotency_config, clock),

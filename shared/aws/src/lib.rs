@@ -141,10 +141,7 @@ pub fn action_deps(
             writes_per_second,
             ..BudgetConfig::default()
         })),
-        events: Arc::new(EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(sdk),
-            bus,
-        )),
+        events: eventbridge::service_sink(aws_sdk_eventbridge::Client::new(sdk), bus),
         clock,
         config: actions_config,
     })

@@ -198,8 +198,125 @@ pub fn connection_event(
     )
 }
 
-/// Whether the local program's store derives events of this type from its own commits (so
-/// the services' copies of them are not sent a second time there).
+/// One committed write of a store item that events are derived from, in model terms: what
+/// the item held before (`None` when it was new) and what it holds after. A store whose
+/// writes are reported after the fact (the DynamoDB table's stream on AWS) decodes each write
+/// into one of these and derives its events with [`CommittedChange::events`], so AWS and the
+/// local outbox derive the same events from the same writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommittedChange {
+    User {
+        tenant: TenantId,
+        before: Option<StoredUser>,
+        after: StoredUser,
+    },
+    Group {
+        tenant: TenantId,
+        before: Option<StoredGroup>,
+        after: StoredGroup,
+    },
+    Membership {
+        tenant: TenantId,
+        before: Option<StoredMembership>,
+        after: StoredMembership,
+    },
+    HostUser {
+        before: Option<crate::provision::LocalUser>,
+        after: crate::provision::LocalUser,
+    },
+    Run {
+        before: Option<SyncRun>,
+        after: SyncRun,
+    },
+    Connection {
+        before: Option<Connection>,
+        after: Connection,
+    },
+}
+
+impl CommittedChange {
+    /// The tenant of a run write, whose `sync.*` events carry the account of the tenant's
+    /// connection (the caller looks it up); `None` for every other write.
+    pub fn run_tenant(&self) -> Option<&TenantId> {
+        match self {
+            CommittedChange::Run { after, .. } => Some(&after.tenant_id),
+            _ => None,
+        }
+    }
+
+    /// The events of this write, committed at `at`: the functions above, with events that
+    /// carry no time of their own stamped with `at`. `account` is used by run writes only
+    /// (see [`Self::run_tenant`]).
+    pub fn events(&self, account: Option<AccountId>, at: DateTime<Utc>) -> Vec<ChangeEvent> {
+        let mut out: Vec<ChangeEvent> = match self {
+            CommittedChange::User {
+                tenant,
+                before,
+                after,
+            } => directory_user_event(tenant, before.as_ref(), after)
+                .into_iter()
+                .collect(),
+            CommittedChange::Group {
+                tenant,
+                before,
+                after,
+            } => directory_group_event(tenant, before.as_ref(), after)
+                .into_iter()
+                .collect(),
+            CommittedChange::Membership {
+                tenant,
+                before,
+                after,
+            } => membership_event(tenant, before.as_ref(), after)
+                .into_iter()
+                .collect(),
+            CommittedChange::HostUser { before, after } => {
+                crate::events::host_user_change(before.as_ref(), after)
+                    .into_iter()
+                    .collect()
+            }
+            CommittedChange::Run { before, after } => {
+                run_events(before.as_ref(), after, account, at)
+            }
+            CommittedChange::Connection { before, after } => {
+                connection_event(before.as_ref(), after, at)
+                    .into_iter()
+                    .collect()
+            }
+        };
+        for e in &mut out {
+            if e.occurred_at == DateTime::<Utc>::UNIX_EPOCH {
+                e.occurred_at = at;
+            }
+        }
+        out
+    }
+}
+
+/// An [`EventSink`](crate::ports::EventSink) that passes on only the events a store does not
+/// derive from its own commits ([`derived_from_commits`]): the services' sink where the
+/// store's writes are published apart (the DynamoDB stream's publisher on AWS), so each change
+/// is published once, from the committed write.
+pub struct NotDerived(pub std::sync::Arc<dyn crate::ports::EventSink>);
+
+#[async_trait::async_trait]
+impl crate::ports::EventSink for NotDerived {
+    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), crate::error::EventError> {
+        let rest: Vec<ChangeEvent> = events
+            .iter()
+            .filter(|e| !derived_from_commits(&e.kind))
+            .cloned()
+            .collect();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.0.publish(&rest).await
+    }
+}
+
+/// Whether the stores derive events of this type from their own commits (the local outbox,
+/// the DynamoDB stream's publisher on AWS), so the services' copies of them are not sent a
+/// second time.
 pub fn derived_from_commits(kind: &ChangeKind) -> bool {
     let t = kind.as_str();
     [
@@ -259,5 +376,18 @@ mod tests {
             directory_user_event(&t, None, &a).unwrap().sequence,
             Version::new(1, 1).sequence()
         );
+    }
+
+    #[tokio::test]
+    async fn the_services_sink_passes_on_only_what_no_store_write_describes() {
+        use crate::events::examples;
+        use crate::memory::CollectingEvents;
+        use crate::ports::EventSink;
+
+        let inner = std::sync::Arc::new(CollectingEvents::new());
+        let sink = NotDerived(inner.clone());
+        sink.publish(&examples()).await.unwrap();
+        let passed: Vec<&str> = inner.take().iter().map(|e| e.event_type()).collect();
+        assert_eq!(passed, ["action.updated", "workflow.updated"]);
     }
 }

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use entra_sync_aws::{
-    DynamoStore, EventBridgeSink, SecretsManagerVault, SqsActionQueue, config, load_sdk_config,
-};
+use entra_sync_aws::{DynamoStore, SecretsManagerVault, SqsActionQueue, config, load_sdk_config};
 use entra_sync_core::actions::budget::WriteBudget;
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::ports::{APP_CLIENT_SECRET, SecretVault, SystemClock};
@@ -64,10 +62,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         writer: Arc::new(graph),
         claims: Claims::new(store.clone(), claims_config, clock.clone()),
         budget: Arc::new(WriteBudget::default()),
-        events: Arc::new(EventBridgeSink::new(
+        events: entra_sync_aws::eventbridge::service_sink(
             aws_sdk_eventbridge::Client::new(&sdk),
             bus,
-        )),
+        ),
         clock,
         config: ActionsConfig::default(),
     };

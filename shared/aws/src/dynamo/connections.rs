@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{Connection, TenantId};
 use entra_sync_core::ports::ConnectionStore;
@@ -80,6 +81,22 @@ impl ConnectionStore for DynamoStore {
             }
         }
     }
+}
+
+/// The write a stream record of a connection item describes, or `None` for any other item (or
+/// a deleted one).
+pub(crate) fn connection_from_image(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<CommittedChange>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    if get_s(new, "sk")? != "CONNECTION" {
+        return Ok(None);
+    }
+    Ok(Some(CommittedChange::Connection {
+        before: old.map(body).transpose()?,
+        after: body(new)?,
+    }))
 }
 
 fn connection_item(connection: &Connection) -> Result<Item, StoreError> {

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{AccountId, TenantId};
 use entra_sync_core::ports::{Listing, LocalUserStore};
@@ -77,6 +78,22 @@ fn distinct(keys: &[String]) -> Vec<String> {
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Internal(Box::new(e))
+}
+
+/// The write a stream record of a host user's item describes, or `None` for any other item
+/// (its email and link index items included, or a deleted one).
+pub(crate) fn local_user_from_image(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<CommittedChange>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    if get_s(new, "sk")? != USER_SK {
+        return Ok(None);
+    }
+    Ok(Some(CommittedChange::HostUser {
+        before: old.map(body).transpose()?,
+        after: body(new)?,
+    }))
 }
 
 /// An index item: its key, which user it points at, and the user's revision that wrote it.

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::{StoredGroup, StoredMembership, StoredUser, TenantId, Version};
 use entra_sync_core::ports::{Listing, MirrorStore};
@@ -49,6 +50,41 @@ fn mirror_key(t: &TenantId, kind: Kind, key: &str) -> (String, String) {
             (format!("T#{t}#G#{g}"), format!("M#{m}"))
         }
     }
+}
+
+/// The write a stream record of a mirror item describes (its old and new images), or `None`
+/// when the item is no mirror user, group or edge, or was deleted (mirror items are never
+/// deleted: a removal is a versioned write).
+pub(crate) fn mirror_from_image(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<CommittedChange>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    let sk = get_s(new, "sk")?;
+    let pk = get_s(new, "pk")?;
+    let tenant = || get_s(new, "tenant").map(TenantId::new);
+    let change = if sk == "USER" && pk.contains("#U#") {
+        CommittedChange::User {
+            tenant: tenant()?,
+            before: old.map(body).transpose()?,
+            after: body(new)?,
+        }
+    } else if sk == "GROUP" && pk.contains("#G#") {
+        CommittedChange::Group {
+            tenant: tenant()?,
+            before: old.map(body).transpose()?,
+            after: body(new)?,
+        }
+    } else if sk.starts_with("M#") && pk.contains("#G#") {
+        CommittedChange::Membership {
+            tenant: tenant()?,
+            before: old.map(body).transpose()?,
+            after: body(new)?,
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(change))
 }
 
 impl DynamoStore {

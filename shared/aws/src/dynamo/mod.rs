@@ -19,7 +19,8 @@
 //! One file per port, named as on the SQLite side (`shared/local/src/sqlite/`): `connections`,
 //! `cursors`, `leases`, `mirror`, `runs`, `settings`, `local_users`, `idempotency`, `consent`,
 //! `actions` (actions and workflows), `lookup` (the actions' target lookup and the employee-id
-//! handles), `webhooks` (the HR webhook stores); `table` holds what
+//! handles), `webhooks` (the HR webhook stores); `stream` reads the table's stream records back
+//! as committed writes with those modules' codecs; `table` holds what
 //! they share (attribute helpers, conditional puts, batch reads, index queries, the table's
 //! creation).
 
@@ -34,6 +35,7 @@ mod lookup;
 mod mirror;
 mod runs;
 mod settings;
+pub mod stream;
 mod table;
 mod webhooks;
 

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::{Listing, RunStore};
@@ -10,6 +11,22 @@ use super::*;
 
 fn run_sk(run_id: &str) -> String {
     format!("RUN#{run_id}")
+}
+
+/// The write a stream record of a run item describes, or `None` for any other item (or a
+/// deleted one).
+pub(crate) fn run_from_image(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<CommittedChange>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    if !get_s(new, "sk")?.starts_with("RUN#") {
+        return Ok(None);
+    }
+    Ok(Some(CommittedChange::Run {
+        before: old.map(body).transpose()?,
+        after: body(new)?,
+    }))
 }
 
 impl DynamoStore {

@@ -4,7 +4,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, IndexStatus,
     KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType,
-    TableStatus,
+    StreamSpecification, StreamViewType, TableStatus,
 };
 use chrono::{DateTime, Utc};
 use entra_sync_core::error::StoreError;
@@ -147,6 +147,14 @@ impl DynamoStore {
             .key_schema(key("pk", KeyType::Hash).map_err(internal)?)
             .key_schema(key("sk", KeyType::Range).map_err(internal)?)
             .global_secondary_indexes(gsi)
+            // The stream the publisher function derives change events from (stream.rs).
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(internal)?,
+            )
             .send()
             .await
             .map_err(|e| {

@@ -9,6 +9,7 @@ pub mod connect;
 mod deps;
 mod fetch;
 mod project;
+pub mod publish;
 mod reconcile;
 mod schedule;
 pub mod sync_now;
