@@ -167,14 +167,23 @@ pub async fn deliveries<S: OutboundStore>(store: &S, commit: impl AsyncFn(&str))
     // Two more events: newest first, limited.
     commit("u2").await;
     commit("u3").await;
-    let all = store.list_deliveries("ep_on", 10).await.unwrap();
+    let all = store.list_deliveries("ep_on", None, 10).await.unwrap();
     assert_eq!(all.len(), 3, "{all:?}");
     assert_eq!(all[2].id, delivery.id, "the oldest last");
-    let two = store.list_deliveries("ep_on", 2).await.unwrap();
+    let two = store.list_deliveries("ep_on", None, 2).await.unwrap();
     assert_eq!(two, all[..2].to_vec());
+    let rest = store
+        .list_deliveries("ep_on", Some(&two[1].id), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest,
+        all[2..].to_vec(),
+        "the next page: older than the last one"
+    );
     assert!(
         store
-            .list_deliveries("ep_off", 10)
+            .list_deliveries("ep_off", None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -182,7 +191,14 @@ pub async fn deliveries<S: OutboundStore>(store: &S, commit: impl AsyncFn(&str))
 
     // The same event fanned out again creates nothing new.
     commit("u3").await;
-    assert_eq!(store.list_deliveries("ep_on", 10).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .list_deliveries("ep_on", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     // A redelivery makes a delivered one due again.
     let mut redo = store.get_delivery(&delivery.id).await.unwrap().unwrap();

@@ -232,13 +232,18 @@ impl OutboundStore for MemoryOutboundStore {
     async fn list_deliveries(
         &self,
         endpoint_id: &str,
+        before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutboundDelivery>, StoreError> {
         let inner = self.lock();
+        let below = match before {
+            None => u64::MAX,
+            Some(id) => inner.deliveries.get(id).map_or(0, |(seq, _, _)| *seq),
+        };
         let mut out: Vec<(u64, OutboundDelivery)> = inner
             .deliveries
             .values()
-            .filter(|(_, d, _)| d.endpoint_id == endpoint_id)
+            .filter(|(seq, d, _)| d.endpoint_id == endpoint_id && *seq < below)
             .map(|(seq, d, _)| (*seq, d.clone()))
             .collect();
         out.sort_by(|a, b| b.0.cmp(&a.0));
