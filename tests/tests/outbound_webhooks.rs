@@ -613,3 +613,60 @@ async fn a_process_killed_before_the_fan_out_or_during_a_post_still_delivers_onc
     assert_eq!(got.len(), 1, "once per event id");
     assert_signed(&got[0], created.secret.expose(), t0 + Duration::seconds(61));
 }
+
+/// A command that writes (`entra-sync sync` without `serve`) delivers the due webhooks when it
+/// ends: dropping the last handle of an app opened for writing POSTs them. The test runtime has
+/// two workers so the receiver answers while the drop waits for its delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_ends_delivers_the_due_webhooks_without_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let app = LocalApp::open_for_writing(&data, &SyncSettings::default(), "test").unwrap();
+    app.set_close_webhook_urls(UrlPolicy {
+        allow_insecure_loopback: true,
+    });
+    let port = free_port();
+    let receiver = start_receiver(port, Mode::Answer).await;
+    let created = create_endpoint(
+        app.store.as_ref(),
+        app.vault.as_ref(),
+        &SystemResolver,
+        &testing_policy(),
+        NewEndpoint {
+            account: account(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            event_types: None,
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let endpoint = created.endpoint.id.clone();
+    commit_a_change(&app, "l1").await;
+    assert!(receiver.got().is_empty(), "nothing is sent before the end");
+    let before = Utc::now();
+    drop(app);
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "delivered when the command ended");
+    assert_eq!(got[0].answered, StatusCode::NO_CONTENT);
+    let ts: i64 = got[0].headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let at = DateTime::from_timestamp(ts, 0).unwrap();
+    assert!(at >= before - chrono::Duration::seconds(1), "{at} {before}");
+    assert_signed(&got[0], created.secret.expose(), at);
+    let app = open(dir.path());
+    let d = app
+        .store
+        .list_deliveries(&endpoint, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 1);
+    assert!(
+        matches!(d[0].state, DeliveryState::Delivered { .. }),
+        "{:?}",
+        d[0].state
+    );
+}

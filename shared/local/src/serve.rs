@@ -255,6 +255,7 @@ pub async fn run_serve(
         },
         ..Default::default()
     };
+    app.set_close_webhook_urls(outbound_policy.urls);
     let outbound = {
         let worker = app.outbound_worker(outbound_policy)?;
         let clock = app.clock.clone();
