@@ -246,7 +246,7 @@ impl OutboundStore for MemoryOutboundStore {
             .filter(|(seq, d, _)| d.endpoint_id == endpoint_id && *seq < below)
             .map(|(seq, d, _)| (*seq, d.clone()))
             .collect();
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|d| std::cmp::Reverse(d.0));
         Ok(out.into_iter().take(limit).map(|(_, d)| d).collect())
     }
 

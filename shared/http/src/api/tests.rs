@@ -1617,7 +1617,7 @@ async fn outbound_webhook_endpoints_are_managed_with_the_secret_shown_once() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     // Created at the same time (the test clock stands still): ordered by id.
-    let mut order = vec![id.clone(), b["endpoint"]["id"].as_str().unwrap().to_owned()];
+    let mut order = [id.clone(), b["endpoint"]["id"].as_str().unwrap().to_owned()];
     order.sort();
     // Refused, in plain words, and nothing stored.
     for (bad, says) in [
