@@ -486,14 +486,14 @@ impl EventSink for NotFromCommits {
 pub const CLOSE_WEBHOOK_BUDGET: Duration = Duration::from_secs(5);
 
 /// The outbox's delivery to `events.jsonl`, run when a data directory is opened and when the
-/// last handle on it is dropped; then, for a command that held the directory's lock, the
+/// last handle on it is dropped; then, for a command that set its webhook policy, the
 /// outbound webhooks that are due (so `entra-sync sync` without `serve` delivers them too).
 struct DeliverOnClose {
     store: Arc<SqliteStore>,
     log: Arc<EventLog>,
     vault: Arc<FileVault>,
     clock: Arc<dyn Clock>,
-    /// The webhook policy used at close; `None` (an app opened without the lock): none sent.
+    /// The webhook policy used at close; `None` (not set by the command): none sent.
     webhooks: std::sync::Mutex<Option<entra_sync_core::outbound::OutboundPolicy>>,
 }
 
@@ -655,14 +655,13 @@ impl LocalApp {
     ) -> Result<Self, LocalError> {
         let mut app = Self::open(dir, settings)?;
         app.lock = Some(Arc::new(lock));
-        app.set_close_webhook_urls(UrlPolicy::default());
         Ok(app)
     }
 
     /// The URL rule of the outbound webhooks delivered when the last handle on this app is
-    /// dropped (a command's end; only for an app that holds the directory's lock, which
-    /// [`LocalApp::open_for_writing`] sets to the strict rule).
-    /// `allow_insecure_loopback` is the local test setting.
+    /// dropped (a command's end). Only commands that call this deliver at their end (`sync`,
+    /// `serve`): a command without the test setting's flag would record refusals for a
+    /// loopback test endpoint. `allow_insecure_loopback` is the local test setting.
     pub fn set_close_webhook_urls(&self, urls: UrlPolicy) {
         *self
             ._deliver_on_close
