@@ -7,6 +7,7 @@ pub mod contract;
 pub mod contract_actions;
 pub mod contract_consent;
 pub mod contract_idempotency;
+pub mod contract_outbound;
 pub mod contract_projection;
 pub mod contract_queue;
 pub mod contract_vault;

@@ -991,6 +991,7 @@ async fn admin_api(w: &World) -> Connect {
         },
         actions,
         hr,
+        outbound: None,
         auth: Arc::new(Backend),
         console: Arc::new(console),
     };

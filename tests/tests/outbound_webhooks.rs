@@ -194,7 +194,12 @@ async fn a_receiver_down_then_slow_then_failing_gets_the_retries_by_the_schedule
     // 1. Down: nothing listens. Retried 5 s later (±20%).
     let r = worker.deliver_due(t0).await.unwrap();
     assert_eq!((r.attempted, r.delivered), (1, 0));
-    let d = only(app.store.list_deliveries(&endpoint, 10).await.unwrap());
+    let d = only(
+        app.store
+            .list_deliveries(&endpoint, None, 10)
+            .await
+            .unwrap(),
+    );
     assert!(
         matches!(d.attempts[0].outcome, AttemptOutcome::Error { .. }),
         "{d:?}"
@@ -219,7 +224,12 @@ async fn a_receiver_down_then_slow_then_failing_gets_the_retries_by_the_schedule
     let t1 = t0 + Duration::seconds(7);
     let r = worker.deliver_due(t1).await.unwrap();
     assert_eq!((r.attempted, r.delivered), (1, 0));
-    let d = only(app.store.list_deliveries(&endpoint, 10).await.unwrap());
+    let d = only(
+        app.store
+            .list_deliveries(&endpoint, None, 10)
+            .await
+            .unwrap(),
+    );
     assert_eq!(d.attempts[1].outcome, AttemptOutcome::Timeout);
     let next = due_at(&d);
     assert!(
@@ -239,7 +249,12 @@ async fn a_receiver_down_then_slow_then_failing_gets_the_retries_by_the_schedule
     receiver.set(Mode::Fail);
     let t2 = t1 + Duration::minutes(7);
     assert_eq!(worker.deliver_due(t2).await.unwrap().attempted, 1);
-    let d = only(app.store.list_deliveries(&endpoint, 10).await.unwrap());
+    let d = only(
+        app.store
+            .list_deliveries(&endpoint, None, 10)
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         d.attempts[2].outcome,
         AttemptOutcome::Status { status: 500 }
@@ -263,7 +278,12 @@ async fn a_receiver_down_then_slow_then_failing_gets_the_retries_by_the_schedule
     let t3 = t2 + Duration::minutes(40);
     let r = worker.deliver_due(t3).await.unwrap();
     assert_eq!((r.attempted, r.delivered), (1, 1));
-    let d = only(app.store.list_deliveries(&endpoint, 10).await.unwrap());
+    let d = only(
+        app.store
+            .list_deliveries(&endpoint, None, 10)
+            .await
+            .unwrap(),
+    );
     assert_eq!(d.state, DeliveryState::Delivered { at: t3 });
     assert_eq!(d.attempts.len(), 4);
     assert_eq!(
@@ -433,7 +453,7 @@ async fn a_name_that_resolves_to_loopback_at_delivery_is_refused_then() {
     assert_eq!((r.attempted, r.delivered), (2, 0));
     assert!(receiver.got().is_empty());
     for ep in app.store.list_endpoints(&account()).await.unwrap() {
-        let d = app.store.list_deliveries(&ep.id, 10).await.unwrap();
+        let d = app.store.list_deliveries(&ep.id, None, 10).await.unwrap();
         let AttemptOutcome::Error { error } = &d[0].attempts[0].outcome else {
             panic!("{d:?}")
         };
@@ -541,7 +561,7 @@ async fn a_process_killed_before_the_fan_out_or_during_a_post_still_delivers_onc
     assert!(killed.is_err());
     assert!(
         app.store
-            .list_deliveries(&endpoint, 10)
+            .list_deliveries(&endpoint, None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -551,7 +571,7 @@ async fn a_process_killed_before_the_fan_out_or_during_a_post_still_delivers_onc
     app.deliver_events().await.unwrap();
     assert_eq!(
         app.store
-            .list_deliveries(&endpoint, 10)
+            .list_deliveries(&endpoint, None, 10)
             .await
             .unwrap()
             .len(),
@@ -592,4 +612,61 @@ async fn a_process_killed_before_the_fan_out_or_during_a_post_still_delivers_onc
     let got = receiver.got();
     assert_eq!(got.len(), 1, "once per event id");
     assert_signed(&got[0], created.secret.expose(), t0 + Duration::seconds(61));
+}
+
+/// A command that writes (`entra-sync sync` without `serve`) delivers the due webhooks when it
+/// ends: dropping the last handle of an app opened for writing POSTs them. The test runtime has
+/// two workers so the receiver answers while the drop waits for its delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_ends_delivers_the_due_webhooks_without_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let app = LocalApp::open_for_writing(&data, &SyncSettings::default(), "test").unwrap();
+    app.set_close_webhook_urls(UrlPolicy {
+        allow_insecure_loopback: true,
+    });
+    let port = free_port();
+    let receiver = start_receiver(port, Mode::Answer).await;
+    let created = create_endpoint(
+        app.store.as_ref(),
+        app.vault.as_ref(),
+        &SystemResolver,
+        &testing_policy(),
+        NewEndpoint {
+            account: account(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            event_types: None,
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let endpoint = created.endpoint.id.clone();
+    commit_a_change(&app, "l1").await;
+    assert!(receiver.got().is_empty(), "nothing is sent before the end");
+    let before = Utc::now();
+    drop(app);
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "delivered when the command ended");
+    assert_eq!(got[0].answered, StatusCode::NO_CONTENT);
+    let ts: i64 = got[0].headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let at = DateTime::from_timestamp(ts, 0).unwrap();
+    assert!(at >= before - chrono::Duration::seconds(1), "{at} {before}");
+    assert_signed(&got[0], created.secret.expose(), at);
+    let app = open(dir.path());
+    let d = app
+        .store
+        .list_deliveries(&endpoint, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 1);
+    assert!(
+        matches!(d[0].state, DeliveryState::Delivered { .. }),
+        "{:?}",
+        d[0].state
+    );
 }

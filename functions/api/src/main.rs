@@ -104,6 +104,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         },
         actions,
         hr,
+        // No DynamoDB endpoint store yet: the outbound webhook routes answer 501.
+        outbound: None,
         auth: Arc::new(PlatformCaller),
         console: Arc::new(console),
     };

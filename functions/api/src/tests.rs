@@ -111,6 +111,7 @@ async fn app() -> axum::Router {
         },
         actions,
         // A local key, which the function must ignore: only API Gateway says who calls.
+        outbound: None,
         auth: Arc::new(key),
         console: entra_sync_http::console::ConsoleSessions::in_memory(clock.clone()),
     };

@@ -14,6 +14,7 @@ pub mod mapping;
 pub mod memory;
 pub mod memory_consent;
 pub mod memory_idempotency;
+pub mod memory_outbound;
 pub mod model;
 pub mod outbound;
 pub mod page;

@@ -17,11 +17,13 @@ use async_trait::async_trait;
 use axum::Router;
 use entra_sync_core::error::QueueError;
 use entra_sync_core::model::AccountId;
+use entra_sync_core::outbound::OutboundPolicy;
 use entra_sync_core::ports::{DirectoryReader, FetchRequest, FetchRequests, RunStore};
 use entra_sync_core::run::{RunStatus, RunUpdate};
 use entra_sync_core::services::FetchOptions;
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_http::api::auth::{ApiKey, Caller};
+use entra_sync_http::api::outbound::OutboundApi;
 use entra_sync_http::api::{self, ApiState};
 use entra_sync_http::connect::ConnectConfig;
 use entra_sync_http::console::{self, ConsoleLogin, ConsoleState};
@@ -184,8 +186,22 @@ pub fn api_state(
             process: crate::hooks_worker::process_deps(app, actions.clone(), hr_api),
         },
         actions,
+        // Strict URLs; `serve` replaces it with its own policy (the local test setting).
+        outbound: Some(outbound_api(app, OutboundPolicy::default())),
         auth: Arc::new(key),
         console: entra_sync_http::console::ConsoleSessions::in_memory(app.clock.clone()),
+    }
+}
+
+/// The outbound webhook routes' deps on a data directory (`policy.urls` says whether the
+/// local test setting allows http to loopback).
+pub fn outbound_api(app: &LocalApp, policy: OutboundPolicy) -> OutboundApi {
+    OutboundApi {
+        store: app.store.clone(),
+        vault: app.vault.clone(),
+        resolver: Arc::new(crate::outbound::SystemResolver),
+        policy,
+        clock: app.clock.clone(),
     }
 }
 

@@ -308,7 +308,11 @@ async fn run_endpoints(command: EndpointsCommand) -> Result<()> {
         EndpointsCommand::Deliveries { id, limit, target } => {
             let o = cli::open_read(&target.data_dir, target.tenant_id.as_deref()).await?;
             own_endpoint(&o, &id).await?;
-            let all = o.app.store.list_deliveries(&id, limit as usize).await?;
+            let all = o
+                .app
+                .store
+                .list_deliveries(&id, None, limit as usize)
+                .await?;
             cli::print_list(target.json, &all, "no deliveries", |d| {
                 outln!("{}", delivery_line(d))
             })?;

@@ -220,6 +220,10 @@ struct SyncArgs {
     /// (used by `entra-sync bench`).
     #[arg(long, hide = true)]
     report_json: Option<PathBuf>,
+    /// Test setting: let the outbound webhooks delivered at the end of the sync use http:// to
+    /// a loopback address (127.0.0.1, [::1]); every other private address stays refused.
+    #[arg(long, env = "ENTRA_SYNC_WEBHOOKS_ALLOW_INSECURE_LOOPBACK")]
+    allow_insecure_loopback: bool,
     #[command(flatten)]
     tuning: Tuning,
 }
@@ -581,6 +585,10 @@ async fn sync(args: SyncArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    // Due outbound webhooks are delivered when the sync ends (at most a few seconds).
+    app.set_close_webhook_urls(entra_sync_core::outbound::ssrf::UrlPolicy {
+        allow_insecure_loopback: args.allow_insecure_loopback,
+    });
     let full_request = dir.full_read_request(&tenant)?;
     let config = GraphConfig::new(
         args.graph_url.clone(),

@@ -9,6 +9,8 @@ use entra_sync_core::error::{EventError, StoreError, SyncError};
 use entra_sync_core::events::ChangeEvent;
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::model::TenantId;
+use entra_sync_core::outbound::OutboundPolicy;
+use entra_sync_core::outbound::ssrf::UrlPolicy;
 use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{
     Clock, DirectoryReader, EventSink, MirrorStore, RunStore, SystemClock,
@@ -478,11 +480,21 @@ impl EventSink for NotFromCommits {
     }
 }
 
+/// The longest a command's end spends delivering due outbound webhooks; what is left waits for
+/// the next command or `serve` (a POST cut short stays claimed for the claim lease, then is
+/// sent again with the same `webhook-id`).
+pub const CLOSE_WEBHOOK_BUDGET: Duration = Duration::from_secs(5);
+
 /// The outbox's delivery to `events.jsonl`, run when a data directory is opened and when the
-/// last handle on it is dropped.
+/// last handle on it is dropped; then, for a command that set its webhook policy, the
+/// outbound webhooks that are due (so `entra-sync sync` without `serve` delivers them too).
 struct DeliverOnClose {
     store: Arc<SqliteStore>,
     log: Arc<EventLog>,
+    vault: Arc<FileVault>,
+    clock: Arc<dyn Clock>,
+    /// The webhook policy used at close; `None` (not set by the command): none sent.
+    webhooks: std::sync::Mutex<Option<entra_sync_core::outbound::OutboundPolicy>>,
 }
 
 impl DeliverOnClose {
@@ -501,9 +513,64 @@ impl DeliverOnClose {
     }
 }
 
+impl DeliverOnClose {
+    /// Deliver the due outbound webhooks, for at most [`CLOSE_WEBHOOK_BUDGET`], on a runtime
+    /// of its own on its own thread (a drop may happen inside or outside a tokio runtime).
+    fn deliver_webhooks(&self) {
+        let policy = *self
+            .webhooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(policy) = policy else {
+            return;
+        };
+        let poster = match crate::outbound::ReqwestPoster::new(&policy) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbound webhooks left for the next command");
+                return;
+            }
+        };
+        let worker = crate::outbound::OutboundWorker {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            poster: Arc::new(poster),
+            policy,
+        };
+        let now = self.clock.now();
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    rt.block_on(async {
+                        match tokio::time::timeout(CLOSE_WEBHOOK_BUDGET, worker.deliver_due(now))
+                            .await
+                        {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("out of time".to_owned()),
+                        }
+                    })
+                })
+                .join()
+        });
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "outbound webhooks left for the next command or serve");
+            }
+            Err(_) => tracing::warn!("outbound webhook delivery at close stopped"),
+        }
+    }
+}
+
 impl Drop for DeliverOnClose {
     fn drop(&mut self) {
         self.deliver();
+        self.deliver_webhooks();
     }
 }
 
@@ -544,9 +611,13 @@ impl LocalApp {
                 source,
             }
         })?);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let close = Arc::new(DeliverOnClose {
             store: store.clone(),
             log: event_log.clone(),
+            vault: vault.clone(),
+            clock: clock.clone(),
+            webhooks: std::sync::Mutex::new(None),
         });
         // Events committed before a crash (or by a command that ended before delivering)
         // are delivered now.
@@ -558,7 +629,7 @@ impl LocalApp {
             events: Arc::new(NotFromCommits(event_log.clone())),
             event_log,
             _deliver_on_close: close,
-            clock: Arc::new(SystemClock),
+            clock,
             lock: None,
             root: Arc::new(dir.root.clone()),
         })
@@ -585,6 +656,21 @@ impl LocalApp {
         let mut app = Self::open(dir, settings)?;
         app.lock = Some(Arc::new(lock));
         Ok(app)
+    }
+
+    /// The URL rule of the outbound webhooks delivered when the last handle on this app is
+    /// dropped (a command's end). Only commands that call this deliver at their end (`sync`,
+    /// `serve`): a command without the test setting's flag would record refusals for a
+    /// loopback test endpoint. `allow_insecure_loopback` is the local test setting.
+    pub fn set_close_webhook_urls(&self, urls: UrlPolicy) {
+        *self
+            ._deliver_on_close
+            .webhooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(OutboundPolicy {
+            urls,
+            ..Default::default()
+        });
     }
 
     /// Whether this app holds its data directory's lock.

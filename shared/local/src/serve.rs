@@ -249,14 +249,15 @@ pub async fn run_serve(
         })
     };
     // Outbound webhooks: every second, the deliveries that are due.
+    let outbound_policy = entra_sync_core::outbound::OutboundPolicy {
+        urls: entra_sync_core::outbound::ssrf::UrlPolicy {
+            allow_insecure_loopback: opts.allow_insecure_loopback,
+        },
+        ..Default::default()
+    };
+    app.set_close_webhook_urls(outbound_policy.urls);
     let outbound = {
-        let policy = entra_sync_core::outbound::OutboundPolicy {
-            urls: entra_sync_core::outbound::ssrf::UrlPolicy {
-                allow_insecure_loopback: opts.allow_insecure_loopback,
-            },
-            ..Default::default()
-        };
-        let worker = app.outbound_worker(policy)?;
+        let worker = app.outbound_worker(outbound_policy)?;
         let clock = app.clock.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -274,7 +275,7 @@ pub async fn run_serve(
     let hooks = crate::hooks_worker::serve_hooks(&app, actions.deps.clone(), stop_rx)?;
     // The admin API behind its key (created at the first serve).
     let (key, new_api_key) = crate::api_serve::api_key(&dir)?;
-    let api = crate::api_serve::api_state(
+    let mut api = crate::api_serve::api_state(
         &app,
         connect_deps(&app, graph.clone()),
         config.clone(),
@@ -286,6 +287,8 @@ pub async fn run_serve(
         ),
         key,
     );
+    // The API's endpoint checks follow serve's URL policy (the local test setting).
+    api.outbound = Some(crate::api_serve::outbound_api(&app, outbound_policy));
     // The admin console beside the API, signed in through a one-time address.
     let (api, console_token) = crate::api_serve::api_and_console_routes(api);
     let console_url = format!("{base_url}/console/login?token={console_token}");

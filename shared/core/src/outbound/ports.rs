@@ -59,10 +59,12 @@ pub trait OutboundStore: Send + Sync {
         events: &[ChangeEvent],
     ) -> Result<(), StoreError>;
     async fn get_delivery(&self, id: &str) -> Result<Option<OutboundDelivery>, StoreError>;
-    /// The deliveries of an endpoint, newest first.
+    /// The deliveries of an endpoint, newest first; with `before` (a delivery id of this
+    /// endpoint), only those older than it (the next page).
     async fn list_deliveries(
         &self,
         endpoint_id: &str,
+        before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutboundDelivery>, StoreError>;
     /// Replace a delivery (a manual redelivery).

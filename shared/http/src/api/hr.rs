@@ -79,7 +79,7 @@ fn source(raw: &str) -> Result<Source, HttpError> {
 }
 
 /// The account of the path, for the caller (404 for another account's).
-pub(crate) struct Account(AccountId);
+pub(crate) struct Account(pub(crate) AccountId);
 
 impl FromRequestParts<ApiState> for Account {
     type Rejection = HttpError;

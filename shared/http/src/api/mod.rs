@@ -2,7 +2,8 @@
 //! manage an account's directory connections: connections, settings, preview and import, sync
 //! now, the activity log, held runs, the mirror's users and groups, the host product's users and
 //! the sign-in lookup, the write half (actions with their approvals, workflows), and the HR
-//! webhook endpoints with their delivery logs and review lists.
+//! webhook endpoints with their delivery logs and review lists, and the outbound webhook
+//! endpoints (where the change events are sent) with theirs.
 //! docs/api.md is the reader's guide; docs/openapi.json the contract.
 //!
 //! - **One table** ([`route_table`]) lists every route with its method, path and whether it is
@@ -27,6 +28,7 @@ pub(crate) mod action_views;
 pub(crate) mod actions;
 pub mod auth;
 pub mod hr;
+pub mod outbound;
 pub mod params;
 pub(crate) mod routes;
 pub mod views;
@@ -63,6 +65,9 @@ pub struct ApiState {
     pub actions: ActionDeps,
     /// HR webhook endpoints and the review list.
     pub hr: hr::HrApi,
+    /// Outbound webhook endpoints and their delivery logs; `None` where no endpoint store is
+    /// wired (AWS for now: the routes answer 501).
+    pub outbound: Option<outbound::OutboundApi>,
     pub auth: Arc<dyn auth::Authenticator>,
     /// Console sessions: signed and checked here, their sign-in tickets minted by the API.
     pub console: Arc<crate::console::ConsoleSessions>,
@@ -365,6 +370,53 @@ pub fn route_table() -> Vec<(RouteSpec, MethodRouter<ApiState>)> {
             post(hr::dismiss),
         ),
         (
+            private("GET", "/v1/accounts/{account}/webhook-endpoints"),
+            get(outbound::list),
+        ),
+        (
+            private("POST", "/v1/accounts/{account}/webhook-endpoints"),
+            post(outbound::create),
+        ),
+        (
+            private("GET", "/v1/accounts/{account}/webhook-endpoints/{endpoint}"),
+            get(outbound::show),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/webhook-endpoints/{endpoint}/rotate",
+            ),
+            post(outbound::rotate),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/webhook-endpoints/{endpoint}/disable",
+            ),
+            post(outbound::disable),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/webhook-endpoints/{endpoint}/enable",
+            ),
+            post(outbound::enable),
+        ),
+        (
+            private(
+                "GET",
+                "/v1/accounts/{account}/webhook-endpoints/{endpoint}/deliveries",
+            ),
+            get(outbound::deliveries),
+        ),
+        (
+            private(
+                "POST",
+                "/v1/accounts/{account}/webhook-endpoints/{endpoint}/deliveries/{delivery}/redeliver",
+            ),
+            post(outbound::redeliver_one),
+        ),
+        (
             private("GET", "/v1/accounts/{account}/host-users"),
             get(list_host_users_route),
         ),
@@ -496,6 +548,14 @@ pub fn router(state: ApiState) -> Router {
         hr::reviews,
         hr::resolve,
         hr::dismiss,
+        outbound::list,
+        outbound::create,
+        outbound::show,
+        outbound::rotate,
+        outbound::disable,
+        outbound::enable,
+        outbound::deliveries,
+        outbound::redeliver_one,
         routes::list_host_users_route,
         routes::activate,
         routes::delete_host_user,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,10 +21,14 @@ use entra_sync_core::memory::{
     CollectingEvents, CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault,
 };
 use entra_sync_core::memory_consent::MemoryConsentStates;
+use entra_sync_core::memory_outbound::MemoryOutboundStore;
 use entra_sync_core::model::{
     AccountId, Connection, ConnectionStatus, DirectoryGroup, DirectoryUser, Presence, StoredGroup,
     StoredUser, TenantId, VerifiedDomain, Version,
 };
+use entra_sync_core::outbound::ports::{HostResolver, OutboundStore, ResolveError};
+use entra_sync_core::outbound::ssrf::UrlPolicy;
+use entra_sync_core::outbound::{DeliveryState, OutboundEndpoint, OutboundPolicy};
 use entra_sync_core::ports::{
     ConnectionStore, LocalUserStore, MirrorStore, RunStore, SettingsStore, TenantDetails,
     TenantDirectory,
@@ -63,6 +68,7 @@ impl TenantDirectory for FakeDirectory {
 struct World {
     app: axum::Router,
     store: Arc<MemoryStore>,
+    outbound: Arc<MemoryOutboundStore>,
     requests: Arc<CollectingFetchRequests>,
     writer: Arc<MemoryDirectoryWriter>,
     queue: Arc<CollectingActionQueue>,
@@ -108,6 +114,29 @@ fn user(i: usize) -> StoredUser {
 }
 
 async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
+    world_full(auth, Some(UrlPolicy::default())).await
+}
+
+/// Names the outbound webhook tests use: one public, one private.
+struct FakeResolver;
+
+#[async_trait]
+impl HostResolver for FakeResolver {
+    async fn resolve(&self, host: &str, _port: u16) -> Result<Vec<IpAddr>, ResolveError> {
+        match host {
+            "hooks.example.com" => Ok(vec![IpAddr::from([93, 184, 216, 34])]),
+            "internal.example.com" => Ok(vec![IpAddr::from([10, 0, 0, 5])]),
+            _ => Err(ResolveError {
+                host: host.to_owned(),
+                source: None,
+            }),
+        }
+    }
+}
+
+/// `outbound`: the URL policy of the outbound webhook routes, or `None` for none wired (501).
+async fn world_full(auth: Option<Arc<dyn Authenticator>>, outbound: Option<UrlPolicy>) -> World {
+    let outbound_store = Arc::new(MemoryOutboundStore::new());
     let store = Arc::new(MemoryStore::new());
     let requests = Arc::new(CollectingFetchRequests::default());
     let clock = Arc::new(ManualClock::new(t0()));
@@ -156,12 +185,23 @@ async fn world_with(auth: Option<Arc<dyn Authenticator>>) -> World {
             super::hr::HrApi { endpoints, process }
         },
         actions: actions.clone(),
+        outbound: outbound.map(|urls| super::outbound::OutboundApi {
+            store: outbound_store.clone(),
+            vault: Arc::new(MemoryVault::default()),
+            resolver: Arc::new(FakeResolver),
+            policy: OutboundPolicy {
+                urls,
+                ..Default::default()
+            },
+            clock: clock.clone(),
+        }),
         auth,
         console: crate::console::ConsoleSessions::in_memory(clock.clone()),
     };
     World {
         app: router(state),
         store,
+        outbound: outbound_store,
         requests,
         writer,
         queue,
@@ -315,6 +355,8 @@ fn concrete(path: &str) -> String {
         .replace("{workflow}", "1c8f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
         .replace("{source}", "standard")
         .replace("{review}", "2d8f2c1e-6a4d-5e8f-9a0b-1c2d3e4f5a6b")
+        .replace("{endpoint}", "ep_00000000000000000000000000000001")
+        .replace("{delivery}", "dl_00000000000000000000000000000001")
 }
 
 #[tokio::test]
@@ -1547,4 +1589,273 @@ async fn hr_endpoints_are_managed_with_the_secret_shown_once() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn outbound_webhook_endpoints_are_managed_with_the_secret_shown_once() {
+    let w = world().await;
+    let hooks = format!("/v1/accounts/{ACCOUNT}/webhook-endpoints");
+    let (s, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"url": "https://hooks.example.com/in", "event_types": ["user.created"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let secret = b["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{b}");
+    let id = b["endpoint"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b["endpoint"]["enabled"], true);
+    assert_eq!(b["endpoint"]["event_types"], json!(["user.created"]));
+    let (s, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"url": "https://hooks.example.com/second"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Created at the same time (the test clock stands still): ordered by id.
+    let mut order = [id.clone(), b["endpoint"]["id"].as_str().unwrap().to_owned()];
+    order.sort();
+    // Refused, in plain words, and nothing stored.
+    for (bad, says) in [
+        (json!({"url": "http://hooks.example.com/in"}), "https"),
+        (
+            json!({"url": "https://127.0.0.1/in"}),
+            "not a public address",
+        ),
+        (
+            json!({"url": "https://169.254.169.254/latest"}),
+            "not a public address",
+        ),
+        (json!({"url": "https://[::1]/in"}), "not a public address"),
+        (
+            json!({"url": "https://internal.example.com/in"}),
+            "not a public address",
+        ),
+        (json!({"url": "https://unknown.example.com/in"}), "resolved"),
+        (
+            json!({"url": "https://hooks.example.com/in", "event_types": ["user.renamed"]}),
+            "event_types",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/in", "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (s, b) = w.call("POST", &hooks, Some(bad.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        let m = b["message"].as_str().unwrap();
+        assert!(m.contains(says), "{bad}: {m}");
+        assert!(!m.contains("Url(") && !m.contains("NotPublic"), "{m}");
+    }
+    // Listed oldest first, a page at a time.
+    let (s, b) = w.call("GET", &format!("{hooks}?limit=1"), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["items"][0]["id"], order[0].as_str());
+    let next = b["next_cursor"].as_str().unwrap().to_owned();
+    let (_, b) = w
+        .call("GET", &format!("{hooks}?limit=1&cursor={next}"), None)
+        .await;
+    assert_eq!(b["items"][0]["id"], order[1].as_str());
+    assert_eq!(b["next_cursor"], Value::Null);
+    let (s, _) = w.call("GET", &format!("{hooks}?cursor=bad"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Another account's endpoint is not found through this account.
+    let theirs = OutboundEndpoint::new(
+        OutboundEndpoint::new_id(),
+        AccountId("acct-2".into()),
+        "https://hooks.example.com/theirs".into(),
+        None,
+        t0(),
+    );
+    w.outbound.create_endpoint(&theirs).await.unwrap();
+    for (m, p) in [
+        ("GET", String::new()),
+        ("POST", "/rotate".into()),
+        ("POST", "/disable".into()),
+        ("GET", "/deliveries".into()),
+    ] {
+        let (s, _) = w.call(m, &format!("{hooks}/{}{p}", theirs.id), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{m} {p}");
+    }
+    assert_eq!(
+        w.outbound.get_endpoint(&theirs.id).await.unwrap(),
+        Some(theirs)
+    );
+    // Rotate: a new secret, the previous one still signing.
+    let (s, b) = w.call("POST", &format!("{hooks}/{id}/rotate"), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rotated = b["secret"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, secret);
+    assert_eq!(b["endpoint"]["secrets"].as_array().unwrap().len(), 2);
+    // Disable (its event recorded), enable.
+    let (s, b) = w.call("POST", &format!("{hooks}/{id}/disable"), None).await;
+    assert_eq!((s, b["enabled"].as_bool()), (StatusCode::OK, Some(false)));
+    assert!(b["disabled_reason"].is_string(), "{b}");
+    let recorded = w.outbound.recorded();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].event_type(), "webhook_endpoint.disabled");
+    let (s, b) = w.call("POST", &format!("{hooks}/{id}/enable"), None).await;
+    assert_eq!(
+        (s, b["enabled"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{b}"
+    );
+    // Never a secret in what is read back.
+    let mut seen = String::new();
+    for path in [
+        hooks.clone(),
+        format!("{hooks}/{id}"),
+        format!("{hooks}/{id}/deliveries"),
+    ] {
+        let (s, b) = w.call("GET", &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {b}");
+        seen.push_str(&b.to_string());
+    }
+    for hidden in [&secret, &rotated] {
+        assert!(!seen.contains(hidden.as_str()), "a secret in an answer");
+    }
+}
+
+#[tokio::test]
+async fn outbound_webhook_deliveries_page_newest_first_and_are_redelivered() {
+    let w = world().await;
+    let hooks = format!("/v1/accounts/{ACCOUNT}/webhook-endpoints");
+    let (_, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"url": "https://hooks.example.com/in"})),
+        )
+        .await;
+    let id = b["endpoint"]["id"].as_str().unwrap().to_owned();
+    let events: Vec<_> = ["u1", "u2", "u3"]
+        .iter()
+        .map(|u| {
+            entra_sync_core::events::ChangeEvent::new(
+                &TenantId::new(TENANT),
+                *u,
+                1,
+                entra_sync_core::events::ChangeKind::DirectoryUserCreated {},
+            )
+            .account(Some(AccountId(ACCOUNT.into())))
+        })
+        .collect();
+    assert_eq!(w.outbound.fan_out(&events, None, t0()).unwrap(), 3);
+    let log = format!("{hooks}/{id}/deliveries");
+    let (s, b) = w.call("GET", &format!("{log}?limit=2"), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let first: Vec<String> = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        first,
+        [events[2].id().to_string(), events[1].id().to_string()],
+        "newest first"
+    );
+    assert_eq!(b["items"][0]["state"], "pending");
+    let next = b["next_cursor"].as_str().unwrap().to_owned();
+    let (_, b) = w
+        .call("GET", &format!("{log}?limit=2&cursor={next}"), None)
+        .await;
+    assert_eq!(b["items"].as_array().unwrap().len(), 1);
+    assert_eq!(b["items"][0]["event_id"], events[0].id().to_string());
+    assert_eq!(b["next_cursor"], Value::Null);
+    // A failed delivery is due again after a redelivery.
+    let dl = b["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut d = w.outbound.get_delivery(&dl).await.unwrap().unwrap();
+    d.state = DeliveryState::Failed { at: t0() };
+    d.failures = 8;
+    w.outbound.put_delivery(&d).await.unwrap();
+    let (s, b) = w.call("POST", &format!("{log}/{dl}/redeliver"), None).await;
+    assert_eq!(
+        (s, b["state"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{b}"
+    );
+    let d = w.outbound.get_delivery(&dl).await.unwrap().unwrap();
+    assert_eq!(d.failures, 0);
+    assert_eq!(
+        d.state,
+        DeliveryState::Pending {
+            next_attempt_at: t0()
+        }
+    );
+    // Unknown, or another endpoint's delivery: not found.
+    let (_, other) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"url": "https://hooks.example.com/other"})),
+        )
+        .await;
+    let other = other["endpoint"]["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("{log}/dl_none/redeliver"),
+        format!("{hooks}/{other}/deliveries/{dl}/redeliver"),
+    ] {
+        let (s, _) = w.call("POST", &path, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_local_test_setting_alone_allows_http_to_loopback() {
+    let w = world_full(
+        None,
+        Some(UrlPolicy {
+            allow_insecure_loopback: true,
+        }),
+    )
+    .await;
+    let hooks = format!("/v1/accounts/{ACCOUNT}/webhook-endpoints");
+    let (s, b) = w
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"url": "http://127.0.0.1:9/in"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let strict = world().await;
+    let (s, _) = strict
+        .call(
+            "POST",
+            &hooks,
+            Some(json!({"url": "http://127.0.0.1:9/in"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn without_an_endpoint_store_every_outbound_webhook_route_answers_501() {
+    let w = world_full(None, None).await;
+    let routes: Vec<RouteSpec> = route_specs()
+        .into_iter()
+        .filter(|s| s.path.contains("/webhook-endpoints"))
+        .collect();
+    assert_eq!(routes.len(), 8);
+    for spec in routes {
+        let path = concrete(spec.path);
+        let body = (spec.method == "POST").then(|| json!({"url": "https://hooks.example.com/in"}));
+        let (s, b) = w.call(spec.method, &path, body).await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_IMPLEMENTED,
+            "{} {path}: {b}",
+            spec.method
+        );
+        assert_eq!(b["error"], "not_implemented");
+        assert_eq!(
+            b["message"],
+            "Outbound webhooks are not available on AWS yet."
+        );
+    }
 }

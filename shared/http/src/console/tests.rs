@@ -174,6 +174,7 @@ async fn world() -> World {
             crate::api::hr::HrApi { endpoints, process }
         },
         actions,
+        outbound: None,
         auth: Arc::new(key),
         console: crate::console::ConsoleSessions::in_memory(clock.clone()),
     };

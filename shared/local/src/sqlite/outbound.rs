@@ -318,15 +318,20 @@ impl OutboundStore for SqliteStore {
     async fn list_deliveries(
         &self,
         endpoint_id: &str,
+        before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutboundDelivery>, StoreError> {
         let id = endpoint_id.to_owned();
+        let before = before.map(str::to_owned);
         self.with(move |c| {
+            // An unknown `before` lists nothing (COALESCE to 0), like the memory store.
             read_deliveries(
                 c,
                 "SELECT body FROM outbound_deliveries WHERE endpoint_id = ?1
+                 AND (?3 IS NULL OR seq < COALESCE(
+                     (SELECT seq FROM outbound_deliveries WHERE id = ?3), 0))
                  ORDER BY seq DESC LIMIT ?2",
-                params![id, to_i64(limit as u64)],
+                params![id, to_i64(limit as u64), before],
             )
         })
         .await
