@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use entra_sync_core::model::AccountId;
 use entra_sync_core::outbound::ports::OutboundStore;
-use entra_sync_core::outbound::service::{NewEndpoint, OutboundError, create_endpoint};
+use entra_sync_core::outbound::service::{
+    CreatedEndpoint, NewEndpoint, OutboundError, create_endpoint,
+};
 use entra_sync_core::outbound::ssrf::{UrlPolicy, UrlRefused};
 use entra_sync_core::outbound::{AttemptOutcome, DeliveryState, OutboundEndpoint, OutboundPolicy};
 use entra_sync_core::ports::LocalUserStore;
@@ -124,6 +126,30 @@ async fn start_receiver(port: u16, mode: Mode) -> Receiver {
 }
 
 /// A port nothing listens on (yet).
+/// An endpoint of the test account at a loopback URL (the local test setting allows it).
+async fn loopback_endpoint(
+    app: &LocalApp,
+    policy: &OutboundPolicy,
+    url: &str,
+    event_types: Option<Vec<String>>,
+    at: DateTime<Utc>,
+) -> CreatedEndpoint {
+    create_endpoint(
+        app.store.as_ref(),
+        app.vault.as_ref(),
+        &SystemResolver,
+        policy,
+        NewEndpoint {
+            account: account(),
+            url: url.to_owned(),
+            event_types,
+        },
+        at,
+    )
+    .await
+    .unwrap()
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -161,20 +187,7 @@ async fn a_receiver_down_then_slow_then_failing_gets_the_retries_by_the_schedule
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let t0 = Utc::now();
-    let created = create_endpoint(
-        app.store.as_ref(),
-        app.vault.as_ref(),
-        &SystemResolver,
-        &policy,
-        NewEndpoint {
-            account: account(),
-            url: url.clone(),
-            event_types: None,
-        },
-        t0,
-    )
-    .await
-    .unwrap();
+    let created = loopback_endpoint(&app, &policy, &url, None, t0).await;
     let secret = created.secret.expose().to_owned();
     let endpoint = created.endpoint.id.clone();
     commit_a_change(&app, "l1").await;
@@ -331,20 +344,14 @@ async fn every_delivery_verifies_with_the_standard_webhooks_library_once_per_eve
     let policy = testing_policy();
     let port = free_port();
     let receiver = start_receiver(port, Mode::Answer).await;
-    let created = create_endpoint(
-        app.store.as_ref(),
-        app.vault.as_ref(),
-        &SystemResolver,
+    let created = loopback_endpoint(
+        &app,
         &policy,
-        NewEndpoint {
-            account: account(),
-            url: format!("http://127.0.0.1:{port}/hook"),
-            event_types: Some(vec!["user.created".into()]),
-        },
+        &format!("http://127.0.0.1:{port}/hook"),
+        Some(vec!["user.created".into()]),
         Utc::now(),
     )
-    .await
-    .unwrap();
+    .await;
     for i in 0..5 {
         commit_a_change(&app, &format!("l{i}")).await;
     }
@@ -473,20 +480,14 @@ async fn an_endpoint_failing_for_longer_than_the_window_is_disabled_with_its_eve
     let policy = testing_policy();
     let port = free_port();
     let t0 = Utc::now();
-    let created = create_endpoint(
-        app.store.as_ref(),
-        app.vault.as_ref(),
-        &SystemResolver,
+    let created = loopback_endpoint(
+        &app,
         &policy,
-        NewEndpoint {
-            account: account(),
-            url: format!("http://127.0.0.1:{port}/hook"),
-            event_types: None,
-        },
+        &format!("http://127.0.0.1:{port}/hook"),
+        None,
         t0 - Duration::days(6),
     )
-    .await
-    .unwrap();
+    .await;
     // Failing for six days already (a window of five).
     let mut ep = created.endpoint;
     ep.failing_since = Some(t0 - Duration::days(6));
@@ -530,20 +531,14 @@ async fn a_process_killed_before_the_fan_out_or_during_a_post_still_delivers_onc
     let policy = testing_policy();
     let port = free_port();
     let receiver = start_receiver(port, Mode::Answer).await;
-    let created = create_endpoint(
-        app.store.as_ref(),
-        app.vault.as_ref(),
-        &SystemResolver,
+    let created = loopback_endpoint(
+        &app,
         &policy,
-        NewEndpoint {
-            account: account(),
-            url: format!("http://127.0.0.1:{port}/hook"),
-            event_types: None,
-        },
+        &format!("http://127.0.0.1:{port}/hook"),
+        None,
         Utc::now(),
     )
-    .await
-    .unwrap();
+    .await;
     let endpoint = created.endpoint.id;
     // Committed, then killed before the outbox rows were marked (the sink gave up): no
     // delivery yet, and the event is still pending in the outbox.
@@ -627,20 +622,14 @@ async fn a_command_that_ends_delivers_the_due_webhooks_without_serve() {
     });
     let port = free_port();
     let receiver = start_receiver(port, Mode::Answer).await;
-    let created = create_endpoint(
-        app.store.as_ref(),
-        app.vault.as_ref(),
-        &SystemResolver,
+    let created = loopback_endpoint(
+        &app,
         &testing_policy(),
-        NewEndpoint {
-            account: account(),
-            url: format!("http://127.0.0.1:{port}/hook"),
-            event_types: None,
-        },
+        &format!("http://127.0.0.1:{port}/hook"),
+        None,
         Utc::now(),
     )
-    .await
-    .unwrap();
+    .await;
     let endpoint = created.endpoint.id.clone();
     commit_a_change(&app, "l1").await;
     assert!(receiver.got().is_empty(), "nothing is sent before the end");
