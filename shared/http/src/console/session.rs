@@ -108,20 +108,18 @@ impl ConsoleSessions {
                 key.len()
             ));
         }
-        Ok(Self {
-            key: key.to_vec(),
-            tickets,
-            clock,
-            session_ttl: Duration::hours(DEFAULT_SESSION_HOURS),
-            ticket_ttl: Duration::seconds(DEFAULT_TICKET_SECONDS),
-        })
+        Ok(Self::with_key(key.to_vec(), tickets, clock))
     }
 
     /// Sessions under a new random key: valid while this process runs (the local `serve`).
     pub fn ephemeral(tickets: Arc<dyn ConsoleTicketStore>, clock: Arc<dyn Clock>) -> Self {
         let key = format!("{}{}", random_token(), random_token());
+        Self::with_key(key.into_bytes(), tickets, clock)
+    }
+
+    fn with_key(key: Vec<u8>, tickets: Arc<dyn ConsoleTicketStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            key: key.into_bytes(),
+            key,
             tickets,
             clock,
             session_ttl: Duration::hours(DEFAULT_SESSION_HOURS),
@@ -154,13 +152,19 @@ impl ConsoleSessions {
         self.session_ttl
     }
 
-    fn mac(&self, domain: &str, data: &[u8]) -> Vec<u8> {
+    /// The HMAC under the console key over `domain`, a NUL, and `data` (the domain keeps a
+    /// session's MAC from ever standing for a CSRF token, and back).
+    fn hmac(&self, domain: &str, data: &[u8]) -> HmacSha256 {
         // HMAC takes keys of any length: this cannot fail.
         let mut mac = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
         mac.update(domain.as_bytes());
         mac.update(b"\0");
         mac.update(data);
-        mac.finalize().into_bytes().to_vec()
+        mac
+    }
+
+    fn mac(&self, domain: &str, data: &[u8]) -> Vec<u8> {
+        self.hmac(domain, data).finalize().into_bytes().to_vec()
     }
 
     fn csrf_of(&self, nonce: &str) -> String {
@@ -199,11 +203,10 @@ impl ConsoleSessions {
             return None;
         };
         let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        let mut check = HmacSha256::new_from_slice(&self.key).ok()?;
-        check.update(b"console-session\0");
-        check.update(payload.as_bytes());
         // Constant time.
-        check.verify_slice(&mac).ok()?;
+        self.hmac("console-session", payload.as_bytes())
+            .verify_slice(&mac)
+            .ok()?;
         let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         let expires_at = DateTime::from_timestamp(claims.expires, 0)?;
         if expires_at <= self.clock.now() {
