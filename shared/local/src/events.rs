@@ -1,27 +1,21 @@
-//! The local event sink: counts events by kind and appends them as JSON lines to a file, so a
-//! person can see what the host product would receive.
+//! The local event sink: appends events as JSON lines to a file, so a person can see what the
+//! host product would receive.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use entra_sync_core::error::EventError;
-use entra_sync_core::events::{ChangeEvent, ChangeKind};
+use entra_sync_core::events::ChangeEvent;
 use entra_sync_core::ports::EventSink;
 
 pub struct EventLog {
     file: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
-    counts: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-fn kind_name(k: &ChangeKind) -> &'static str {
-    k.as_str()
 }
 
 impl EventLog {
-    /// Count events, and append them to `path` when given.
+    /// Append events to `path` when given (without a path, events are dropped).
     pub fn open(path: Option<&Path>) -> std::io::Result<Self> {
         let file = match path {
             Some(p) => Some(Mutex::new(std::io::BufWriter::new(
@@ -32,45 +26,39 @@ impl EventLog {
             ))),
             None => None,
         };
-        Ok(Self {
-            file,
-            counts: Mutex::new(BTreeMap::new()),
-        })
-    }
-
-    /// Events seen so far by kind.
-    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        Ok(Self { file })
     }
 }
 
 impl EventLog {
-    /// Count `events` and append them to the file (blocking file writes).
+    /// Append `events` to the file (blocking file writes).
     pub fn append(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
-        {
-            let mut c = self
-                .counts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for e in events {
-                *c.entry(kind_name(&e.kind)).or_default() += 1;
-            }
+        self.write_each(events, |f, e| {
+            serde_json::to_writer(f, e).map_err(Into::into)
+        })
+    }
+
+    /// Append events already in their wire form (one JSON envelope per line, as the outbox
+    /// stores them), byte for byte.
+    pub fn append_lines(&self, lines: &[String]) -> Result<(), EventError> {
+        self.write_each(lines, |f, l| f.write_all(l.as_bytes()))
+    }
+
+    fn write_each<T>(
+        &self,
+        items: &[T],
+        mut write: impl FnMut(&mut std::io::BufWriter<std::fs::File>, &T) -> std::io::Result<()>,
+    ) -> Result<(), EventError> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unavailable = |e: std::io::Error| EventError::Unavailable(Box::new(e));
+        for item in items {
+            write(&mut f, item).map_err(unavailable)?;
+            f.write_all(b"\n").map_err(unavailable)?;
         }
-        if let Some(f) = &self.file {
-            let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for e in events {
-                serde_json::to_writer(&mut *f, e)
-                    .map_err(|e| EventError::Unavailable(Box::new(e)))?;
-                f.write_all(b"\n")
-                    .map_err(|e| EventError::Unavailable(Box::new(e)))?;
-            }
-            f.flush()
-                .map_err(|e| EventError::Unavailable(Box::new(e)))?;
-        }
-        Ok(())
+        f.flush().map_err(unavailable)
     }
 }
 

@@ -500,7 +500,11 @@ struct DeliverOnClose {
 impl DeliverOnClose {
     fn try_deliver(&self) -> Result<usize, LocalError> {
         self.store
-            .deliver_outbox(|events| self.log.append(events))
+            .deliver_outbox_lines(|lines| {
+                self.log
+                    .append_lines(lines)
+                    .map_err(crate::sqlite::OutboxError::Sink)
+            })
             .map_err(|e| LocalError::Failed(format!("event delivery: {e}")))
     }
 

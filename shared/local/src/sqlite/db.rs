@@ -11,6 +11,11 @@ use serde::de::DeserializeOwned;
 
 use super::*;
 
+/// WAL pages between automatic checkpoints (see [`open_database`]).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+/// The size the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: i64 = 16 * 1024 * 1024;
+
 /// Open (and migrate) a SQLite database file with the settings every embedded store uses.
 pub fn open_database(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     let conn = rusqlite::Connection::open(path).map_err(internal)?;
@@ -19,6 +24,15 @@ pub fn open_database(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(internal)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(internal)?;
+    // A checkpoint every 10,000 pages (40 MiB of WAL) instead of SQLite's 1,000: a full sync
+    // rewrites the same hot pages (runs, cursors, the outbox's tail, index roots) in every
+    // transaction, and each checkpoint copies them back and syncs twice under the store's
+    // lock. Measured on a 10,000-user full sync: about a third less wall time. The WAL is
+    // cut back to 16 MiB after a checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(internal)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
         .map_err(internal)?;
     Ok(conn)
 }

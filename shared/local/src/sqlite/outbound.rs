@@ -29,20 +29,23 @@ fn due_ms(d: &OutboundDelivery) -> Option<i64> {
 }
 
 fn write_delivery(tx: &rusqlite::Connection, d: &OutboundDelivery) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO outbound_deliveries (id, endpoint_id, event_id, due_ms, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms, body = excluded.body",
-    )
-    .map_err(internal)?
-    .execute(params![
-        d.id,
-        d.endpoint_id,
-        d.event_id,
-        due_ms(d),
-        to_json(d)?
-    ])
-    .map_err(internal)?;
+    let body = to_json(d)?;
+    let updated = tx
+        .prepare_cached("UPDATE outbound_deliveries SET due_ms = ?2, body = ?3 WHERE id = ?1")
+        .map_err(internal)?
+        .execute(params![d.id, due_ms(d), body])
+        .map_err(internal)?;
+    if updated == 0 {
+        // A delivery the fan-out did not create (the store port allows it): it points at its
+        // event's newest outbox row.
+        tx.prepare_cached(
+            "INSERT INTO outbound_deliveries (id, endpoint_id, event_id, event_seq, due_ms, body)
+             VALUES (?1, ?2, ?3, (SELECT MAX(seq) FROM outbox WHERE id = ?3), ?4, ?5)",
+        )
+        .map_err(internal)?
+        .execute(params![d.id, d.endpoint_id, d.event_id, due_ms(d), body])
+        .map_err(internal)?;
+    }
     Ok(())
 }
 
@@ -68,11 +71,13 @@ fn write_endpoint(
     Ok(n == 1)
 }
 
-/// Create the deliveries of `events` for every enabled endpoint that wants them, due at
-/// `now`. Called in the transaction that marks the events delivered from the outbox.
+/// Create the deliveries of the stored events `lines` (outbox bodies) for every enabled
+/// endpoint that wants them, due at `now`. Called in the transaction that marks the events
+/// delivered from the outbox; the events are read only when an endpoint is enabled.
 pub(crate) fn fan_out(
     tx: &Transaction<'_>,
-    events: &[ChangeEvent],
+    seqs: &[i64],
+    lines: &[String],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let endpoints: Vec<OutboundEndpoint> = {
@@ -91,6 +96,10 @@ pub(crate) fn fan_out(
     if endpoints.is_empty() {
         return Ok(0);
     }
+    let events = lines
+        .iter()
+        .map(|l| from_json(l))
+        .collect::<Result<Vec<ChangeEvent>, _>>()?;
     let accounts: BTreeMap<String, AccountId> = {
         let mut stmt = tx
             .prepare_cached("SELECT tenant_id, json_extract(body, '$.account_id') FROM connections")
@@ -110,12 +119,13 @@ pub(crate) fn fan_out(
     };
     let mut insert = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO outbound_deliveries (id, endpoint_id, event_id, due_ms, body)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO outbound_deliveries
+                 (id, endpoint_id, event_id, event_seq, due_ms, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(internal)?;
     let mut created = 0;
-    for e in events {
+    for (e, seq) in events.iter().zip(seqs) {
         let tenant_account = accounts.get(&e.tenant_id.0);
         for ep in endpoints.iter().filter(|ep| ep.wants(e, tenant_account)) {
             let d = OutboundDelivery::new(&ep.id, e, now);
@@ -124,6 +134,7 @@ pub(crate) fn fan_out(
                     d.id,
                     d.endpoint_id,
                     d.event_id,
+                    seq,
                     due_ms(&d),
                     to_json(&d)?
                 ])
@@ -243,7 +254,7 @@ impl OutboundStore for SqliteStore {
                     .prepare_cached(
                         "SELECT d.body, e.body, o.body FROM outbound_deliveries d
                          JOIN outbound_endpoints e ON e.id = d.endpoint_id AND e.enabled = 1
-                         JOIN outbox o ON o.id = d.event_id
+                         JOIN outbox o ON o.seq = d.event_seq
                          WHERE d.due_ms IS NOT NULL AND d.due_ms <= ?1
                          ORDER BY d.due_ms, d.seq LIMIT ?2",
                     )
@@ -340,5 +351,85 @@ impl OutboundStore for SqliteStore {
     async fn put_delivery(&self, delivery: &OutboundDelivery) -> Result<(), StoreError> {
         let d = delivery.clone();
         self.with(move |c| write_delivery(c, &d)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use entra_sync_core::events::{ChangeKind, Envelope};
+    use entra_sync_core::model::TenantId;
+
+    /// A data directory written before migration 9 (deliveries found their event by its id)
+    /// keeps its pending deliveries: after the upgrade each is claimed with its event's body.
+    #[tokio::test]
+    async fn a_pending_delivery_from_before_migration_9_is_claimed_with_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite");
+        let now = Utc::now();
+        let event = ChangeEvent::new(
+            &TenantId::new("t1"),
+            "u1",
+            7,
+            ChangeKind::DirectoryUserCreated {},
+        )
+        .account(Some(AccountId("acme".into())))
+        .at(now);
+        let endpoint = OutboundEndpoint::new(
+            "ep_1".into(),
+            AccountId("acme".into()),
+            "https://hooks.example/in".into(),
+            None,
+            now,
+        );
+        let delivery = OutboundDelivery::new(&endpoint.id, &event, now);
+        let body = to_json(&Envelope::from(event.clone())).unwrap();
+        {
+            let mut c = crate::sqlite::open_database(&path).unwrap();
+            crate::sqlite::migrate_with(&mut c, &super::super::schema::MIGRATIONS[..8]).unwrap();
+            // Another event first, so the delivery's event is not the first row.
+            c.execute(
+                "INSERT INTO outbox (id, body, delivered_at) VALUES ('other', '{}', ?1)",
+                params![now.to_rfc3339()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO outbox (id, body, delivered_at) VALUES (?1, ?2, ?3)",
+                params![delivery.event_id, body, now.to_rfc3339()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO outbound_endpoints (id, account_id, enabled, rev, body)
+                 VALUES (?1, 'acme', 1, ?2, ?3)",
+                params![
+                    endpoint.id,
+                    to_i64(endpoint.rev),
+                    to_json(&endpoint).unwrap()
+                ],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO outbound_deliveries (id, endpoint_id, event_id, due_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    delivery.id,
+                    delivery.endpoint_id,
+                    delivery.event_id,
+                    due_ms(&delivery),
+                    to_json(&delivery).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let due = store
+            .claim_due(now, now + chrono::Duration::seconds(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].delivery.id, delivery.id);
+        assert_eq!(due[0].body, body);
     }
 }

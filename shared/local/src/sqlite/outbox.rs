@@ -11,26 +11,30 @@
 
 use chrono::{DateTime, Utc};
 use entra_sync_core::error::StoreError;
-use entra_sync_core::events::ChangeEvent;
+use entra_sync_core::events::{ChangeEvent, Envelope};
 use rusqlite::{Transaction, params};
 
 use super::{SqliteStore, from_json, internal, to_json};
 
-/// Record `events` in the transaction `tx`, stamped at `now` unless they carry a time. An
-/// event whose id is already recorded is the same change: kept once.
+/// Record `events` in the transaction `tx`, stamped at `now` unless they carry a time. The
+/// same change recorded twice is delivered twice under its one id (consumers drop repeats by
+/// id); the writes that record events do so only when they landed, so that is rare.
 pub(crate) fn record(
     tx: &Transaction<'_>,
     events: impl IntoIterator<Item = ChangeEvent>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut stmt = tx
-        .prepare_cached("INSERT OR IGNORE INTO outbox (id, body) VALUES (?1, ?2)")
+        .prepare_cached("INSERT INTO outbox (id, body) VALUES (?1, ?2)")
         .map_err(internal)?;
     for mut e in events {
         if e.occurred_at == DateTime::<Utc>::UNIX_EPOCH {
             e.occurred_at = now;
         }
-        stmt.execute(params![e.id().to_string(), to_json(&e)?])
+        // The envelope is the stored form and exactly the line events.jsonl gets: its id is
+        // computed once here, and delivery copies the body as it is.
+        let envelope = Envelope::from(e);
+        stmt.execute(params![envelope.id.to_string(), to_json(&envelope)?])
             .map_err(internal)?;
     }
     Ok(())
@@ -42,14 +46,31 @@ const DELIVERY_BATCH: usize = 500;
 impl SqliteStore {
     /// Hand every undelivered event, in commit order, to `deliver` (a batch at a time) and
     /// mark each batch delivered once `deliver` returned. Returns how many were delivered.
-    /// Blocking: call it from a blocking context (see [`Self::deliver_outbox_async`]).
+    /// Blocking: call it from a blocking context.
     pub fn deliver_outbox<E>(
         &self,
         mut deliver: impl FnMut(&[ChangeEvent]) -> Result<(), E>,
     ) -> Result<usize, OutboxError<E>> {
+        self.deliver_outbox_lines(|lines| {
+            let events = lines
+                .iter()
+                .map(|l| from_json(l))
+                .collect::<Result<Vec<ChangeEvent>, _>>()
+                .map_err(OutboxError::Store)?;
+            deliver(&events).map_err(OutboxError::Sink)
+        })
+    }
+
+    /// [`Self::deliver_outbox`] for a sink that takes the stored envelopes as they are (one
+    /// JSON object per event, the form `events.jsonl` holds): nothing is parsed or
+    /// serialised again unless an outbound webhook endpoint needs the events.
+    pub fn deliver_outbox_lines<E>(
+        &self,
+        mut deliver: impl FnMut(&[String]) -> Result<(), OutboxError<E>>,
+    ) -> Result<usize, OutboxError<E>> {
         let mut total = 0;
         loop {
-            let batch: Vec<(i64, ChangeEvent)> = self
+            let (seqs, lines): (Vec<i64>, Vec<String>) = self
                 .with_blocking(|c| {
                     let mut stmt = c
                         .prepare_cached(
@@ -62,21 +83,13 @@ impl SqliteStore {
                             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
                         })
                         .map_err(internal)?;
-                    let mut out = Vec::new();
-                    for row in rows {
-                        let (seq, body) = row.map_err(internal)?;
-                        out.push((seq, from_json(&body)?));
-                    }
-                    Ok(out)
+                    rows.collect::<Result<_, _>>().map_err(internal)
                 })
                 .map_err(OutboxError::Store)?;
-            if batch.is_empty() {
+            let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
                 return Ok(total);
-            }
-            let events: Vec<ChangeEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
-            deliver(&events).map_err(OutboxError::Sink)?;
-            let last = batch.last().map_or(0, |(s, _)| *s);
-            let first = batch.first().map_or(0, |(s, _)| *s);
+            };
+            deliver(&lines)?;
             // Marked delivered and fanned out to the outbound webhook endpoints in one
             // transaction: a crash before it delivers the batch again (and fans it out
             // again, once per endpoint and event), a crash after it has every delivery row.
@@ -89,11 +102,11 @@ impl SqliteStore {
                     params![first, last, now.to_rfc3339()],
                 )
                 .map_err(internal)?;
-                super::outbound::fan_out(&tx, &events, now)?;
+                super::outbound::fan_out(&tx, &seqs, &lines, now)?;
                 tx.commit().map_err(internal)
             })
             .map_err(OutboxError::Store)?;
-            total += events.len();
+            total += lines.len();
         }
     }
 

@@ -212,4 +212,24 @@ CREATE TABLE outbound_deliveries (
 CREATE INDEX outbound_due ON outbound_deliveries (due_ms) WHERE due_ms IS NOT NULL;
 CREATE INDEX outbound_by_endpoint ON outbound_deliveries (endpoint_id, seq);
 "#,
+    // 9: the outbox without an index on the event id. Its ids are hashes, so every event
+    // written touched a random page of that index (a third of a full sync's writes); nothing
+    // needs it: a delivery now points at its event by the outbox's `seq`, and an event
+    // recorded twice is delivered twice under its one id, which consumers drop. The pending
+    // index holds only the pending rows, so marking a row delivered removes its entry.
+    r#"
+ALTER TABLE outbound_deliveries ADD COLUMN event_seq INTEGER;
+UPDATE outbound_deliveries
+   SET event_seq = (SELECT seq FROM outbox WHERE outbox.id = outbound_deliveries.event_id);
+CREATE TABLE outbox_v9 (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    delivered_at TEXT
+);
+INSERT INTO outbox_v9 (seq, id, body, delivered_at) SELECT seq, id, body, delivered_at FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v9 RENAME TO outbox;
+CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
+"#,
 ];
