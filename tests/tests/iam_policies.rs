@@ -2091,6 +2091,7 @@ async fn every_function_runs_under_exactly_its_template_policy() {
             w.clients("PublisherFunction").events.clone(),
             &w.bus,
         )),
+        outbound: None,
     };
     for batch in records.chunks(100) {
         let r = entra_sync_publisher::handler::handle(

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use crate::error::StoreError;
 use crate::events::ChangeEvent;
 use crate::model::AccountId;
-use crate::outbound::ports::{DueDelivery, OutboundStore};
-use crate::outbound::{DeliveryState, OutboundDelivery, OutboundEndpoint};
+use crate::outbound::ports::{DeliveryFanOut, DueDelivery, OutboundStore};
+use crate::outbound::{DeliveryState, NewDelivery, OutboundDelivery, OutboundEndpoint};
 
 #[derive(Default)]
 struct Inner {
@@ -253,5 +253,33 @@ impl OutboundStore for MemoryOutboundStore {
     async fn put_delivery(&self, delivery: &OutboundDelivery) -> Result<(), StoreError> {
         put(&mut self.lock(), delivery);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryFanOut for MemoryOutboundStore {
+    async fn account_endpoints(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<OutboundEndpoint>, StoreError> {
+        self.list_endpoints(account).await
+    }
+
+    async fn create_deliveries(&self, deliveries: &[NewDelivery]) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let mut created = 0;
+        for new in deliveries {
+            if inner.deliveries.contains_key(&new.delivery.id) {
+                continue;
+            }
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            inner.deliveries.insert(
+                new.delivery.id.clone(),
+                (seq, new.delivery.clone(), new.body.clone()),
+            );
+            created += 1;
+        }
+        Ok(created)
     }
 }
