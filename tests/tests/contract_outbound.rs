@@ -5,11 +5,11 @@
 use std::convert::Infallible;
 
 use chrono::Utc;
-use entra_sync_core::events::{ChangeEvent, ChangeKind};
 use entra_sync_aws::{DynamoStore, sdk_config_for_endpoint};
+use entra_sync_core::events::{ChangeEvent, ChangeKind};
 use entra_sync_core::memory_outbound::MemoryOutboundStore;
-use entra_sync_core::outbound::ports::DeliveryFanOut;
 use entra_sync_core::model::TenantId;
+use entra_sync_core::outbound::ports::DeliveryFanOut;
 use entra_sync_core::ports::LocalUserStore;
 use entra_sync_core::provision::{LocalStatus, LocalUser};
 use entra_sync_local::sqlite::SqliteStore;

@@ -104,7 +104,7 @@ struct Recorder {
 
 /// The index of the call in flight, kept in the operation's config bag until its answer.
 #[derive(Clone, Debug)]
-struct CallIndex(usize);
+struct CallIndex(std::ops::Range<usize>);
 impl Storable for CallIndex {
     type Storer = StoreReplace<Self>;
 }
@@ -228,16 +228,33 @@ impl Intercept for ServiceRecorder {
             .bytes()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or(Value::Null);
-        let call = Call {
-            action: action_of(self.service, &operation),
-            resources: resources_of(self.service, &operation, &body),
-            operation,
-            status: None,
+        let resources = resources_of(self.service, &operation, &body);
+        // A transaction is authorized as the actions of its items (PutItem, UpdateItem, ...).
+        let actions: Vec<String> = match (self.service, operation.as_str()) {
+            ("dynamodb", "TransactWriteItems") => body["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_object()?.keys().next().cloned())
+                .map(|kind| match kind.as_str() {
+                    "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+                    k => format!("dynamodb:{k}Item"),
+                })
+                .collect(),
+            _ => vec![action_of(self.service, &operation)],
         };
         let mut calls = self.calls.lock().unwrap();
-        calls.push(call);
+        let first = calls.len();
+        for action in actions {
+            calls.push(Call {
+                action,
+                resources: resources.clone(),
+                operation: operation.clone(),
+                status: None,
+            });
+        }
         cfg.interceptor_state()
-            .store_put(CallIndex(calls.len() - 1));
+            .store_put(CallIndex(first..calls.len()));
         Ok(())
     }
 
@@ -247,10 +264,13 @@ impl Intercept for ServiceRecorder {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        if let Some(CallIndex(i)) = cfg.load::<CallIndex>() {
+        if let Some(CallIndex(range)) = cfg.load::<CallIndex>() {
             let status = context.response().status().as_u16();
-            if let Some(c) = self.calls.lock().unwrap().get_mut(*i) {
-                c.status = Some(status);
+            let mut calls = self.calls.lock().unwrap();
+            for i in range.clone() {
+                if let Some(c) = calls.get_mut(i) {
+                    c.status = Some(status);
+                }
             }
         }
         Ok(())
@@ -367,6 +387,15 @@ fn moto_policy(f: &Function) -> Value {
             let mut actions = s.actions.clone();
             if actions.iter().any(|a| a == "sqs:SendMessage") {
                 actions.push("sqs:SendMessageBatch".into());
+            }
+            // moto checks a transaction as `dynamodb:TransactWriteItems`; AWS checks the
+            // actions of its items, which the statement grants (and the calls are checked
+            // against).
+            if actions
+                .iter()
+                .any(|a| a == "dynamodb:UpdateItem" || a == "dynamodb:PutItem")
+            {
+                actions.push("dynamodb:TransactWriteItems".into());
             }
             let resources = if services.contains("sqs") {
                 json!(s.resources)

@@ -44,8 +44,8 @@ mod webhooks;
 use aws_sdk_dynamodb::Client;
 
 pub(crate) use mirror::shard_of;
-pub(crate) use table::*;
 pub use outbound::{DUE_SHARDS, GSI2};
+pub(crate) use table::*;
 pub use table::{DEFAULT_LISTING_SHARDS, GSI1};
 
 /// Every store port on one DynamoDB table. Cheap to clone.

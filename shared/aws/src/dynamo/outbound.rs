@@ -169,10 +169,7 @@ fn delivery_from(item: &Item) -> Result<OutboundDelivery, StoreError> {
 
 /// The update that stores a delivery's body and its due index entry (or removes the entry
 /// once it is no longer pending), on the condition that the delivery exists.
-fn delivery_update(
-    table: &str,
-    d: &OutboundDelivery,
-) -> Result<Update, StoreError> {
+fn delivery_update(table: &str, d: &OutboundDelivery) -> Result<Update, StoreError> {
     let mut req = Update::builder()
         .table_name(table)
         .set_key(Some(key_item(delivery_pk(&d.id), DELIVERY_SK.to_owned())))
@@ -512,20 +509,22 @@ impl OutboundStore for DynamoStore {
                     // The endpoint changed meanwhile: it stays as it is; the delivery is kept.
                     return self.update_delivery(delivery).await;
                 }
-                Err(AwsCallError::from_sdk(SERVICE, "TransactWriteItems", e, |e| {
-                    if e.is_transaction_in_progress_exception()
-                        || e.is_internal_server_error()
-                        || e.is_throttling_exception()
-                        || e.is_request_limit_exceeded()
-                        || e.is_provisioned_throughput_exceeded_exception()
-                        || contended(e)
-                    {
-                        Class::Retryable
-                    } else {
-                        Class::Permanent
-                    }
-                })
-                .into_store())
+                Err(
+                    AwsCallError::from_sdk(SERVICE, "TransactWriteItems", e, |e| {
+                        if e.is_transaction_in_progress_exception()
+                            || e.is_internal_server_error()
+                            || e.is_throttling_exception()
+                            || e.is_request_limit_exceeded()
+                            || e.is_provisioned_throughput_exceeded_exception()
+                            || contended(e)
+                        {
+                            Class::Retryable
+                        } else {
+                            Class::Permanent
+                        }
+                    })
+                    .into_store(),
+                )
             }
         }
     }

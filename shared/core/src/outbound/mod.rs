@@ -659,7 +659,10 @@ mod tests {
         let before = endpoint();
         let mut after = before.clone();
         let returned = after.disable("by hand", t0()).unwrap();
-        assert_eq!(endpoint_event(Some(&before), &after), Some(returned.clone()));
+        assert_eq!(
+            endpoint_event(Some(&before), &after),
+            Some(returned.clone())
+        );
         assert_eq!(endpoint_event(None, &after), Some(returned));
         // Written again while disabled (a rotation, the failure window): no second event.
         let mut rotated = after.clone();
@@ -692,11 +695,19 @@ mod tests {
             1,
             ChangeKind::DirectoryUserCreated {},
         );
-        let events = vec![(e1.clone(), None), (e2.clone(), Some(AccountId("acct".into())))];
+        let events = vec![
+            (e1.clone(), None),
+            (e2.clone(), Some(AccountId("acct".into()))),
+        ];
         let got = fan_out(&events, &[on.clone(), typed.clone(), off], t0()).unwrap();
         let pairs: Vec<(&str, &str)> = got
             .iter()
-            .map(|d| (d.delivery.endpoint_id.as_str(), d.delivery.event_id.as_str()))
+            .map(|d| {
+                (
+                    d.delivery.endpoint_id.as_str(),
+                    d.delivery.event_id.as_str(),
+                )
+            })
             .collect();
         let (id1, id2) = (e1.id().to_string(), e2.id().to_string());
         assert_eq!(pairs, [("ep_1", id1.as_str()), ("ep_1", id2.as_str())]);
