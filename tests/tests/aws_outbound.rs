@@ -50,6 +50,7 @@ impl DeliveryWake for CountingWake {
 }
 
 struct World {
+    table: String,
     store: Arc<DynamoStore>,
     vault: Arc<SecretsManagerVault>,
     receiver: Receiver,
@@ -145,6 +146,7 @@ async fn world(answer: u16) -> World {
         }),
     };
     World {
+        table,
         store,
         vault,
         receiver,
@@ -279,6 +281,40 @@ async fn the_delivery_function_retries_after_a_500_and_signs_for_the_standard_we
         assert!(matches!(d.state, DeliveryState::Delivered { .. }), "{d:?}");
         assert_eq!(d.attempts.len(), 2);
     }
+}
+
+#[tokio::test]
+async fn disabling_an_endpoint_publishes_its_event_from_the_stream_with_the_id_the_service_returned()
+{
+    let w = world(204).await;
+    let disabled = entra_sync_core::outbound::service::disable_endpoint(
+        w.store.as_ref(),
+        &w.endpoint.endpoint.id,
+        "by hand",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let expected = disabled.disabled_event().unwrap();
+    let config = sdk_config_for_endpoint(&moto::endpoint()).await;
+    let records = streams::stream_records(
+        &aws_sdk_dynamodb::Client::new(&config),
+        &aws_sdk_dynamodbstreams::Client::new(&config),
+        &w.table,
+    )
+    .await;
+    let r = entra_sync_publisher::handler::handle(&w.deps, streams::event(&records)).await;
+    assert!(r.batch_item_failures.is_empty(), "{r:?}");
+    let got: Vec<_> = w
+        .published
+        .history()
+        .into_iter()
+        .filter(|e| e.event_type() == "webhook_endpoint.disabled")
+        .collect();
+    assert_eq!(got, [expected], "once, derived from the committed write");
+    entra_sync_tests::event_schemas::assert_valid(&got);
+    // A disabled endpoint receives nothing, its own event included.
+    assert!(w.deliveries().await.is_empty());
 }
 
 /// The signature header holds the reference library's signature of (webhook-id,
