@@ -285,7 +285,7 @@ async fn the_delivery_function_retries_after_a_500_and_signs_for_the_standard_we
 
 #[tokio::test]
 async fn disabling_an_endpoint_publishes_its_event_from_the_stream_with_the_id_the_service_returned()
-{
+ {
     let w = world(204).await;
     let disabled = entra_sync_core::outbound::service::disable_endpoint(
         w.store.as_ref(),

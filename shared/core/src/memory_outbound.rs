@@ -1,7 +1,8 @@
 //! An in-memory [`OutboundStore`] for tests, fakes and the admin API's route tests. It keeps
-//! the same promises as the SQLite store (the contract suite in tests/src/contract_outbound.rs
-//! runs against both): deliveries are created by [`MemoryOutboundStore::fan_out`] (the SQLite
-//! store does it when its outbox is delivered), one per (endpoint, event); a claimed delivery
+//! the same promises as the SQLite and DynamoDB stores (the contract suite in
+//! tests/src/contract_outbound.rs runs against all three): deliveries are created by
+//! [`MemoryOutboundStore::fan_out`] or its [`DeliveryFanOut`] (the SQLite store does it when its
+//! outbox is delivered), one per (endpoint, event); a claimed delivery
 //! is leased; an endpoint write checks its `rev`. The events written with an endpoint are kept
 //! in [`MemoryOutboundStore::recorded`].
 

@@ -1,7 +1,9 @@
 //! The ports of outbound webhooks, one per capability: the records ([`OutboundStore`]), the
 //! resolution of a host ([`HostResolver`]) and the POST ([`WebhookPoster`]). The local program
-//! implements them on SQLite, tokio and reqwest; an AWS delivery function would implement the
-//! store on DynamoDB and reuse the reqwest poster.
+//! implements them on SQLite, tokio and reqwest; on AWS the store is the DynamoDB table and the
+//! delivery function uses the same reqwest poster (shared/outbound). Where deliveries are not
+//! created in the events' own write (the DynamoDB stream's publisher), [`DeliveryFanOut`]
+//! creates them and [`DeliveryWake`] tells the delivery function.
 
 use std::net::IpAddr;
 
