@@ -258,7 +258,7 @@ mod tests {
             panic!("{answer:?}")
         };
         assert_eq!((r.attempted, r.delivered), (1, 1));
-        let sent = poster.1.lock().unwrap();
+        let sent = poster.1.lock().unwrap().clone();
         assert_eq!(sent.len(), 1);
         let names: Vec<&str> = sent[0].headers.iter().map(|(k, _)| *k).collect();
         assert!(names.contains(&"webhook-signature"), "{names:?}");
