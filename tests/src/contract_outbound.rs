@@ -1,7 +1,8 @@
-//! The outbound webhook store contract ([`OutboundStore`]), run against the in-memory store
-//! and the SQLite store. Deliveries come from committed events, which each adapter fans out
-//! its own way (the SQLite store when its outbox is delivered, the memory store by
-//! `fan_out`), so the suite takes `commit`: make one event of the account `acct` about the
+//! The outbound webhook store contract ([`OutboundStore`]), run against the in-memory store,
+//! the SQLite store and the DynamoDB store (on moto). Deliveries come from committed events,
+//! which each adapter fans out its own way (the SQLite store when its outbox is delivered, the
+//! memory store by `fan_out`, the DynamoDB store by the publisher's fan-out), so the suite
+//! takes `commit`: make one event of the account `acct` about the
 //! object named, and fan it out.
 
 use chrono::{Duration, Utc};

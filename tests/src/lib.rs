@@ -14,5 +14,6 @@ pub mod contract_vault;
 pub mod event_schemas;
 pub mod faulty;
 pub mod moto;
+pub mod receiver;
 pub mod streams;
 pub mod template;

@@ -11,7 +11,9 @@
 //! overdue approval), and the queued batches of its steps; then the HR webhooks functions: the
 //! route accepts a signed HiBob termination, and the queue function processes it (reading the
 //! employee from a HiBob emulator with the endpoint's API credential) into an offboarding;
-//! last the publisher, fed the table's stream of everything the others wrote.
+//! then the publisher, fed the table's stream of everything the others wrote (its events, and
+//! the outbound webhook deliveries of the endpoint the admin API created); last the outbound
+//! webhook function, woken by the publisher's message, POSTing to a receiver on 127.0.0.1.
 //!
 //! Every AWS call each function makes is recorded (an SDK interceptor), including the calls
 //! whose errors a handler logs and swallows. Then, per function:
@@ -69,7 +71,7 @@ use entra_sync_tests::template::{self, ACCOUNT, Function, REGION, STAGE};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 10] = [
     "ConnectFunction",
     "SchedulerFunction",
     "FetchFunction",
@@ -79,6 +81,7 @@ const FUNCTIONS: [&str; 9] = [
     "WebhooksQueueFunction",
     "ApiFunction",
     "PublisherFunction",
+    "OutboundFunction",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +107,7 @@ struct Recorder {
 
 /// The index of the call in flight, kept in the operation's config bag until its answer.
 #[derive(Clone, Debug)]
-struct CallIndex(usize);
+struct CallIndex(std::ops::Range<usize>);
 impl Storable for CallIndex {
     type Storer = StoreReplace<Self>;
 }
@@ -228,16 +231,33 @@ impl Intercept for ServiceRecorder {
             .bytes()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or(Value::Null);
-        let call = Call {
-            action: action_of(self.service, &operation),
-            resources: resources_of(self.service, &operation, &body),
-            operation,
-            status: None,
+        let resources = resources_of(self.service, &operation, &body);
+        // A transaction is authorized as the actions of its items (PutItem, UpdateItem, ...).
+        let actions: Vec<String> = match (self.service, operation.as_str()) {
+            ("dynamodb", "TransactWriteItems") => body["TransactItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_object()?.keys().next().cloned())
+                .map(|kind| match kind.as_str() {
+                    "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+                    k => format!("dynamodb:{k}Item"),
+                })
+                .collect(),
+            _ => vec![action_of(self.service, &operation)],
         };
         let mut calls = self.calls.lock().unwrap();
-        calls.push(call);
+        let first = calls.len();
+        for action in actions {
+            calls.push(Call {
+                action,
+                resources: resources.clone(),
+                operation: operation.clone(),
+                status: None,
+            });
+        }
         cfg.interceptor_state()
-            .store_put(CallIndex(calls.len() - 1));
+            .store_put(CallIndex(first..calls.len()));
         Ok(())
     }
 
@@ -247,10 +267,13 @@ impl Intercept for ServiceRecorder {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        if let Some(CallIndex(i)) = cfg.load::<CallIndex>() {
+        if let Some(CallIndex(range)) = cfg.load::<CallIndex>() {
             let status = context.response().status().as_u16();
-            if let Some(c) = self.calls.lock().unwrap().get_mut(*i) {
-                c.status = Some(status);
+            let mut calls = self.calls.lock().unwrap();
+            for i in range.clone() {
+                if let Some(c) = calls.get_mut(i) {
+                    c.status = Some(status);
+                }
             }
         }
         Ok(())
@@ -367,6 +390,15 @@ fn moto_policy(f: &Function) -> Value {
             let mut actions = s.actions.clone();
             if actions.iter().any(|a| a == "sqs:SendMessage") {
                 actions.push("sqs:SendMessageBatch".into());
+            }
+            // moto checks a transaction as `dynamodb:TransactWriteItems`; AWS checks the
+            // actions of its items, which the statement grants (and the calls are checked
+            // against).
+            if actions
+                .iter()
+                .any(|a| a == "dynamodb:UpdateItem" || a == "dynamodb:PutItem")
+            {
+                actions.push("dynamodb:TransactWriteItems".into());
             }
             let resources = if services.contains("sqs") {
                 json!(s.resources)
@@ -568,6 +600,10 @@ fn problems(name: &str, f: &Function, calls: &[Call]) -> Vec<String> {
                         .replace("/tenants/*/", "/tenants/TENANT/")
                         .replace("/webhook/*/signing/*", "/webhook/ENDPOINT/signing/N")
                         .replace("/webhook/*/api", "/webhook/ENDPOINT/api")
+                        .replace(
+                            "/outbound/*/signing/*",
+                            "/outbound/ACCOUNT/ENDPOINT/signing/N",
+                        )
                 } else {
                     r.clone()
                 };
@@ -612,6 +648,10 @@ struct World {
     page_queue: String,
     action_queue: String,
     delivery_queue: String,
+    /// The outbound webhook function's wake-up queue.
+    outbound_queue: String,
+    /// The outbound webhook endpoint's receiver.
+    receiver: entra_sync_tests::receiver::Receiver,
     bus: String,
 }
 
@@ -735,6 +775,15 @@ async fn world() -> World {
         .unwrap()
         .queue_url
         .unwrap();
+    let outbound_queue = admin
+        .sqs
+        .create_queue()
+        .queue_name(format!("entra-sync-{STAGE}-outbound"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     World {
         _moto: moto,
         emulator,
@@ -745,6 +794,8 @@ async fn world() -> World {
         page_queue,
         action_queue,
         delivery_queue,
+        outbound_queue,
+        receiver: entra_sync_tests::receiver::Receiver::start(204).await,
         bus,
     }
 }
@@ -991,7 +1042,15 @@ async fn admin_api(w: &World) -> Connect {
         },
         actions,
         hr,
-        outbound: None,
+        // As the function's main wires them, but with the loopback test setting (the
+        // receiver is on 127.0.0.1).
+        outbound: Some(entra_sync_http::api::outbound::OutboundApi {
+            store: w.store(name),
+            vault: api_vault.clone(),
+            resolver: Arc::new(entra_sync_outbound::SystemResolver),
+            policy: outbound_policy(),
+            clock: Arc::new(SystemClock),
+        }),
         auth: Arc::new(Backend),
         console: Arc::new(console),
     };
@@ -1083,6 +1142,7 @@ async fn use_admin_api(w: &World, tenant: &TenantId, other: &TenantId, team: &st
     assert_eq!(status, StatusCode::OK, "{body}");
     api_actions(w, &api, tenant, team).await;
     api_hr_endpoints(&api, tenant).await;
+    api_outbound_endpoints(w, &api).await;
     api_held_runs_and_activate(w, &api, tenant).await;
     console_on_aws(&api, tenant).await;
     // A host user deleted, and another connection disconnected (its secrets go).
@@ -1198,6 +1258,120 @@ async fn api_actions(w: &World, api: &Connect, tenant: &TenantId, team: &str) {
     assert!(run_action_queue(w, &deps).await >= 2);
     let (_, body) = api.get(&format!("{actions}/{id}")).await;
     assert_eq!(parse(&body)["status"], "succeeded", "{body}");
+}
+
+/// The outbound webhook settings of the walk: the loopback test setting (set here only).
+fn outbound_policy() -> entra_sync_core::outbound::OutboundPolicy {
+    entra_sync_core::outbound::OutboundPolicy {
+        urls: entra_sync_core::outbound::ssrf::UrlPolicy {
+            allow_insecure_loopback: true,
+        },
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+/// Outbound webhook endpoints through the admin API: one created for the account's
+/// disconnections (its secret into Secrets Manager), rotated twice (the first secret deleted),
+/// disabled and enabled again, listed, shown, its (still empty) delivery log.
+async fn api_outbound_endpoints(w: &World, api: &Connect) {
+    let base = format!("/v1/accounts/{ACCOUNT_ID}/webhook-endpoints");
+    let (status, body) = api
+        .send(
+            "POST",
+            &base,
+            json!({"url": w.receiver.url, "event_types": ["connection.disconnected"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    for route in ["rotate", "rotate", "disable", "enable"] {
+        let (status, body) = api
+            .send("POST", &format!("{base}/{id}/{route}"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{route}: {body}");
+    }
+    for path in [
+        base.clone(),
+        format!("{base}/{id}"),
+        format!("{base}/{id}/deliveries?limit=5"),
+    ] {
+        let (status, body) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+}
+
+/// The outbound webhook function on the publisher's wake-ups: the due deliveries POSTed to the
+/// receiver, signed; then one redelivered through the admin API and sent by the next tick.
+async fn outbound(w: &World) {
+    let name = "OutboundFunction";
+    let policy = outbound_policy();
+    let deps = entra_sync_outbound::OutboundWorker {
+        store: w.store(name),
+        vault: Arc::new(SecretsManagerVault::new(
+            w.clients(name).secrets.clone(),
+            secret_prefix(),
+            secrets::DEFAULT_TTL,
+        )),
+        poster: Arc::new(entra_sync_outbound::ReqwestPoster::new(&policy).unwrap()),
+        policy,
+    };
+    let wakeups = receive(&w.admin.sqs, &w.outbound_queue, 60).await;
+    assert!(!wakeups.is_empty(), "the publisher woke the function");
+    let answer = entra_sync_outbound_function::handler::handle(
+        &deps,
+        serde_json::to_value(as_event(&wakeups)).unwrap(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_none_refused(name, w.recorder(name));
+    let entra_sync_outbound_function::handler::Answer::Batch(b) = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(b.batch_item_failures.is_empty());
+    let got = w.receiver.got();
+    assert!(
+        got.len() >= 2
+            && got
+                .iter()
+                .all(|r| r.headers.contains_key("webhook-signature")),
+        "both disconnections delivered: {}",
+        got.len()
+    );
+
+    // A manual redelivery through the API, sent by the next tick.
+    let api = admin_api(w).await;
+    let base = format!("/v1/accounts/{ACCOUNT_ID}/webhook-endpoints");
+    let (_, body) = api.get(&base).await;
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_, body) = api.get(&format!("{base}/{id}/deliveries")).await;
+    let log: Value = serde_json::from_str(&body).unwrap();
+    let delivery = log["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .send(
+            "POST",
+            &format!("{base}/{id}/deliveries/{delivery}/redeliver"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tick = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let answer = entra_sync_outbound_function::handler::handle(
+        &deps,
+        tick,
+        Utc::now() + chrono::Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    let entra_sync_outbound_function::handler::Answer::Tick(r) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(r.delivered, 1, "{r:?}");
+    assert_none_refused(name, w.recorder(name));
 }
 
 /// HR endpoints through the admin API (the HiBob one was created by [`hooks`]): a Standard
@@ -2091,6 +2265,14 @@ async fn every_function_runs_under_exactly_its_template_policy() {
             w.clients("PublisherFunction").events.clone(),
             &w.bus,
         )),
+        outbound: Some(entra_sync_core::services::publish::FanOutDeps {
+            deliveries: w.store("PublisherFunction"),
+            wake: Arc::new(entra_sync_aws::SqsDeliveryWake::new(
+                w.clients("PublisherFunction").sqs.clone(),
+                w.outbound_queue.clone(),
+            )),
+            clock: Arc::new(SystemClock),
+        }),
     };
     for batch in records.chunks(100) {
         let r = entra_sync_publisher::handler::handle(
@@ -2101,6 +2283,8 @@ async fn every_function_runs_under_exactly_its_template_policy() {
         assert_none_refused("PublisherFunction", w.recorder("PublisherFunction"));
         assert!(r.batch_item_failures.is_empty(), "publishing failed");
     }
+    // The outbound webhook function on what the publisher fanned out.
+    outbound(w).await;
 
     // Each function against its template statements.
     let mut all = Vec::new();

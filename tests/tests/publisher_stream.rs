@@ -182,6 +182,7 @@ async fn the_table_stream_through_the_publisher_gives_the_events_the_local_outbo
     let deps = PublishDeps {
         connections: store.clone(),
         events: published.clone(),
+        outbound: None,
     };
     drive(&deps, &records, records.len()).await;
     let got = published.history();
@@ -226,6 +227,7 @@ async fn the_table_stream_through_the_publisher_gives_the_events_the_local_outbo
     let deps = PublishDeps {
         connections: store,
         events: again.clone(),
+        outbound: None,
     };
     drive(&deps, &records, records.len()).await;
     let ids = |v: &[ChangeEvent]| v.iter().map(ChangeEvent::id).collect::<Vec<_>>();
@@ -261,6 +263,7 @@ async fn a_publisher_crashing_around_any_publish_and_retried_from_the_reported_r
     let deps = PublishDeps {
         connections: store.clone(),
         events: clean.clone(),
+        outbound: None,
     };
     drive(&deps, &records, records.len()).await;
     let reference: BTreeMap<String, ChangeEvent> = clean
@@ -277,6 +280,7 @@ async fn a_publisher_crashing_around_any_publish_and_retried_from_the_reported_r
             Arc::new(CollectingEvents::new()),
             counting.clone(),
         )),
+        outbound: None,
     };
     drive(&deps, &records, records.len()).await;
     let publishes = counting.calls();
@@ -291,6 +295,7 @@ async fn a_publisher_crashing_around_any_publish_and_retried_from_the_reported_r
             let deps = PublishDeps {
                 connections: store.clone(),
                 events: Arc::new(FaultySink::new(delivered.clone(), crashes.clone())),
+                outbound: None,
             };
             drive(&deps, &records, records.len() + 2).await;
             let got = delivered.history();

@@ -2,14 +2,14 @@
 //! with its default parameters (no dependency cycle), and the settings operators rely on are
 //! there: access logs and throttling on the HTTP API, reserved concurrency for connect, an
 //! on-failure destination for the scheduler and the actions tick, the FIFO action queue with
-//! its FIFO dead-letter queue and partial batch failures, alarms, X-Ray tracing on every
-//! function.
+//! its FIFO dead-letter queue and partial batch failures, the outbound webhook function's
+//! schedule and wake-up queue, alarms, X-Ray tracing on every function.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use entra_sync_tests::template::{self, function, resource, transformed};
 use serde_json::{Value, json};
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 10] = [
     "SchedulerFunction",
     "FetchFunction",
     "ReconcileFunction",
@@ -19,6 +19,7 @@ const FUNCTIONS: [&str; 9] = [
     "WebhooksQueueFunction",
     "ApiFunction",
     "PublisherFunction",
+    "OutboundFunction",
 ];
 
 fn get_att(v: &Value) -> &str {
@@ -201,6 +202,88 @@ fn the_actions_tick_runs_every_five_minutes_with_retries_a_dead_letter_queue_and
         });
     assert!(allowed, "EventBridge may send to {dlq}");
     assert_on_failure_queue("ActionsFunction", ":entra-sync-iamtest-actions-failures");
+}
+
+/// The schedule rule that invokes `function`: its expression, retries, and a dead-letter queue
+/// EventBridge may send to, watched by an alarm.
+fn assert_scheduled(function_name: &str, expression: &str) {
+    let rule = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Events::Rule"
+                && r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0] == function_name
+        })
+        .unwrap_or_else(|| panic!("a schedule invokes {function_name}"));
+    assert_eq!(rule["Properties"]["ScheduleExpression"], expression);
+    let target = &rule["Properties"]["Targets"][0];
+    assert!(
+        target["RetryPolicy"]["MaximumRetryAttempts"]
+            .as_u64()
+            .is_some()
+    );
+    let dlq = get_att(&target["DeadLetterConfig"]["Arn"]);
+    assert_eq!(resource(dlq)["Type"], "AWS::SQS::Queue");
+    assert!(
+        alarmed(dlq, "ApproximateNumberOfMessagesVisible"),
+        "an alarm watches {dlq}"
+    );
+    let allowed = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|r| {
+            r["Type"] == "AWS::SQS::QueuePolicy"
+                && r["Properties"]["Queues"][0]["Ref"] == dlq
+                && r["Properties"]["PolicyDocument"]["Statement"][0]["Principal"]["Service"]
+                    == "events.amazonaws.com"
+        });
+    assert!(allowed, "EventBridge may send to {dlq}");
+}
+
+#[test]
+fn outbound_webhooks_are_sent_every_minute_and_on_the_publishers_wake_up_queue() {
+    assert_scheduled("OutboundFunction", "rate(1 minute)");
+    assert_on_failure_queue("OutboundFunction", ":entra-sync-iamtest-outbound-failures");
+    let queue = &resource("OutboundQueue")["Properties"];
+    let dlq = get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
+    assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() > 1);
+    assert!(alarmed(dlq, "ApproximateNumberOfMessagesVisible"));
+    let timeout = function("OutboundFunction").properties["Timeout"]
+        .as_u64()
+        .expect("a timeout");
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+    let mapping = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == "OutboundQueue"
+        })
+        .expect("the wake-up queue feeds a function");
+    assert_eq!(
+        mapping["Properties"]["FunctionName"],
+        json!({"Ref": "OutboundFunction"})
+    );
+    assert_eq!(
+        mapping["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert!(alarmed("OutboundFunction", "Errors"));
+    // The publisher sends the wake-ups; the due index the function reads is on the table.
+    let env = &resource("PublisherFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["OUTBOUND_QUEUE_URL"], json!({"Ref": "OutboundQueue"}));
+    let indexes = &resource("Table")["Properties"]["GlobalSecondaryIndexes"];
+    assert!(
+        indexes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["IndexName"] == "gsi2"),
+        "{indexes}"
+    );
 }
 
 #[test]

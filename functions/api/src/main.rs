@@ -1,6 +1,6 @@
 //! Wiring only: configuration, the adapters and the Graph client (built once per cold start,
 //! the app's client secret read from Secrets Manager), the write half (the action queue, the
-//! event bus), the admin API served by `lambda_http`.
+//! event bus), the outbound webhook endpoints, the admin API served by `lambda_http`.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use entra_sync_api::{DEFAULT_ACCOUNT_CLAIM, app, console_sessions};
 use entra_sync_aws::{
     DynamoStore, SecretsManagerVault, SqsFetchRequests, action_deps, config, load_sdk_config,
 };
+use entra_sync_core::outbound::OutboundPolicy;
 use entra_sync_core::ports::{SecretVault, SystemClock};
 use entra_sync_core::services::sync_now::SyncNowDeps;
 use entra_sync_core::services::webhooks::{EndpointDeps, ProcessDeps, WebhookConfig};
@@ -17,7 +18,9 @@ use entra_sync_hr::{HiBobClient, HiBobConfig};
 use entra_sync_http::api::ApiState;
 use entra_sync_http::api::auth::PlatformCaller;
 use entra_sync_http::api::hr::HrApi;
+use entra_sync_http::api::outbound::OutboundApi;
 use entra_sync_http::connect::ConnectConfig;
+use entra_sync_outbound::SystemResolver;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -76,6 +79,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             vault: vault.clone(),
         },
     };
+    let (outbound_store, outbound_vault, outbound_clock) =
+        (store.clone(), vault.clone(), clock.clone());
     let state = ApiState {
         connect: ConnectDeps {
             consent_states: store.clone(),
@@ -104,8 +109,15 @@ async fn main() -> Result<(), lambda_http::Error> {
         },
         actions,
         hr,
-        // No DynamoDB endpoint store yet: the outbound webhook routes answer 501.
-        outbound: None,
+        // Outbound webhook endpoints: records in the table, signing secrets in Secrets
+        // Manager; URLs must be public https (the loopback test setting is never on here).
+        outbound: Some(OutboundApi {
+            store: outbound_store,
+            vault: outbound_vault,
+            resolver: Arc::new(SystemResolver),
+            policy: OutboundPolicy::default(),
+            clock: outbound_clock,
+        }),
         auth: Arc::new(PlatformCaller),
         console: Arc::new(console),
     };

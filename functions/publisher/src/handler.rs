@@ -1,5 +1,6 @@
 //! Translate a DynamoDB Stream batch into committed writes and the publishing outcome into the
-//! batch response: the one place a publishing failure is classified and logged.
+//! batch response: the one place a publishing failure is classified and logged. Publishing a
+//! write means its events are on the bus and its outbound webhook deliveries are created.
 //!
 //! Records are handled in stream order. The first record that cannot be decoded, or whose
 //! events could not all be published, is reported in `batchItemFailures` by its sequence
@@ -16,7 +17,8 @@ use entra_sync_aws::dynamo::stream::committed_change;
 use entra_sync_core::services::publish::{Committed, PublishDeps, publish_committed};
 use tracing::{error, info, warn};
 
-/// Deps of the publisher: the connections (the account of `sync.*` events) and the sink.
+/// Deps of the publisher: the connections (the account of `sync.*` events and of a
+/// directory's events), the sink, and the outbound webhook fan-out.
 pub type Deps = PublishDeps;
 
 /// An image of the record as the SDK's attribute values (`None` when the record has none).
@@ -67,11 +69,20 @@ pub async fn handle(deps: &Deps, event: Event) -> DynamoDbEventResponse {
     }
     match publish_committed(deps, &writes).await {
         Ok(published) => {
+            if let Some(e) = &published.wake {
+                // The deliveries are stored: the next scheduled pass sends them.
+                warn!(
+                    error = %e,
+                    deliveries = published.deliveries,
+                    "outbound webhook worker not woken; the schedule delivers within a minute"
+                );
+            }
             info!(
                 records = event.records.len(),
                 writes = writes.len(),
                 skipped,
-                published,
+                published = published.events,
+                deliveries = published.deliveries,
                 "stream batch published"
             );
         }
@@ -137,6 +148,7 @@ mod tests {
         Deps {
             connections: store,
             events,
+            outbound: None,
         }
     }
 

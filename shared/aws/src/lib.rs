@@ -1,5 +1,5 @@
 //! AWS adapters of the core ports: DynamoDB (every store port, one table), SQS (page queue,
-//! fetch requests, action and HR delivery queues), Secrets Manager (vault with an in-memory TTL cache) and EventBridge (change
+//! fetch requests, action and HR delivery queues, the outbound webhook wake-up), Secrets Manager (vault with an in-memory TTL cache) and EventBridge (change
 //! events). Adapters translate between the core model and the SDK; they never decide.
 //!
 //! Build one [`aws_config::SdkConfig`] per process with [`load_sdk_config`] (or
@@ -29,7 +29,7 @@ pub fn projection_ports(
 pub use error::AwsCallError;
 pub use eventbridge::EventBridgeSink;
 pub use secrets::SecretsManagerVault;
-pub use sqs::{SqsActionQueue, SqsDeliveryQueue, SqsFetchRequests, SqsPageQueue};
+pub use sqs::{SqsActionQueue, SqsDeliveryQueue, SqsDeliveryWake, SqsFetchRequests, SqsPageQueue};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};

@@ -1,6 +1,6 @@
 //! SQS adapters: the page queue between fetch and reconcile ([`SqsPageQueue`]), the fetch
-//! request queue the scheduler feeds ([`SqsFetchRequests`]) and the FIFO action queue
-//! ([`SqsActionQueue`]).
+//! request queue the scheduler feeds ([`SqsFetchRequests`]), the FIFO action queue
+//! ([`SqsActionQueue`]) and the outbound webhook wake-up queue ([`SqsDeliveryWake`]).
 //!
 //! * Page messages stay under the queue's size limit: the queue reports its limit through
 //!   `WorkQueue::max_message_bytes`, so fetch splits a large directory page into consecutive
@@ -30,6 +30,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use entra_sync_core::actions::ports::{ActionMessage, ActionQueue};
 use entra_sync_core::error::QueueError;
 use entra_sync_core::keys::stable_hash;
+use entra_sync_core::outbound::ports::DeliveryWake;
 use entra_sync_core::page::PageMessage;
 use entra_sync_core::ports::{FetchRequest, FetchRequests, WorkQueue};
 use entra_sync_core::webhooks::ports::{DeliveryMessage, DeliveryQueue};
@@ -246,6 +247,42 @@ impl FetchRequests for SqsFetchRequests {
             });
         }
         send_all(&self.client, &self.queue_url, out).await
+    }
+}
+
+/// The outbound webhook delivery function's wake-up queue (a standard queue): the publisher
+/// sends one message per stream batch that fanned out deliveries. The message only says how
+/// many; the deliveries themselves are in the table.
+#[derive(Clone, Debug)]
+pub struct SqsDeliveryWake {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDeliveryWake {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryWake for SqsDeliveryWake {
+    async fn wake(&self, created: usize) -> Result<(), QueueError> {
+        let body = serde_json::json!({ "deliveries": created }).to_string();
+        send_all(
+            &self.client,
+            &self.queue_url,
+            vec![Outgoing {
+                body,
+                delay: Duration::ZERO,
+                page_id: None,
+                fifo: None,
+            }],
+        )
+        .await
     }
 }
 

@@ -232,6 +232,11 @@ pub enum CommittedChange {
         before: Option<Connection>,
         after: Connection,
     },
+    /// An outbound webhook endpoint (its `webhook_endpoint.disabled`).
+    OutboundEndpoint {
+        before: Option<crate::outbound::OutboundEndpoint>,
+        after: crate::outbound::OutboundEndpoint,
+    },
 }
 
 impl CommittedChange {
@@ -280,6 +285,11 @@ impl CommittedChange {
             }
             CommittedChange::Connection { before, after } => {
                 connection_event(before.as_ref(), after, at)
+                    .into_iter()
+                    .collect()
+            }
+            CommittedChange::OutboundEndpoint { before, after } => {
+                crate::outbound::endpoint_event(before.as_ref(), after)
                     .into_iter()
                     .collect()
             }

@@ -1,7 +1,8 @@
 //! An in-memory [`OutboundStore`] for tests, fakes and the admin API's route tests. It keeps
-//! the same promises as the SQLite store (the contract suite in tests/src/contract_outbound.rs
-//! runs against both): deliveries are created by [`MemoryOutboundStore::fan_out`] (the SQLite
-//! store does it when its outbox is delivered), one per (endpoint, event); a claimed delivery
+//! the same promises as the SQLite and DynamoDB stores (the contract suite in
+//! tests/src/contract_outbound.rs runs against all three): deliveries are created by
+//! [`MemoryOutboundStore::fan_out`] or its [`DeliveryFanOut`] (the SQLite store does it when its
+//! outbox is delivered), one per (endpoint, event); a claimed delivery
 //! is leased; an endpoint write checks its `rev`. The events written with an endpoint are kept
 //! in [`MemoryOutboundStore::recorded`].
 
@@ -14,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::error::StoreError;
 use crate::events::ChangeEvent;
 use crate::model::AccountId;
-use crate::outbound::ports::{DueDelivery, OutboundStore};
-use crate::outbound::{DeliveryState, OutboundDelivery, OutboundEndpoint};
+use crate::outbound::ports::{DeliveryFanOut, DueDelivery, OutboundStore};
+use crate::outbound::{DeliveryState, NewDelivery, OutboundDelivery, OutboundEndpoint};
 
 #[derive(Default)]
 struct Inner {
@@ -253,5 +254,33 @@ impl OutboundStore for MemoryOutboundStore {
     async fn put_delivery(&self, delivery: &OutboundDelivery) -> Result<(), StoreError> {
         put(&mut self.lock(), delivery);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryFanOut for MemoryOutboundStore {
+    async fn account_endpoints(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<OutboundEndpoint>, StoreError> {
+        self.list_endpoints(account).await
+    }
+
+    async fn create_deliveries(&self, deliveries: &[NewDelivery]) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let mut created = 0;
+        for new in deliveries {
+            if inner.deliveries.contains_key(&new.delivery.id) {
+                continue;
+            }
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            inner.deliveries.insert(
+                new.delivery.id.clone(),
+                (seq, new.delivery.clone(), new.body.clone()),
+            );
+            created += 1;
+        }
+        Ok(created)
     }
 }

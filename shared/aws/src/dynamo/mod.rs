@@ -19,7 +19,8 @@
 //! One file per port, named as on the SQLite side (`shared/local/src/sqlite/`): `connections`,
 //! `cursors`, `leases`, `mirror`, `runs`, `settings`, `local_users`, `idempotency`, `consent`,
 //! `actions` (actions and workflows), `lookup` (the actions' target lookup and the employee-id
-//! handles), `webhooks` (the HR webhook stores); `stream` reads the table's stream records back
+//! handles), `webhooks` (the HR webhook stores), `outbound` (outbound webhook endpoints and
+//! deliveries, with the sparse due index `gsi2`); `stream` reads the table's stream records back
 //! as committed writes with those modules' codecs; `table` holds what
 //! they share (attribute helpers, conditional puts, batch reads, index queries, the table's
 //! creation).
@@ -33,6 +34,7 @@ mod leases;
 mod local_users;
 mod lookup;
 mod mirror;
+mod outbound;
 mod runs;
 mod settings;
 pub mod stream;
@@ -42,6 +44,7 @@ mod webhooks;
 use aws_sdk_dynamodb::Client;
 
 pub(crate) use mirror::shard_of;
+pub use outbound::{DUE_SHARDS, GSI2};
 pub(crate) use table::*;
 pub use table::{DEFAULT_LISTING_SHARDS, GSI1};
 

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 
-use super::{connections, local_users, mirror, runs};
+use super::{connections, local_users, mirror, outbound, runs};
 
 /// The committed write a stream record describes, from its images (`None` when absent: a new
 /// item has no old image, a deleted one no new image); `None` when no event is derived from
@@ -25,6 +25,7 @@ pub fn committed_change(
         local_users::local_user_from_image,
         runs::run_from_image,
         connections::connection_from_image,
+        outbound::endpoint_from_image,
     ] {
         if let Some(change) = decode(old, new)? {
             return Ok(Some(change));

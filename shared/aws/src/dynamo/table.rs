@@ -136,6 +136,19 @@ impl DynamoStore {
             )
             .build()
             .map_err(internal)?;
+        // The outbound webhooks' sparse due index (outbound.rs): only pending deliveries.
+        let due = GlobalSecondaryIndex::builder()
+            .index_name(super::GSI2)
+            .key_schema(key("gsi2pk", KeyType::Hash).map_err(internal)?)
+            .key_schema(key("gsi2sk", KeyType::Range).map_err(internal)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("endpoint")
+                    .build(),
+            )
+            .build()
+            .map_err(internal)?;
         self.client
             .create_table()
             .table_name(&self.table)
@@ -144,9 +157,12 @@ impl DynamoStore {
             .attribute_definitions(attr("sk").map_err(internal)?)
             .attribute_definitions(attr("gsi1pk").map_err(internal)?)
             .attribute_definitions(attr("gsi1sk").map_err(internal)?)
+            .attribute_definitions(attr("gsi2pk").map_err(internal)?)
+            .attribute_definitions(attr("gsi2sk").map_err(internal)?)
             .key_schema(key("pk", KeyType::Hash).map_err(internal)?)
             .key_schema(key("sk", KeyType::Range).map_err(internal)?)
             .global_secondary_indexes(gsi)
+            .global_secondary_indexes(due)
             // The stream the publisher function derives change events from (stream.rs).
             .stream_specification(
                 StreamSpecification::builder()

@@ -212,12 +212,22 @@ impl OutboundEndpoint {
         if !self.is_enabled() {
             return None;
         }
-        let reason = reason.into();
         self.state = EndpointState::Disabled {
-            reason: reason.clone(),
+            reason: reason.into(),
             at: now,
         };
         self.touch(now);
+        self.disabled_event()
+    }
+
+    /// The `webhook_endpoint.disabled` event of this endpoint as it stands once disabled
+    /// (`None` while enabled): a function of the stored record alone, so a store that derives
+    /// events from its committed writes (the DynamoDB stream on AWS, through
+    /// [`endpoint_event`]) gives the event [`Self::disable`] returns, with the same id.
+    pub fn disabled_event(&self) -> Option<ChangeEvent> {
+        let EndpointState::Disabled { reason, at } = &self.state else {
+            return None;
+        };
         Some(
             ChangeEvent::new(
                 &TenantId::new(""),
@@ -226,11 +236,11 @@ impl OutboundEndpoint {
                 ChangeKind::WebhookEndpointDisabled {
                     endpoint_id: self.id.clone(),
                     url: self.url.clone(),
-                    reason,
+                    reason: reason.clone(),
                 },
             )
             .account(Some(self.account_id.clone()))
-            .at(now),
+            .at(*at),
         )
     }
 
@@ -247,6 +257,58 @@ impl OutboundEndpoint {
         self.updated_at = now;
         self.rev += 1;
     }
+}
+
+/// The event of an endpoint write, from the record before and after it: the endpoint was
+/// enabled (or new) and is now disabled. Re-enabling, rotating and the failure window's
+/// bookkeeping give none.
+pub fn endpoint_event(
+    before: Option<&OutboundEndpoint>,
+    after: &OutboundEndpoint,
+) -> Option<ChangeEvent> {
+    if before.is_some_and(|b| !b.is_enabled()) {
+        return None;
+    }
+    after.disabled_event()
+}
+
+/// A delivery to create when an event is fanned out, with the event's body (the envelope as
+/// JSON, what is POSTed). `position` orders the deliveries of one fan-out in the endpoint's
+/// log (they share `created_at`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub delivery: OutboundDelivery,
+    pub body: String,
+    pub position: usize,
+}
+
+/// The deliveries of `events` (each with the account of its directory, for the events that
+/// carry none) to the endpoints that want them, due at `now`: one per (endpoint, event), in
+/// the order of the events. `endpoints` holds the endpoints of the events' accounts.
+pub fn fan_out(
+    events: &[(ChangeEvent, Option<AccountId>)],
+    endpoints: &[OutboundEndpoint],
+    now: DateTime<Utc>,
+) -> Result<Vec<NewDelivery>, serde_json::Error> {
+    let mut out = Vec::new();
+    for (event, tenant_account) in events {
+        let wanting: Vec<&OutboundEndpoint> = endpoints
+            .iter()
+            .filter(|ep| ep.wants(event, tenant_account.as_ref()))
+            .collect();
+        if wanting.is_empty() {
+            continue;
+        }
+        let body = serde_json::to_string(event)?;
+        for ep in wanting {
+            out.push(NewDelivery {
+                delivery: OutboundDelivery::new(&ep.id, event, now),
+                body: body.clone(),
+                position: out.len(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Where a delivery stands.
@@ -590,6 +652,70 @@ mod tests {
             ep.signing_secret_names(later),
             vec![third.as_str(), second.as_str()]
         );
+    }
+
+    #[test]
+    fn the_disabled_event_derived_from_the_stored_endpoint_is_the_one_disable_returns() {
+        let before = endpoint();
+        let mut after = before.clone();
+        let returned = after.disable("by hand", t0()).unwrap();
+        assert_eq!(
+            endpoint_event(Some(&before), &after),
+            Some(returned.clone())
+        );
+        assert_eq!(endpoint_event(None, &after), Some(returned));
+        // Written again while disabled (a rotation, the failure window): no second event.
+        let mut rotated = after.clone();
+        rotated.rotate(t0());
+        assert_eq!(endpoint_event(Some(&after), &rotated), None);
+        // Enabled, or still enabled: none.
+        let mut enabled = rotated.clone();
+        enabled.enable(t0());
+        assert_eq!(endpoint_event(Some(&rotated), &enabled), None);
+        assert_eq!(endpoint_event(Some(&before), &before), None);
+    }
+
+    #[test]
+    fn fan_out_gives_one_delivery_per_wanting_endpoint_and_event_in_event_order() {
+        let on = endpoint();
+        let mut typed = OutboundEndpoint::new(
+            "ep_2".into(),
+            AccountId("acct".into()),
+            "https://hooks.example.com/y".into(),
+            Some(vec!["user.created".into()]),
+            t0(),
+        );
+        let mut off = endpoint();
+        off.id = "ep_off".into();
+        off.disable("by hand", t0());
+        let e1 = event();
+        let e2 = ChangeEvent::new(
+            &TenantId::new("t"),
+            "u2",
+            1,
+            ChangeKind::DirectoryUserCreated {},
+        );
+        let events = vec![
+            (e1.clone(), None),
+            (e2.clone(), Some(AccountId("acct".into()))),
+        ];
+        let got = fan_out(&events, &[on.clone(), typed.clone(), off], t0()).unwrap();
+        let pairs: Vec<(&str, &str)> = got
+            .iter()
+            .map(|d| {
+                (
+                    d.delivery.endpoint_id.as_str(),
+                    d.delivery.event_id.as_str(),
+                )
+            })
+            .collect();
+        let (id1, id2) = (e1.id().to_string(), e2.id().to_string());
+        assert_eq!(pairs, [("ep_1", id1.as_str()), ("ep_1", id2.as_str())]);
+        assert_eq!(got[1].position, 1);
+        assert_eq!(got[0].body, serde_json::to_string(&e1).unwrap());
+        typed.event_types = None;
+        let got = fan_out(&events[..1], &[on, typed], t0()).unwrap();
+        assert_eq!(got.len(), 2);
     }
 
     #[test]

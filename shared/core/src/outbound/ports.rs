@@ -1,15 +1,17 @@
 //! The ports of outbound webhooks, one per capability: the records ([`OutboundStore`]), the
 //! resolution of a host ([`HostResolver`]) and the POST ([`WebhookPoster`]). The local program
-//! implements them on SQLite, tokio and reqwest; an AWS delivery function would implement the
-//! store on DynamoDB and reuse the reqwest poster.
+//! implements them on SQLite, tokio and reqwest; on AWS the store is the DynamoDB table and the
+//! delivery function uses the same reqwest poster (shared/outbound). Where deliveries are not
+//! created in the events' own write (the DynamoDB stream's publisher), [`DeliveryFanOut`]
+//! creates them and [`DeliveryWake`] tells the delivery function.
 
 use std::net::IpAddr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{AttemptOutcome, OutboundDelivery, OutboundEndpoint};
-use crate::error::StoreError;
+use super::{AttemptOutcome, NewDelivery, OutboundDelivery, OutboundEndpoint};
+use crate::error::{QueueError, StoreError};
 use crate::events::ChangeEvent;
 use crate::model::AccountId;
 
@@ -69,6 +71,27 @@ pub trait OutboundStore: Send + Sync {
     ) -> Result<Vec<OutboundDelivery>, StoreError>;
     /// Replace a delivery (a manual redelivery).
     async fn put_delivery(&self, delivery: &OutboundDelivery) -> Result<(), StoreError>;
+}
+
+/// Fan-out where deliveries are created apart from the write of their events (the DynamoDB
+/// stream's publisher on AWS; the SQLite store creates them in its outbox transaction).
+#[async_trait]
+pub trait DeliveryFanOut: Send + Sync {
+    /// The endpoints of one account (as [`OutboundStore::list_endpoints`]).
+    async fn account_endpoints(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<OutboundEndpoint>, StoreError>;
+    /// Create each delivery unless one with its id exists (which is kept as it is), so the
+    /// same events fanned out again create nothing. Returns how many were created.
+    async fn create_deliveries(&self, deliveries: &[NewDelivery]) -> Result<usize, StoreError>;
+}
+
+/// Tells the delivery worker that new deliveries are due, so their first attempt need not
+/// wait for the next scheduled pass.
+#[async_trait]
+pub trait DeliveryWake: Send + Sync {
+    async fn wake(&self, created: usize) -> Result<(), QueueError>;
 }
 
 /// Why a host could not be resolved.

@@ -66,7 +66,7 @@ pub struct ApiState {
     /// HR webhook endpoints and the review list.
     pub hr: hr::HrApi,
     /// Outbound webhook endpoints and their delivery logs; `None` where no endpoint store is
-    /// wired (AWS for now: the routes answer 501).
+    /// wired (the routes then answer 501).
     pub outbound: Option<outbound::OutboundApi>,
     pub auth: Arc<dyn auth::Authenticator>,
     /// Console sessions: signed and checked here, their sign-in tickets minted by the API.

@@ -1,8 +1,8 @@
 //! The API's outbound webhooks: an account's endpoints that receive the change events (create
 //! with the secret shown once, rotate, disable, enable) and each endpoint's delivery log with
 //! manual redelivery. Each route calls one service of the core's `outbound::service`, the same
-//! the `entra-sync events endpoints` commands call. Where no endpoint store is wired (AWS, for
-//! now) every route answers 501.
+//! the `entra-sync events endpoints` commands call; the local program wires them to SQLite and
+//! the AWS api function to DynamoDB. Where no endpoint store is wired every route answers 501.
 //!
 //! A URL must be https and must not resolve to a private, loopback or link-local address
 //! (checked at creation and when enabled again, and again at every delivery); the local test
@@ -83,7 +83,7 @@ fn deps(s: &ApiState) -> Result<&OutboundApi, HttpError> {
         HttpError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
-            "Outbound webhooks are not available on AWS yet.",
+            "Outbound webhooks are not configured on this deployment.",
         )
     })
 }

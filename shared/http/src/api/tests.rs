@@ -1855,7 +1855,7 @@ async fn without_an_endpoint_store_every_outbound_webhook_route_answers_501() {
         assert_eq!(b["error"], "not_implemented");
         assert_eq!(
             b["message"],
-            "Outbound webhooks are not available on AWS yet."
+            "Outbound webhooks are not configured on this deployment."
         );
     }
 }
