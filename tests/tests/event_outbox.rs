@@ -235,68 +235,6 @@ async fn connection_status_changes_are_recorded_with_their_writes() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
 
-/// An action's life and a workflow's, written through the store ports the action services use
-/// (the records made by the services on the in-memory ports): the action is created queued,
-/// started, noted (an attempt, a request id: no new status) and finished; the workflow is
-/// created (scheduled, at the revision the services left it) and cancelled. Returns the
-/// action's id, the workflow's id and its revision when created here.
-async fn act_and_run_a_workflow(app: &LocalApp) -> (String, String, u64) {
-    use entra_sync_core::actions::ActionKind;
-    use entra_sync_core::actions::ports::{ActionStore, WorkflowStore};
-    use entra_sync_core::actions::testing::{SALES, add_ann_to, req, world};
-    use entra_sync_core::actions::{Template, WorkflowParams, WorkflowStatus};
-    use entra_sync_core::services::actions::{StartWorkflow, start_workflow, submit_action};
-
-    let w = world(&[ActionKind::AddGroupMember, ActionKind::BlockSignIn]).await;
-    let queued = submit_action(&w.deps, req("k1", add_ann_to(SALES)))
-        .await
-        .unwrap();
-    assert!(app.store.create_action(&queued).await.unwrap().is_none());
-    // A create that finds the action there is no change: nothing recorded.
-    assert!(app.store.create_action(&queued).await.unwrap().is_some());
-    let mut running = queued.clone();
-    running.start(None, Utc::now()).unwrap();
-    running.rev += 1;
-    app.store.update_action(&running, queued.rev).await.unwrap();
-    let mut noted = running.clone();
-    noted.graph_request_id = Some("req-1".into());
-    noted.rev += 1;
-    app.store.update_action(&noted, running.rev).await.unwrap();
-    // A refused update (stale revision) writes nothing and records nothing.
-    assert!(app.store.update_action(&noted, running.rev).await.is_err());
-    let mut done = noted.clone();
-    done.finish(Utc::now(), Ok(false), None);
-    done.rev += 1;
-    app.store.update_action(&done, noted.rev).await.unwrap();
-
-    let wf = start_workflow(
-        &w.deps,
-        StartWorkflow {
-            account: entra_sync_core::actions::testing::account(),
-            tenant: entra_sync_core::actions::testing::tenant(),
-            template: Template::Offboarding,
-            params: WorkflowParams {
-                user: "ann@contoso.com".into(),
-                groups: vec![],
-                apps: vec![],
-                at: Some(Utc::now() + chrono::Duration::days(3)),
-            },
-            requested_by: "hr@host".into(),
-            origin: entra_sync_core::actions::workflow::WorkflowOrigin::Cli,
-            key: Some("offboard-ann".into()),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(app.store.create_workflow(&wf).await.unwrap().is_none());
-    let mut finished = wf.clone();
-    finished.status = WorkflowStatus::Cancelled;
-    finished.finished_at = Some(Utc::now());
-    finished.rev += 1;
-    app.store.update_workflow(&finished, wf.rev).await.unwrap();
-    (queued.id, wf.id, wf.rev)
-}
-
 /// The (type, object, status, sequence) of each delivered action or workflow event.
 fn action_events(dir: &std::path::Path) -> Vec<(String, String, String, u64)> {
     lines(dir)
@@ -317,7 +255,8 @@ fn action_events(dir: &std::path::Path) -> Vec<(String, String, String, u64)> {
 async fn an_action_or_workflow_status_change_committed_before_a_crash_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = open(dir.path());
-    let (action, workflow, rev) = act_and_run_a_workflow(&app).await;
+    let (action, workflow, rev) =
+        entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
     // Created, running, succeeded; created (scheduled), cancelled. The noted write (no new
     // status), the repeated create and the refused update recorded nothing.
     assert_eq!(app.store.pending_outbox().unwrap(), 5);
@@ -365,7 +304,7 @@ async fn an_action_or_workflow_status_change_committed_before_a_crash_is_deliver
 async fn an_action_event_written_but_not_marked_before_a_crash_comes_again_with_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let app = open(dir.path());
-    act_and_run_a_workflow(&app).await;
+    entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
     let delivered = app.store.deliver_outbox(|events| {
         app.event_log.append(events).unwrap();
         Err::<(), _>(std::io::Error::other("killed"))
