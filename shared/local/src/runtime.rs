@@ -559,8 +559,8 @@ pub struct LocalApp {
     pub store: Arc<SqliteStore>,
     pub queue: LocalQueue,
     pub vault: Arc<FileVault>,
-    /// What the services publish to: the event log, less the events the store records in its
-    /// outbox from its own commits (those reach the log through [`LocalApp::deliver_events`]).
+    /// What the services publish to: nothing is kept, since the store records every event in
+    /// its outbox from its own commits (they reach the log through [`LocalApp::deliver_events`]).
     pub events: Arc<dyn EventSink>,
     /// `events.jsonl`.
     pub event_log: Arc<EventLog>,
