@@ -3,6 +3,7 @@
 // Test support: a failed expectation is a panic with a message, by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod action_history;
 pub mod contract;
 pub mod contract_actions;
 pub mod contract_consent;

@@ -138,7 +138,6 @@ fn deps(emulator: &Emulator, aws: &Aws, clock: Arc<ManualClock>) -> ActionDeps {
         writer: Arc::new(graph(emulator)),
         claims: Claims::new(store, IdempotencyConfig::default(), clock.clone()),
         budget: Arc::new(WriteBudget::default()),
-        events: Arc::new(EventBridgeSink::new(aws.events.clone(), &aws.bus)),
         clock,
         config: ActionsConfig::default(),
     }

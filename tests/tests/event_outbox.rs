@@ -234,3 +234,88 @@ async fn connection_status_changes_are_recorded_with_their_writes() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
+
+/// The (type, object, status, sequence) of each delivered action or workflow event.
+fn action_events(dir: &std::path::Path) -> Vec<(String, String, String, u64)> {
+    lines(dir)
+        .into_iter()
+        .filter(|e| e["type"] == "action.updated" || e["type"] == "workflow.updated")
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["object_id"].as_str().unwrap().to_owned(),
+                e["data"]["status"].as_str().unwrap().to_owned(),
+                e["sequence"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_action_or_workflow_status_change_committed_before_a_crash_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    let (action, workflow, rev) =
+        entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
+    // Created, running, succeeded; created (scheduled), cancelled. The noted write (no new
+    // status), the repeated create and the refused update recorded nothing.
+    assert_eq!(app.store.pending_outbox().unwrap(), 5);
+    // Killed between the state changes and the delivery.
+    std::mem::forget(app);
+    assert!(lines(dir.path()).is_empty());
+
+    let app = open(dir.path());
+    let got = deliveries(dir.path());
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    let a = |status: &str, seq| {
+        (
+            "action.updated".to_owned(),
+            action.clone(),
+            status.to_owned(),
+            seq,
+        )
+    };
+    let w = |status: &str, seq| {
+        (
+            "workflow.updated".to_owned(),
+            workflow.clone(),
+            status.to_owned(),
+            seq,
+        )
+    };
+    assert_eq!(
+        action_events(dir.path()),
+        [
+            a("queued", 0),
+            a("running", 1),
+            a("succeeded", 3),
+            w("scheduled", rev),
+            w("cancelled", rev + 1)
+        ],
+        "in commit order, each with its record's revision"
+    );
+    drop(app);
+    drop(open(dir.path()));
+    assert_eq!(deliveries(dir.path()), got, "nothing delivered twice");
+}
+
+#[tokio::test]
+async fn an_action_event_written_but_not_marked_before_a_crash_comes_again_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open(dir.path());
+    entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
+    let delivered = app.store.deliver_outbox(|events| {
+        app.event_log.append(events).unwrap();
+        Err::<(), _>(std::io::Error::other("killed"))
+    });
+    assert!(delivered.is_err());
+    std::mem::forget(app);
+    let before: Vec<String> = deliveries(dir.path()).into_keys().collect();
+    assert_eq!(before.len(), 5);
+
+    drop(open(dir.path()));
+    let after = deliveries(dir.path());
+    assert_eq!(after.keys().cloned().collect::<Vec<_>>(), before);
+    assert!(after.values().all(|&n| n == 2), "{after:?}");
+}

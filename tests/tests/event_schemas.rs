@@ -1,7 +1,8 @@
 //! The event catalog against its JSON Schemas: one schema file per type and version and no
 //! file without a type; every example validates; and every event the local program writes to
 //! `events.jsonl` during the demo (a full sync, directory changes, an incremental sync, host
-//! users created and changed) validates against its schema.
+//! users created and changed), and every action and workflow event its outbox derives,
+//! validates against its schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -94,4 +95,22 @@ async fn every_event_the_demo_writes_to_events_jsonl_matches_its_schema() {
             "the id {id} was delivered twice"
         );
     }
+}
+
+#[tokio::test]
+async fn every_action_and_workflow_event_the_outbox_writes_matches_its_schema() {
+    use entra_sync_local::runtime::{DataDir, LocalApp};
+    let dir = tempfile::tempdir().unwrap();
+    let app = LocalApp::open(&DataDir::new(dir.path()), &SyncSettings::default()).unwrap();
+    entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
+    app.deliver_events().await.unwrap();
+    drop(app);
+    let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    let events = assert_valid_lines(&text);
+    let types: BTreeSet<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        BTreeSet::from(["action.updated", "workflow.updated"]),
+        "{events:?}"
+    );
 }

@@ -49,6 +49,7 @@ use entra_sync_aws::{
 use entra_sync_core::actions::budget::WriteBudget;
 use entra_sync_core::actions::kind::ActionKind;
 use entra_sync_core::actions::workflow::{Template, WorkflowOrigin, WorkflowParams};
+use entra_sync_core::committed::FromCommitsOnly;
 use entra_sync_core::memory::ManualClock;
 use entra_sync_core::model::{AccountId, Connection, ConnectionStatus, TenantId};
 use entra_sync_core::ports::Clock;
@@ -974,7 +975,6 @@ async fn admin_api(w: &World) -> Connect {
         w,
         store.clone(),
         &w.clients(name).sqs,
-        &w.clients(name).events,
         GraphClient::new(gc.clone()).unwrap(),
         Arc::new(ManualClock::new(Utc::now())),
     );
@@ -1254,7 +1254,7 @@ async fn api_actions(w: &World, api: &Connect, tenant: &TenantId, team: &str) {
     let name = "ActionsFunction";
     let graph = GraphClient::new(w.graph_config(name).await).unwrap();
     let f = w.clients(name);
-    let deps = action_deps(w, w.store(name), &f.sqs, &f.events, graph, clock);
+    let deps = action_deps(w, w.store(name), &f.sqs, graph, clock);
     assert!(run_action_queue(w, &deps).await >= 2);
     let (_, body) = api.get(&format!("{actions}/{id}")).await;
     assert_eq!(parse(&body)["status"], "succeeded", "{body}");
@@ -1621,10 +1621,7 @@ async fn pipeline(world: Arc<World>) -> Pipeline {
     let store = w.store("ReconcileFunction");
     let reconcile = Arc::new(ReconcileDepsOf {
         reconcile: DepsBuilder::on(&store)
-            .events(Arc::new(EventBridgeSink::new(
-                w.clients("ReconcileFunction").events.clone(),
-                &w.bus,
-            )))
+            .events(Arc::new(FromCommitsOnly))
             .projected()
             .reconcile(),
         claims: entra_sync_core::services::claim::Claims::new(
@@ -1644,7 +1641,7 @@ async fn pipeline(world: Arc<World>) -> Pipeline {
     let store = w.store("FetchFunction");
     let fetch = entra_sync_fetch::handler::Deps {
         fetch: DepsBuilder::on(&store)
-            .events(Arc::new(EventBridgeSink::new(fetch.events.clone(), &w.bus)))
+            .events(Arc::new(FromCommitsOnly))
             .projected()
             .fetch(Arc::new(graph), pages.clone()),
         requests: Arc::new(SqsFetchRequests::new(
@@ -1715,13 +1712,12 @@ impl Pipeline {
 // The actions function, as its main.rs wires it; the host product's side (starting a
 // workflow) with the administrator's clients
 
-/// The write half's ports on `store`, `sqs` and `events`: the actions function's (its
+/// The write half's ports on `store` and `sqs`: the actions function's (its
 /// clients) or the host product's (the administrator's, not recorded).
 fn action_deps(
     w: &World,
     store: Arc<DynamoStore>,
     sqs: &aws_sdk_sqs::Client,
-    events: &aws_sdk_eventbridge::Client,
     graph: GraphClient,
     clock: Arc<ManualClock>,
 ) -> ActionDeps {
@@ -1741,7 +1737,6 @@ fn action_deps(
             clock.clone(),
         ),
         budget: Arc::new(WriteBudget::default()),
-        events: Arc::new(EventBridgeSink::new(events.clone(), &w.bus)),
         clock,
         config: ActionsConfig::default(),
     }
@@ -1805,13 +1800,12 @@ async fn act(w: &World, tenant: &TenantId, team: &str) {
     let name = "ActionsFunction";
     let graph = GraphClient::new(w.graph_config(name).await).unwrap();
     let f = w.clients(name);
-    let deps = action_deps(w, w.store(name), &f.sqs, &f.events, graph, clock.clone());
+    let deps = action_deps(w, w.store(name), &f.sqs, graph, clock.clone());
     let host_graph = GraphClient::new(w.graph_config("FetchFunction").await).unwrap();
     let host = action_deps(
         w,
         w.admin_store.clone(),
         &w.admin.sqs,
-        &w.admin.events,
         host_graph,
         clock.clone(),
     );
@@ -2054,7 +2048,7 @@ async fn hooks(w: &World, tenant: &TenantId, team: &str) {
     // The queue function: Lambda's event source mapping hands it the queued delivery.
     let store = w.store(queue);
     let graph = GraphClient::new(w.graph_config(queue).await).unwrap();
-    let actions = action_deps(w, store.clone(), &q.sqs, &q.events, graph, clock.clone());
+    let actions = action_deps(w, store.clone(), &q.sqs, graph, clock.clone());
     let deps = ProcessDeps {
         actions,
         endpoints: store.clone(),

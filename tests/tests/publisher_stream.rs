@@ -315,3 +315,63 @@ async fn a_publisher_crashing_around_any_publish_and_retried_from_the_reported_r
         }
     }
 }
+
+/// What an action or workflow event says, without its time: type, id, object, sequence,
+/// account and payload.
+fn action_identity(e: &Value) -> (String, String, String, u64, Value, Value) {
+    (
+        e["type"].as_str().unwrap().to_owned(),
+        e["id"].as_str().unwrap().to_owned(),
+        e["object_id"].as_str().unwrap().to_owned(),
+        e["sequence"].as_u64().unwrap(),
+        e["account_id"].clone(),
+        e["data"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn action_and_workflow_writes_give_the_same_events_from_the_stream_as_from_the_outbox() {
+    // Locally: the history through the SQLite store; its outbox writes events.jsonl.
+    let dir = tempfile::tempdir().unwrap();
+    let app = LocalApp::open(&DataDir::new(dir.path()), &SyncSettings::default()).unwrap();
+    entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
+    app.deliver_events().await.unwrap();
+    drop(app);
+    let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    let local: Vec<_> = entra_sync_tests::event_schemas::assert_valid_lines(&text)
+        .iter()
+        .map(action_identity)
+        .collect();
+    assert_eq!(local.len(), 5, "{local:?}");
+
+    // On AWS: the same history through the DynamoDB store; its stream through the publisher.
+    let config = sdk_config_for_endpoint(&moto::endpoint()).await;
+    let table = moto::unique_name("publisher-actions");
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &table,
+    ));
+    store.create_table().await.unwrap();
+    entra_sync_tests::action_history::act_and_run_a_workflow(&*store).await;
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    let records = stream_records(&ddb, &streams, &table).await;
+    assert!(
+        records.len() > local.len(),
+        "the stream also carries the index and due-list items"
+    );
+    let published = Arc::new(CollectingEvents::new());
+    let deps = PublishDeps {
+        connections: store,
+        events: published.clone(),
+        outbound: None,
+    };
+    drive(&deps, &records, records.len()).await;
+    let got = published.history();
+    entra_sync_tests::event_schemas::assert_valid(&got);
+    let got: Vec<_> = got
+        .iter()
+        .map(|e| action_identity(&serde_json::to_value(e).unwrap()))
+        .collect();
+    assert_eq!(got, local, "the same events, ids and order");
+}

@@ -78,7 +78,6 @@ async fn app() -> axum::Router {
         &store,
         Arc::new(entra_sync_core::directory_write::MemoryDirectoryWriter::new()),
         Arc::new(entra_sync_core::actions::memory::CollectingActionQueue::new()),
-        Arc::new(entra_sync_core::memory::CollectingEvents::new()),
         clock.clone(),
     );
     let state = ApiState {

@@ -18,7 +18,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = config::required("TABLE_NAME")?;
     let page_queue = config::required("PAGE_QUEUE_URL")?;
     let fetch_queue = config::required("FETCH_QUEUE_URL")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
     let graph_app = config::graph_app()?;
     let settings = Settings {
         max_pages: u32::try_from(config::number("MAX_PAGES_PER_INVOCATION", 200)?)?,
@@ -38,8 +37,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ))?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let events =
-        entra_sync_aws::eventbridge::service_sink(aws_sdk_eventbridge::Client::new(&sdk), bus);
+    // Every change event is derived from the table's stream by the publisher function.
+    let events = Arc::new(entra_sync_core::committed::FromCommitsOnly);
     let deps = Deps {
         fetch: FetchDeps::new(
             &store,

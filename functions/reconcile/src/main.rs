@@ -14,7 +14,6 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
     let idempotency_config = IdempotencyConfig {
         expiry: chrono::Duration::from_std(config::seconds("IDEMPOTENCY_EXPIRY_SECONDS", 3600)?)?,
         in_progress_expiry: chrono::Duration::from_std(config::seconds(
@@ -25,8 +24,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = load_sdk_config().await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let clock = Arc::new(SystemClock);
-    let events =
-        entra_sync_aws::eventbridge::service_sink(aws_sdk_eventbridge::Client::new(&sdk), bus);
+    // Every change event is derived from the table's stream by the publisher function.
+    let events = Arc::new(entra_sync_core::committed::FromCommitsOnly);
     let deps = Deps {
         reconcile: SyncDeps::from_store(&store, events, clock.clone()),
         claims: Claims::new(store, idempotency_config, clock),

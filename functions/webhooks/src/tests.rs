@@ -207,7 +207,7 @@ async fn the_queue_sample_is_processed_and_its_malformed_message_fails_alone() {
     use entra_sync_core::actions::memory::{CollectingActionQueue, MemoryActions, ScanningLookup};
     use entra_sync_core::directory_write::MemoryDirectoryWriter;
     use entra_sync_core::idempotency::IdempotencyConfig;
-    use entra_sync_core::memory::{CollectingEvents, MemoryStore};
+    use entra_sync_core::memory::MemoryStore;
     use entra_sync_core::memory_idempotency::MemoryIdempotency;
     use entra_sync_core::services::actions::{ActionDeps, ActionsConfig};
     use entra_sync_core::services::claim::Claims;
@@ -241,7 +241,6 @@ async fn the_queue_sample_is_processed_and_its_malformed_message_fails_alone() {
                 clock.clone(),
             ),
             budget: Arc::new(WriteBudget::default()),
-            events: Arc::new(CollectingEvents::new()),
             clock,
             config: ActionsConfig::default(),
         },

@@ -98,13 +98,3 @@ impl EventSink for EventBridgeSink {
         Ok(())
     }
 }
-
-/// The services' sink on AWS: EventBridge for the events no table write describes (actions and
-/// workflows). The events the table's writes describe (directory mirror, host users, runs,
-/// connections) are published by the publisher function from the table's stream, once per
-/// committed change, so the services' own copies of them are dropped here.
-pub fn service_sink(client: Client, bus: impl Into<String>) -> std::sync::Arc<dyn EventSink> {
-    std::sync::Arc::new(entra_sync_core::committed::NotDerived(std::sync::Arc::new(
-        EventBridgeSink::new(client, bus),
-    )))
-}

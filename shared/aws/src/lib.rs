@@ -71,7 +71,7 @@ pub async fn sdk_config_for_endpoint(endpoint: &str) -> SdkConfig {
 }
 
 /// The write half on AWS, configured from the environment: the action store and workflows on
-/// the table, the FIFO action queue (`ACTION_QUEUE_URL`), change events on `EVENT_BUS_NAME`,
+/// the table (whose stream gives their change events), the FIFO action queue (`ACTION_QUEUE_URL`),
 /// the per-tenant write budget (`WRITES_PER_SECOND`) and the idempotency windows
 /// (`IDEMPOTENCY_EXPIRY_SECONDS`, `IDEMPOTENCY_IN_PROGRESS_SECONDS`,
 /// `IDEMPOTENCY_KEY_TTL_SECONDS`, `MAX_ATTEMPTS`). The actions function and the admin API build
@@ -89,7 +89,6 @@ pub fn action_deps(
     use entra_sync_core::services::claim::Claims;
 
     let action_queue = config::required("ACTION_QUEUE_URL")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
     let writes_per_second =
         config::optional("WRITES_PER_SECOND", &DEFAULT_WRITES_PER_SECOND.to_string())
             .trim()
@@ -141,7 +140,6 @@ pub fn action_deps(
             writes_per_second,
             ..BudgetConfig::default()
         })),
-        events: eventbridge::service_sink(aws_sdk_eventbridge::Client::new(sdk), bus),
         clock,
         config: actions_config,
     })

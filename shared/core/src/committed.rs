@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::actions::{ActionRecord, Workflow};
 use crate::events::{ChangeEvent, ChangeKind, directory_user_changes};
 use crate::model::{
     AccountId, Connection, ConnectionStatus, Presence, StoredGroup, StoredMembership, StoredUser,
@@ -198,6 +199,53 @@ pub fn connection_event(
     )
 }
 
+/// What an `action.updated` event says about `r`.
+fn action_payload(r: &ActionRecord) -> ChangeKind {
+    ChangeKind::ActionUpdated {
+        action_id: r.id.clone(),
+        action: r.kind().as_str().to_string(),
+        status: r.status.as_str().to_string(),
+        user_id: r.target.user_id.clone(),
+    }
+}
+
+/// The `action.updated` event of an action write: a new action, or one whose status (or
+/// another field the event carries) changed. A write that only adds history, attempts or a
+/// request id gives none. The sequence is the record's revision, which every stored change
+/// bumps, so a replay of the same write has the same id.
+pub fn action_event(before: Option<&ActionRecord>, after: &ActionRecord) -> Option<ChangeEvent> {
+    let kind = action_payload(after);
+    if before.is_some_and(|b| action_payload(b) == kind) {
+        return None;
+    }
+    Some(
+        ChangeEvent::new(&after.tenant_id, after.id.clone(), after.rev, kind)
+            .account(Some(after.account_id.clone())),
+    )
+}
+
+/// What a `workflow.updated` event says about `w`: ids and words, never the user's name.
+fn workflow_payload(w: &Workflow) -> ChangeKind {
+    ChangeKind::WorkflowUpdated {
+        workflow_id: w.id.clone(),
+        template: w.template.as_str().to_string(),
+        status: w.status.as_str().to_string(),
+    }
+}
+
+/// The `workflow.updated` event of a workflow write: a new workflow, or one whose status
+/// changed (a step moving on inside a running workflow gives none). Sequence: the revision.
+pub fn workflow_event(before: Option<&Workflow>, after: &Workflow) -> Option<ChangeEvent> {
+    let kind = workflow_payload(after);
+    if before.is_some_and(|b| workflow_payload(b) == kind) {
+        return None;
+    }
+    Some(
+        ChangeEvent::new(&after.tenant_id, after.id.clone(), after.rev, kind)
+            .account(Some(after.account_id.clone())),
+    )
+}
+
 /// One committed write of a store item that events are derived from, in model terms: what
 /// the item held before (`None` when it was new) and what it holds after. A store whose
 /// writes are reported after the fact (the DynamoDB table's stream on AWS) decodes each write
@@ -236,6 +284,14 @@ pub enum CommittedChange {
     OutboundEndpoint {
         before: Option<crate::outbound::OutboundEndpoint>,
         after: crate::outbound::OutboundEndpoint,
+    },
+    Action {
+        before: Option<Box<ActionRecord>>,
+        after: Box<ActionRecord>,
+    },
+    Workflow {
+        before: Option<Box<Workflow>>,
+        after: Box<Workflow>,
     },
 }
 
@@ -293,6 +349,12 @@ impl CommittedChange {
                     .into_iter()
                     .collect()
             }
+            CommittedChange::Action { before, after } => {
+                action_event(before.as_deref(), after).into_iter().collect()
+            }
+            CommittedChange::Workflow { before, after } => workflow_event(before.as_deref(), after)
+                .into_iter()
+                .collect(),
         };
         for e in &mut out {
             if e.occurred_at == DateTime::<Utc>::UNIX_EPOCH {
@@ -303,41 +365,17 @@ impl CommittedChange {
     }
 }
 
-/// An [`EventSink`](crate::ports::EventSink) that passes on only the events a store does not
-/// derive from its own commits ([`derived_from_commits`]): the services' sink where the
-/// store's writes are published apart (the DynamoDB stream's publisher on AWS), so each change
-/// is published once, from the committed write.
-pub struct NotDerived(pub std::sync::Arc<dyn crate::ports::EventSink>);
+/// The services' [`EventSink`](crate::ports::EventSink) where the stores derive every event
+/// from their own commits (the local outbox, the DynamoDB stream's publisher on AWS): the
+/// copies the services make while planning are dropped here, so each change is published
+/// once, from the committed write, and none is published before (or without) its write.
+pub struct FromCommitsOnly;
 
 #[async_trait::async_trait]
-impl crate::ports::EventSink for NotDerived {
-    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), crate::error::EventError> {
-        let rest: Vec<ChangeEvent> = events
-            .iter()
-            .filter(|e| !derived_from_commits(&e.kind))
-            .cloned()
-            .collect();
-        if rest.is_empty() {
-            return Ok(());
-        }
-        self.0.publish(&rest).await
+impl crate::ports::EventSink for FromCommitsOnly {
+    async fn publish(&self, _events: &[ChangeEvent]) -> Result<(), crate::error::EventError> {
+        Ok(())
     }
-}
-
-/// Whether the stores derive events of this type from their own commits (the local outbox,
-/// the DynamoDB stream's publisher on AWS), so the services' copies of them are not sent a
-/// second time.
-pub fn derived_from_commits(kind: &ChangeKind) -> bool {
-    let t = kind.as_str();
-    [
-        "directory.",
-        "user.",
-        "sync.",
-        "connection.",
-        "webhook_endpoint.",
-    ]
-    .iter()
-    .any(|p| t.starts_with(p))
 }
 
 #[cfg(test)]
@@ -389,15 +427,90 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_services_sink_passes_on_only_what_no_store_write_describes() {
-        use crate::events::examples;
-        use crate::memory::CollectingEvents;
-        use crate::ports::EventSink;
+    async fn an_action_write_gives_an_event_when_its_status_changes_with_its_revision() {
+        use crate::actions::ActionKind;
+        use crate::actions::testing::{SALES, add_ann_to, req, world};
 
-        let inner = std::sync::Arc::new(CollectingEvents::new());
-        let sink = NotDerived(inner.clone());
-        sink.publish(&examples()).await.unwrap();
-        let passed: Vec<&str> = inner.take().iter().map(|e| e.event_type()).collect();
-        assert_eq!(passed, ["action.updated", "workflow.updated"]);
+        let w = world(&[ActionKind::AddGroupMember]).await;
+        let a = crate::services::actions::submit_action(&w.deps, req("k1", add_ann_to(SALES)))
+            .await
+            .unwrap();
+        let created = action_event(None, &a).unwrap();
+        assert_eq!(created.event_type(), "action.updated");
+        assert_eq!(created.sequence, a.rev);
+        assert_eq!(created.account_id, Some(a.account_id.clone()));
+
+        // More history and attempts, same status: nothing a consumer sees.
+        let mut noted = a.clone();
+        noted.rev += 1;
+        noted.attempts += 1;
+        noted.graph_request_id = Some("req-1".into());
+        assert_eq!(action_event(Some(&a), &noted), None);
+
+        let mut cancelled = noted.clone();
+        cancelled
+            .cancel("alice@host", crate::actions::testing::t0())
+            .unwrap();
+        cancelled.rev += 1;
+        let e = action_event(Some(&noted), &cancelled).unwrap();
+        assert!(
+            matches!(&e.kind, ChangeKind::ActionUpdated { status, .. } if status == "cancelled")
+        );
+        assert_eq!(e.sequence, cancelled.rev);
+        // A replay of the same write has the same id; the next write another.
+        assert_eq!(e.id(), action_event(Some(&noted), &cancelled).unwrap().id());
+        assert_ne!(e.id(), created.id());
+    }
+
+    #[test]
+    fn a_workflow_write_gives_an_event_when_its_status_changes() {
+        use crate::actions::workflow::WorkflowOrigin;
+        use crate::actions::{Template, WorkflowParams, WorkflowStatus};
+
+        let at = chrono::DateTime::from_timestamp(1_796_115_600, 0).unwrap();
+        let wf = Workflow {
+            id: "wf-1".into(),
+            tenant_id: TenantId::new("t"),
+            account_id: AccountId("acct".into()),
+            template: Template::Offboarding,
+            params: WorkflowParams {
+                user: "ann@contoso.com".into(),
+                groups: vec![],
+                apps: vec![],
+                at: None,
+            },
+            requested_by: "hr@host".into(),
+            origin: WorkflowOrigin::Cli,
+            created_at: at,
+            steps: vec![],
+            status: WorkflowStatus::Running,
+            finished_at: None,
+            rev: 0,
+        };
+        let created = workflow_event(None, &wf).unwrap();
+        assert_eq!(created.event_type(), "workflow.updated");
+        assert_eq!(created.sequence, 0);
+        let mut moved = wf.clone();
+        moved.rev = 1;
+        assert_eq!(workflow_event(Some(&wf), &moved), None, "same status");
+        let mut done = moved.clone();
+        done.rev = 2;
+        done.status = WorkflowStatus::Completed;
+        done.finished_at = Some(at);
+        let e = workflow_event(Some(&moved), &done).unwrap();
+        assert!(
+            matches!(&e.kind, ChangeKind::WorkflowUpdated { status, template, .. }
+            if status == "completed" && template == "offboarding")
+        );
+        assert_eq!(e.sequence, 2);
+        // Derived the same through the committed write a store reports.
+        let change = CommittedChange::Workflow {
+            before: Some(Box::new(moved)),
+            after: Box::new(done),
+        };
+        assert_eq!(
+            change.events(None, at).first().map(|e| e.id()),
+            Some(e.id())
+        );
     }
 }

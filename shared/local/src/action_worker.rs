@@ -153,7 +153,6 @@ impl LocalApp {
                 self.clock.clone(),
             ),
             budget: Arc::new(WriteBudget::default()),
-            events: self.events.clone(),
             clock: self.clock.clone(),
             config: ActionsConfig::default(),
         };

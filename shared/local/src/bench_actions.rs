@@ -14,7 +14,7 @@ use entra_sync_core::actions::kind::ActionKind;
 use entra_sync_core::actions::memory::{CollectingActionQueue, MemoryActions, ScanningLookup};
 use entra_sync_core::actions::record::Origin;
 use entra_sync_core::idempotency::IdempotencyConfig;
-use entra_sync_core::memory::{CollectingEvents, MemoryStore};
+use entra_sync_core::memory::MemoryStore;
 use entra_sync_core::memory_idempotency::MemoryIdempotency;
 use entra_sync_core::model::{
     AccountId, Connection, ConnectionStatus, DirectoryUser, Presence, StoredUser, TenantId, Version,
@@ -215,7 +215,6 @@ async fn setup(
             Arc::new(SystemClock),
         ),
         budget,
-        events: Arc::new(CollectingEvents::new()),
         clock: Arc::new(SystemClock),
         config: ActionsConfig::default(),
     };

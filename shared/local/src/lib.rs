@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api_serve;
 pub mod bench;
 pub mod bench_actions;
+pub mod bench_events;
 pub mod cli;
 pub mod demo;
 pub mod events;

@@ -129,13 +129,21 @@ struct BenchArgs {
     /// Tenants of the actions section's "at once" scenario.
     #[arg(long, default_value_t = 5)]
     action_tenants: usize,
-    /// Only the actions section (no syncs).
+    /// Only the sections that need no sync (actions, HR webhooks, events).
     #[arg(long)]
     only_actions: bool,
     /// Iterations per case of the HR webhooks section (verification + enqueue of a 10 KB body,
     /// p50/p99/max; the target is a p99 under 5 ms); 0 skips it.
     #[arg(long, default_value_t = 3000)]
     webhook_iterations: usize,
+    /// Events of the events section's throughput scenario (recorded in the local outbox, then
+    /// delivered to events.jsonl); 0 skips the section.
+    #[arg(long, default_value_t = 10_000)]
+    events: usize,
+    /// Events timed one at a time from commit to delivery (events.jsonl, and a webhook on
+    /// 127.0.0.1) in the events section.
+    #[arg(long, default_value_t = 300)]
+    event_samples: usize,
 }
 
 #[derive(Args)]
@@ -781,6 +789,31 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
             let report = entra_sync_hr::bench::run(n).await;
             let section = format!(
                 "### HR webhooks (verify + parse + store + enqueue below HTTP, in-memory adapters; target p99 under 5 ms)\n\n```\n{report}```\n"
+            );
+            Some(match actions_table {
+                Some(a) => format!("{a}\n{section}"),
+                None => section,
+            })
+        }
+    };
+    let actions_table = match args.events {
+        0 => actions_table,
+        n => {
+            eprintln!(
+                "events: {n} through the outbox, {} timed from commit to delivery",
+                args.event_samples
+            );
+            let opts = entra_sync_local::bench_events::EventBenchOptions {
+                events: n,
+                samples: args.event_samples.max(1),
+            };
+            std::fs::create_dir_all(&args.work_dir)
+                .with_context(|| format!("creating {}", args.work_dir.display()))?;
+            let rows =
+                entra_sync_local::bench_events::run_event_bench(&opts, &args.work_dir).await?;
+            let section = format!(
+                "### Events (local outbox: SQLite store, events.jsonl, outbound webhook to 127.0.0.1; delivery run at once after each commit)\n\n{}",
+                entra_sync_local::bench_events::render_event_table(&rows)
             );
             Some(match actions_table {
                 Some(a) => format!("{a}\n{section}"),

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use entra_sync_core::error::{EventError, StoreError, SyncError};
-use entra_sync_core::events::ChangeEvent;
+use entra_sync_core::error::{StoreError, SyncError};
 use entra_sync_core::idempotency::IdempotencyConfig;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::outbound::OutboundPolicy;
@@ -460,26 +459,6 @@ impl Default for SyncSettings {
     }
 }
 
-/// The services' sink in the local program: events the store derives from its own commits
-/// (`directory.*`, `user.*`, `sync.*`) come from the outbox instead, so they are not written
-/// twice; the rest (actions, workflows) go to the log at once.
-struct NotFromCommits(Arc<EventLog>);
-
-#[async_trait::async_trait]
-impl EventSink for NotFromCommits {
-    async fn publish(&self, events: &[ChangeEvent]) -> Result<(), EventError> {
-        let rest: Vec<ChangeEvent> = events
-            .iter()
-            .filter(|e| !entra_sync_core::committed::derived_from_commits(&e.kind))
-            .cloned()
-            .collect();
-        if rest.is_empty() {
-            return Ok(());
-        }
-        self.0.publish(&rest).await
-    }
-}
-
 /// The longest a command's end spends delivering due outbound webhooks; what is left waits for
 /// the next command or `serve` (a POST cut short stays claimed for the claim lease, then is
 /// sent again with the same `webhook-id`).
@@ -584,8 +563,8 @@ pub struct LocalApp {
     pub store: Arc<SqliteStore>,
     pub queue: LocalQueue,
     pub vault: Arc<FileVault>,
-    /// What the services publish to: the event log, less the events the store records in its
-    /// outbox from its own commits (those reach the log through [`LocalApp::deliver_events`]).
+    /// What the services publish to: nothing is kept, since the store records every event in
+    /// its outbox from its own commits (they reach the log through [`LocalApp::deliver_events`]).
     pub events: Arc<dyn EventSink>,
     /// `events.jsonl`.
     pub event_log: Arc<EventLog>,
@@ -630,7 +609,9 @@ impl LocalApp {
             store,
             queue: LocalQueue::open(&dir.queue(), settings.queue.clone())?,
             vault,
-            events: Arc::new(NotFromCommits(event_log.clone())),
+            // Every change event comes from the outbox, written in the change's transaction;
+            // the services' own copies are dropped.
+            events: Arc::new(entra_sync_core::committed::FromCommitsOnly),
             event_log,
             _deliver_on_close: close,
             clock,

@@ -99,3 +99,50 @@ async fn the_actions_benchmark_writes_once_per_action_without_429s() {
         );
     }
 }
+
+/// The events section runs end to end: every recorded event reaches events.jsonl, every timed
+/// one reaches the webhook endpoint on 127.0.0.1, and the table has a row per scenario.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_benchmark_delivers_every_event_and_prints_its_table() {
+    use entra_sync_local::bench_events::{EventBenchOptions, render_event_table, run_event_bench};
+    let dir = tempfile::tempdir().unwrap();
+    let rows = run_event_bench(
+        &EventBenchOptions {
+            events: 40,
+            samples: 5,
+        },
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    let shape: Vec<(&str, usize, bool, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.scenario.as_str(),
+                r.events,
+                r.events_per_second.is_some(),
+                r.p50_ms.is_some() && r.p99_ms.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (
+                "record (one action write each) + deliver to events.jsonl",
+                40,
+                true,
+                false
+            ),
+            ("commit -> events.jsonl", 5, false, true),
+            ("commit -> webhook on 127.0.0.1", 5, false, true),
+        ]
+    );
+    let table = render_event_table(&rows);
+    assert_eq!(table.lines().count(), 2 + rows.len(), "{table}");
+    assert!(
+        table.contains("| commit -> webhook on 127.0.0.1 | 5 |"),
+        "{table}"
+    );
+}

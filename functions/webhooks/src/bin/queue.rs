@@ -22,7 +22,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = config::required("TABLE_NAME")?;
     let action_queue = config::required("ACTION_QUEUE_URL")?;
-    let bus = config::required("EVENT_BUS_NAME")?;
     let graph_app = config::graph_app()?;
     let hibob_url = config::optional("HIBOB_BASE_URL", &HiBobConfig::default().base_url);
     // A claim outlives the function's timeout, so a live worker is never taken over.
@@ -62,10 +61,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         writer: Arc::new(graph),
         claims: Claims::new(store.clone(), claims_config, clock.clone()),
         budget: Arc::new(WriteBudget::default()),
-        events: entra_sync_aws::eventbridge::service_sink(
-            aws_sdk_eventbridge::Client::new(&sdk),
-            bus,
-        ),
         clock,
         config: ActionsConfig::default(),
     };

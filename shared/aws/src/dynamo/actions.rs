@@ -33,6 +33,7 @@ use entra_sync_core::actions::ports::{
     ActionFilter, ActionStore, WorkflowStore, action_listing_key, workflow_listing_key,
 };
 use entra_sync_core::actions::{ActionRecord, Workflow, WorkflowStatus};
+use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::Listing;
@@ -84,6 +85,37 @@ fn due_of(w: &Workflow) -> Option<String> {
         WorkflowStatus::Scheduled { at } => Some(due_text(at)),
         _ => None,
     }
+}
+
+/// The committed write of an action item (`ACTION`), for the table's stream: its old and new
+/// bodies. Index and due items, and a deleted action, give `None`.
+pub(crate) fn action_from_image(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<CommittedChange>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    if get_s(new, "sk")? != ACTION_SK {
+        return Ok(None);
+    }
+    Ok(Some(CommittedChange::Action {
+        before: old.map(body).transpose()?.map(Box::new),
+        after: Box::new(body(new)?),
+    }))
+}
+
+/// The committed write of a workflow item (`WORKFLOW`), for the table's stream.
+pub(crate) fn workflow_from_image(
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<Option<CommittedChange>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    if get_s(new, "sk")? != WORKFLOW_SK {
+        return Ok(None);
+    }
+    Ok(Some(CommittedChange::Workflow {
+        before: old.map(body).transpose()?.map(Box::new),
+        after: Box::new(body(new)?),
+    }))
 }
 
 /// What an index item says about the record it names.

@@ -1,8 +1,9 @@
 //! The table's DynamoDB Stream, read as committed writes: a stream record's old and new images
 //! decoded into the model's before and after with the same item layouts the store ports write
 //! (each port's `*_from_image` beside its item codec). Items no event is derived from (cursors,
-//! markers, leases, idempotency claims, index items, actions...) decode to `None` from their
-//! key alone, without reading their body.
+//! markers, leases, idempotency claims, index items...) decode to `None` from their
+//! key alone, without reading their body. Action and workflow items give `action.updated` and
+//! `workflow.updated`; their index and due-list items give nothing.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use entra_sync_core::committed::CommittedChange;
 use entra_sync_core::error::StoreError;
 
-use super::{connections, local_users, mirror, outbound, runs};
+use super::{actions, connections, local_users, mirror, outbound, runs};
 
 /// The committed write a stream record describes, from its images (`None` when absent: a new
 /// item has no old image, a deleted one no new image); `None` when no event is derived from
@@ -26,6 +27,8 @@ pub fn committed_change(
         runs::run_from_image,
         connections::connection_from_image,
         outbound::endpoint_from_image,
+        actions::action_from_image,
+        actions::workflow_from_image,
     ] {
         if let Some(change) = decode(old, new)? {
             return Ok(Some(change));

@@ -14,7 +14,7 @@ use crate::actions::memory::{CollectingActionQueue, MemoryActions, ScanningLooku
 use crate::actions::record::Origin;
 use crate::directory_write::{GroupTraits, MemoryDirectoryWriter};
 use crate::idempotency::IdempotencyConfig;
-use crate::memory::{CollectingEvents, ManualClock, MemoryStore};
+use crate::memory::{ManualClock, MemoryStore};
 use crate::memory_idempotency::MemoryIdempotency;
 use crate::model::{
     AccountId, Connection, ConnectionStatus, DirectoryGroup, DirectoryUser, Presence, StoredGroup,
@@ -37,7 +37,6 @@ pub struct World {
     pub store: Arc<MemoryStore>,
     pub writer: Arc<MemoryDirectoryWriter>,
     pub queue: Arc<CollectingActionQueue>,
-    pub events: Arc<CollectingEvents>,
     pub clock: Arc<ManualClock>,
 }
 
@@ -85,7 +84,6 @@ pub async fn world(enabled: &[ActionKind]) -> World {
     let clock = Arc::new(ManualClock::new(t0()));
     let writer = Arc::new(MemoryDirectoryWriter::new());
     let queue = Arc::new(CollectingActionQueue::new());
-    let events = Arc::new(CollectingEvents::new());
     let t = tenant();
     store
         .put_connection(&Connection {
@@ -134,19 +132,12 @@ pub async fn world(enabled: &[ActionKind]) -> World {
     );
     writer.add_app(&t, APP, &[]);
     writer.grant_all(&t);
-    let deps = memory_deps(
-        &store,
-        writer.clone(),
-        queue.clone(),
-        events.clone(),
-        clock.clone(),
-    );
+    let deps = memory_deps(&store, writer.clone(), queue.clone(), clock.clone());
     World {
         deps,
         store,
         writer,
         queue,
-        events,
         clock,
     }
 }
@@ -157,7 +148,6 @@ pub fn memory_deps(
     store: &Arc<MemoryStore>,
     writer: Arc<MemoryDirectoryWriter>,
     queue: Arc<CollectingActionQueue>,
-    events: Arc<CollectingEvents>,
     clock: Arc<ManualClock>,
 ) -> ActionDeps {
     let actions = Arc::new(MemoryActions::new());
@@ -179,7 +169,6 @@ pub fn memory_deps(
             clock.clone(),
         ),
         budget: Arc::new(crate::actions::budget::WriteBudget::default()),
-        events,
         clock,
         config: ActionsConfig::default(),
     }

@@ -17,9 +17,7 @@ use entra_sync_core::actions::testing::memory_deps;
 use entra_sync_core::directory_write::GroupTraits;
 use entra_sync_core::directory_write::MemoryDirectoryWriter;
 use entra_sync_core::error::DirectoryError;
-use entra_sync_core::memory::{
-    CollectingEvents, CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault,
-};
+use entra_sync_core::memory::{CollectingFetchRequests, ManualClock, MemoryStore, MemoryVault};
 use entra_sync_core::memory_consent::MemoryConsentStates;
 use entra_sync_core::memory_outbound::MemoryOutboundStore;
 use entra_sync_core::model::{
@@ -144,8 +142,7 @@ async fn world_full(auth: Option<Arc<dyn Authenticator>>, outbound: Option<UrlPo
     let auth = auth.unwrap_or_else(|| Arc::new(api_key));
     let writer = Arc::new(MemoryDirectoryWriter::new());
     let queue = Arc::new(CollectingActionQueue::new());
-    let events = Arc::new(CollectingEvents::new());
-    let actions = memory_deps(&store, writer.clone(), queue.clone(), events, clock.clone());
+    let actions = memory_deps(&store, writer.clone(), queue.clone(), clock.clone());
     store
         .put_connection(&connection(ACCOUNT, TENANT))
         .await

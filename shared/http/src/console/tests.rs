@@ -142,7 +142,6 @@ async fn world() -> World {
         &store,
         writer.clone(),
         queue.clone(),
-        Arc::new(entra_sync_core::memory::CollectingEvents::new()),
         clock.clone(),
     );
     let api = ApiState {

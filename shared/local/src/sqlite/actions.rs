@@ -13,6 +13,9 @@
 //! * Both are JSON rows with a revision (rows.rs): creates return the stored row when it was
 //!   there, updates are conditional on `rev`.
 //! * Cursors are the listing key of a page's last item (opaque to callers).
+//! * Every create and update records its `action.updated` / `workflow.updated` event (the
+//!   core's pure functions of the stored row before and the new one) in the outbox, in the
+//!   write's transaction: a committed status change always has its event.
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,6 +23,7 @@ use entra_sync_core::actions::ports::{
     ActionFilter, ActionStore, WorkflowStore, action_listing_key, workflow_listing_key,
 };
 use entra_sync_core::actions::{ActionRecord, Workflow, WorkflowStatus};
+use entra_sync_core::committed::{action_event, workflow_event};
 use entra_sync_core::error::StoreError;
 use entra_sync_core::model::TenantId;
 use entra_sync_core::ports::Listing;
@@ -84,7 +88,11 @@ impl ActionStore for SqliteStore {
         &self,
         record: &ActionRecord,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        self.create_row(action_row(record)?).await
+        let derived = record.clone();
+        self.create_row_deriving(action_row(record)?, move || {
+            action_event(None, &derived).into_iter().collect()
+        })
+        .await
     }
 
     async fn get_action(
@@ -101,8 +109,11 @@ impl ActionStore for SqliteStore {
         expected_rev: u64,
     ) -> Result<(), StoreError> {
         let what = format!("action {}", record.id);
-        self.update_row(action_row(record)?, expected_rev, what)
-            .await
+        let derived = record.clone();
+        self.update_row_deriving(action_row(record)?, expected_rev, what, move |before| {
+            action_event(before, &derived).into_iter().collect()
+        })
+        .await
     }
 
     async fn list_actions(
@@ -126,7 +137,11 @@ impl ActionStore for SqliteStore {
 #[async_trait]
 impl WorkflowStore for SqliteStore {
     async fn create_workflow(&self, workflow: &Workflow) -> Result<Option<Workflow>, StoreError> {
-        self.create_row(workflow_row(workflow)?).await
+        let derived = workflow.clone();
+        self.create_row_deriving(workflow_row(workflow)?, move || {
+            workflow_event(None, &derived).into_iter().collect()
+        })
+        .await
     }
 
     async fn get_workflow(
@@ -143,8 +158,11 @@ impl WorkflowStore for SqliteStore {
         expected_rev: u64,
     ) -> Result<(), StoreError> {
         let what = format!("workflow {}", workflow.id);
-        self.update_row(workflow_row(workflow)?, expected_rev, what)
-            .await
+        let derived = workflow.clone();
+        self.update_row_deriving(workflow_row(workflow)?, expected_rev, what, move |before| {
+            workflow_event(before, &derived).into_iter().collect()
+        })
+        .await
     }
 
     async fn list_workflows(

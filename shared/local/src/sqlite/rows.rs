@@ -6,8 +6,12 @@
 //! * Creates are `INSERT ... ON CONFLICT DO NOTHING`; when the row was there, the stored one
 //!   is read back in the same IMMEDIATE transaction and returned. Updates are
 //!   `UPDATE ... WHERE rev = expected`; no changed row is a `Conflict`.
+//! * A table whose writes have change events (actions, workflows) writes through the
+//!   `*_deriving` forms: the events of the write, derived from the stored row before it and the
+//!   new one, go to the outbox in the write's transaction.
 
 use entra_sync_core::error::StoreError;
+use entra_sync_core::events::ChangeEvent;
 use entra_sync_core::ports::Listing;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
@@ -91,12 +95,54 @@ pub(crate) fn listing_sql(table: &str, conditions: &[&str], limit: usize) -> Str
     )
 }
 
+/// `UPDATE` of `row`'s columns, conditional on its `rev`: the columns, then the key, then the
+/// expected revision (see [`update_values`]).
+fn update_sql(row: &Row) -> String {
+    let sets: Vec<String> = row
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{c} = ?{}", i + 1))
+        .collect();
+    let n = row.columns.len();
+    format!(
+        "UPDATE {} SET {} WHERE {} AND rev = ?{}",
+        row.table,
+        sets.join(", "),
+        where_key(&row.key, n + 1),
+        n + row.key.len() + 1
+    )
+}
+
+fn update_values(row: &Row, expected_rev: u64) -> Vec<Value> {
+    row.columns
+        .iter()
+        .chain(&row.key)
+        .map(|(_, v)| v.clone())
+        .chain(std::iter::once(int(expected_rev)))
+        .collect()
+}
+
 impl SqliteStore {
     /// Insert `row` unless its key exists; then return the stored record.
     pub(crate) async fn create_row<T: DeserializeOwned + Send + 'static>(
         &self,
         row: Row,
     ) -> Result<Option<T>, StoreError> {
+        self.create_row_deriving(row, Vec::new).await
+    }
+
+    /// [`Self::create_row`], recording the events `derive` gives in the outbox in the same
+    /// transaction when the row was inserted (an existing row is no change: no events).
+    pub(crate) async fn create_row_deriving<T, D>(
+        &self,
+        row: Row,
+        derive: D,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        D: FnOnce() -> Vec<ChangeEvent> + Send + 'static,
+    {
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -123,7 +169,10 @@ impl SqliteStore {
                 )
                 .map_err(internal)?;
             let stored = match added {
-                1 => None,
+                1 => {
+                    super::outbox::record(&tx, derive(), chrono::Utc::now())?;
+                    None
+                }
                 _ => get_body(&tx, row.table, &row.key)?,
             };
             tx.commit().map_err(internal)?;
@@ -140,34 +189,49 @@ impl SqliteStore {
         what: String,
     ) -> Result<(), StoreError> {
         self.with(move |c| {
-            let sets: Vec<String> = row
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| format!("{c} = ?{}", i + 1))
-                .collect();
-            let n = row.columns.len();
-            let sql = format!(
-                "UPDATE {} SET {} WHERE {} AND rev = ?{}",
-                row.table,
-                sets.join(", "),
-                where_key(&row.key, n + 1),
-                n + row.key.len() + 1
-            );
-            let expected = int(expected_rev);
-            let values = row
-                .columns
-                .iter()
-                .chain(&row.key)
-                .map(|(_, v)| v)
-                .chain(std::iter::once(&expected));
-            let changed = c
-                .execute(&sql, params_from_iter(values))
-                .map_err(internal)?;
-            match changed {
+            match c
+                .execute(
+                    &update_sql(&row),
+                    params_from_iter(update_values(&row, expected_rev)),
+                )
+                .map_err(internal)?
+            {
                 0 => Err(StoreError::Conflict(what)),
                 _ => Ok(()),
             }
+        })
+        .await
+    }
+
+    /// [`Self::update_row`] of a record of type `T`, recording the events `derive` gives for
+    /// (the stored record before, the new one) in the outbox in the same transaction.
+    pub(crate) async fn update_row_deriving<T, D>(
+        &self,
+        row: Row,
+        expected_rev: u64,
+        what: String,
+        derive: D,
+    ) -> Result<(), StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        D: FnOnce(Option<&T>) -> Vec<ChangeEvent> + Send + 'static,
+    {
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let before: Option<T> = get_body(&tx, row.table, &row.key)?;
+            let changed = tx
+                .execute(
+                    &update_sql(&row),
+                    params_from_iter(update_values(&row, expected_rev)),
+                )
+                .map_err(internal)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict(what));
+            }
+            super::outbox::record(&tx, derive(before.as_ref()), chrono::Utc::now())?;
+            tx.commit().map_err(internal)
         })
         .await
     }

@@ -5,7 +5,7 @@
 
 use super::submit::enqueue;
 use super::workflows::advance_for;
-use super::{ActionDeps, ActionError, announce, get_action, store};
+use super::{ActionDeps, ActionError, get_action, store};
 use crate::actions::ports::ActionFilter;
 use crate::actions::record::{ActionRecord, ActionStatus};
 use crate::model::{AccountId, TenantId};
@@ -45,7 +45,6 @@ pub async fn decide_action(
     if r.expire(now) {
         // Overdue: record the expiry, then refuse the decision with its reason.
         let stored = store(deps, r).await?;
-        announce(deps, &stored).await;
         advance_for(deps, &stored).await;
         return Err(ActionError::Transition(
             crate::actions::record::TransitionError::ApprovalExpired {
@@ -65,7 +64,6 @@ pub async fn decide_action(
     if stored.status == ActionStatus::Queued {
         enqueue(deps, &stored).await?;
     }
-    announce(deps, &stored).await;
     advance_for(deps, &stored).await;
     Ok(stored)
 }
@@ -81,7 +79,6 @@ pub async fn cancel_action(
     let mut r = get_action(deps, account, tenant, id).await?;
     r.cancel(by.trim(), deps.clock.now())?;
     let stored = store(deps, r).await?;
-    announce(deps, &stored).await;
     advance_for(deps, &stored).await;
     Ok(stored)
 }
@@ -100,7 +97,6 @@ pub async fn retry_action(
     if stored.status == ActionStatus::Queued {
         enqueue(deps, &stored).await?;
     }
-    announce(deps, &stored).await;
     Ok(stored)
 }
 
@@ -124,7 +120,6 @@ pub async fn expire_overdue(deps: &ActionDeps, tenant: &TenantId) -> Result<usiz
                 match store(deps, r).await {
                     Ok(stored) => {
                         expired += 1;
-                        announce(deps, &stored).await;
                         advance_for(deps, &stored).await;
                     }
                     // Decided meanwhile: the decision stands.

@@ -8,13 +8,12 @@ use chrono::{DateTime, Utc};
 
 use super::permissions::{check_permission, refresh_permissions};
 use super::workflows::advance_for;
-use super::{ActionDeps, ActionError, announce, publish, store, usable};
+use super::{ActionDeps, ActionError, store, usable};
 use crate::actions::kind::{ActionKind, ActionSpec};
 use crate::actions::password::temporary_password;
 use crate::actions::ports::ActionMessage;
 use crate::actions::record::{ActionRecord, ActionStatus};
 use crate::directory_write::{AppRoleRef, WriteError, WriteOutcome};
-use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{
     MemberRef, MemberType, Presence, RemovalReason, StoredMembership, Stream, TenantId, Version,
 };
@@ -131,7 +130,6 @@ async fn run(
         }
         Err(e) => return Err(e),
     };
-    announce(deps, &record).await;
     let tenant = record.tenant_id.clone();
 
     // Checks that need no directory call: the connection, the policy, the granted permission.
@@ -202,7 +200,6 @@ async fn run(
                         format!("{e}; retrying in {} s", after.as_secs().max(1)),
                     );
                     let stored = store(deps, record).await?;
-                    announce(deps, &stored).await;
                     Ok(ExecuteOutcome::RetryLater {
                         after,
                         record: stored,
@@ -217,14 +214,14 @@ async fn run(
     }
 }
 
-/// Store a finished action, tell the host product, and move its workflow on.
+/// Store a finished action (its `action.updated` event comes from that write) and move its
+/// workflow on.
 async fn finished(
     deps: &ActionDeps,
     record: ActionRecord,
     temporary_password: Option<Secret>,
 ) -> Result<ExecuteOutcome, ActionError> {
     let stored = store(deps, record).await?;
-    announce(deps, &stored).await;
     advance_for(deps, &stored).await;
     Ok(ExecuteOutcome::Done(Executed {
         record: stored,
@@ -341,11 +338,11 @@ async fn provisional_version(
 }
 
 /// Show a successful action in the mirror at once (a provisional write the next delta
-/// confirms or corrects; never a second source of truth) and emit the change it made.
+/// confirms or corrects; never a second source of truth). Its events come from the mirror
+/// store's committed write, like every other mirror change.
 async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(), ActionError> {
     let tenant = &r.tenant_id;
     let user_id = r.target.user_id.clone();
-    let mut events = Vec::new();
     match r.kind() {
         ActionKind::AddGroupMember | ActionKind::RemoveGroupMember => {
             let Some(group_id) = r.target.group_id.clone() else {
@@ -367,21 +364,7 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
                 present,
                 version: provisional_version(deps, tenant, Stream::Groups, stored).await?,
             };
-            let sequence = edge.version.sequence();
-            if deps.mirror.put_memberships(tenant, &[edge]).await? > 0 {
-                let member = (user_id, MemberType::User);
-                let kind = match present {
-                    true => ChangeKind::MembershipAdded {
-                        member_id: member.0,
-                        member_type: member.1,
-                    },
-                    false => ChangeKind::MembershipRemoved {
-                        member_id: member.0,
-                        member_type: member.1,
-                    },
-                };
-                events.push(ChangeEvent::new(tenant, group_id, sequence, kind));
-            }
+            deps.mirror.put_memberships(tenant, &[edge]).await?;
         }
         ActionKind::BlockSignIn
         | ActionKind::UnblockSignIn
@@ -395,40 +378,23 @@ async fn mirror_provisionally(deps: &ActionDeps, r: &ActionRecord) -> Result<(),
             else {
                 return Ok(());
             };
-            let kind = match r.kind() {
-                ActionKind::BlockSignIn => {
-                    u.user.account_enabled = Some(false);
-                    ChangeKind::DirectoryUserDeactivated {}
-                }
-                ActionKind::UnblockSignIn => {
-                    u.user.account_enabled = Some(true);
-                    ChangeKind::DirectoryUserReactivated {}
-                }
+            match r.kind() {
+                ActionKind::BlockSignIn => u.user.account_enabled = Some(false),
+                ActionKind::UnblockSignIn => u.user.account_enabled = Some(true),
                 ActionKind::DeleteUser => {
                     u.presence = Presence::Removed {
                         reason: RemovalReason::SoftDeleted,
                     };
-                    ChangeKind::DirectoryUserRemoved {}
                 }
-                _ => {
-                    u.presence = Presence::Present;
-                    ChangeKind::DirectoryUserReactivated {}
-                }
-            };
-            u.version = provisional_version(deps, tenant, Stream::Users, Some(u.version)).await?;
-            let sequence = u.version.sequence();
-            if deps.mirror.put_users(tenant, &[u]).await? > 0 {
-                events.push(ChangeEvent::new(tenant, user_id, sequence, kind));
+                _ => u.presence = Presence::Present,
             }
+            u.version = provisional_version(deps, tenant, Stream::Users, Some(u.version)).await?;
+            deps.mirror.put_users(tenant, &[u]).await?;
         }
         ActionKind::AssignAppRole
         | ActionKind::RemoveAppRole
         | ActionKind::RevokeSessions
         | ActionKind::ResetPassword => {}
-    }
-    if !events.is_empty() {
-        crate::events::stamp(&mut events, deps.clock.now());
-        publish(deps, &events).await;
     }
     Ok(())
 }

@@ -34,12 +34,9 @@ use crate::actions::record::{ActionRecord, TransitionError};
 use crate::actions::resolve::TargetError;
 use crate::actions::workflow::{ParamsError, Workflow};
 use crate::directory_write::{DirectoryWriter, WriteError};
-use crate::error::{EventError, StoreError};
-use crate::events::{ChangeEvent, ChangeKind};
+use crate::error::StoreError;
 use crate::model::{AccountId, Connection, ConnectionStatus, TenantId};
-use crate::ports::{
-    Clock, ConnectionStore, CursorStore, EventSink, Listing, MirrorStore, SettingsStore,
-};
+use crate::ports::{Clock, ConnectionStore, CursorStore, Listing, MirrorStore, SettingsStore};
 
 /// The ports the write half uses. The actions function holds all of them; the admin API's
 /// routes use the same struct (an on-demand action runs synchronously).
@@ -58,7 +55,6 @@ pub struct ActionDeps {
     pub writer: Arc<dyn DirectoryWriter>,
     pub claims: Claims,
     pub budget: Arc<WriteBudget>,
-    pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub config: ActionsConfig,
 }
@@ -250,35 +246,6 @@ pub async fn get_workflow(
 
 /// The largest page a listing returns.
 pub const MAX_PAGE: usize = 200;
-
-/// Publish an action's new status (best effort: the record is the truth; a lost event is
-/// logged, and the activity is still in the audit trail).
-pub(crate) async fn announce(deps: &ActionDeps, r: &ActionRecord) {
-    let event = ChangeEvent::new(
-        &r.tenant_id,
-        r.id.clone(),
-        r.rev,
-        ChangeKind::ActionUpdated {
-            action_id: r.id.clone(),
-            action: r.kind().as_str().to_string(),
-            status: r.status.as_str().to_string(),
-            user_id: r.target.user_id.clone(),
-        },
-    )
-    .account(Some(r.account_id.clone()))
-    .at(deps.clock.now());
-    publish(deps, &[event]).await;
-}
-
-pub(crate) async fn publish(deps: &ActionDeps, events: &[ChangeEvent]) {
-    if let Err(e) = deps.events.publish(events).await {
-        log_event_loss(&e);
-    }
-}
-
-fn log_event_loss(e: &EventError) {
-    tracing::warn!(error = %e, "change events not published");
-}
 
 /// Store a changed record (conditional on the revision it was read at); returns it as stored.
 pub(crate) async fn store(

@@ -6,7 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use super::permissions::check_permission;
-use super::{ActionDeps, ActionError, announce, owned_connection, usable};
+use super::{ActionDeps, ActionError, owned_connection, usable};
 use crate::actions::kind::ActionSpec;
 use crate::actions::ports::ActionMessage;
 use crate::actions::record::{ActionRecord, ActionStatus, Origin, Target};
@@ -179,7 +179,6 @@ async fn create(
     if record.status == ActionStatus::Queued {
         enqueue(deps, &record).await?;
     }
-    announce(deps, &record).await;
     Ok(record)
 }
 

@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use super::submit::{SubmitRequest, submit_action};
-use super::{
-    ActionDeps, ActionError, cancel_action, get_workflow, owned_connection, publish, usable,
-};
+use super::{ActionDeps, ActionError, cancel_action, get_workflow, owned_connection, usable};
 use crate::actions::kind::ActionSpec;
 use crate::actions::record::{ActionRecord, ActionStatus, Origin};
 use crate::actions::resolve::{UserName, not_a_target, pick_user};
@@ -19,7 +17,6 @@ use crate::actions::workflow::{
     WorkflowStatus, step_action_key, steps_for,
 };
 use crate::error::StoreError;
-use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{AccountId, TenantId};
 
 /// A workflow as a caller starts it.
@@ -92,7 +89,6 @@ pub async fn start_workflow(
     if let Some(existing) = deps.workflows.create_workflow(&wf).await? {
         return Ok(existing);
     }
-    announce_workflow(deps, &wf).await;
     advance_workflow(deps, &req.tenant, &wf.id).await
 }
 
@@ -163,9 +159,6 @@ pub async fn advance_workflow(
         wf.rev += 1;
         match deps.workflows.update_workflow(&wf, expected).await {
             Ok(()) => {
-                if wf.status != before {
-                    announce_workflow(deps, &wf).await;
-                }
                 if done {
                     return Ok(wf);
                 }
@@ -349,7 +342,6 @@ pub async fn cancel_workflow(
     let expected = wf.rev;
     wf.rev += 1;
     deps.workflows.update_workflow(&wf, expected).await?;
-    announce_workflow(deps, &wf).await;
     Ok(wf)
 }
 
@@ -366,24 +358,4 @@ pub async fn retry_workflow(
     wf.rev += 1;
     deps.workflows.update_workflow(&wf, expected).await?;
     advance_workflow(deps, tenant, id).await
-}
-
-async fn announce_workflow(deps: &ActionDeps, wf: &Workflow) {
-    // The workflow id, not the user's name: events carry ids, never personal data.
-    publish(
-        deps,
-        &[ChangeEvent::new(
-            &wf.tenant_id,
-            wf.id.clone(),
-            wf.rev,
-            ChangeKind::WorkflowUpdated {
-                workflow_id: wf.id.clone(),
-                template: wf.template.as_str().to_string(),
-                status: wf.status.as_str().to_string(),
-            },
-        )
-        .account(Some(wf.account_id.clone()))
-        .at(deps.clock.now())],
-    )
-    .await;
 }
