@@ -116,19 +116,28 @@ async fn a_crash_after_writing_and_before_marking_delivers_again_with_the_same_i
     let tenant = TenantId::new("tenant-b");
     let app = open(dir.path());
     change_everything(&app, &tenant).await;
-    // The sink wrote the events, then the process died before they were marked delivered.
+    assert_killed_after_writing_delivers_again(dir.path(), app, 4);
+}
+
+/// The sink wrote the events, then the process died before they were marked delivered: the
+/// next start delivers each of the `expected` events again, under the same id (at least once;
+/// a consumer drops the repeat).
+fn assert_killed_after_writing_delivers_again(
+    dir: &std::path::Path,
+    app: LocalApp,
+    expected: usize,
+) {
     let delivered = app.store.deliver_outbox(|events| {
         app.event_log.append(events).unwrap();
         Err::<(), _>(std::io::Error::other("killed"))
     });
     assert!(delivered.is_err());
     std::mem::forget(app);
-    let before: Vec<String> = deliveries(dir.path()).into_keys().collect();
-    assert_eq!(before.len(), 4);
+    let before: Vec<String> = deliveries(dir).into_keys().collect();
+    assert_eq!(before.len(), expected);
 
-    drop(open(dir.path()));
-    let after = deliveries(dir.path());
-    // At least once: every change twice, under the same id (a consumer drops the repeat).
+    drop(open(dir));
+    let after = deliveries(dir);
     assert_eq!(after.keys().cloned().collect::<Vec<_>>(), before);
     assert!(after.values().all(|&n| n == 2), "{after:?}");
 }
@@ -305,17 +314,5 @@ async fn an_action_event_written_but_not_marked_before_a_crash_comes_again_with_
     let dir = tempfile::tempdir().unwrap();
     let app = open(dir.path());
     entra_sync_tests::action_history::act_and_run_a_workflow(&*app.store).await;
-    let delivered = app.store.deliver_outbox(|events| {
-        app.event_log.append(events).unwrap();
-        Err::<(), _>(std::io::Error::other("killed"))
-    });
-    assert!(delivered.is_err());
-    std::mem::forget(app);
-    let before: Vec<String> = deliveries(dir.path()).into_keys().collect();
-    assert_eq!(before.len(), 5);
-
-    drop(open(dir.path()));
-    let after = deliveries(dir.path());
-    assert_eq!(after.keys().cloned().collect::<Vec<_>>(), before);
-    assert!(after.values().all(|&n| n == 2), "{after:?}");
+    assert_killed_after_writing_delivers_again(dir.path(), app, 5);
 }

@@ -167,40 +167,7 @@ fn a_failed_scheduler_run_goes_to_an_on_failure_queue_with_an_alarm() {
 #[test]
 fn the_actions_tick_runs_every_five_minutes_with_retries_a_dead_letter_queue_and_an_on_failure_queue()
  {
-    let rule = transformed()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|r| {
-            r["Type"] == "AWS::Events::Rule"
-                && r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0] == "ActionsFunction"
-        })
-        .expect("a schedule invokes the actions function");
-    assert_eq!(rule["Properties"]["ScheduleExpression"], "rate(5 minutes)");
-    let target = &rule["Properties"]["Targets"][0];
-    assert!(
-        target["RetryPolicy"]["MaximumRetryAttempts"]
-            .as_u64()
-            .is_some()
-    );
-    let dlq = get_att(&target["DeadLetterConfig"]["Arn"]);
-    assert_eq!(resource(dlq)["Type"], "AWS::SQS::Queue");
-    assert!(
-        alarmed(dlq, "ApproximateNumberOfMessagesVisible"),
-        "an alarm watches {dlq}"
-    );
-    // EventBridge may deliver to it (a queue policy names the queue and the service).
-    let allowed = transformed()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .any(|r| {
-            r["Type"] == "AWS::SQS::QueuePolicy"
-                && r["Properties"]["Queues"][0]["Ref"] == dlq
-                && r["Properties"]["PolicyDocument"]["Statement"][0]["Principal"]["Service"]
-                    == "events.amazonaws.com"
-        });
-    assert!(allowed, "EventBridge may send to {dlq}");
+    assert_scheduled("ActionsFunction", "rate(5 minutes)");
     assert_on_failure_queue("ActionsFunction", ":entra-sync-iamtest-actions-failures");
 }
 
