@@ -462,3 +462,91 @@ fn the_publisher_reads_the_table_stream_with_retries_bisection_partial_failures_
         f.managed
     );
 }
+
+/// The change events' schema is in the template's schema registry, listing exactly the
+/// catalog's types (the files under events/schemas/), with the envelope every event carries;
+/// and a sample rule on the bus (disabled) may deliver to its queue.
+#[test]
+fn the_event_schema_lists_the_catalog_and_a_sample_rule_delivers_to_its_queue() {
+    let schema = resource("ChangeEventSchema");
+    assert_eq!(schema["Type"], "AWS::EventSchemas::Schema");
+    assert_eq!(
+        schema["Properties"]["RegistryName"]["Fn::GetAtt"][0],
+        "EventSchemaRegistry"
+    );
+    assert_eq!(schema["Properties"]["Type"], "JSONSchemaDraft4");
+    let content: Value =
+        serde_json::from_str(schema["Properties"]["Content"].as_str().unwrap()).unwrap();
+    let mut catalog: Vec<String> = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/schemas"),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    .filter_map(|n| n.strip_suffix(".v1.json").map(str::to_owned))
+    .collect();
+    catalog.sort();
+    assert!(catalog.len() > 20, "the catalog was read: {catalog:?}");
+    let listed = |v: &Value| -> Vec<String> {
+        let mut t: Vec<String> = v["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(listed(&content["properties"]["detail-type"]), catalog);
+    let detail = &content["properties"]["detail"];
+    assert_eq!(listed(&detail["properties"]["type"]), catalog);
+    assert_eq!(
+        content["properties"]["source"]["enum"],
+        json!(["entra-sync"])
+    );
+    assert_eq!(
+        detail["required"],
+        json!([
+            "id",
+            "type",
+            "version",
+            "tenant_id",
+            "account_id",
+            "object_id",
+            "sequence",
+            "occurred_at",
+            "data"
+        ])
+    );
+
+    let rule = resource("SampleEventsRule");
+    assert_eq!(rule["Properties"]["EventBusName"]["Ref"], "EventBus");
+    assert_eq!(rule["Properties"]["State"], "DISABLED");
+    assert_eq!(
+        rule["Properties"]["EventPattern"]["source"],
+        json!(["entra-sync"])
+    );
+    for t in rule["Properties"]["EventPattern"]["detail-type"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            catalog.iter().any(|c| c == t.as_str().unwrap()),
+            "the sample rule matches a type of the catalog: {t}"
+        );
+    }
+    let queue = get_att(&rule["Properties"]["Targets"][0]["Arn"]);
+    assert_eq!(resource(queue)["Type"], "AWS::SQS::Queue");
+    let allowed = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .any(|r| {
+            let st = &r["Properties"]["PolicyDocument"]["Statement"][0];
+            r["Type"] == "AWS::SQS::QueuePolicy"
+                && r["Properties"]["Queues"][0]["Ref"] == queue
+                && st["Principal"]["Service"] == "events.amazonaws.com"
+                && st["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0]
+                    == "SampleEventsRule"
+        });
+    assert!(allowed, "the sample rule may send to {queue}");
+}
