@@ -123,6 +123,39 @@ fn alarmed(resource: &str, metric: &str) -> bool {
         })
 }
 
+/// `queue` feeds `function_name` with partial batch failures, and its visibility timeout is at
+/// least six times the function's timeout, so a message is not delivered again while an
+/// invocation still works on it.
+fn assert_queue_feeds(queue: &str, function_name: &str) {
+    let visibility = resource(queue)["Properties"]["VisibilityTimeout"]
+        .as_u64()
+        .expect("a visibility timeout");
+    let timeout = function(function_name).properties["Timeout"]
+        .as_u64()
+        .expect("a timeout");
+    assert!(
+        visibility >= 6 * timeout,
+        "{queue}: visibility {visibility} < 6 x {timeout}"
+    );
+    let mapping = transformed()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == queue
+        })
+        .unwrap_or_else(|| panic!("{queue} feeds a function"));
+    assert_eq!(
+        mapping["Properties"]["FunctionName"],
+        json!({"Ref": function_name})
+    );
+    assert_eq!(
+        mapping["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+}
+
 /// A failed asynchronous run of `function` goes to an on-failure queue of its own, watched by
 /// an alarm, and the function's role may send to it (Lambda sends with that role).
 fn assert_on_failure_queue(function_name: &str, queue_name_suffix: &str) {
@@ -217,27 +250,7 @@ fn outbound_webhooks_are_sent_every_minute_and_on_the_publishers_wake_up_queue()
     let dlq = get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
     assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() > 1);
     assert!(alarmed(dlq, "ApproximateNumberOfMessagesVisible"));
-    let timeout = function("OutboundFunction").properties["Timeout"]
-        .as_u64()
-        .expect("a timeout");
-    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
-    let mapping = transformed()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|r| {
-            r["Type"] == "AWS::Lambda::EventSourceMapping"
-                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == "OutboundQueue"
-        })
-        .expect("the wake-up queue feeds a function");
-    assert_eq!(
-        mapping["Properties"]["FunctionName"],
-        json!({"Ref": "OutboundFunction"})
-    );
-    assert_eq!(
-        mapping["Properties"]["FunctionResponseTypes"],
-        json!(["ReportBatchItemFailures"])
-    );
+    assert_queue_feeds("OutboundQueue", "OutboundFunction");
     assert!(alarmed("OutboundFunction", "Errors"));
     // The publisher sends the wake-ups; the due index the function reads is on the table.
     let env = &resource("PublisherFunction")["Properties"]["Environment"]["Variables"];
@@ -267,33 +280,7 @@ fn the_action_queue_is_fifo_with_a_fifo_dead_letter_queue_and_partial_batch_fail
         "a FIFO queue's dead-letter queue is FIFO"
     );
     assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() > 1);
-    // Visibility at least six times the function timeout, so a message is not delivered again
-    // while an invocation still works on it.
-    let timeout = function("ActionsFunction").properties["Timeout"]
-        .as_u64()
-        .expect("a timeout");
-    assert!(
-        queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout,
-        "visibility {} < 6 x {timeout}",
-        queue["VisibilityTimeout"]
-    );
-    let mapping = transformed()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|r| {
-            r["Type"] == "AWS::Lambda::EventSourceMapping"
-                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == "ActionQueue"
-        })
-        .expect("the action queue feeds a function");
-    assert_eq!(
-        mapping["Properties"]["FunctionName"],
-        json!({"Ref": "ActionsFunction"})
-    );
-    assert_eq!(
-        mapping["Properties"]["FunctionResponseTypes"],
-        json!(["ReportBatchItemFailures"])
-    );
+    assert_queue_feeds("ActionQueue", "ActionsFunction");
     // The alarms an operator relies on: dead letters, and the function failing.
     assert!(alarmed(dlq, "ApproximateNumberOfMessagesVisible"));
     assert!(alarmed("ActionsFunction", "Errors"));
@@ -376,27 +363,7 @@ fn the_delivery_queue_is_fifo_with_a_fifo_dead_letter_queue_and_partial_batch_fa
     let dlq = get_att(&queue["RedrivePolicy"]["deadLetterTargetArn"]);
     assert_eq!(resource(dlq)["Properties"]["FifoQueue"], true);
     assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() > 1);
-    let timeout = function("WebhooksQueueFunction").properties["Timeout"]
-        .as_u64()
-        .expect("a timeout");
-    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
-    let mapping = transformed()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|r| {
-            r["Type"] == "AWS::Lambda::EventSourceMapping"
-                && r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == "DeliveryQueue"
-        })
-        .expect("the delivery queue feeds a function");
-    assert_eq!(
-        mapping["Properties"]["FunctionName"],
-        json!({"Ref": "WebhooksQueueFunction"})
-    );
-    assert_eq!(
-        mapping["Properties"]["FunctionResponseTypes"],
-        json!(["ReportBatchItemFailures"])
-    );
+    assert_queue_feeds("DeliveryQueue", "WebhooksQueueFunction");
     assert!(alarmed(dlq, "ApproximateNumberOfMessagesVisible"));
     assert!(alarmed("WebhooksQueueFunction", "Errors"));
     let env = &resource("WebhooksRouteFunction")["Properties"]["Environment"]["Variables"];
