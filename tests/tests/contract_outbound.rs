@@ -9,7 +9,7 @@ use entra_sync_aws::{DynamoStore, sdk_config_for_endpoint};
 use entra_sync_core::events::{ChangeEvent, ChangeKind};
 use entra_sync_core::memory_outbound::MemoryOutboundStore;
 use entra_sync_core::model::TenantId;
-use entra_sync_core::outbound::ports::DeliveryFanOut;
+use entra_sync_core::outbound::ports::{DeliveryFanOut, OutboundStore};
 use entra_sync_core::ports::LocalUserStore;
 use entra_sync_core::provision::{LocalStatus, LocalUser};
 use entra_sync_local::sqlite::SqliteStore;
@@ -96,7 +96,7 @@ async fn dynamodb_outbound_store_keeps_the_delivery_contract() {
             ChangeKind::DirectoryUserCreated {},
         )
         .account(Some(account()));
-        let endpoints = s.account_endpoints(&account()).await.unwrap();
+        let endpoints = s.list_endpoints(&account()).await.unwrap();
         let planned =
             entra_sync_core::outbound::fan_out(&[(e, None)], &endpoints, Utc::now()).unwrap();
         s.create_deliveries(&planned).await.unwrap();

@@ -259,13 +259,6 @@ impl OutboundStore for MemoryOutboundStore {
 
 #[async_trait]
 impl DeliveryFanOut for MemoryOutboundStore {
-    async fn account_endpoints(
-        &self,
-        account: &AccountId,
-    ) -> Result<Vec<OutboundEndpoint>, StoreError> {
-        self.list_endpoints(account).await
-    }
-
     async fn create_deliveries(&self, deliveries: &[NewDelivery]) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         let mut created = 0;

@@ -584,13 +584,6 @@ impl OutboundStore for DynamoStore {
 
 #[async_trait]
 impl DeliveryFanOut for DynamoStore {
-    async fn account_endpoints(
-        &self,
-        account: &AccountId,
-    ) -> Result<Vec<OutboundEndpoint>, StoreError> {
-        self.list_endpoints(account).await
-    }
-
     async fn create_deliveries(&self, deliveries: &[NewDelivery]) -> Result<usize, StoreError> {
         let mut created = 0;
         for new in deliveries {

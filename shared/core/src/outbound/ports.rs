@@ -76,12 +76,7 @@ pub trait OutboundStore: Send + Sync {
 /// Fan-out where deliveries are created apart from the write of their events (the DynamoDB
 /// stream's publisher on AWS; the SQLite store creates them in its outbox transaction).
 #[async_trait]
-pub trait DeliveryFanOut: Send + Sync {
-    /// The endpoints of one account (as [`OutboundStore::list_endpoints`]).
-    async fn account_endpoints(
-        &self,
-        account: &AccountId,
-    ) -> Result<Vec<OutboundEndpoint>, StoreError>;
+pub trait DeliveryFanOut: OutboundStore {
     /// Create each delivery unless one with its id exists (which is kept as it is), so the
     /// same events fanned out again create nothing. Returns how many were created.
     async fn create_deliveries(&self, deliveries: &[NewDelivery]) -> Result<usize, StoreError>;

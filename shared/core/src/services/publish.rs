@@ -193,7 +193,7 @@ async fn fan_out(
                 if !endpoints.contains_key(account) {
                     let found = deps
                         .deliveries
-                        .account_endpoints(account)
+                        .list_endpoints(account)
                         .await
                         .map_err(|e| fail(PublishError::FanOut(e)))?;
                     endpoints.insert(account.clone(), found);
